@@ -1,0 +1,1 @@
+"""Crescent wire protocol, exam protocols and shared contracts (no I/O)."""
