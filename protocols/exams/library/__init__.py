@@ -1,0 +1,1 @@
+"""Shipped standard exams as YAML files (data only); see :mod:`protocols.exams.standard`."""
