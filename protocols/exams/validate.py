@@ -57,7 +57,8 @@ _EXAM_ADAPTER: TypeAdapter[Any] = TypeAdapter(Exam)
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.4g}" if abs(x) < 1e4 else f"{x:.0f}"
+    """A number as written in an exam file: ``35.0``, ``0.0714``, ``240100.0``."""
+    return str(round(float(x), 4))
 
 
 def _range(field: str, value: float, lo: float, hi: float, unit: str, what: str, code: Code) -> list[Violation]:
