@@ -1,0 +1,1 @@
+"""Phantoms: analytic objects with exact line integrals, voxel label volumes, breast and QA phantoms."""
