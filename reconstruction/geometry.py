@@ -23,7 +23,7 @@ Example
 >>> det = DetectorGeometry(native_pitch_mm=0.1, rows=100, cols=200)
 >>> hdr = AcquisitionHeader(geometry=AcquisitionGeometry(detector=det), compressed_thickness_mm=40.0)
 >>> grid = default_grid(hdr, voxel_mm=0.5, slice_spacing_mm=1.0).to_grid()
->>> grid.z_mm[0], grid.z_mm[-1], grid.shape
+>>> float(grid.z_mm[0]), float(grid.z_mm[-1]), grid.shape
 (20.5, 59.5, (40, 20, 40))
 """
 

@@ -21,7 +21,7 @@ Example
 >>> src = np.array([[660 * np.sin(t), 0.0, 660 * np.cos(t)] for t in np.radians([-10, 0, 10])])
 >>> pg = ProjectionGeometry(src, np.array([-10.0, 0, 10]), 0.1, 64, 128, 0.0, 0.0, 20.0, 20.0)
 >>> grid = VolumeGrid(voxel_mm=0.2, x_min_mm=-2, x_max_mm=2, y_min_mm=1, y_max_mm=5, z_mm=(25.0, 30.0))
->>> sart(np.zeros((3, 64, 128), np.float32), pg, grid, n_iter=1).max()
+>>> float(sart(np.zeros((3, 64, 128), np.float32), pg, grid, n_iter=1).max())
 0.0
 """
 

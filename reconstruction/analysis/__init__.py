@@ -1,0 +1,1 @@
+"""Image-quality analysis: presampled MTF, NPS, SDNR/CNR, artifact spread and depth resolution."""
