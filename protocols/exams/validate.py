@@ -72,16 +72,17 @@ def _range(field: str, value: float, lo: float, hi: float, unit: str, what: str,
 # --------------------------------------------------------------------------- field paths
 
 
-def _angle_fields(exam: ExamModel) -> list[str]:
-    """Field path naming each planned angle, in plan order."""
-    n = len(planned_angles_deg(exam))
+def _named_angles(exam: ExamModel) -> list[tuple[str, float]]:
+    """(field path, angle) of the angles that bound the exam; a range's inner angles lie between its ends."""
+    if isinstance(exam, DbtExam) and exam.arc.is_range:
+        angles = planned_angles_deg(exam)
+        return [("arc.start_deg", angles[0]), ("arc.stop_deg", angles[-1])]
     if isinstance(exam, DbtExam):
-        if exam.arc.angles_deg is not None:
-            return [f"arc.angles_deg.{i}" for i in range(n)]
-        return ["arc.start_deg"] + ["arc.count"] * (n - 2) + ["arc.stop_deg"]
+        return [(f"arc.angles_deg.{i}", a) for i, a in enumerate(planned_angles_deg(exam))]
     if isinstance(exam, FfdmExam):
-        return ["angle_deg"]
-    return (["center_deg"] if exam.zero_view else []) + ["offset_deg", "offset_deg"]
+        return [("angle_deg", exam.angle_deg)]
+    fields = (["center_deg"] if exam.zero_view else []) + ["offset_deg", "offset_deg"]
+    return list(zip(fields, planned_angles_deg(exam)))
 
 
 def _mas_field(exam: ExamModel) -> str:
@@ -103,7 +104,7 @@ def check_arc(exam: ExamModel, limits: DeviceLimits) -> list[Violation]:
     """Every planned angle, and the run-up of a continuous sweep, inside the arc travel."""
     out: list[Violation] = []
     seen: set[str] = set()
-    for field, angle in zip(_angle_fields(exam), planned_angles_deg(exam)):
+    for field, angle in _named_angles(exam):
         hit = _range(field, angle, limits.arc_min_deg, limits.arc_max_deg, "deg", "arc travel", Code.ARC_TRAVEL)
         if hit and field not in seen:
             seen.add(field)
