@@ -213,14 +213,29 @@ def _footprint(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, xs: np.ndarray, 
 def _poly_kernel(L, mu, w1, w2, out1, out2):  # pragma: no cover - numba
     n_mat, rows, cols = L.shape
     n_e = w1.size
+    t1 = 0.0
+    t2 = 0.0
+    for e in range(n_e):
+        t1 += w1[e]
+        t2 += w2[e]
     for r in nb.prange(rows):
+        lv = np.empty(n_mat, dtype=np.float64)
         for c in range(cols):
+            any_l = False
+            for m in range(n_mat):
+                lv[m] = L[m, r, c]
+                if lv[m] != 0.0:
+                    any_l = True
+            if not any_l:  # unattenuated ray: the open-field sums
+                out1[r, c] = t1
+                out2[r, c] = t2
+                continue
             s1 = 0.0
             s2 = 0.0
             for e in range(n_e):
                 expo = 0.0
                 for m in range(n_mat):
-                    expo += mu[m, e] * L[m, r, c]
+                    expo += mu[m, e] * lv[m]
                 t = math.exp(-expo)
                 s1 += w1[e] * t
                 s2 += w2[e] * t
