@@ -1,0 +1,94 @@
+"""The device state machine every gantry (simulated or real) must follow, as data.
+
+Theory of operation: a gantry boots into ``BOOT`` and answers only HELLO
+until a session is open. ``IDLE`` accepts motions (-> ``BUSY`` until the
+motion ends) and ARM_PLAN (-> ``ARMED``). FIRE with the armed plan's id and
+digest and every interlock safe starts the sweep (``EXPOSING``); the plan
+ending, ABORT or an opening interlock return to ``IDLE`` (after terminating
+any exposure). The heartbeat watchdog and the emergency stop put the device
+in ``SAFE_HOLD`` (motion stopped, X-rays off, plan disarmed); a latched fault
+puts it in ``FAULT``. Both are left only by RESET_FAULT once the cause is
+gone, or (for a watchdog hold) by a new session's HELLO.
+
+:data:`TRANSITIONS` is the table; :data:`ALLOWED_COMMANDS` says which
+commands each state accepts (others are refused with NAK ``BAD_STATE``, or
+``NO_SESSION`` in ``BOOT``). SPEC.md's device diagram is generated from it
+and the conformance suite checks a device against it.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from protocols.wire.catalogue import DeviceState as S
+
+
+class Trigger(enum.Enum):
+    """What moves the device between states."""
+
+    HELLO = "HELLO"
+    MOTION_ACCEPTED = "HOME / MOVE_ARC / COMPRESS / RELEASE accepted"
+    MOTION_ENDED = "motion ended (MOTION_DONE)"
+    ARM_ACCEPTED = "ARM_PLAN accepted"
+    FIRE_ACCEPTED = "FIRE accepted"
+    PLAN_COMPLETE = "last exposure done"
+    ABORT = "ABORT"
+    INTERLOCK_OPENED = "interlock opened"
+    RELEASE_ACCEPTED = "RELEASE accepted (disarms)"
+    WATCHDOG = "heartbeat watchdog expired"
+    ESTOP = "emergency stop"
+    LATCHED_FAULT = "latched fault"
+    RESET_FAULT = "RESET_FAULT, cause gone"
+    DEVICE_RESET = "device reset"
+
+
+#: (state, trigger) -> next state. Absent pairs do not change the state.
+TRANSITIONS: dict[tuple[S, Trigger], S] = {
+    (S.BOOT, Trigger.HELLO): S.IDLE,
+    (S.IDLE, Trigger.MOTION_ACCEPTED): S.BUSY,
+    (S.BUSY, Trigger.MOTION_ENDED): S.IDLE,
+    (S.BUSY, Trigger.ABORT): S.IDLE,
+    (S.IDLE, Trigger.ARM_ACCEPTED): S.ARMED,
+    (S.ARMED, Trigger.ARM_ACCEPTED): S.ARMED,
+    (S.ARMED, Trigger.FIRE_ACCEPTED): S.EXPOSING,
+    (S.ARMED, Trigger.ABORT): S.IDLE,
+    (S.ARMED, Trigger.RELEASE_ACCEPTED): S.BUSY,
+    (S.EXPOSING, Trigger.PLAN_COMPLETE): S.IDLE,
+    (S.EXPOSING, Trigger.ABORT): S.IDLE,
+    (S.EXPOSING, Trigger.INTERLOCK_OPENED): S.IDLE,
+    (S.SAFE_HOLD, Trigger.HELLO): S.IDLE,
+    (S.SAFE_HOLD, Trigger.RESET_FAULT): S.IDLE,
+    (S.FAULT, Trigger.RESET_FAULT): S.IDLE,
+}
+for _s in (S.IDLE, S.BUSY, S.ARMED, S.EXPOSING, S.FAULT):
+    TRANSITIONS[(_s, Trigger.WATCHDOG)] = S.SAFE_HOLD
+for _s in (S.IDLE, S.BUSY, S.ARMED, S.EXPOSING, S.FAULT):
+    TRANSITIONS[(_s, Trigger.ESTOP)] = S.SAFE_HOLD
+for _s in (S.IDLE, S.BUSY, S.ARMED, S.EXPOSING):
+    TRANSITIONS[(_s, Trigger.LATCHED_FAULT)] = S.FAULT
+for _s in (S.IDLE, S.BUSY, S.ARMED, S.EXPOSING, S.SAFE_HOLD, S.FAULT):
+    TRANSITIONS[(_s, Trigger.DEVICE_RESET)] = S.BOOT
+
+_ALWAYS = frozenset({"HELLO", "GET_STATUS", "GET_INFO", "ABORT", "SET_TELEMETRY", "SIM_SET_INPUT", "SIM_INJECT_FAULT"})
+
+#: Commands each state accepts. RELEASE is refused only while exposing (ABORT first) and before a session.
+ALLOWED_COMMANDS: dict[S, frozenset[str]] = {
+    S.BOOT: frozenset({"HELLO", "GET_INFO", "SIM_SET_INPUT", "SIM_INJECT_FAULT"}),
+    S.IDLE: _ALWAYS
+    | {"HOME", "MOVE_ARC", "COMPRESS", "RELEASE", "SET_TECHNIQUE", "ARM_PLAN", "RESET_FAULT"},
+    S.BUSY: _ALWAYS | {"RELEASE", "RESET_FAULT"},
+    S.ARMED: _ALWAYS | {"FIRE", "ARM_PLAN", "RELEASE", "SET_TECHNIQUE", "RESET_FAULT"},
+    S.EXPOSING: _ALWAYS,
+    S.SAFE_HOLD: _ALWAYS | {"RESET_FAULT", "RELEASE"},
+    S.FAULT: _ALWAYS | {"RESET_FAULT", "RELEASE"},
+}
+
+
+def next_state(state: S, trigger: Trigger) -> S:
+    """State after ``trigger`` in ``state`` (unchanged if the table has no entry)."""
+    return TRANSITIONS.get((state, trigger), state)
+
+
+def command_allowed(state: S, command: str) -> bool:
+    """Whether ``command`` (catalogue name) is accepted in ``state``."""
+    return command in ALLOWED_COMMANDS[state]
