@@ -1,8 +1,8 @@
 """Projection filters for DBT filtered backprojection.
 
 The filter is separable, ``H(f_x, f_y) = H_x(f_x) * H_y(f_y)``, applied to each
-line-integral projection in the frequency domain (edge-padded to at least twice
-the image size so the convolution does not wrap):
+line-integral projection in the frequency domain (edge-padded by up to 512
+samples each side so the convolution does not wrap onto the image):
 
 * along ``x`` (columns, the tube-motion direction): the ramp, written as the
   band-limited Ram-Lak kernel of Kak & Slaney (spatial kernel ``1/(4p^2)`` at 0,
@@ -61,8 +61,13 @@ class FilterSpec(BaseModel):
     y_sigma_mm: float = Field(0.1, gt=0.0, description="Gaussian sigma along y, mm")
 
 
-def _fft_len(n: int) -> int:
-    return sfft.next_fast_len(2 * n, real=True)
+def _fft_len(n: int, pad: int = 512) -> int:
+    """FFT length for ``n`` samples plus ``min(n, pad)`` edge-padded samples each side.
+
+    The Ram-Lak kernel falls as ``1/k^2``: beyond 512 samples its summed tail is
+    below 1e-3 of its centre tap, so wrap-around through the padding is negligible.
+    """
+    return sfft.next_fast_len(n + 2 * min(n, pad), real=True)
 
 
 def ramlak_response(n_fft: int, pitch_mm: float) -> np.ndarray:
