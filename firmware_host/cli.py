@@ -15,7 +15,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 #: Modules that contribute subcommands, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "firmware_host.demo_cli",
+    "firmware_host.acquire_cli",  # crescent acquire
+    "firmware_host.exam_cli",  # crescent exam ...
+    "simulator.cli",  # crescent gantry
+    "hil.cli",  # crescent conformance / validate / replay / check-capture / timing
+    "firmware_host.demo_cli",  # crescent demo
 )
 
 
