@@ -49,7 +49,7 @@ def power_law_field(shape: tuple[int, int, int], beta: float, rng: np.random.Gen
     f[0, 0, 0] = 1.0
     amp = f ** (-beta / 2.0)
     amp[0, 0, 0] = 0.0
-    field = np.fft.irfftn(spec * amp, s=shape).astype(np.float32)
+    field = np.fft.irfftn(spec * amp, s=shape, axes=(0, 1, 2)).astype(np.float32)
     field -= field.mean()
     field /= field.std() + 1e-12
     return field
