@@ -38,6 +38,21 @@ def interp_table(coords: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return i0, f
 
 
+@njit(cache=True, inline="always")
+def _accumulate_row(
+    p0: np.ndarray, p1: np.ndarray, ck: np.ndarray, fk: np.ndarray, w0: float, w1: float, orow: np.ndarray
+) -> None:
+    """``orow[i] += w0 * lerp(p0, ck[i], fk[i]) + w1 * lerp(p1, ck[i], fk[i])`` for valid ``ck[i] >= 0``."""
+    for i in range(orow.size):
+        c = ck[i]
+        if c < 0:
+            continue
+        fx = fk[i]
+        a = p0[c] + fx * (p0[c + 1] - p0[c])
+        b = p1[c] + fx * (p1[c + 1] - p1[c])
+        orow[i] += w0 * a + w1 * b
+
+
 @njit(parallel=True, cache=True, fastmath=True)
 def backproject_slice(
     projs: np.ndarray,
@@ -55,7 +70,7 @@ def backproject_slice(
     weights: ``(n,)`` float32. out: ``(ny, nx)`` float32, added to.
     """
     n = projs.shape[0]
-    ny, nx = out.shape
+    ny = out.shape[0]
     for j in prange(ny):
         orow = out[j]
         for k in range(n):
@@ -66,18 +81,7 @@ def backproject_slice(
             w = weights[k]
             w0 = w * (1.0 - fy)
             w1 = w * fy
-            p0 = projs[k, r]
-            p1 = projs[k, r + 1]
-            ck = c0[k]
-            fk = cf[k]
-            for i in range(nx):
-                c = ck[i]
-                if c < 0:
-                    continue
-                fx = fk[i]
-                a = p0[c] + fx * (p0[c + 1] - p0[c])
-                b = p1[c] + fx * (p1[c + 1] - p1[c])
-                orow[i] += w0 * a + w1 * b
+            _accumulate_row(projs[k, r], projs[k, r + 1], c0[k], cf[k], w0, w1, orow)
 
 
 @njit(parallel=True, cache=True, fastmath=True)
@@ -113,18 +117,7 @@ def forward_project_view(
             fy = jyf[s, r]
             w0 = slab[s] * (1.0 - fy)
             w1 = slab[s] * fy
-            v0 = vol[s, j]
-            v1 = vol[s, j + 1]
-            xs = jx0[s]
-            fs = jxf[s]
-            for c in range(C):
-                i = xs[c]
-                if i < 0:
-                    continue
-                fx = fs[c]
-                a = v0[i] + fx * (v0[i + 1] - v0[i])
-                b = v1[i] + fx * (v1[i + 1] - v1[i])
-                orow[c] += w0 * a + w1 * b
+            _accumulate_row(vol[s, j], vol[s, j + 1], jx0[s], jxf[s], w0, w1, orow)
         prow = path[r]
         for c in range(C):
             orow[c] *= prow[c]
@@ -145,7 +138,7 @@ def backproject_view(
     img: ``(R, C)`` float32; c0, cf: ``(nz, nx)``; r0, rf: ``(nz, ny)``; vol: ``(nz, ny, nx)`` float32.
     One call per view (the iterative methods' update), parallel over (slice, row).
     """
-    nz, ny, nx = vol.shape
+    nz, ny = vol.shape[0], vol.shape[1]
     for t in prange(nz * ny):
         s = t // ny
         j = t - s * ny
@@ -155,16 +148,4 @@ def backproject_view(
         fy = rf[s, j]
         w0 = weight * (1.0 - fy)
         w1 = weight * fy
-        p0 = img[r]
-        p1 = img[r + 1]
-        ck = c0[s]
-        fk = cf[s]
-        orow = vol[s, j]
-        for i in range(nx):
-            c = ck[i]
-            if c < 0:
-                continue
-            fx = fk[i]
-            a = p0[c] + fx * (p0[c + 1] - p0[c])
-            b = p1[c] + fx * (p1[c + 1] - p1[c])
-            orow[i] += w0 * a + w1 * b
+        _accumulate_row(img[r], img[r + 1], c0[s], cf[s], w0, w1, vol[s, j])

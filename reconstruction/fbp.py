@@ -131,9 +131,10 @@ def iter_shift_and_add(
     geometry: AcquisitionHeader | ProjectionGeometry,
     grid: VolumeGrid | Grid,
 ) -> SliceIter:
-    """Yield shift-and-add slices: the mean over projections of the line integrals seen by each voxel.
+    """Yield shift-and-add slices: ``(1/n) sum_k p_k(u_k, v_k)`` over the ``n`` projections.
 
-    Units: line integral (dimensionless), the projection average.
+    Units: line integral (dimensionless). A voxel whose shadow falls off the
+    detector in some projections gets no contribution from them (it comes out darker).
     """
     pg = resolve_geometry(projections, geometry)
     g = as_grid(grid)
