@@ -11,9 +11,10 @@ Unstuffed frame (all integers little-endian)::
     7       n     payload
     7+n     4     crc         CRC-32C of bytes 0 .. 7+n-1
 
-On the wire: ``COBS(frame) + b"\\x00"``. A receiver splits the byte stream at
-0x00, so after garbage or a lost byte it resynchronises at the next
-delimiter. Nothing here keeps state except :class:`FrameDecoder`'s partial
+On the wire: ``b"\\x00" + COBS(frame) + b"\\x00"``. A receiver splits the byte
+stream at 0x00, so after garbage or a lost byte it resynchronises at the next
+delimiter; the leading delimiter ends any line noise received since the last
+frame, so the frame that follows noise is not lost with it. Nothing here keeps state except :class:`FrameDecoder`'s partial
 buffer, which is bounded by :data:`MAX_ENCODED`.
 """
 
@@ -73,8 +74,8 @@ def build_frame(msg_id: int, seq: int, flags: int, payload: bytes, version: int 
 
 
 def encode_frame(msg_id: int, seq: int, flags: int, payload: bytes, version: int = PROTOCOL_VERSION) -> bytes:
-    """Bytes to put on the wire: COBS-stuffed frame followed by the 0x00 delimiter."""
-    return cobs.encode(build_frame(msg_id, seq, flags, payload, version)) + DELIMITER
+    """Bytes to put on the wire: 0x00, the COBS-stuffed frame, 0x00."""
+    return DELIMITER + cobs.encode(build_frame(msg_id, seq, flags, payload, version)) + DELIMITER
 
 
 def parse_frame(raw: bytes) -> Frame:

@@ -26,8 +26,10 @@ class LossyChannel:
 
     def transmit(self, data: bytes) -> bytes:
         out = bytearray()
-        for run in data.split(b"\x00")[:-1] if data.endswith(b"\x00") else data.split(b"\x00"):
-            frame = run + b"\x00"
+        for run in data.split(b"\x00"):
+            if not run:
+                continue
+            frame = b"\x00" + run + b"\x00"
             if self.rng.random() < self.loss:
                 self.dropped += 1
                 continue
