@@ -1,0 +1,136 @@
+"""Traffic capture, sans-IO: every byte each way, cut into frames, with timestamps.
+
+A :class:`Tap` sits beside a link (it never changes the bytes). The adapter
+that moves bytes between host and device calls :meth:`Tap.record` with the
+direction, the bytes and the time (seconds, wall clock or SimPy virtual time).
+The tap cuts each direction's byte stream at the 0x00 frame delimiter, so one
+:class:`Packet` holds one complete COBS frame *including* its delimiter -
+exactly what one pcap record carries (see :mod:`hil.pcap`). The leading 0x00
+a sender puts before a frame (and any idle fill) stays in front of that frame
+in the same packet, so no byte is lost. Bytes that are not
+a valid frame (line noise, a truncated frame) are kept as they came: the
+capture is the line, not what a decoder made of it.
+
+Example
+-------
+>>> from protocols.wire.framing import encode_frame
+>>> tap = Tap()
+>>> wire = encode_frame(0x06, 7, 0x01, b"")
+>>> tap.record(HOST_TO_DEVICE, wire[:3], 0.010)
+>>> tap.record(HOST_TO_DEVICE, wire[3:], 0.012)
+>>> [(p.t_s, p.direction, p.data == wire) for p in tap.packets]
+[(0.012, 0, True)]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+#: Direction byte of the pcap pseudo-header.
+HOST_TO_DEVICE = 0
+DEVICE_TO_HOST = 1
+DIRECTION_TEXT = {HOST_TO_DEVICE: "host->device", DEVICE_TO_HOST: "device->host"}
+
+#: A run longer than this without a delimiter is flushed as one packet (bounded memory, bytes).
+MAX_RUN = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    """One captured unit: ``data`` is one frame with its 0x00 delimiter (or a flushed partial run).
+
+    ``t_s`` is the time the last byte was seen, seconds (capture clock).
+    """
+
+    t_s: float
+    direction: int
+    data: bytes
+
+
+@dataclass
+class Tap:
+    """Records both directions of a link as :class:`Packet` objects (sans-IO)."""
+
+    packets: list[Packet] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._partial: dict[int, bytearray] = {HOST_TO_DEVICE: bytearray(), DEVICE_TO_HOST: bytearray()}
+        self._last_t: dict[int, float] = {HOST_TO_DEVICE: 0.0, DEVICE_TO_HOST: 0.0}
+
+    def record(self, direction: int, data: bytes, now: float) -> None:
+        """Note ``data`` seen travelling in ``direction`` at time ``now`` (s)."""
+        if direction not in DIRECTION_TEXT:
+            raise ValueError(f"direction must be 0 (host->device) or 1 (device->host), got {direction}")
+        buf = self._partial[direction]
+        self._last_t[direction] = now
+        start = 0
+        while True:
+            end = data.find(b"\x00", start)
+            if end < 0:
+                break
+            buf += data[start : end + 1]
+            if buf.count(0) < len(buf):  # a run with content: one frame (idle 0x00 fill stays in front of it)
+                self.packets.append(Packet(now, direction, bytes(buf)))
+                buf.clear()
+            start = end + 1
+        buf += data[start:]
+        if len(buf) > MAX_RUN:
+            self.packets.append(Packet(now, direction, bytes(buf)))
+            buf.clear()
+
+    def flush(self) -> None:
+        """Emit any partial run (bytes after the last delimiter) as a final packet per direction."""
+        for direction, buf in self._partial.items():
+            if buf:
+                self.packets.append(Packet(self._last_t[direction], direction, bytes(buf)))
+                buf.clear()
+
+    def bytes_each_way(self) -> tuple[bytes, bytes]:
+        """All captured bytes (host->device, device->host), in order, partial runs included."""
+        out = {d: bytearray() for d in DIRECTION_TEXT}
+        for p in self.packets:
+            out[p.direction] += p.data
+        for d, buf in self._partial.items():
+            out[d] += buf
+        return bytes(out[HOST_TO_DEVICE]), bytes(out[DEVICE_TO_HOST])
+
+
+class SerialLike(Protocol):
+    """The part of a pyserial port a :class:`TappedPort` needs."""
+
+    def read(self, size: int = 1) -> bytes: ...
+
+    def write(self, data: bytes) -> int | None: ...
+
+
+class TappedPort:
+    """Wrap a pyserial-like port (host side) so every byte read or written is recorded in ``tap``.
+
+    ``clock`` returns the current time in seconds (e.g. ``time.monotonic``). Written
+    bytes count as host->device, read bytes as device->host. Other attributes are
+    passed through to the wrapped port.
+    """
+
+    def __init__(self, port: SerialLike, tap: Tap, clock: "ClockFn") -> None:
+        self._port = port
+        self.tap = tap
+        self._clock = clock
+
+    def write(self, data: bytes) -> int | None:
+        n = self._port.write(data)
+        self.tap.record(HOST_TO_DEVICE, bytes(data), self._clock())
+        return n
+
+    def read(self, size: int = 1) -> bytes:
+        data = self._port.read(size)
+        if data:
+            self.tap.record(DEVICE_TO_HOST, bytes(data), self._clock())
+        return data
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._port, name)
+
+
+class ClockFn(Protocol):
+    def __call__(self) -> float: ...

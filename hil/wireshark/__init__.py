@@ -1,0 +1,1 @@
+"""Wireshark support: the Lua dissector generated from the message catalogue."""

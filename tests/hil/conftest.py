@@ -1,0 +1,43 @@
+"""Helpers for the HIL tests: build captures frame by frame with the project's codec."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from hil.capture import Packet
+from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, FLAG_RETRANSMIT, encode_frame
+from protocols.wire.messages import BY_NAME, plan_digest
+
+H2D, D2H = 0, 1
+
+
+class CaptureBuilder:
+    """Append frames (request/response/stream) at given times; ``packets`` is the capture."""
+
+    def __init__(self) -> None:
+        self.packets: list[Packet] = []
+
+    def add(self, t: float, direction: int, name: str, seq: int, flags: int, **fields: Any) -> bytes:
+        msg = BY_NAME[name](**fields)
+        if name == "ARM_PLAN" and "digest" not in fields:
+            msg.digest = plan_digest(msg)  # type: ignore[attr-defined]
+        wire = encode_frame(msg.ID, seq, flags, msg.pack())
+        self.packets.append(Packet(t, direction, wire))
+        return wire
+
+    def request(self, t: float, direction: int, name: str, seq: int, retransmit: bool = False, **f: Any) -> bytes:
+        return self.add(t, direction, name, seq, FLAG_ACK_REQ | (FLAG_RETRANSMIT if retransmit else 0), **f)
+
+    def respond(self, t: float, direction: int, name: str, seq: int, **f: Any) -> bytes:
+        return self.add(t, direction, name, seq, FLAG_RESPONSE, **f)
+
+    def stream(self, t: float, direction: int, name: str, seq: int, **f: Any) -> bytes:
+        return self.add(t, direction, name, seq, 0, **f)
+
+
+@pytest.fixture
+def capture_builder() -> Callable[[], CaptureBuilder]:
+    return CaptureBuilder
