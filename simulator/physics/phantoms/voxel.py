@@ -71,7 +71,9 @@ class VoxelPhantom:
 
     def present_labels(self) -> list[int]:
         """Non-air labels that occur in the volume."""
-        counts = np.bincount(self.labels.ravel(), minlength=256)
+        counts = np.zeros(256, dtype=np.int64)
+        for sl in self.labels:  # slice by slice: bincount would widen the whole volume to int64
+            counts += np.bincount(sl.ravel(), minlength=256)
         return [int(k) for k in np.nonzero(counts)[0] if k != 0]
 
 
