@@ -1,0 +1,582 @@
+"""The exam plan: one generator that runs a DBT sweep, a 2D view or a stereo pair end to end.
+
+Phases, in order (each announced with :class:`~firmware_host.plans.Phase`):
+
+``prepare`` (STATUS, clear a stale fault, check door and e-stop) -> ``home`` (if
+not homed) -> ``compress`` (COMPRESS to the target force, wait until the force
+settles from telemetry, read the thickness from STATUS and check it against the
+exam) -> ``scout`` (AEC only: a one-entry plan with the scout technique, its image's
+AEC-region signal -> :func:`firmware_host.aec.choose_technique`) -> ``position``
+(arm to the start of the sweep) -> ``arm`` (SET_TECHNIQUE, ARM_PLAN from
+:func:`protocols.exams.expand_exam` with its digest) -> ``sweep`` (FIRE, follow
+EXPOSURE_DONE and IMAGE_READY, take in each image from the data channel and
+verify its CRC-32C) -> ``readout`` (images still to come after the last
+exposure) -> ``release`` (as the exam's compression policy says) -> ``done``.
+
+Any :class:`~firmware_host.errors.Interrupted` (suspender, operator) or host
+error ends the exam through :func:`safe_stop`: ABORT, take in the images of
+exposures already made, RELEASE if ``release_on_fault``. The plan never
+re-fires an exposure. The return value is the :class:`~firmware_host.record.ExamRecord`,
+also written to the exam folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from firmware_host.aec import AecDecision, aec_roi, choose_technique, roi_signal
+from firmware_host.audit import message_dict
+from firmware_host.errors import CommandFailed, ExamError, HostError, Interrupted, WaitTimeout
+from firmware_host.intake import FileDataChannel, check_frame, frame_array
+from firmware_host.mirror import DeviceMirror, fault_name
+from firmware_host.plans import Command, Guard, Now, Phase, Plan, Sleep, WaitFor
+from firmware_host.policy import IDEMPOTENT_RETRIES
+from firmware_host.record import AecRecord, ExamRecord, ExposureCheck
+from firmware_host.session import SessionInfo, hello_plan
+from firmware_host.store import ExamStore
+from protocols.exams.models import AecTechnique, ExamModel
+from protocols.exams.motion import runup_deg
+from protocols.exams.plan import PlanError, PlannedExposure, aec_scout_exposure, expand_exam, scan_time_s
+from protocols.records import AcquisitionHeader, ExposureRecord, ProjectionRecord, Technique
+from protocols.wire.catalogue import (
+    ANODE_FILTER_CODE,
+    AbortReason,
+    DeviceState,
+    ExposureStatus,
+    FocalSpot,
+    Interlock,
+    MotionMode,
+)
+from protocols.wire.messages import (
+    Abort,
+    ArmPlan,
+    Compress,
+    Fire,
+    GetStatus,
+    Home,
+    Message,
+    MoveArc,
+    Release,
+    ResetFault,
+    SetTechnique,
+    plan_digest,
+)
+
+R = IDEMPOTENT_RETRIES
+
+
+class ExamOptions(BaseModel):
+    """Host-side settings of an exam run (times in s, angles in deg, forces in N)."""
+
+    angle_tolerance_deg: float = Field(0.25, gt=0.0, description="planned vs actual (window-mean) angle")
+    move_timeout_s: float = Field(30.0, gt=0.0)
+    compress_timeout_s: float = Field(30.0, gt=0.0)
+    settle_rate_n_s: float = Field(1.0, gt=0.0, description="force counts as settled below this |dF/dt|")
+    settle_sample_s: float = Field(0.25, gt=0.0)
+    image_timeout_s: float = Field(3.0, gt=0.0, description="wait for IMAGE_READY / a complete file")
+    image_retry_s: float = Field(0.05, gt=0.0)
+    sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
+    reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
+    heartbeat_period_ms: int = 100
+    watchdog_timeout_ms: int = 1000
+
+
+@dataclass
+class ExamContext:
+    """What the exam plan needs besides the device: the exam, the session, the folder."""
+
+    exam: ExamModel
+    session: SessionInfo
+    store: ExamStore
+    channel: FileDataChannel
+    mirror: DeviceMirror
+    log: Callable[..., None]
+    plan_id: int = 1
+    session_id: int = 1
+    options: ExamOptions = field(default_factory=ExamOptions)
+
+
+@dataclass
+class _State:
+    """What the exam accumulates while it runs."""
+
+    phase: str = "prepare"
+    started_s: float = 0.0
+    compressed: bool = False
+    released: bool = False
+    force_n: float | None = None
+    thickness_mm: float | None = None
+    technique: Technique | None = None
+    aec: AecDecision | None = None
+    planned: list[PlannedExposure] = field(default_factory=list)
+    scout: ProjectionRecord | None = None
+    exposures: list[ExposureRecord] = field(default_factory=list)
+    checks: dict[int, ExposureCheck] = field(default_factory=dict)
+    images: dict[int, ProjectionRecord] = field(default_factory=dict)
+    frame_to_index: dict[int, int] = field(default_factory=dict)
+    pending_ready: dict[int, Message] = field(default_factory=dict)  # frame id -> IMAGE_READY not yet taken
+    warnings: list[str] = field(default_factory=list)
+    end_reason: str | None = None
+    end_fault: str | None = None
+    aborted: bool = False
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def _status(ctx: ExamContext) -> Plan:
+    st = yield Command(GetStatus(), retries=R)
+    return st
+
+
+def motion(ctx: ExamContext, message: Message, timeout_s: float) -> Plan:
+    """Send a motion command and wait for its MOTION_DONE; returns the MOTION_DONE message."""
+    mark = ctx.mirror.mark
+    yield Command(message, retries=R)
+
+    def done(m: DeviceMirror) -> Any:
+        for e in m.events_since(mark, "MOTION_DONE"):
+            if e.message.cause_msg_id == message.ID:
+                return e
+        return None
+
+    ev = yield WaitFor(done, timeout_s, f"{message.NAME} to finish")
+    return ev.message
+
+
+def move_arc(ctx: ExamContext, angle_deg: float) -> Plan:
+    """Move the arm to ``angle_deg`` (skipped if already there within 0.01 deg)."""
+    if abs(ctx.mirror.arc_deg - angle_deg) < 0.01:
+        return None
+    done = yield from motion(ctx, MoveArc(target_mdeg=round(angle_deg * 1000), speed_mdeg_s=0), ctx.options.move_timeout_s)
+    if not done.ok:
+        raise ExamError(f"MOVE_ARC to {angle_deg:.3f} deg stopped at {done.arc_mdeg / 1000:.3f} deg")
+    return done
+
+
+def focal_spot_code(focal_spot_mm: float) -> int:
+    return int(FocalSpot.SMALL) if focal_spot_mm < 0.2 else int(FocalSpot.LARGE)
+
+
+def arm_message(plan_id: int, planned: list[PlannedExposure]) -> Message:
+    """ARM_PLAN for ``planned`` (one anode/filter and focal spot per plan), digest filled in."""
+    first = planned[0]
+    continuous = first.motion == "continuous"
+    msg = ArmPlan(
+        plan_id=plan_id,
+        motion=int(MotionMode.CONTINUOUS if continuous else MotionMode.STEP_AND_SHOOT),
+        anode_filter=ANODE_FILTER_CODE[first.anode_filter],
+        focal_spot=focal_spot_code(first.focal_spot_mm),
+        speed_mdeg_s=round(abs(first.speed_deg_s) * 1000) if continuous else 0,
+        digest=0,
+        entries=[
+            {"angle_mdeg": round(p.planned_angle_deg * 1000), "kv_ckv": round(p.kvp * 100),
+             "mas_uas": round(p.mas * 1e6), "pulse_us": max(1, round(p.window_ms * 1000))}
+            for p in planned
+        ],
+    )
+    msg.digest = plan_digest(msg)
+    return msg
+
+
+def technique_message(p: PlannedExposure) -> Message:
+    return SetTechnique(
+        anode_filter=ANODE_FILTER_CODE[p.anode_filter], kv_ckv=round(p.kvp * 100),
+        ma_dma=min(5000, max(1, round(p.tube_current_ma * 10))), focal_spot=focal_spot_code(p.focal_spot_mm),
+    )
+
+
+def exposure_record(done: Message, planned: PlannedExposure, is_scout: bool) -> ExposureRecord:
+    """EXPOSURE_DONE (wire units) -> ExposureRecord (deg, kV, mAs, s)."""
+    return ExposureRecord(
+        index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg * 1e-3,
+        angle_start_deg=done.start_mdeg * 1e-3, angle_end_deg=done.end_mdeg * 1e-3, kvp=done.kv_ckv * 0.01,
+        mas=done.mas_uas * 1e-6, anode_filter=planned.anode_filter, focal_spot_mm=planned.focal_spot_mm,
+        window_start_s=done.window_start_us * 1e-6, window_end_s=done.window_end_us * 1e-6,
+        terminated_early=done.status != int(ExposureStatus.OK), is_scout=is_scout,
+    )
+
+
+def _status_name(code: int) -> str:
+    try:
+        return ExposureStatus(code).name
+    except ValueError:
+        return f"status {code}"
+
+
+def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem: str) -> Plan:
+    """Read a frame from the data channel until size and CRC match (or time out); store it.
+
+    Returns the stored :class:`ProjectionRecord`, or None if it never arrived intact.
+    """
+    start = yield Now()
+    attempts = 0
+    while True:
+        attempts += 1
+        chk = check_frame(ctx.channel.read(ready.locator), ready)
+        if chk.data is not None:
+            break
+        now = yield Now()
+        if now - start >= ctx.options.image_timeout_s:
+            ctx.log("decision", note=f"{chk.problem}; giving up after {attempts} reads", action="end")
+            return None
+        if attempts == 1:
+            ctx.log("decision", note=f"{chk.problem}; re-reading", action="retry")
+        yield Sleep(ctx.options.image_retry_s)
+    image = frame_array(chk.data, ready)
+    rec = ProjectionRecord(exposure=exposure, rows=ready.rows, cols=ready.cols, dtype=str(image.dtype.name),
+                           checksum_crc32c=ready.checksum)
+    rec = ctx.store.save_image(stem, image, rec)
+    ctx.log("image", frame_id=ready.frame_id, index=exposure.index, is_scout=exposure.is_scout, path=rec.path,
+            checksum_crc32c=ready.checksum, rows=ready.rows, cols=ready.cols, reads=attempts)
+    return rec
+
+
+# ------------------------------------------------------------------------------------------- phases
+
+
+def prepare(ctx: ExamContext, st: _State) -> Plan:
+    yield _ph(st, "prepare")
+    status = yield from _status(ctx)
+    if status.state in (int(DeviceState.FAULT), int(DeviceState.SAFE_HOLD)):
+        ctx.log("decision", note=f"device in {DeviceState(status.state).name} before the exam; RESET_FAULT",
+                action="retry")
+        yield Command(ResetFault(fault_code=0), retries=R)
+        status = yield from _status(ctx)
+    if status.state not in (int(DeviceState.IDLE), int(DeviceState.ARMED)):
+        fault = f", fault {fault_name(status.fault_code)}" if status.fault_code else ""
+        raise ExamError(f"device not ready: state {DeviceState(status.state).name}{fault}")
+    if status.state == int(DeviceState.ARMED):
+        yield Command(Abort(reason=int(AbortReason.OPERATOR)), retries=R)  # a stale plan is never fired
+    hard = int(Interlock.DOOR_CLOSED) | int(Interlock.ESTOP_RELEASED)  # type: ignore[attr-defined]
+    if status.interlocks & hard != hard:
+        raise ExamError(f"cannot start: interlock open: {', '.join(ctx.mirror.open_interlocks)}")
+    yield Guard(True)
+    if not status.homed:
+        yield _ph(st, "home")
+        done = yield from motion(ctx, Home(), ctx.options.move_timeout_s)
+        if not done.ok:
+            raise ExamError("HOME did not reach the index mark")
+
+
+def compress(ctx: ExamContext, st: _State) -> Plan:
+    comp = ctx.exam.compression
+    yield _ph(st, "compress")
+    st.compressed = True  # from the moment the paddle may touch the breast
+    done = yield from motion(
+        ctx,
+        Compress(target_force_dn=round(comp.target_force_n * 10), min_thickness_um=round(comp.min_thickness_mm * 1000),
+                 speed_um_s=0),
+        ctx.options.compress_timeout_s,
+    )
+    if not done.ok:
+        st.warnings.append(f"COMPRESS stopped at {done.force_dn / 10:.1f} N, {done.thickness_um / 1000:.1f} mm "
+                           f"before the target {comp.target_force_n} N")
+    # Settle: the breast relaxes; wait until |dF/dt| < settle_rate (from telemetry), at most settle_time_s.
+    t0 = yield Now()
+    f_prev = ctx.mirror.force_n
+    while True:
+        now = yield Sleep(ctx.options.settle_sample_s)
+        f = ctx.mirror.force_n
+        rate = abs(f - f_prev) / ctx.options.settle_sample_s
+        f_prev = f
+        if rate < ctx.options.settle_rate_n_s or now - t0 >= comp.settle_time_s:
+            break
+    status = yield from _status(ctx)
+    st.force_n = status.force_dn * 0.1
+    st.thickness_mm = status.thickness_um * 1e-3
+    ctx.log("compression", force_n=st.force_n, thickness_mm=st.thickness_mm, settled_after_s=round(now - t0, 4),
+            rate_n_s=round(rate, 4))
+    if not comp.min_thickness_mm <= st.thickness_mm <= comp.max_thickness_mm:
+        raise ExamError(f"compressed thickness {st.thickness_mm:.1f} mm outside the exam's "
+                        f"[{comp.min_thickness_mm}, {comp.max_thickness_mm}] mm")
+
+
+def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[PlannedExposure], is_scout: bool,
+                   phase: str) -> Plan:
+    """SET_TECHNIQUE, ARM_PLAN, FIRE, then follow exposures and images until all are in (or raise)."""
+    n = len(planned)
+    yield _ph(st, "arm" if not is_scout else phase)
+    yield Command(technique_message(planned[0]), retries=R)
+    arm = arm_message(plan_id, planned)
+    yield Command(arm, retries=R)
+    ctx.log("armed", plan_id=plan_id, digest=arm.digest, is_scout=is_scout, fields=message_dict(arm))
+    yield _ph(st, phase, 0, n)
+    mark = ctx.mirror.mark
+    try:
+        yield Command(Fire(plan_id=plan_id, digest=arm.digest))  # never resent (policy)
+    except CommandFailed:
+        status = yield from _status(ctx)
+        if not (status.state == int(DeviceState.EXPOSING) and status.armed_plan_id == plan_id):
+            raise
+        ctx.log("decision", note="FIRE unanswered but the plan runs (STATUS); following it", action="continue")
+    budget = scan_time_s(ctx.exam, planned) + ctx.options.sweep_margin_s
+    t_fire = yield Now()
+    deadline = t_fire + budget
+    done_count = 0
+    stored = 0
+    ended_early: str | None = None
+    while stored < n:
+        now = yield Now()
+        try:
+            ev = yield WaitFor(lambda m: m.first_since(mark, "EXPOSURE_DONE", "IMAGE_READY", "STATE_CHANGED"),
+                               max(1e-3, deadline - now), "the plan's exposures and images")
+        except WaitTimeout:
+            if done_count < n:
+                raise Interrupted(f"{phase}: only {done_count} of {n} exposures within {budget:.1f} s", "TIMEOUT")
+            ctx.log("decision", note=f"{n - stored} image(s) never announced (IMAGE_READY) within "
+                    f"{ctx.options.image_timeout_s} s after the last exposure", action="end")
+            break
+        mark = ev.index + 1
+        msg = ev.message
+        if msg.NAME == "EXPOSURE_DONE" and msg.plan_id == plan_id:
+            p = planned[min(msg.index, n - 1)]
+            rec = exposure_record(msg, p, is_scout)
+            st.exposures.append(rec)
+            st.frame_to_index[msg.frame_id] = msg.index
+            if not is_scout:
+                st.checks[msg.index] = _check(ctx, rec, p, _status_name(msg.status))
+            ctx.log("exposure", plan_id=plan_id, index=msg.index, frame_id=msg.frame_id, status=_status_name(msg.status),
+                    is_scout=is_scout, planned_angle_deg=p.planned_angle_deg, actual_start_deg=rec.angle_start_deg,
+                    actual_end_deg=rec.angle_end_deg, planned_kvp=p.kvp, actual_kvp=rec.kvp, planned_mas=p.mas,
+                    actual_mas=rec.mas, planned_window_ms=p.window_ms,
+                    actual_window_ms=round((rec.window_end_s - rec.window_start_s) * 1e3, 6),
+                    window_start_us=msg.window_start_us, window_end_us=msg.window_end_us, host_time_s=ev.host_time_s)
+            done_count += 1
+            if msg.status != int(ExposureStatus.OK):
+                ended_early = f"exposure {msg.index} ended early: {_status_name(msg.status)}"
+            yield _ph(st, phase, done_count, n)
+            if done_count == n:
+                deadline = min(deadline, (yield Now()) + ctx.options.image_timeout_s)
+                if not is_scout:
+                    yield _ph(st, "readout", stored, n)
+            ready = st.pending_ready.pop(msg.frame_id, None)
+            if ready is not None:
+                stored += yield from _store(ctx, st, ready, rec, is_scout, n)
+        elif msg.NAME == "IMAGE_READY":
+            if msg.frame_id not in st.frame_to_index:
+                st.pending_ready[msg.frame_id] = msg  # image before its EXPOSURE_DONE: keep it
+                continue
+            rec = next(e for e in reversed(st.exposures) if e.frame_id == msg.frame_id)
+            stored += yield from _store(ctx, st, msg, rec, is_scout, n)
+        elif msg.NAME == "STATE_CHANGED" and msg.old_state == int(DeviceState.EXPOSING) and done_count < n:
+            ended_early = ended_early or f"the device ended the plan after {done_count} of {n} exposures"
+        if ended_early is not None:
+            raise Interrupted(ended_early, "FAULT", fault_name(ctx.mirror.fault_code) if ctx.mirror.fault_code else None)
+
+
+def _ph(st: _State, name: str, index: int = 0, total: int = 0) -> Phase:
+    """A Phase message that also records the exam's current phase."""
+    if name not in ("image",):
+        st.phase = name
+    return Phase(name, index, total)
+
+
+def _store(ctx: ExamContext, st: _State, ready: Message, rec: ExposureRecord, is_scout: bool, n: int) -> Plan:
+    stem = "scout" if is_scout else ctx.store.projection_stem(rec.index)
+    prec = yield from take_image(ctx, ready, rec, stem)
+    if prec is None:
+        return 0
+    if is_scout:
+        st.scout = prec
+    else:
+        st.images[rec.index] = prec
+        if rec.index in st.checks:
+            st.checks[rec.index] = st.checks[rec.index].model_copy(update={"image_stored": True})
+        yield Phase("image", len(st.images), n)
+    return 1
+
+
+def _check(ctx: ExamContext, rec: ExposureRecord, p: PlannedExposure, status: str) -> ExposureCheck:
+    err = rec.mean_angle_deg - p.planned_angle_deg
+    return ExposureCheck(
+        index=rec.index, status=status, planned_angle_deg=p.planned_angle_deg, actual_angle_deg=rec.mean_angle_deg,
+        angle_error_deg=err, within_tolerance=abs(err) <= ctx.options.angle_tolerance_deg, planned_kvp=p.kvp,
+        planned_mas=p.mas, planned_window_ms=p.window_ms, actual_window_ms=(rec.window_end_s - rec.window_start_s) * 1e3,
+    )
+
+
+def scout(ctx: ExamContext, st: _State) -> Plan:
+    """AEC pre-exposure; sets ``st.technique``."""
+    tech = ctx.exam.technique
+    assert isinstance(tech, AecTechnique)
+    yield _ph(st, "scout")
+    exp = aec_scout_exposure(ctx.exam, ctx.session.limits)
+    assert exp is not None
+    yield from move_arc(ctx, exp.planned_angle_deg)
+    yield from run_armed_plan(ctx, st, ctx.plan_id, [exp], True, "scout")
+    if st.scout is None:
+        raise ExamError("the AEC scout image never arrived intact")
+    yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the scout plan to end")
+    image = np.load(ctx.store.root / st.scout.path, allow_pickle=False)  # type: ignore[operator]
+    det = ctx.session.geometry.detector
+    roi = aec_roi(image.shape[0], image.shape[1], det.pitch_mm)
+    bits = 16 if image.dtype.itemsize == 2 else 8 * image.dtype.itemsize
+    signal = roi_signal(image, roi, bits)
+    assert st.thickness_mm is not None
+    decision = choose_technique(tech, st.thickness_mm, signal)
+    st.aec, st.technique = decision, decision.technique
+    ctx.log("aec", thickness_mm=st.thickness_mm, scout_signal=signal, roi=[roi.r0, roi.r1, roi.c0, roi.c1],
+            exponent=decision.exponent, chosen=decision.technique.model_dump(), note=decision.clamped)
+
+
+def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
+    """Where the arm waits before FIRE: the first angle, or for a continuous sweep its run-up start."""
+    first = planned[0]
+    if first.motion != "continuous":
+        return first.planned_angle_deg
+    lim = ctx.session.limits
+    speed = abs(first.speed_deg_s)
+    back = 0.5e-3 * speed * first.window_ms + runup_deg(speed, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+    direction = 1.0 if first.speed_deg_s > 0 else -1.0
+    angle = first.planned_angle_deg - direction * back
+    return min(max(angle, lim.arc_min_deg), lim.arc_max_deg)
+
+
+def release(ctx: ExamContext, st: _State) -> Plan:
+    yield _ph(st, "release")
+    done = yield from motion(ctx, Release(), ctx.options.move_timeout_s)
+    st.released = bool(done.ok)
+    if not done.ok:
+        st.warnings.append("RELEASE did not reach the park height")
+
+
+# ------------------------------------------------------------------------------------------- the plan
+
+
+def exam_plan(ctx: ExamContext) -> Plan:
+    """The whole exam (see module docstring); returns the :class:`ExamRecord`."""
+    st = _State()
+    st.started_s = yield Now()
+    ctx.log("exam_start", exam=ctx.exam.name, kind=ctx.exam.kind, plan_id=ctx.plan_id + 1,
+            exam_definition=ctx.exam.model_dump(mode="json"))
+    try:
+        yield from prepare(ctx, st)
+        yield from compress(ctx, st)
+        if isinstance(ctx.exam.technique, AecTechnique):
+            yield from scout(ctx, st)
+            st.planned = expand_exam(ctx.exam, st.technique, ctx.session.limits)
+        else:
+            st.planned = expand_exam(ctx.exam, None, ctx.session.limits)
+            st.technique = st.planned[0].technique()
+        yield _ph(st, "position")
+        yield from move_arc(ctx, start_angle(ctx, st.planned))
+        yield from run_armed_plan(ctx, st, ctx.plan_id + 1, st.planned, False, "sweep")
+        yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the plan to end")
+        if ctx.exam.compression.release == "after_exam":
+            yield from release(ctx, st)
+        yield Guard(False)
+    except Interrupted as exc:
+        st.aborted, st.end_reason, st.end_fault = True, exc.reason, exc.fault
+        yield from safe_stop(ctx, st, exc.abort_reason)
+    except (HostError, PlanError, ValueError) as exc:
+        st.aborted, st.end_reason = True, f"{type(exc).__name__}: {exc}"
+        st.end_fault = ctx.mirror.fault_code and fault_name(ctx.mirror.fault_code) or None
+        yield from safe_stop(ctx, st, "HOST_ERROR")
+    if not st.aborted:
+        st.phase = "done"
+    end = yield Now()
+    record = build_record(ctx, st, end)
+    ctx.store.write_record(record)
+    ctx.log("exam_end", status=record.status, reason=record.reason, fault=record.fault,
+            images=len(record.image_paths), planned=record.planned_count)
+    yield Phase("done" if record.complete else record.status)
+    return record
+
+
+def safe_stop(ctx: ExamContext, st: _State, abort_reason: str) -> Plan:
+    """Abort sequencing: reach the device, ABORT, take in images already exposed, RELEASE as configured."""
+    yield Guard(False)
+    yield Phase("abort")  # st.phase keeps the phase the exam ended in
+    m = ctx.mirror
+    if not m.peer_alive:
+        try:
+            yield WaitFor(lambda mm: mm.peer_alive, ctx.options.reconnect_timeout_s, "the link to come back")
+        except WaitTimeout:
+            st.warnings.append("device unreachable: ABORT/RELEASE not sent (the device's watchdog holds it safe)")
+            return
+    try:
+        if m.state == int(DeviceState.BOOT):
+            ctx.log("decision", note="device reset: new session (HELLO) before ABORT/RELEASE", action="retry")
+            yield from hello_plan(ctx.session_id, ctx.options.heartbeat_period_ms, ctx.options.watchdog_timeout_ms,
+                                  new_session=True)
+        yield Command(Abort(reason=int(AbortReason[abort_reason])), retries=R)
+    except HostError as exc:
+        st.warnings.append(f"ABORT not acknowledged: {exc}")
+    yield from collect_late_images(ctx, st)
+    comp = ctx.exam.compression
+    if st.compressed and comp.release_on_fault:
+        try:
+            yield from release(ctx, st)
+        except HostError as exc:
+            st.warnings.append(f"RELEASE after the abort failed: {exc}")
+
+
+def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
+    """After an abort, take in the images of exposures already made (IMAGE_READY may still come)."""
+    want = {e.frame_id: e for e in st.exposures if (e.index not in st.images and not e.is_scout)
+            or (e.is_scout and st.scout is None)}
+    if not want:
+        return
+    t0 = yield Now()
+    seen: set[int] = set()
+    while True:
+        for ev in ctx.mirror.events_since(0, "IMAGE_READY"):
+            fid = ev.message.frame_id
+            if fid in want and fid not in seen:
+                seen.add(fid)
+                rec = want[fid]
+                stem = "scout" if rec.is_scout else ctx.store.projection_stem(rec.index)
+                prec = yield from take_image(ctx, ev.message, rec, stem)
+                if prec is not None:
+                    if rec.is_scout:
+                        st.scout = prec
+                    else:
+                        st.images[rec.index] = prec
+        now = yield Now()
+        if seen >= set(want) or now - t0 >= ctx.options.image_timeout_s:
+            return
+        yield Sleep(ctx.options.image_retry_s)
+
+
+def build_record(ctx: ExamContext, st: _State, end_s: float) -> ExamRecord:
+    """Assemble the :class:`ExamRecord` from what the exam accumulated."""
+    planned_n = len(st.planned) if st.planned else 0
+    image_indices = sorted(st.images)
+    exposed = {e.index for e in st.exposures if not e.is_scout}
+    missing = sorted(i for i in exposed if i not in st.images)
+    checks = [st.checks[i].model_copy(update={"image_stored": i in st.images}) for i in sorted(st.checks)]
+    header = None
+    if st.thickness_mm and st.thickness_mm > 0:
+        header = AcquisitionHeader(
+            geometry=ctx.session.geometry, compressed_thickness_mm=st.thickness_mm,
+            compression_force_n=st.force_n or 0.0, projections=[st.images[i] for i in image_indices],
+        )
+    comp = ctx.exam.compression
+    release_ok = (not st.compressed) or st.released == (comp.release == "after_exam" or (st.aborted and comp.release_on_fault))
+    if st.aborted:
+        status, reason = "aborted", st.end_reason
+    elif missing or len(image_indices) < planned_n:
+        status = "incomplete"
+        reason = f"images missing for exposures {missing or 'not made'} ({len(image_indices)} of {planned_n} stored)"
+    elif not release_ok:
+        status, reason = "incomplete", "compression not released as the exam requires"
+    else:
+        status, reason = "complete", None
+    return ExamRecord(
+        exam_name=ctx.exam.name, exam_kind=ctx.exam.kind, status=status, reason=reason, fault=st.end_fault,
+        phase=st.phase, plan_id=ctx.plan_id + 1, started_host_s=st.started_s, ended_host_s=end_s,
+        device=ctx.session.summary(), angle_tolerance_deg=ctx.options.angle_tolerance_deg, technique=st.technique,
+        aec=AecRecord(thickness_mm=st.aec.thickness_mm, scout_signal_fraction=st.aec.scout_signal,
+                      target_signal_fraction=st.aec.target_signal, kvp_exponent=st.aec.exponent,
+                      chosen=st.aec.technique, note=st.aec.clamped) if st.aec else None,
+        compression_force_n=st.force_n, compressed_thickness_mm=st.thickness_mm, compression_release=comp.release,
+        released=st.released, scout=st.scout, header=header, exposures=st.exposures, checks=checks,
+        planned_count=planned_n, missing_images=missing, warnings=st.warnings,
+        image_paths=[st.images[i].path for i in image_indices if st.images[i].path],
+    )
