@@ -146,6 +146,15 @@ class Gantry:
         self.adapter.send_aux(SimSetInput(input=int(SimInput[name]), value=int(value)))
 
     # -- exams ---------------------------------------------------------------------------------------
+    def recover_exam(self, out_dir: str | os.PathLike[str]) -> ExamRecord:
+        """Report an exam a crashed host left in ``out_dir``: device state, images on disk, release as configured.
+
+        Writes ``exam_record.json`` with status ``aborted`` (see :mod:`firmware_host.recovery`).
+        """
+        from firmware_host.recovery import recover_plan
+
+        return self.adapter.run(recover_plan(out_dir, self.session, self.controller.mirror, self.options), "recover")
+
     def run_exam(
         self,
         exam: str | os.PathLike[str] | ExamModel,

@@ -134,9 +134,9 @@ def _status(ctx: ExamContext) -> Plan:
     return st
 
 
-def motion(ctx: ExamContext, message: Message, timeout_s: float) -> Plan:
+def motion(mirror: DeviceMirror, message: Message, timeout_s: float) -> Plan:
     """Send a motion command and wait for its MOTION_DONE; returns the MOTION_DONE message."""
-    mark = ctx.mirror.mark
+    mark = mirror.mark
     yield Command(message, retries=R)
 
     def done(m: DeviceMirror) -> Any:
@@ -153,7 +153,7 @@ def move_arc(ctx: ExamContext, angle_deg: float) -> Plan:
     """Move the arm to ``angle_deg`` (skipped if already there within 0.01 deg)."""
     if abs(ctx.mirror.arc_deg - angle_deg) < 0.01:
         return None
-    done = yield from motion(ctx, MoveArc(target_mdeg=round(angle_deg * 1000), speed_mdeg_s=0), ctx.options.move_timeout_s)
+    done = yield from motion(ctx.mirror, MoveArc(target_mdeg=round(angle_deg * 1000), speed_mdeg_s=0), ctx.options.move_timeout_s)
     if not done.ok:
         raise ExamError(f"MOVE_ARC to {angle_deg:.3f} deg stopped at {done.arc_mdeg / 1000:.3f} deg")
     return done
@@ -259,7 +259,7 @@ def prepare(ctx: ExamContext, st: _State) -> Plan:
     yield Guard(True)
     if not status.homed:
         yield _ph(st, "home")
-        done = yield from motion(ctx, Home(), ctx.options.move_timeout_s)
+        done = yield from motion(ctx.mirror, Home(), ctx.options.move_timeout_s)
         if not done.ok:
             raise ExamError("HOME did not reach the index mark")
 
@@ -269,7 +269,7 @@ def compress(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "compress")
     st.compressed = True  # from the moment the paddle may touch the breast
     done = yield from motion(
-        ctx,
+        ctx.mirror,
         Compress(target_force_dn=round(comp.target_force_n * 10), min_thickness_um=round(comp.min_thickness_mm * 1000),
                  speed_um_s=0),
         ctx.options.compress_timeout_s,
@@ -440,7 +440,7 @@ def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
 
 def release(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "release")
-    done = yield from motion(ctx, Release(), ctx.options.move_timeout_s)
+    done = yield from motion(ctx.mirror, Release(), ctx.options.move_timeout_s)
     st.released = bool(done.ok)
     if not done.ok:
         st.warnings.append("RELEASE did not reach the park height")

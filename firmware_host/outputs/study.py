@@ -50,7 +50,7 @@ class StudyInfo(BaseModel):
     accession_number: str = Field("", max_length=16)
     study_description: str = "Simulated digital breast tomosynthesis"
     referring_physician_name: str = ""
-    operator_name: str = "Crescent"
+    operator_name: str = "Operator^Crescent"
     study_datetime: datetime = DEFAULT_STUDY_DATETIME
     laterality: Literal["L", "R"] = "R"
     view: Literal["CC", "MLO"] = "CC"
