@@ -1,0 +1,288 @@
+"""Deliberately defective gantries: a byte-level proxy between a host and a good gantry.
+
+The simulated gantry's configuration (simulator.gantry.config.GantryConfig)
+has no switches for protocol defects, so defects are injected here, on the
+wire: :class:`DefectFilter` is a sans-IO transform of the two byte streams
+(cut at the 0x00 delimiters, frames decoded and re-encoded with the project's
+codec), and :class:`DefectProxy` runs it between a pseudo-terminal (the
+"defective gantry" a test connects to) and the real gantry's port. Each defect
+breaks one promise of protocols/SPEC.md, so the matching conformance check
+must fail:
+
+===================  ==================================================  ======================
+defect               what the "device" does wrong                         check that must fail
+===================  ==================================================  ======================
+no-dedup-answer      never answers a retransmitted request                deduplication
+accept-bad-crc       repairs the CRC of corrupt host frames (executes     crc_and_resync
+                     frames it should drop)
+late-watchdog        keeps the device's watchdog fed for 400 ms after     heartbeat_watchdog
+                     the host falls silent (SAFE_HOLD too late)
+slow-abort           delays everything after an ABORT by 250 ms           abort_latency
+wrong-error-code     reports OUT_OF_RANGE refusals as BAD_STATE           range_rejection
+slow-telemetry       sends only every other TELEMETRY frame               telemetry_rate
+===================  ==================================================  ======================
+
+Run one by hand::
+
+    python -m hil.defects --port /dev/pts/5 --defect slow-abort   # prints "listening pty /dev/pts/N"
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import os
+import sys
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+
+from cobs import cobs
+
+from protocols.wire.catalogue import ErrorCode
+from protocols.wire.errors import FrameError
+from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, Frame, encode_frame, parse_frame
+from protocols.wire.messages import Abort, Heartbeat, Nak, Telemetry
+
+#: Defect name -> the conformance check it must make fail.
+DEFECTS: dict[str, str] = {
+    "no-dedup-answer": "deduplication",
+    "accept-bad-crc": "crc_and_resync",
+    "late-watchdog": "heartbeat_watchdog",
+    "slow-abort": "abort_latency",
+    "wrong-error-code": "range_rejection",
+    "slow-telemetry": "telemetry_rate",
+}
+
+LATE_WATCHDOG_S = 0.4
+SLOW_ABORT_S = 0.25
+
+
+def _decode(run: bytes) -> Frame | None:
+    body = run.strip(b"\x00")
+    if not body:
+        return None
+    try:
+        return parse_frame(cobs.decode(body))
+    except (cobs.DecodeError, FrameError):
+        return None
+
+
+def _crc_repaired(run: bytes) -> bytes | None:
+    """The run with its CRC recomputed, if it is a COBS frame whose only fault is the CRC."""
+    body = run.strip(b"\x00")
+    try:
+        raw = cobs.decode(body)
+    except cobs.DecodeError:
+        return None
+    if len(raw) < 11:
+        return None
+    version, flags, seq, msg_id = raw[0], raw[1], int.from_bytes(raw[2:4], "little"), raw[4]
+    payload = raw[7:-4]
+    if int.from_bytes(raw[5:7], "little") != len(payload):
+        return None
+    return encode_frame(msg_id, seq, flags, payload, version)
+
+
+@dataclass
+class DefectFilter:
+    """Sans-IO defect injector. Feed bytes with the time (s); collect timed output per side.
+
+    ``to_device`` / ``to_host`` hold (release time, bytes) in release order.
+    """
+
+    defect: str
+    to_device: list[tuple[float, int, bytes]] = field(default_factory=list)
+    to_host: list[tuple[float, int, bytes]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.defect not in DEFECTS and self.defect != "none":
+            raise ValueError(f"unknown defect {self.defect!r}; known: {sorted(DEFECTS)}")
+        self._buf = {0: bytearray(), 1: bytearray()}
+        self._n = 0
+        self._seen: dict[int, tuple[int, bytes]] = {}
+        self._retransmitted: set[int] = set()
+        self._last_host_s: float | None = None
+        self._fake_until: float | None = None
+        self._next_fake_s = 0.0
+        self._delay_until = -1.0
+        self._telemetry_count = 0
+
+    # -- feeding -------------------------------------------------------------------------------
+    def from_host(self, data: bytes, now: float) -> None:
+        """Bytes the host wrote."""
+        self._last_host_s = now
+        self._fake_until = None
+        for run in self._runs(0, data):
+            self._host_run(run, now)
+
+    def from_device(self, data: bytes, now: float) -> None:
+        """Bytes the gantry wrote."""
+        for run in self._runs(1, data):
+            self._device_run(run, now)
+
+    def tick(self, now: float) -> None:
+        """Advance timers (late-watchdog keep-alives)."""
+        if self.defect != "late-watchdog" or self._last_host_s is None:
+            return
+        if self._fake_until is None and now - self._last_host_s > 0.05:
+            self._fake_until = self._last_host_s + LATE_WATCHDOG_S
+            self._next_fake_s = now
+        if self._fake_until is not None and now < self._fake_until and now >= self._next_fake_s:
+            self._push(self.to_device, now, encode_frame(Heartbeat.ID, 0x7F00, 0, Heartbeat(uptime_ms=0, state=0).pack()))
+            self._next_fake_s = now + 0.05
+
+    def due(self, queue: list[tuple[float, int, bytes]], now: float) -> bytes:
+        """Pop and join everything in ``queue`` released by ``now``."""
+        out = bytearray()
+        while queue and queue[0][0] <= now:
+            out += heapq.heappop(queue)[2]
+        return bytes(out)
+
+    # -- internals -----------------------------------------------------------------------------
+    def _push(self, queue: list[tuple[float, int, bytes]], t: float, data: bytes) -> None:
+        self._n += 1
+        heapq.heappush(queue, (t, self._n, data))
+
+    def _runs(self, side: int, data: bytes) -> list[bytes]:
+        buf = self._buf[side]
+        buf += data
+        out = []
+        while True:
+            i = buf.find(b"\x00")
+            if i < 0:
+                break
+            if buf[: i + 1].count(0) == i + 1:  # only delimiters so far: keep them in front of the next frame
+                j = i + 1
+                while j < len(buf) and buf[j] == 0:
+                    j += 1
+                nxt = buf.find(b"\x00", j)
+                if nxt < 0:
+                    break
+                i = nxt
+            run = bytes(buf[: i + 1])
+            del buf[: i + 1]
+            out.append(run)
+        if len(buf) > 4096:  # noise without delimiters: pass it on
+            out.append(bytes(buf))
+            buf.clear()
+        return out
+
+    def _host_run(self, run: bytes, now: float) -> None:
+        frame = _decode(run)
+        if frame is None and self.defect == "accept-bad-crc":
+            repaired = _crc_repaired(run)
+            if repaired is not None:
+                run = repaired
+                frame = _decode(run)
+        if frame is not None and frame.flags & FLAG_ACK_REQ:
+            key = (frame.msg_id, frame.payload)
+            if self._seen.get(frame.seq) == key:
+                self._retransmitted.add(frame.seq)
+            self._seen[frame.seq] = key
+            if frame.msg_id == Abort.ID and self.defect == "slow-abort":
+                self._delay_until = now + 2 * SLOW_ABORT_S
+        self._push(self.to_device, now, run)
+
+    def _device_run(self, run: bytes, now: float) -> None:
+        frame = _decode(run)
+        t = now
+        if frame is not None:
+            if self.defect == "no-dedup-answer" and frame.flags & FLAG_RESPONSE and frame.seq in self._retransmitted:
+                self._retransmitted.discard(frame.seq)
+                return
+            if self.defect == "wrong-error-code" and frame.flags & FLAG_RESPONSE and frame.msg_id == Nak.ID:
+                nak = Nak.unpack(frame.payload)
+                if nak.error_code == ErrorCode.OUT_OF_RANGE:  # type: ignore[attr-defined]
+                    nak.error_code = int(ErrorCode.BAD_STATE)  # type: ignore[attr-defined]
+                    run = encode_frame(Nak.ID, frame.seq, frame.flags, nak.pack(), frame.version)
+            if self.defect == "slow-telemetry" and frame.msg_id == Telemetry.ID:
+                self._telemetry_count += 1
+                if self._telemetry_count % 2 == 0:
+                    return
+        if self.defect == "slow-abort" and now < self._delay_until:
+            t = now + SLOW_ABORT_S
+        self._push(self.to_host, t, run)
+
+
+class DefectProxy:
+    """Runs a :class:`DefectFilter` between a new pseudo-terminal and a gantry port, in a thread.
+
+    ``pty_path`` is the "defective gantry" to connect to. Use as a context manager.
+    """
+
+    def __init__(self, gantry_url: str, defect: str, baud: int = 921600) -> None:
+        import serial
+
+        self.filter = DefectFilter(defect)
+        self.gantry = serial.serial_for_url(gantry_url, baudrate=baud, timeout=0)
+        self.master, slave = os.openpty()
+        tty.setraw(slave)
+        self.pty_path = os.ttyname(slave)
+        self._slave = slave
+        os.set_blocking(self.master, False)
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name=f"defect-proxy {defect}", daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        import select
+
+        f = self.filter
+        while not self._stop.is_set():
+            ready, _, _ = select.select([self.master, self.gantry.fileno()], [], [], 0.002)
+            now = time.monotonic()
+            if self.master in ready:
+                try:
+                    data = os.read(self.master, 4096)
+                except (BlockingIOError, OSError):
+                    data = b""
+                if data:
+                    f.from_host(data, now)
+            if self.gantry.fileno() in ready:
+                data = self.gantry.read(self.gantry.in_waiting or 1)
+                if data:
+                    f.from_device(data, now)
+            f.tick(now)
+            out = f.due(f.to_device, now)
+            if out:
+                self.gantry.write(out)
+            out = f.due(f.to_host, now)
+            if out:
+                try:
+                    os.write(self.master, out)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self.thread.join(timeout=2.0)
+        self.gantry.close()
+        os.close(self.master)
+        os.close(self._slave)
+
+    def __enter__(self) -> "DefectProxy":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hil.defects --port URL --defect NAME``: serve a defective gantry on a new pty."""
+    ap = argparse.ArgumentParser(prog="python -m hil.defects", description=__doc__.split("\n")[0])
+    ap.add_argument("--port", required=True, help="the good gantry's port (pyserial URL)")
+    ap.add_argument("--defect", required=True, choices=sorted(DEFECTS))
+    args = ap.parse_args(argv)
+    with DefectProxy(args.port, args.defect) as proxy:
+        print(f"listening pty {proxy.pty_path}", flush=True)
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
