@@ -1,0 +1,115 @@
+"""Flat-panel detector: idle / ready / integrating / reading out, and the file data channel.
+
+Each exposure's image is rendered by :class:`simulator.physics.imaging.ExposureImager` from the
+*actual* :class:`protocols.records.ExposureRecord` (encoder angles at window start and end,
+measured kV, delivered mAs, anode/filter, focal spot). The phantom is built with
+:func:`simulator.physics.imaging.make_phantom` at the thickness the paddle actually reached
+(cached per thickness).
+
+Data channel: files ``<data_dir>/frame_<id>.raw`` (uint16 little-endian, ``[rows, cols]``
+row-major), written atomically (temporary file + ``os.replace``) when the readout time has
+passed; IMAGE_READY then carries the frame id, shape, 16 bits, the CRC-32C of exactly those
+bytes, the size and the file name. Pixels never travel on the UART.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import simpy
+
+from protocols.geometry import AcquisitionGeometry
+from protocols.limits import DeviceLimits
+from protocols.records import ExposureRecord
+from protocols.wire.catalogue import DetectorState
+from protocols.wire.crc import crc32c
+from simulator.gantry.config import DetectorConfig, PhantomConfig
+from simulator.physics.imaging import ExposureImager, make_phantom
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A frame written to the data channel."""
+
+    frame_id: int
+    rows: int
+    cols: int
+    checksum: int
+    size_bytes: int
+    locator: str
+
+
+def write_frame(data_dir: Path, frame_id: int, image: np.ndarray) -> Frame:
+    """Write ``image`` as ``frame_<id>.raw`` (uint16 LE) atomically; returns its description."""
+    raw = np.ascontiguousarray(image, dtype="<u2").tobytes()
+    name = f"frame_{frame_id}.raw"
+    tmp = data_dir / f".{name}.tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(raw)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, data_dir / name)
+    rows, cols = image.shape
+    return Frame(frame_id, rows, cols, crc32c(raw), len(raw), name)
+
+
+def read_frame(data_dir: Path, locator: str, rows: int, cols: int) -> np.ndarray:
+    """Read a frame back from the file data channel (for hosts and tests)."""
+    return np.fromfile(Path(data_dir) / locator, dtype="<u2").reshape(rows, cols)
+
+
+class Detector:
+    """Detector state, readout process and the imager cache."""
+
+    def __init__(self, env: simpy.Environment, cfg: DetectorConfig, geometry: AcquisitionGeometry,
+                 limits: DeviceLimits, phantom: PhantomConfig, data_dir: Path, seed: int) -> None:
+        self.env = env
+        self.cfg = cfg
+        self.geometry = geometry
+        self.limits = limits
+        self.phantom_cfg = phantom
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.seed = seed
+        self.state = int(DetectorState.IDLE)
+        self.timeout_pending = False  # fault injected: the next readout never completes
+        self._imagers: dict[float, ExposureImager] = {}
+
+    @property
+    def data_channel(self) -> str:
+        """DEVICE_INFO.data_channel: ``file://<absolute data_dir>``."""
+        return "file://" + str(self.data_dir.resolve())
+
+    def ok(self) -> bool:
+        """DETECTOR_READY interlock: powered and not in error."""
+        return self.state != int(DetectorState.ERROR)
+
+    def imager(self, thickness_mm: float) -> ExposureImager:
+        """The exam's imager for a breast compressed to ``thickness_mm`` (built once per thickness)."""
+        key = round(float(thickness_mm), 2)
+        im = self._imagers.get(key)
+        if im is None:
+            p = self.phantom_cfg
+            phantom = make_phantom(p.name, key, self.geometry, seed=p.seed, voxel_mm=p.voxel_mm, **p.options)
+            im = ExposureImager(phantom, self.geometry, seed=self.seed, scatter=self.cfg.scatter,
+                                motion_substeps=self.cfg.motion_substeps, noise=self.cfg.noise)
+            self._imagers = {key: im}  # keep only the current exam's phantom
+        return im
+
+    def readout(self, record: ExposureRecord, thickness_mm: float) -> Generator[simpy.Event, None, Frame | None]:
+        """Read out the frame of ``record``; the value is the written :class:`Frame`, or None on timeout."""
+        self.state = int(DetectorState.READING_OUT)
+        if self.timeout_pending:
+            self.timeout_pending = False
+            yield self.env.timeout(self.cfg.readout_timeout_ms / 1000.0)
+            self.state = int(DetectorState.ERROR)
+            return None
+        image = self.imager(thickness_mm).image(record)
+        yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
+        frame = write_frame(self.data_dir, record.frame_id, image)
+        self.state = int(DetectorState.READY)
+        return frame

@@ -1,0 +1,47 @@
+"""The device event log: one JSON object per line, stamped with virtual device time.
+
+Every line is ``{"t_us": <device clock, microseconds>, "kind": <what>, ...}`` with sorted keys and
+compact separators, so the same seed gives the same file byte for byte. Nothing in it reads the
+wall clock or the host's paths.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import IO, Any
+
+
+class EventLog:
+    """Append-only JSON-lines log; kept in memory (``lines``) and, if ``path`` is given, on disk."""
+
+    def __init__(self, path: Path | None = None, keep: bool = True) -> None:
+        self.path = Path(path) if path is not None else None
+        self.keep = keep
+        self.lines: list[str] = []
+        self._fh: IO[str] | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(self.path, "w", encoding="utf-8")
+
+    def write(self, t_us: int, kind: str, **fields: Any) -> None:
+        """Append one record."""
+        line = json.dumps({"t_us": t_us, "kind": kind, **fields}, sort_keys=True, separators=(",", ":"))
+        if self.keep:
+            self.lines.append(line)
+        if self._fh is not None:
+            self._fh.write(line + "\n")
+            self._fh.flush()
+
+    def records(self) -> list[dict[str, Any]]:
+        """The kept lines, parsed."""
+        return [json.loads(x) for x in self.lines]
+
+    def text(self) -> str:
+        """The kept log as one string (what the file holds)."""
+        return "".join(x + "\n" for x in self.lines)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None

@@ -1,0 +1,1044 @@
+"""The gantry firmware: command dispatcher, device state machine, sweep sequencer, safety.
+
+Theory of operation
+-------------------
+One :class:`Gantry` owns the device side of the serial line and the physical actors (arc axis,
+paddle, generator, detector, interlocks). A SimPy process (:meth:`Gantry._link_loop`) feeds the
+sans-IO :class:`protocols.wire.link.Link` with the bytes the UART delivers and with clock ticks at
+the link's deadlines, and writes what the link wants sent. The link delivers each new request
+exactly once (retransmissions are answered from its cache and never reach the dispatcher), so a
+duplicated FIRE exposes once.
+
+Commands follow :mod:`protocols.wire.device_states`: a command outside ``ALLOWED_COMMANDS`` of the
+present state is refused with NAK ``BAD_STATE`` (``NO_SESSION`` in BOOT; a FIRE while no plan is
+armed gets the more specific ``NOT_ARMED``). State changes go through ``next_state`` with the
+table's triggers and are reported with STATE_CHANGED. Accepted commands are validated against the
+device's own limits (``DeviceLimits``): OUT_OF_RANGE (detail = field index; plan entries
+``1000 * (i + 1) + j`` as the codec does), FORCE_LIMIT, HEAT_LIMIT, PLAN_INVALID, DIGEST_MISMATCH,
+NOT_HOMED, INTERLOCK_OPEN (detail = open bits).
+
+Safety, independent of the host: X-rays only inside a FIRE of the armed plan (id + digest) with
+every interlock safe; an interlock opening, ABORT, the heartbeat watchdog (link ``PeerLost`` after
+HELLO's ``watchdog_timeout_ms``) or the e-stop end the exposure at once (generator terminate),
+brake the arm and report EXPOSURE_DONE with status INTERLOCK / ABORTED / WATCHDOG. The watchdog
+puts the device in SAFE_HOLD at the moment the link declares the peer lost (0 ms after the
+timeout in virtual time) and remembers the interrupted plan for the next HELLO_REPLY
+(``resumed_plan_id`` / ``resumed_exposures_done``).
+
+Events (STATE_CHANGED, MOTION_DONE, EXPOSURE_DONE, IMAGE_READY, INTERLOCK_CHANGED, FAULT) are link
+requests (retransmitted until acknowledged); TELEMETRY is a stream at the configured rate once a
+session is open. Events raised while a command is being handled are sent after its answer.
+
+Continuous sweep: the arm runs from ``first - d`` to ``last + d`` at the plan speed, with
+``d = runup + half a pulse of travel`` (as :func:`protocols.exams.plan.arc_travel_deg`); each
+exposure fires when the encoder crosses ``planned - direction * speed * pulse / 2`` so that the
+window is centred on the planned angle; EXPOSURE_DONE reports the encoder angle at window start
+and end. Step-and-shoot: move, settle (``arc_settle_ms``), expose at rest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from protocols.exams.motion import runup_deg
+from protocols.records import ExposureRecord
+from protocols.wire import messages as M
+from protocols.wire.catalogue import (
+    ANODE_FILTER_TEXT,
+    Capability,
+    DetectorState,
+    DeviceState,
+    ErrorCode,
+    ExposureStatus,
+    FaultCode,
+    FocalSpot,
+    Interlock,
+    MotionMode,
+)
+from protocols.wire.device_states import Trigger, command_allowed, next_state
+from protocols.wire.framing import MAX_PAYLOAD, PROTOCOL_VERSION
+from protocols.wire.link import (
+    Answered,
+    DuplicateAnswered,
+    FrameDropped,
+    Link,
+    LinkConfig,
+    LinkError,
+    PeerAlive,
+    PeerLost,
+    Received,
+    Rejected,
+    SendFailed,
+    StaleResponse,
+)
+from simulator.gantry.arc import ArcAxis
+from simulator.gantry.config import GantryConfig
+from simulator.gantry.detector import Detector, Frame
+from simulator.gantry.eventlog import EventLog
+from simulator.gantry.faults import INJECTABLE, FaultPlan, ScheduledFault, random_fault_times
+from simulator.gantry.generator import Generator as XrayGenerator
+from simulator.gantry.generator import plan_energy_j
+from simulator.gantry.interlocks import OperatorInputs, interlock_mask, open_bits
+from simulator.gantry.paddle import Paddle
+from simulator.gantry.uart import SerialEndpoint
+
+S = DeviceState
+
+#: Capabilities of the simulated gantry (HELLO_REPLY.device_capabilities) = 63.
+DEVICE_CAPABILITIES: int = int(
+    Capability.CONTINUOUS_MOTION
+    | Capability.STEP_AND_SHOOT
+    | Capability.POSITION_TRIGGER
+    | Capability.AEC_SCOUT
+    | Capability.SIMULATION_CONTROLS
+    | Capability.FILE_DATA_CHANNEL
+)
+
+#: Oldest protocol version this device speaks.
+MIN_PROTOCOL_VERSION = 1
+
+
+@dataclass
+class ArmedPlan:
+    """A validated ARM_PLAN, in device units (deg, kV, mAs, s)."""
+
+    plan_id: int
+    digest: int
+    motion: int
+    anode_filter: str
+    focal_spot_mm: float
+    speed_deg_s: float
+    angles_deg: list[float]
+    kv: list[float]
+    mas: list[float]
+    pulse_s: list[float]
+    energy_j: float
+    exposures_done: int = 0
+
+
+@dataclass
+class _Sweep:
+    plan: ArmedPlan
+    stop: simpy.Event
+    status: int = int(ExposureStatus.ABORTED)
+    readouts: list[simpy.Process] = field(default_factory=list)
+
+
+def _mdeg(deg: float) -> int:
+    return int(round(deg * 1000.0))
+
+
+def _u(value: float, hi: int) -> int:
+    return max(0, min(hi, int(round(value))))
+
+
+class Gantry:
+    """The simulated gantry firmware (see module docstring).
+
+    Parameters: ``env`` the SimPy environment (virtual or real time); ``config``; ``line`` the
+    device end of the serial line; ``seed`` for every random thing (noise, random faults, the
+    link's first sequence number); ``faults`` a :class:`FaultPlan`; ``data_dir`` the file data
+    channel; ``event_log`` path of the JSON-lines log (None: memory only).
+    """
+
+    def __init__(self, env: simpy.Environment, config: GantryConfig, line: SerialEndpoint, *, seed: int,
+                 faults: FaultPlan | None = None, data_dir: Path, event_log: Path | None = None,
+                 keep_log: bool = True) -> None:
+        self.env = env
+        self.cfg = config
+        self.limits = config.limits
+        self.line = line
+        self.seed = int(seed)
+        self.faults = faults or FaultPlan()
+        self.log = EventLog(event_log, keep=keep_log)
+        lim = self.limits
+        self.axis = ArcAxis(config.axis, lim)
+        self.paddle = Paddle(env, config.paddle, config.breast,
+                             force_limit_n=min(lim.compression_force_max_n, lim.compression_initial_drive_max_n),
+                             thickness_min_mm=lim.compression_thickness_min_mm)
+        self.generator = XrayGenerator(env, config.generator, lim, np.random.default_rng([self.seed, 2]))
+        self.detector = Detector(env, config.detector, config.geometry, lim, config.phantom, data_dir, self.seed)
+        self.inputs = OperatorInputs(paddle_present=config.paddle.paddle_present)
+        self.state = int(S.BOOT)
+        self.fault_code = 0
+        self.hold_cause = 0
+        self.session_open = False
+        self.session_id = 0
+        self.armed: ArmedPlan | None = None
+        self.sweep: _Sweep | None = None
+        self.interrupted: tuple[int, int] | None = None
+        self.frame_counter = 0
+        self.exposure_count = 0
+        self.telemetry_period_s = 1.0 / config.telemetry_rate_hz
+        self.telemetry_stopped_until = -1.0
+        self.technique: dict[str, Any] = {}
+        self._motions: dict[str, simpy.Process] = {}
+        self._stall_pending = False
+        self._arc_pending = False
+        self._deferring = False
+        self._pending: list[M.Message] = []
+        self._after: list[Callable[[], None]] = []
+        self._fired_phases: set[int] = set()
+        self._seq_rng = np.random.default_rng([self.seed, 3])
+        self.link = self._new_link()
+        self._wake = env.event()
+        self.interlocks = self._compute_interlocks()
+        self.log.write(0, "boot", config=config.name, seed=self.seed, firmware_version=config.identity.firmware_version,
+                       serial_number=config.identity.serial_number, interlocks=self.interlocks)
+        env.process(self._link_loop())
+        env.process(self._telemetry_loop())
+        self._schedule_faults()
+
+    # ================================================================ infrastructure
+    def now_us(self) -> int:
+        """Device clock, microseconds."""
+        return int(round(self.env.now * 1e6))
+
+    def _new_link(self) -> Link:
+        return Link(LinkConfig(), initial_seq=int(self._seq_rng.integers(0, 0x10000)), heartbeat_state=self.state)
+
+    def _poke(self) -> None:
+        if not self._wake.triggered:
+            self._wake.succeed()
+
+    def _flush(self) -> None:
+        data = self.link.data_to_send()
+        if data:
+            self.line.write(data)
+
+    def _link_loop(self) -> Generator[simpy.Event, None, None]:
+        env = self.env
+        rx = self.line.read()
+        while True:
+            waits: list[simpy.Event] = [rx, self._wake]
+            deadline = self.link.next_deadline()
+            if deadline is not None:
+                waits.append(env.timeout(max(0.0, deadline - env.now)))
+            yield env.any_of(waits)
+            if self._wake.triggered:
+                self._wake = env.event()
+            if rx.triggered:
+                data = rx.value
+                rx = self.line.read()
+                self.link.receive(data, env.now)
+            else:
+                self.link.tick(env.now)
+            self._handle_link_events()
+            self._flush()
+
+    def _handle_link_events(self) -> None:
+        for ev in self.link.events():
+            if isinstance(ev, Received):
+                if ev.needs_answer:
+                    self._on_command(ev.message, ev.seq)
+            elif isinstance(ev, PeerLost):
+                self.log.write(self.now_us(), "peer_lost", silent_ms=round(ev.silent_s * 1000.0, 3))
+                self._watchdog()
+            elif isinstance(ev, PeerAlive):
+                self.log.write(self.now_us(), "peer_alive")
+            elif isinstance(ev, DuplicateAnswered):
+                self.log.write(self.now_us(), "duplicate", seq=ev.seq, msg_id=ev.msg_id, answered_from_cache=ev.cached)
+            elif isinstance(ev, Rejected):
+                self.log.write(self.now_us(), "rejected", seq=ev.seq, msg_id=ev.msg_id, error=ev.error_code,
+                               detail=ev.detail, reason=ev.reason)
+            elif isinstance(ev, FrameDropped):
+                self.log.write(self.now_us(), "frame_dropped", error=ev.error.kind.name)
+            elif isinstance(ev, SendFailed):
+                self.log.write(self.now_us(), "event_undelivered", msg=ev.request.NAME, seq=ev.seq, attempts=ev.attempts)
+            elif isinstance(ev, Answered):
+                if ev.attempts > 1:
+                    self.log.write(self.now_us(), "event_acked", msg=ev.request.NAME, seq=ev.seq, attempts=ev.attempts)
+            elif isinstance(ev, StaleResponse):
+                self.log.write(self.now_us(), "stale_response", seq=ev.seq, msg_id=ev.msg_id)
+
+    def emit(self, msg: M.Message) -> None:
+        """Send a device event (guaranteed delivery); deferred until the current command's answer."""
+        if self._deferring:
+            self._pending.append(msg)
+            return
+        self.log.write(self.now_us(), "event", msg=msg.NAME, fields=msg.to_dict())
+        try:
+            self.link.send(msg, self.env.now)
+        except LinkError as exc:
+            self.log.write(self.now_us(), "event_dropped", msg=msg.NAME, reason=str(exc))
+        self._flush()
+        self._poke()
+
+    # ================================================================ state
+    def _transition(self, trigger: Trigger, cause_msg_id: int = 0, fault: int = 0) -> None:
+        old = self.state
+        new = int(next_state(S(old), trigger))
+        if new == old:
+            return
+        self.state = new
+        self.link.heartbeat_state = new
+        self.log.write(self.now_us(), "state", old=S(old).name, new=S(new).name, trigger=trigger.name,
+                       cause_msg_id=cause_msg_id, fault=fault)
+        self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=new,
+                                 cause_msg_id=cause_msg_id, fault_code=fault))
+
+    def _compute_interlocks(self) -> int:
+        return interlock_mask(self.inputs,
+                              paddle_in_range=self.paddle.in_range(self.limits.compression_thickness_max_mm),
+                              detector_ready=self.detector.ok(),
+                              generator_ready=self.generator.ready(self.env.now))
+
+    def _update_interlocks(self) -> None:
+        old = self.interlocks
+        new = self._compute_interlocks()
+        if new == old:
+            return
+        self.interlocks = new
+        changed = old ^ new
+        self.log.write(self.now_us(), "interlocks", mask=new, changed=changed)
+        self.emit(M.InterlockChanged(device_time_us=self.now_us(), interlocks=new, changed=changed))
+        opened = changed & old
+        if opened & int(Interlock.ESTOP_RELEASED):
+            self._estop()
+        elif opened and self.state == int(S.EXPOSING):
+            self._stop_plan(int(ExposureStatus.INTERLOCK))
+            self._transition(Trigger.INTERLOCK_OPENED)
+
+    # ================================================================ commands
+    def _on_command(self, msg: M.Message, seq: int) -> None:
+        name = msg.NAME
+        now_us = self.now_us()
+        self.log.write(now_us, "command", msg=name, seq=seq, fields=msg.to_dict())
+        self._deferring = True
+        try:
+            if not command_allowed(S(self.state), name):
+                if self.state == int(S.BOOT):
+                    resp = self._nak(msg, ErrorCode.NO_SESSION)
+                elif name == "FIRE" and self.armed is None:
+                    resp = self._nak(msg, ErrorCode.NOT_ARMED)
+                else:
+                    resp = self._nak(msg, ErrorCode.BAD_STATE, self.state)
+            else:
+                resp = getattr(self, "_cmd_" + name.lower())(msg)
+        finally:
+            self._deferring = False
+        self.log.write(now_us, "answer", seq=seq, msg=resp.NAME, fields=resp.to_dict())
+        self.link.answer(seq, resp, self.env.now)
+        self._flush()
+        pending, self._pending = self._pending, []
+        for ev in pending:
+            self.emit(ev)
+        after, self._after = self._after, []
+        for fn in after:
+            fn()
+
+    @staticmethod
+    def _nak(msg: M.Message, code: ErrorCode, detail: int = 0) -> M.Message:
+        return M.Nak(acked_msg_id=msg.ID, error_code=int(code), detail=int(detail))
+
+    @staticmethod
+    def _ack(msg: M.Message, detail: int = 0) -> M.Message:
+        return M.Ack(acked_msg_id=msg.ID, detail=int(max(-(2**31), min(2**31 - 1, detail))))
+
+    def _cmd_hello(self, m: M.Message) -> M.Message:
+        if m.min_version > PROTOCOL_VERSION or m.protocol_version < MIN_PROTOCOL_VERSION:
+            return self._nak(m, ErrorCode.VERSION_MISMATCH, PROTOCOL_VERSION)
+        wd_ms = int(m.watchdog_timeout_ms)
+        self.link.config = replace(self.link.config, peer_timeout_s=wd_ms / 1000.0,
+                                   heartbeat_period_s=m.heartbeat_period_ms / 1000.0)
+        self.session_open = True
+        self.session_id = int(m.session_id)
+        plan_id, done = self.interrupted or (0, 0)
+        self.interrupted = None
+        if self.state == int(S.BOOT) or (self.state == int(S.SAFE_HOLD) and self.hold_cause == int(FaultCode.WATCHDOG)):
+            if self.state == int(S.SAFE_HOLD):
+                self.hold_cause = 0
+            self._transition(Trigger.HELLO, cause_msg_id=m.ID)
+        ident = self.cfg.identity
+        return M.HelloReply(protocol_version=min(int(m.protocol_version), PROTOCOL_VERSION),
+                            device_capabilities=DEVICE_CAPABILITIES, session_id=self.session_id,
+                            firmware_version=ident.firmware_version, serial_number=ident.serial_number,
+                            watchdog_timeout_ms=wd_ms, max_payload=MAX_PAYLOAD, state=self.state,
+                            resumed_plan_id=plan_id, resumed_exposures_done=min(done, 255))
+
+    def status(self) -> M.Message:
+        """The STATUS snapshot."""
+        t = self.env.now
+        plan = self.armed
+        return M.Status(state=self.state, fault_code=self.fault_code, interlocks=self.interlocks,
+                        homed=int(self.axis.homed), arc_mdeg=_mdeg(self.axis.encoder(t)),
+                        force_dn=_u(self.paddle.force_n() * 10.0, 0xFFFF),
+                        thickness_um=_u(self.paddle.thickness_mm() * 1000.0, 2**32 - 1),
+                        anode_heat_permille=self.generator.anode.permille(t),
+                        armed_plan_id=plan.plan_id if plan else 0,
+                        exposures_done=min(plan.exposures_done, 255) if plan else 0,
+                        detector_state=self.detector.state)
+
+    def _cmd_get_status(self, m: M.Message) -> M.Message:
+        return self.status()
+
+    def _cmd_get_info(self, m: M.Message) -> M.Message:
+        g, lim = self.cfg.geometry, self.limits
+        d = g.detector
+        return M.DeviceInfo(sid_um=_u(g.sid_mm * 1000, 2**32 - 1), pivot_height_um=_u(g.pivot_height_mm * 1000, 2**32 - 1),
+                            support_height_um=_u(g.support_height_mm * 1000, 2**32 - 1),
+                            native_pitch_nm=_u(d.native_pitch_mm * 1e6, 2**32 - 1), binning=d.binning, rows=d.rows,
+                            cols=d.cols, offset_x_um=int(round(d.offset_x_mm * 1000)),
+                            offset_y_um=int(round(d.offset_y_mm * 1000)), arc_min_mdeg=_mdeg(lim.arc_min_deg),
+                            arc_max_mdeg=_mdeg(lim.arc_max_deg), arc_max_speed_mdeg_s=_mdeg(lim.arc_max_speed_deg_s),
+                            force_limit_dn=_u(self.paddle.force_limit_n * 10, 0xFFFF),
+                            kv_min_ckv=_u(lim.kvp_min_kv * 100, 0xFFFF), kv_max_ckv=_u(lim.kvp_max_kv * 100, 0xFFFF),
+                            mas_max_uas=_u(lim.mas_max_mas * 1e6, 2**32 - 1), data_channel=self.detector.data_channel)
+
+    # -- motions -----------------------------------------------------------------------------
+    def _start_motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> None:
+        proc = self.env.process(self._motion(key, cause_msg_id, body))
+        self._motions[key] = proc
+
+    def _motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> Generator[Any, None, None]:
+        ok = yield from body
+        if self._motions.get(key) is self.env.active_process:
+            del self._motions[key]
+        self._update_interlocks()
+        self.emit(M.MotionDone(device_time_us=self.now_us(), cause_msg_id=cause_msg_id, ok=int(bool(ok)),
+                               arc_mdeg=_mdeg(self.axis.encoder(self.env.now)),
+                               force_dn=_u(self.paddle.force_n() * 10.0, 0xFFFF),
+                               thickness_um=_u(self.paddle.thickness_mm() * 1000.0, 2**32 - 1)))
+        if not self._motions and self.state == int(S.BUSY):
+            self._transition(Trigger.MOTION_ENDED, cause_msg_id=cause_msg_id)
+
+    def _stop_motions(self, keys: tuple[str, ...] = ("arc", "paddle")) -> None:
+        for key in keys:
+            proc = self._motions.get(key)
+            if proc is not None and proc.is_alive:
+                proc.interrupt("stop")
+        if "arc" in keys and self.axis.moving(self.env.now):
+            self.axis.quick_stop(self.env.now)
+
+    def _arc_move(self, target_deg: float, speed_deg_s: float) -> Generator[simpy.Event, None, bool]:
+        env = self.env
+        end = self.axis.start_move(env.now, target_deg, speed_deg_s)
+        if self._stall_pending:
+            self._stall_pending = False
+            self._stall()
+        try:
+            yield env.timeout(max(0.0, end - env.now))
+        except simpy.Interrupt:
+            self.axis.quick_stop(env.now)
+            return False
+        if self.axis.stalled:
+            return False
+        self.axis.settle(env.now)
+        return True
+
+    def _home_body(self) -> Generator[simpy.Event, None, bool]:
+        ok = yield from self._arc_move(self.cfg.axis.home_index_deg, self.cfg.axis.homing_speed_deg_s)
+        if not ok:
+            return False
+        self.axis.homed = True
+        self.log.write(self.now_us(), "homed", index_deg=self.cfg.axis.home_index_deg)
+        ok = yield from self._arc_move(0.0, 0.0)
+        return ok
+
+    def _phase(self, name: str) -> None:
+        for i, f in enumerate(self.faults.faults):
+            if f.phase == name and (f.repeat or i not in self._fired_phases):
+                self._fired_phases.add(i)
+                self._inject_at(self.env.now + f.delay_s, f)
+
+    def _cmd_home(self, m: M.Message) -> M.Message:
+        from protocols.exams.motion import move_time_s
+
+        lim = self.limits
+        here = self.axis.position(self.env.now)
+        idx = self.cfg.axis.home_index_deg
+        est = move_time_s(idx - here, self.cfg.axis.homing_speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+        est += move_time_s(idx, lim.arc_max_speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+        self._start_motion("arc", m.ID, self._home_body())
+        self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
+        self._phase("HOME")
+        return self._ack(m, int(est * 1000))
+
+    def _cmd_move_arc(self, m: M.Message) -> M.Message:
+        target = m.target_mdeg / 1000.0
+        speed = m.speed_mdeg_s / 1000.0
+        if not self.axis.within_soft_limits(target):
+            return self._nak(m, ErrorCode.OUT_OF_RANGE, 0)
+        if speed > self.limits.arc_max_speed_deg_s:
+            return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
+        if not self.axis.homed:
+            return self._nak(m, ErrorCode.NOT_HOMED)
+        t0 = self.env.now
+        self._start_motion("arc", m.ID, self._arc_move(target, speed))
+        est = self.axis.end_time() - t0 if self.axis.moving(t0) else 0.0
+        self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
+        self._phase("MOVE_ARC")
+        return self._ack(m, int(round(est * 1000)))
+
+    def _cmd_compress(self, m: M.Message) -> M.Message:
+        lim = self.limits
+        target_n = m.target_force_dn / 10.0
+        if target_n > self.paddle.force_limit_n:
+            return self._nak(m, ErrorCode.FORCE_LIMIT, _u(self.paddle.force_limit_n * 10, 2**31 - 1))
+        floor_mm = m.min_thickness_um / 1000.0
+        if floor_mm > lim.compression_thickness_max_mm:
+            return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
+        speed = m.speed_um_s / 1000.0
+        if speed > self.cfg.paddle.max_speed_mm_s:
+            return self._nak(m, ErrorCode.OUT_OF_RANGE, 2)
+        if not self.paddle.in_range(lim.compression_thickness_max_mm):
+            return self._nak(m, ErrorCode.INTERLOCK_OPEN, int(Interlock.PADDLE_IN_RANGE))
+        self._start_motion("paddle", m.ID, self.paddle.compress(target_n, floor_mm, speed))
+        self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
+        self._phase("COMPRESS")
+        return self._ack(m)
+
+    def _release(self, cause_msg_id: int) -> None:
+        """Start the paddle release (stopping a compression in progress)."""
+        proc = self._motions.get("paddle")
+        if proc is not None and proc.is_alive:
+            proc.interrupt("release")
+        self._start_motion("paddle", cause_msg_id, self.paddle.release())
+        self._phase("RELEASE")
+
+    def _cmd_release(self, m: M.Message) -> M.Message:
+        if self.state == int(S.ARMED):
+            self._disarm()
+            self._transition(Trigger.RELEASE_ACCEPTED, cause_msg_id=m.ID)
+        elif self.state == int(S.IDLE):
+            self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
+        self._release(m.ID)
+        return self._ack(m)
+
+    def _auto_release(self, why: str) -> None:
+        self.log.write(self.now_us(), "auto_release", why=why)
+        if self.state == int(S.IDLE):
+            self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=0)
+        self._release(M.Release.ID)
+
+    # -- technique and plans -------------------------------------------------------------------
+    def _focal_spot_mm(self, code: int) -> float:
+        spots = self.limits.focal_spots_mm
+        return min(spots) if code == int(FocalSpot.SMALL) else max(spots)
+
+    def _cmd_set_technique(self, m: M.Message) -> M.Message:
+        lim = self.limits
+        af = ANODE_FILTER_TEXT[m.anode_filter]
+        if af not in lim.anode_filters:
+            return self._nak(m, ErrorCode.UNSUPPORTED, 0)
+        kv = m.kv_ckv / 100.0
+        if not lim.kvp_min_kv <= kv <= lim.kvp_max_kv:
+            return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
+        ma = m.ma_dma / 10.0
+        if not lim.tube_current_min_ma <= ma <= lim.max_tube_current_ma(kv):
+            return self._nak(m, ErrorCode.OUT_OF_RANGE, 2)
+        self.technique = {"anode_filter": af, "kv": kv, "ma": ma, "focal_spot_mm": self._focal_spot_mm(m.focal_spot)}
+        self.generator.kv_set = kv
+        self.generator.tube_current_ma = ma
+        return self._ack(m)
+
+    def _validate_plan(self, m: M.Message) -> tuple[ErrorCode, int] | ArmedPlan:
+        lim = self.limits
+        if M.plan_digest(m) != m.digest:
+            return ErrorCode.DIGEST_MISMATCH, 0
+        if not self.axis.homed:
+            return ErrorCode.NOT_HOMED, 0
+        af = ANODE_FILTER_TEXT[m.anode_filter]
+        if af not in lim.anode_filters:
+            return ErrorCode.UNSUPPORTED, 2
+        speed = m.speed_mdeg_s / 1000.0 or lim.arc_max_speed_deg_s
+        if speed > lim.arc_max_speed_deg_s:
+            return ErrorCode.OUT_OF_RANGE, 4
+        n = len(m.entries)
+        if n == 0 or n > lim.max_projections:
+            return ErrorCode.PLAN_INVALID, n
+        angles, kvs, mass, pulses = [], [], [], []
+        for i, e in enumerate(m.entries):
+            base = 1000 * (i + 1)
+            a, kv, mas, pulse = e.angle_mdeg / 1000.0, e.kv_ckv / 100.0, e.mas_uas / 1e6, e.pulse_us / 1e6
+            if not self.axis.within_soft_limits(a):
+                return ErrorCode.OUT_OF_RANGE, base + 0
+            if not lim.kvp_min_kv <= kv <= lim.kvp_max_kv:
+                return ErrorCode.OUT_OF_RANGE, base + 1
+            if not lim.mas_min_mas <= mas <= lim.mas_max_mas:
+                return ErrorCode.OUT_OF_RANGE, base + 2
+            if pulse * 1000.0 > lim.exposure_max_ms + 1e-9:
+                return ErrorCode.OUT_OF_RANGE, base + 3
+            if mas / pulse > lim.max_tube_current_ma(kv) * (1 + 1e-9):
+                return ErrorCode.OUT_OF_RANGE, base + 3  # the pulse is too short for this mAs
+            angles.append(a)
+            kvs.append(kv)
+            mass.append(mas)
+            pulses.append(pulse)
+        if m.motion == int(MotionMode.CONTINUOUS) and n > 1:
+            diffs = np.diff(angles)
+            if not (np.all(diffs > 0) or np.all(diffs < 0)):
+                return ErrorCode.PLAN_INVALID, 0
+            for i in range(1, n):
+                need_ms = max(lim.detector_min_frame_interval_ms, pulses[i - 1] * 1000.0 + lim.detector_readout_ms)
+                if abs(angles[i] - angles[i - 1]) / speed * 1000.0 < need_ms * (1 - 1e-9):
+                    return ErrorCode.PLAN_INVALID, i
+        if m.motion == int(MotionMode.CONTINUOUS):
+            lo, hi = self._sweep_ends(angles, pulses, speed)
+            if not (self.axis.within_soft_limits(lo) and self.axis.within_soft_limits(hi)):
+                return ErrorCode.PLAN_INVALID, 1000
+        energy = plan_energy_j(list(zip(kvs, mass)))
+        return ArmedPlan(m.plan_id, m.digest, m.motion, af, self._focal_spot_mm(m.focal_spot), speed, angles, kvs,
+                         mass, pulses, energy)
+
+    def _sweep_ends(self, angles: list[float], pulses: list[float], speed: float) -> tuple[float, float]:
+        """Start and end of a continuous sweep's arc travel (run-up + half a pulse each side), deg."""
+        lim = self.limits
+        d = runup_deg(speed, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+        sign = 1.0 if len(angles) < 2 or angles[-1] >= angles[0] else -1.0
+        start = angles[0] - sign * (d + 0.5 * speed * pulses[0])
+        end = angles[-1] + sign * (d + 0.5 * speed * pulses[-1])
+        return start, end
+
+    def _heat_refusal(self, plan: ArmedPlan) -> int | None:
+        anode = self.generator.anode
+        t = self.env.now
+        if anode.would_exceed(t, plan.energy_j):
+            return int(math.ceil(1000.0 * (anode.heat_j(t) + plan.energy_j) / anode.capacity_j))
+        return None
+
+    def _cmd_arm_plan(self, m: M.Message) -> M.Message:
+        res = self._validate_plan(m)
+        if not isinstance(res, ArmedPlan):
+            return self._nak(m, res[0], res[1])
+        heat = self._heat_refusal(res)
+        if heat is not None:
+            self.log.write(self.now_us(), "heat_refused", plan_id=res.plan_id, energy_j=round(res.energy_j, 3),
+                           heat_j=round(self.generator.anode.heat_j(self.env.now), 3))
+            return self._nak(m, ErrorCode.HEAT_LIMIT, heat)
+        self.armed = res
+        self.detector.state = int(DetectorState.READY)
+        self._update_interlocks()
+        self._transition(Trigger.ARM_ACCEPTED, cause_msg_id=m.ID)
+        self.log.write(self.now_us(), "armed", plan_id=res.plan_id, digest=res.digest, n=len(res.angles_deg),
+                       energy_j=round(res.energy_j, 3))
+        return self._ack(m, int(round(self._estimate_s(res) * 1000)))
+
+    def _estimate_s(self, plan: ArmedPlan) -> float:
+        from protocols.exams.motion import move_time_s
+
+        lim = self.limits
+        if plan.motion == int(MotionMode.CONTINUOUS):
+            lo, hi = self._sweep_ends(plan.angles_deg, plan.pulse_s, plan.speed_deg_s)
+            here = self.axis.position(self.env.now)
+            return (move_time_s(lo - here, lim.arc_max_speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+                    + move_time_s(hi - lo, plan.speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+                    + lim.detector_readout_ms / 1000.0)
+        total, here = 0.0, self.axis.position(self.env.now)
+        for a, p in zip(plan.angles_deg, plan.pulse_s):
+            total += move_time_s(a - here, lim.arc_max_speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
+            total += lim.arc_settle_ms / 1000.0 + max(p, lim.detector_min_frame_interval_ms / 1000.0)
+            here = a
+        return total + lim.detector_readout_ms / 1000.0
+
+    def _disarm(self) -> None:
+        self.armed = None
+        if self.detector.state == int(DetectorState.READY):
+            self.detector.state = int(DetectorState.IDLE)
+
+    def _cmd_fire(self, m: M.Message) -> M.Message:
+        plan = self.armed
+        if plan is None or m.plan_id != plan.plan_id:
+            return self._nak(m, ErrorCode.NOT_ARMED, plan.plan_id if plan else 0)
+        if m.digest != plan.digest:
+            return self._nak(m, ErrorCode.DIGEST_MISMATCH, 0)
+        self.interlocks = self._compute_interlocks()
+        bad = open_bits(self.interlocks)
+        if bad:
+            return self._nak(m, ErrorCode.INTERLOCK_OPEN, bad)
+        heat = self._heat_refusal(plan)
+        if heat is not None:
+            return self._nak(m, ErrorCode.HEAT_LIMIT, heat)
+        self._transition(Trigger.FIRE_ACCEPTED, cause_msg_id=m.ID)
+        self.sweep = _Sweep(plan, self.env.event())
+        self.env.process(self._run_sweep(self.sweep))
+        self._phase("SWEEP")
+        return self._ack(m, int(round(self._estimate_s(plan) * 1000)))
+
+    def _cmd_abort(self, m: M.Message) -> M.Message:
+        self.log.write(self.now_us(), "abort", reason=m.reason)
+        if self.state == int(S.EXPOSING):
+            self._stop_plan(int(ExposureStatus.ABORTED))
+        elif self.state == int(S.ARMED):
+            self._disarm()
+        elif self.state == int(S.BUSY):
+            self._stop_motions()
+        self._transition(Trigger.ABORT, cause_msg_id=m.ID)
+        return self._ack(m)
+
+    def _cmd_reset_fault(self, m: M.Message) -> M.Message:
+        if self.state == int(S.FAULT):
+            if m.fault_code not in (0, self.fault_code):
+                return self._nak(m, ErrorCode.FAULT_ACTIVE, self.fault_code)
+            if self.axis.stalled:
+                self.axis.clear_stall(self.env.now)
+            self.generator.faulted = False
+            if self.detector.state == int(DetectorState.ERROR):
+                self.detector.state = int(DetectorState.IDLE)
+            self.log.write(self.now_us(), "fault_cleared", fault=self.fault_code)
+            self.fault_code = 0
+            self._update_interlocks()
+            self._transition(Trigger.RESET_FAULT, cause_msg_id=m.ID)
+        elif self.state == int(S.SAFE_HOLD):
+            cause = self.hold_cause
+            if cause == int(FaultCode.ESTOP) and not self.inputs.estop_released:
+                return self._nak(m, ErrorCode.FAULT_ACTIVE, cause)
+            self.hold_cause = 0
+            self.fault_code = 0
+            self._transition(Trigger.RESET_FAULT, cause_msg_id=m.ID)
+        return self._ack(m)
+
+    def _cmd_set_telemetry(self, m: M.Message) -> M.Message:
+        self.telemetry_period_s = m.period_ms / 1000.0
+        return self._ack(m)
+
+    def _cmd_sim_set_input(self, m: M.Message) -> M.Message:
+        self._after.append(lambda: self.set_input(m.input, bool(m.value)))
+        return self._ack(m)
+
+    def _cmd_sim_inject_fault(self, m: M.Message) -> M.Message:
+        name = FaultCode(m.fault_code).name
+        if name not in INJECTABLE:
+            return self._nak(m, ErrorCode.UNSUPPORTED, m.fault_code)
+        self._after.append(lambda: self.inject(name, m.param))
+        return self._ack(m)
+
+    # ================================================================ operator inputs and faults
+    def set_input(self, which: int, value: bool) -> None:
+        """Set an operator input / sensor (SIM_SET_INPUT semantics) and react to interlock changes."""
+        self.inputs.set(which, value)
+        self.paddle.present = self.inputs.paddle_present
+        self.log.write(self.now_us(), "input", input=int(which), value=int(value))
+        self._update_interlocks()
+
+    def _schedule_faults(self) -> None:
+        for f in self.faults.faults:
+            if f.at_s is not None:
+                self._inject_at(f.at_s, f)
+        for t, name in random_fault_times(self.faults.random, self.seed):
+            self._inject_at(t, ScheduledFault(fault=name, at_s=t))
+        for ch in (self.line.tx, self.line.rx):
+            ch.faults.bit_error_rate = self.faults.line.bit_error_rate
+            ch.faults.drop_rate = self.faults.line.drop_rate
+
+    def _inject_at(self, t: float, f: ScheduledFault) -> None:
+        ev = self.env.timeout(max(0.0, t - self.env.now))
+        ev.callbacks.append(lambda _e: self.inject(f.fault, f.param, f.duration_ms, f.noise_bytes))
+
+    def _later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        ev = self.env.timeout(max(0.0, delay_s))
+        ev.callbacks.append(lambda _e: fn())
+
+    def inject(self, name: str, param: int = 0, duration_ms: float | None = None, noise_bytes: int = 0) -> None:
+        """Inject fault ``name`` (a FaultCode name in :data:`INJECTABLE`) now."""
+        t = self.env.now
+        self.log.write(self.now_us(), "inject", fault=name, param=int(param), duration_ms=duration_ms)
+        if name == "DOOR_OPEN" or name == "ESTOP":
+            which = 0 if name == "DOOR_OPEN" else 1
+            self.set_input(which, False)
+            if duration_ms is not None:
+                self._later(duration_ms / 1000.0, lambda: self.set_input(which, True))
+        elif name == "MOTOR_STALL":
+            if self.axis.moving(t):
+                self._stall()
+            else:
+                self._stall_pending = True
+        elif name == "ENCODER_GLITCH":
+            jump = (param or 2000) / 1000.0
+            self.axis.glitch_offset_deg = jump
+            err = abs(self.axis.encoder(t) - self.axis.commanded(t))
+            self._later(0.001, lambda: setattr(self.axis, "glitch_offset_deg", 0.0))
+            if err > self.cfg.axis.following_error_limit_deg:
+                self.axis.homed = False
+                self._latch(int(FaultCode.ENCODER_GLITCH), _mdeg(jump), f"encoder jumped {jump:.3f} deg; re-home")
+        elif name == "KV_DROP":
+            frac = (param or 20) / 100.0
+            self.generator.change_emission(1.0 - frac, 1.0 - frac)
+            self._fault_event(int(FaultCode.KV_DROP), 0, int(param or 20), f"tube voltage dropped {frac * 100:.0f} %")
+            self._later((duration_ms if duration_ms is not None else 1000.0) / 1000.0,
+                        lambda: self.generator.change_emission(1.0, 1.0))
+        elif name == "TUBE_ARC":
+            if self.generator.on:
+                self._tube_arc()
+            else:
+                self._arc_pending = True
+        elif name == "DETECTOR_TIMEOUT":
+            self.detector.timeout_pending = True
+        elif name == "DEVICE_RESET":
+            self._device_reset()
+        elif name == "TELEMETRY_STOP":
+            dur = (duration_ms if duration_ms is not None else 1000.0) / 1000.0
+            self.telemetry_stopped_until = t + dur
+            self._fault_event(int(FaultCode.TELEMETRY_STOP), 0, int(dur * 1000), "telemetry stopped")
+        elif name == "LINE_FAULT":
+            if noise_bytes:
+                self.line.tx.inject_noise(noise_bytes)
+                self.line.rx.inject_noise(noise_bytes)
+            else:
+                dead = (param or 500) / 1000.0
+                self.line.tx.kill(dead)
+                self.line.rx.kill(dead)
+
+    def _fault_event(self, code: int, latched: int, detail: int, text: str) -> None:
+        self.log.write(self.now_us(), "fault", fault=FaultCode(code).name, latched=latched, detail=detail, text=text)
+        self.emit(M.Fault(device_time_us=self.now_us(), fault_code=code, latched=latched, detail=detail, text=text[:120]))
+
+    def _latch(self, code: int, detail: int, text: str, status: int = int(ExposureStatus.ABORTED)) -> None:
+        """A latched fault: stop everything it concerns, FAULT state, FAULT event, release if configured."""
+        self._fault_event(code, 1, detail, text)
+        if self.state == int(S.EXPOSING):
+            self._stop_plan(status)
+        elif self.state == int(S.ARMED):
+            self._disarm()
+        self._stop_motions(("arc",))
+        if self.state in (int(S.IDLE), int(S.BUSY), int(S.ARMED), int(S.EXPOSING)):
+            self.fault_code = code
+            self._stop_motions()
+            self._transition(Trigger.LATCHED_FAULT, fault=code)
+        self._update_interlocks()
+        if FaultCode(code).name in self.cfg.paddle.release_on_faults:
+            self._release(M.Release.ID)
+
+    def _stall(self) -> None:
+        t = self.env.now
+        self.axis.stall(t)
+        limit = self.cfg.axis.following_error_limit_deg
+        end = self.axis.end_time()
+        trip = None
+        step = 0.001
+        k = 1
+        while t + k * step <= end + 1.0:
+            if abs(self.axis.commanded(t + k * step) - self.axis.position(t + k * step)) > limit:
+                trip = t + k * step
+                break
+            k += 1
+        self.log.write(self.now_us(), "stall", trip_ms=None if trip is None else round((trip - t) * 1000, 3))
+        trip = t + step if trip is None else trip
+        self._later(trip - t, lambda: self._latch(int(FaultCode.MOTOR_STALL), 0, "arc motor stalled (following error)"))
+
+    def _tube_arc(self) -> None:
+        self.generator.faulted = True
+        self.generator.terminate(int(ExposureStatus.KV_FAULT))
+        self._latch(int(FaultCode.TUBE_ARC), 0, "tube arc: high voltage collapsed", int(ExposureStatus.KV_FAULT))
+
+    def _estop(self) -> None:
+        if self.state == int(S.EXPOSING):
+            self._stop_plan(int(ExposureStatus.INTERLOCK))
+        if self.state == int(S.ARMED):
+            self._disarm()
+        self._stop_motions()
+        if self.state != int(S.SAFE_HOLD) and self.state != int(S.BOOT):
+            self.hold_cause = int(FaultCode.ESTOP)
+            self._transition(Trigger.ESTOP, fault=int(FaultCode.ESTOP))
+        self._fault_event(int(FaultCode.ESTOP), 1, 0, "emergency stop pressed")
+        if "ESTOP" in self.cfg.paddle.release_on_faults:
+            self._release(M.Release.ID)
+
+    def _watchdog(self) -> None:
+        if not self.session_open or self.state in (int(S.BOOT), int(S.SAFE_HOLD)):
+            return
+        plan = self.armed
+        if plan is not None and self.state in (int(S.ARMED), int(S.EXPOSING)):
+            self.interrupted = (plan.plan_id, plan.exposures_done)
+        if self.state == int(S.EXPOSING):
+            self._stop_plan(int(ExposureStatus.WATCHDOG))
+        elif self.state == int(S.ARMED):
+            self._disarm()
+        self._stop_motions()
+        self.hold_cause = int(FaultCode.WATCHDOG)
+        self._transition(Trigger.WATCHDOG, fault=int(FaultCode.WATCHDOG))
+        self._fault_event(int(FaultCode.WATCHDOG), 0, 0, "host heartbeat lost: safe hold")
+        if "WATCHDOG" in self.cfg.paddle.release_on_faults:
+            self._release(M.Release.ID)
+
+    def _device_reset(self) -> None:
+        plan = self.armed
+        if plan is not None and self.state in (int(S.ARMED), int(S.EXPOSING)):
+            self.interrupted = (plan.plan_id, plan.exposures_done)
+        if self.state == int(S.EXPOSING):
+            self._stop_plan(int(ExposureStatus.ABORTED))
+        self._disarm()
+        for proc in list(self._motions.values()):
+            if proc.is_alive:
+                proc.interrupt("reset")
+        self._motions.clear()
+        if self.axis.moving(self.env.now):
+            self.axis.quick_stop(self.env.now)
+        self.axis.homed = False
+        old = self.state
+        self.state = int(next_state(S(old), Trigger.DEVICE_RESET))
+        self.log.write(self.now_us(), "state", old=S(old).name, new=S(self.state).name, trigger="DEVICE_RESET",
+                       cause_msg_id=0, fault=int(FaultCode.DEVICE_RESET))
+        self.session_open = False
+        self.fault_code = 0
+        self.hold_cause = 0
+        self.link = self._new_link()  # RAM lost: a fresh link, no de-duplication state
+        self._poke()
+        self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=self.state, cause_msg_id=0,
+                                 fault_code=int(FaultCode.DEVICE_RESET)))
+
+    # ================================================================ the sweep
+    def _stop_plan(self, status: int) -> None:
+        """End the running plan: X-rays off now (``status``), brake the arm, let the sweep wind down."""
+        sw = self.sweep
+        if sw is None:
+            return
+        sw.status = status
+        self.generator.terminate(status)
+        if not sw.stop.triggered:
+            sw.stop.succeed()
+        if self.axis.moving(self.env.now):
+            self.axis.quick_stop(self.env.now)
+        self.armed = None
+
+    def _wait(self, sw: _Sweep, delay_s: float) -> Generator[simpy.Event, None, bool]:
+        """Wait ``delay_s`` unless the plan is stopped first; True if not stopped."""
+        if sw.stop.triggered:
+            return False
+        yield self.env.any_of([self.env.timeout(max(0.0, delay_s)), sw.stop])
+        return not sw.stop.triggered
+
+    def _run_sweep(self, sw: _Sweep) -> Generator[Any, None, None]:
+        env, plan, axis, lim = self.env, sw.plan, self.axis, self.limits
+        thickness = self.paddle.breast_thickness_mm()
+        self.log.write(self.now_us(), "sweep_start", plan_id=plan.plan_id, thickness_mm=round(thickness, 4))
+        n = len(plan.angles_deg)
+        if plan.motion == int(MotionMode.CONTINUOUS):
+            start, end = self._sweep_ends(plan.angles_deg, plan.pulse_s, plan.speed_deg_s)
+            t_end = axis.start_move(env.now, start, 0.0)
+            if not (yield from self._wait(sw, t_end - env.now)):
+                yield from self._sweep_end(sw)
+                return
+            axis.settle(env.now)
+            sign = 1.0 if end >= start else -1.0
+            axis.start_move(env.now, end, plan.speed_deg_s)
+            for i in range(n):
+                trigger = plan.angles_deg[i] - sign * 0.5 * plan.speed_deg_s * plan.pulse_s[i]
+                t_hit = axis.crossing_time(env.now, trigger)
+                if t_hit is None:
+                    self.log.write(self.now_us(), "trigger_missed", index=i, angle_deg=trigger)
+                    sw.status = int(ExposureStatus.ABORTED)
+                    break
+                if not (yield from self._wait(sw, t_hit - env.now)):
+                    break
+                ok = yield from self._expose(sw, i, thickness)
+                if not ok:
+                    break
+            if not sw.stop.triggered:
+                yield from self._wait(sw, axis.end_time() - env.now)
+                axis.settle(env.now)
+        else:
+            for i in range(n):
+                t_end = axis.start_move(env.now, plan.angles_deg[i], 0.0)
+                if not (yield from self._wait(sw, t_end - env.now + lim.arc_settle_ms / 1000.0)):
+                    break
+                axis.settle(env.now)
+                if sw.readouts and sw.readouts[-1].is_alive:
+                    yield env.any_of([sw.readouts[-1], sw.stop])
+                    if sw.stop.triggered:
+                        break
+                ok = yield from self._expose(sw, i, thickness)
+                if not ok:
+                    break
+        yield from self._sweep_end(sw)
+
+    def _sweep_end(self, sw: _Sweep) -> Generator[Any, None, None]:
+        alive = [p for p in sw.readouts if p.is_alive]
+        if alive:
+            yield self.env.all_of(alive)
+        return self._finish(sw)
+
+    def _finish(self, sw: _Sweep) -> None:
+        self.log.write(self.now_us(), "sweep_end", plan_id=sw.plan.plan_id, exposures=sw.plan.exposures_done,
+                       stopped=sw.stop.triggered)
+        if self.sweep is sw:
+            self.sweep = None
+        if self.state == int(S.EXPOSING):
+            complete = sw.plan.exposures_done == len(sw.plan.angles_deg)
+            self.armed = None
+            if self.detector.state == int(DetectorState.READY):
+                self.detector.state = int(DetectorState.IDLE)
+            self._transition(Trigger.PLAN_COMPLETE if complete else Trigger.ABORT)
+            if complete and self.cfg.paddle.release_after_exam and self.paddle.height_mm < self.cfg.paddle.park_height_mm:
+                self._auto_release("plan complete")
+
+    def _expose(self, sw: _Sweep, i: int, thickness_mm: float) -> Generator[Any, None, bool]:
+        """One X-ray window of entry ``i``; False if the plan must stop."""
+        env, plan, axis = self.env, sw.plan, self.axis
+        if open_bits(self._compute_interlocks()):
+            self._update_interlocks()
+            return False
+        self.frame_counter += 1
+        frame_id = self.frame_counter
+        k = self.exposure_count
+        self.exposure_count += 1
+        for f in self.faults.faults:
+            if f.at_exposure == k:
+                self._inject_at(env.now + f.offset_ms / 1000.0, f)
+        self.detector.state = int(DetectorState.INTEGRATING)
+        a0 = axis.encoder(env.now)
+        proc = self.generator.expose(plan.kv[i], plan.mas[i], plan.pulse_s[i])
+        if self._arc_pending:
+            self._arc_pending = False
+            self._later(0.005, lambda: self._tube_arc() if self.generator.on else None)
+        res = yield proc
+        a1 = axis.encoder(env.now)
+        plan.exposures_done += 1
+        record = ExposureRecord(index=i, frame_id=frame_id, planned_angle_deg=plan.angles_deg[i], angle_start_deg=a0,
+                                angle_end_deg=a1, kvp=res.kv_mean, mas=res.mas, anode_filter=plan.anode_filter,
+                                focal_spot_mm=plan.focal_spot_mm, window_start_s=res.t_on_s, window_end_s=res.t_off_s,
+                                terminated_early=res.status != int(ExposureStatus.OK))
+        self.log.write(self.now_us(), "exposure", plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
+                       planned_deg=plan.angles_deg[i], start_deg=round(a0, 6), end_deg=round(a1, 6),
+                       kv=round(res.kv_mean, 4), mas=round(res.mas, 6), window_s=round(res.t_off_s - res.t_on_s, 9))
+        self.emit(M.ExposureDone(plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
+                                 planned_mdeg=_mdeg(plan.angles_deg[i]), start_mdeg=_mdeg(a0), end_mdeg=_mdeg(a1),
+                                 kv_ckv=_u(res.kv_mean * 100, 0xFFFF), mas_uas=_u(res.mas * 1e6, 2**32 - 1),
+                                 window_start_us=int(round(res.t_on_s * 1e6)), window_end_us=int(round(res.t_off_s * 1e6))))
+        sw.readouts.append(env.process(self._readout(record, thickness_mm)))
+        self._update_interlocks()
+        if res.status == int(ExposureStatus.BACKUP_TIMER):
+            self._latch(int(FaultCode.BACKUP_TIMER), frame_id, "backup timer terminated the exposure",
+                        int(ExposureStatus.BACKUP_TIMER))
+            return False
+        return res.status in (int(ExposureStatus.OK), int(ExposureStatus.KV_FAULT)) and not sw.stop.triggered
+
+    def _readout(self, record: ExposureRecord, thickness_mm: float) -> Generator[Any, None, None]:
+        frame: Frame | None = yield from self.detector.readout(record, thickness_mm)
+        if frame is None:
+            self._update_interlocks()
+            self._latch(int(FaultCode.DETECTOR_TIMEOUT), record.frame_id, "detector readout timed out")
+            return
+        if self.sweep is None or self.sweep.stop.triggered or self.state != int(S.EXPOSING):
+            if self.detector.state == int(DetectorState.READY) and self.armed is None:
+                self.detector.state = int(DetectorState.IDLE)
+        self.log.write(self.now_us(), "image", frame_id=frame.frame_id, rows=frame.rows, cols=frame.cols,
+                       checksum=frame.checksum, size=frame.size_bytes, locator=frame.locator)
+        self.emit(M.ImageReady(frame_id=frame.frame_id, rows=frame.rows, cols=frame.cols, bits=16,
+                               checksum=frame.checksum, size_bytes=frame.size_bytes, locator=frame.locator))
+
+    # ================================================================ telemetry
+    def telemetry(self) -> M.Message:
+        """A TELEMETRY sample now."""
+        t = self.env.now
+        return M.Telemetry(device_time_us=self.now_us(), arc_mdeg=_mdeg(self.axis.encoder(t)),
+                           arc_speed_mdeg_s=_mdeg(self.axis.velocity(t)), force_dn=_u(self.paddle.force_n() * 10, 0xFFFF),
+                           thickness_um=_u(self.paddle.thickness_mm() * 1000, 2**32 - 1),
+                           kv_ckv=_u(self.generator.measured_kv() * 100, 0xFFFF),
+                           ma_dma=_u(self.generator.measured_ma() * 10, 0xFFFF),
+                           anode_heat_permille=self.generator.anode.permille(t), state=self.state,
+                           interlocks=self.interlocks, detector_state=self.detector.state)
+
+    def _telemetry_loop(self) -> Generator[simpy.Event, None, None]:
+        while True:
+            yield self.env.timeout(self.telemetry_period_s)
+            if self.session_open and self.env.now >= self.telemetry_stopped_until:
+                self.link.send(self.telemetry(), self.env.now)
+                self._flush()
