@@ -29,6 +29,7 @@ from firmware_host.outputs.dicom_common import (
     add_patient_study,
     add_series,
     central_ray_distances,
+    exposure_control,
     da,
     ds_str,
     dt,
@@ -52,6 +53,11 @@ def exposure_values(exposure: ExposureRecord) -> dict[str, float]:
             "ma": ma, "ua": ma * 1000.0}
 
 
+def projection_sop_uid(study: StudyInfo, exposure: ExposureRecord, instance_number: int) -> str:
+    """SOP Instance UID of a projection file (deterministic in the study seed, the exposure and its number)."""
+    return study.uid("sop", "projection", instance_number, exposure.index, exposure.frame_id)
+
+
 def write_projection_dicom(
     path: str | Path,
     image: np.ndarray,
@@ -62,6 +68,7 @@ def write_projection_dicom(
     entrance_dose_mgy: float | None,
     mgd_mgy: float | None,
     instance_number: int,
+    half_value_layer_mm_al: float | None = None,
 ) -> Path:
     """Write one projection as a Digital Mammography X-Ray Image, For Processing.
 
@@ -76,7 +83,9 @@ def write_projection_dicom(
     study: identification; UIDs derive from ``study.uid_seed`` and ``instance_number``.
     entrance_dose_mgy: incident air kerma at the breast entrance (mGy) or None if unknown.
     mgd_mgy: mean glandular dose of this projection (mGy) or None if unknown.
-    instance_number: 1-based position in the projection series.
+    instance_number: 1-based position in the projection series (the tomosynthesis object references
+        the projections by this number: use the 1-based position among the non-scout projections).
+    half_value_layer_mm_al: first HVL of the beam, mm Al, or None if unknown.
     """
     img = np.asarray(image)
     if img.ndim != 2 or img.dtype != np.uint16:
@@ -88,8 +97,7 @@ def write_projection_dicom(
     if exposure.anode_filter not in ANODE_FILTER_DICOM:
         raise ValueError(f"unknown anode/filter {exposure.anode_filter!r}")
 
-    sop_uid = study.uid("sop", "projection", instance_number, exposure.index, exposure.frame_id)
-    ds = new_dataset(MG_FOR_PROCESSING_SOP_CLASS, sop_uid)
+    ds = new_dataset(MG_FOR_PROCESSING_SOP_CLASS, projection_sop_uid(study, exposure, instance_number))
     t_acq = study.at(exposure.window_start_s)
     add_patient_study(ds, study)
     add_series(ds, study, study.projection_series_number, f"DBT projections {study.laterality}{study.view}",
@@ -127,7 +135,7 @@ def write_projection_dicom(
     ds.PixelData = np.ascontiguousarray(img, dtype="<u2").tobytes()
 
     # DX Anatomy Imaged / Mammography Image / Breast view
-    add_breast_view(ds, study)
+    add_breast_view(ds, study, single_frame=True)
     ds.OrganExposed = "BREAST"
     ds.PositionerType = "MAMMOGRAPHIC"
     angle = exposure.mean_angle_deg
@@ -176,7 +184,7 @@ def write_projection_dicom(
     ds.XRayTubeCurrent = int(round(ev["ma"]))
     ds.ExposureTime = int(round(ev["ms"]))
     ds.Exposure = int(round(ev["mas"]))
-    ds.ExposureControlMode = "MANUAL"
+    ds.ExposureControlMode, ds.ExposureControlModeDescription = exposure_control(header)
     ds.ExposureStatus = "ABORTED" if exposure.terminated_early else "NORMAL"
     ds.FocalSpots = ds_str(exposure.focal_spot_mm)
     ds.AnodeTargetMaterial = anode
@@ -190,6 +198,8 @@ def write_projection_dicom(
     ds.FilterMaterial = filt
     ds.FilterThicknessMinimum = ds_str(filt_mm)
     ds.FilterThicknessMaximum = ds_str(filt_mm)
+    if half_value_layer_mm_al is not None:
+        ds.HalfValueLayer = ds_str(half_value_layer_mm_al)
     ds.Grid = "NONE"
 
     ds.AcquisitionContextSequence = Sequence()

@@ -31,6 +31,7 @@ from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
 
 from firmware_host.outputs.study import StudyInfo
 from protocols.geometry import AcquisitionGeometry
+from protocols.records import AcquisitionHeader
 
 #: View codes, CID 4014 (SCT code value, code meaning) with the retired SRT equivalents in comments.
 VIEW_CODES: dict[str, tuple[str, str]] = {
@@ -143,13 +144,19 @@ def add_equipment(ds: Dataset, study: StudyInfo) -> None:
     ds.SoftwareVersions = study.software_versions
 
 
-def add_breast_view(ds: Dataset, study: StudyInfo) -> None:
-    """Image Laterality, View Code Sequence (with empty modifier sequence) and Anatomic Region Sequence."""
-    ds.ImageLaterality = study.laterality
+def add_breast_view(ds: Dataset, study: StudyInfo, *, single_frame: bool) -> None:
+    """View Code Sequence (with empty modifier sequence), implant and partial-view flags.
+
+    Single-frame images also carry Image Laterality and the Anatomic Region
+    Sequence here; the enhanced tomosynthesis object carries them per frame
+    (Frame Anatomy functional group) instead.
+    """
     view = code_item(*VIEW_CODES[study.view])
     view.ViewModifierCodeSequence = Sequence()
     ds.ViewCodeSequence = Sequence([view])
-    ds.AnatomicRegionSequence = Sequence([code_item(*BREAST_CODE)])
+    if single_frame:
+        ds.ImageLaterality = study.laterality
+        ds.AnatomicRegionSequence = Sequence([code_item(*BREAST_CODE)])
     ds.BreastImplantPresent = "NO"
     ds.PartialView = "NO"
 
@@ -188,6 +195,13 @@ def patient_orientation(study: StudyInfo) -> list[str]:
     """
     ex, ey, _ = patient_axes(study)
     return [orientation_letters(ex), orientation_letters(ey)]
+
+
+def exposure_control(header: AcquisitionHeader) -> tuple[str, str]:
+    """Exposure Control Mode and its description: AUTOMATIC when the header lists an AEC scout."""
+    if any(p.exposure.is_scout for p in header.projections):
+        return "AUTOMATIC", "AEC from a low-dose pre-exposure"
+    return "MANUAL", "technique set by the exam protocol"
 
 
 def central_ray_distances(geometry: AcquisitionGeometry, angle_deg: float, thickness_mm: float) -> dict[str, float]:

@@ -64,6 +64,8 @@ class StudyInfo(BaseModel):
     device_serial_number: str = "SIM-0001"
     detector_id: str = Field("SIM-ASE-50UM", max_length=16)
     software_versions: str = "crescent 0.1.0"
+    paddle_description: str = Field("FLAT 24x30 cm", max_length=64, description="compression paddle in use")
+    detector_temperature_c: float = Field(25.0, description="detector temperature, degrees Celsius")
     content_qualification: Literal["PRODUCT", "RESEARCH", "SERVICE"] = "RESEARCH"
 
     def uid(self, *role: object) -> str:
