@@ -23,7 +23,7 @@ also written to the exam folder.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -78,6 +78,9 @@ class ExamOptions(BaseModel):
     compress_timeout_s: float = Field(30.0, gt=0.0)
     settle_rate_n_s: float = Field(1.0, gt=0.0, description="force counts as settled below this |dF/dt|")
     settle_sample_s: float = Field(0.25, gt=0.0)
+    scout_min_window_ms: float = Field(
+        20.0, gt=0.0, description="the scout's current is lowered so its window lasts at least this (kV rise settles)"
+    )
     image_timeout_s: float = Field(3.0, gt=0.0, description="wait for IMAGE_READY / a complete file")
     image_retry_s: float = Field(0.05, gt=0.0)
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
@@ -408,6 +411,10 @@ def scout(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "scout")
     exp = aec_scout_exposure(ctx.exam, ctx.session.limits)
     assert exp is not None
+    if exp.window_ms < ctx.options.scout_min_window_ms:
+        # A very short pulse is mostly kV rise: stretch it at a lower current (same mAs).
+        ma = max(ctx.session.limits.tube_current_min_ma, 1e3 * exp.mas / ctx.options.scout_min_window_ms)
+        exp = replace(exp, tube_current_ma=ma, window_ms=1e3 * exp.mas / ma)
     yield from move_arc(ctx, exp.planned_angle_deg)
     yield from run_armed_plan(ctx, st, ctx.plan_id, [exp], True, "scout")
     if st.scout is None:
@@ -453,7 +460,7 @@ def exam_plan(ctx: ExamContext) -> Plan:
     """The whole exam (see module docstring); returns the :class:`ExamRecord`."""
     st = _State()
     st.started_s = yield Now()
-    ctx.log("exam_start", exam=ctx.exam.name, kind=ctx.exam.kind, plan_id=ctx.plan_id + 1,
+    ctx.log("exam_start", exam=ctx.exam.name, exam_kind=ctx.exam.kind, plan_id=ctx.plan_id + 1,
             exam_definition=ctx.exam.model_dump(mode="json"))
     try:
         yield from prepare(ctx, st)
