@@ -137,7 +137,7 @@ def check_items(
     last_rx: dict[int, float | None] = {HOST_TO_DEVICE: None, DEVICE_TO_HOST: None}
     host_silence_from: float | None = None
     safe_hold_times: list[float] = []
-    silences: list[tuple[WireItem, float, float]] = []
+    silences: list[tuple[WireItem, float, float, float]] = []
 
     for it in items:
         if it.frame is None or it.message is None:
@@ -146,7 +146,7 @@ def check_items(
         d = it.direction
         prev = last_rx[d]
         if prev is not None and it.t_s - prev > watchdog_s:
-            silences.append((it, prev, it.t_s))
+            silences.append((it, prev, it.t_s, watchdog_s))
         last_rx[d] = it.t_s
         msg = it.message
         seq = it.frame.seq
@@ -255,7 +255,7 @@ def check_items(
                     f"sent {req.transmissions} time(s), never answered",
                 )
             )
-    for it, start, stop in silences:
+    for it, start, stop, watchdog_s in silences:
         who = "host" if it.direction == HOST_TO_DEVICE else "device"
         msg_txt = f"{who} silent for {1000 * (stop - start):.1f} ms (> watchdog {1000 * watchdog_s:.0f} ms) from t={start:.6f}s"
         if it.direction == HOST_TO_DEVICE:

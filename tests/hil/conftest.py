@@ -41,3 +41,34 @@ class CaptureBuilder:
 @pytest.fixture
 def capture_builder() -> Callable[[], CaptureBuilder]:
     return CaptureBuilder
+
+
+@pytest.fixture(scope="session")
+def gantry_pty():  # type: ignore[no-untyped-def]
+    """``crescent gantry --pty`` in another process; yields its pty path (stopped at the end by its pid)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    data_dir = tempfile.mkdtemp(prefix="crescent-hil-gantry-")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator.cli", "gantry", "--pty", "--quiet", "--data-dir", data_dir, "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        line = proc.stdout.readline().strip() if proc.stdout else ""
+        if not line.startswith("listening pty "):
+            pytest.fail(f"crescent gantry --pty printed {line!r}")
+        yield line.split()[2]
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()

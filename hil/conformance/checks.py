@@ -1,0 +1,561 @@
+"""The conformance checks: what protocols/SPEC.md promises, one function per promise.
+
+Each check takes a :class:`Context` (session, rig, device capabilities) and
+returns a :class:`CheckResult` (pass / fail / skip with a message). Checks
+leave the device in IDLE with a session open where they can, so they run in
+any order; :data:`CHECKS` is the suite in its default order. A check that
+needs simulator inputs (SIM_SET_INPUT) is skipped on a device without the
+SIMULATION_CONTROLS capability, or for an interlock the rig wires for real.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocols.wire.catalogue import Capability, DeviceState, ErrorCode, Interlock, SimInput
+from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED
+from protocols.wire.messages import (
+    Abort,
+    ArmPlan,
+    BY_NAME,
+    Fire,
+    GetInfo,
+    GetStatus,
+    Hello,
+    Home,
+    Message,
+    MoveArc,
+    ResetFault,
+    SetTelemetry,
+    SimSetInput,
+    plan_digest,
+)
+
+from hil.conformance.session import RxFrame, Session, SessionError, describe
+from hil.junit import FAIL, PASS, SKIP
+from hil.rig import InterlockSource, Rig
+
+#: SIM_SET_INPUT input that drives each interlock bit (the others have no simulator input).
+SIM_INPUT_OF: dict[str, int] = {
+    "DOOR_CLOSED": int(SimInput.DOOR_CLOSED),
+    "ESTOP_RELEASED": int(SimInput.ESTOP_RELEASED),
+    "HAND_SWITCH": int(SimInput.HAND_SWITCH),
+    "PADDLE_IN_RANGE": int(SimInput.PADDLE_PRESENT),
+}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check: ``status`` is pass / fail / skip (hil.junit constants)."""
+
+    status: str
+    message: str
+    details: str = ""
+
+
+def passed(msg: str, details: str = "") -> CheckResult:
+    return CheckResult(PASS, msg, details)
+
+
+def failed(msg: str, details: str = "") -> CheckResult:
+    return CheckResult(FAIL, msg, details)
+
+
+def skipped(msg: str) -> CheckResult:
+    return CheckResult(SKIP, msg)
+
+
+@dataclass
+class Context:
+    """What every check gets: the session, the rig description and what HELLO_REPLY said."""
+
+    session: Session
+    rig: Rig
+    capabilities: int = 0
+    watchdog_ms: int = 500
+    heartbeat_ms: int = 100
+    info: Message | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def sim_controls(self) -> bool:
+        return bool(self.capabilities & int(Capability.SIMULATION_CONTROLS))
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+def hello(ctx: Context, *, watchdog_ms: int | None = None, new_session: bool = True) -> Message:
+    """Open a session (SYN) and return the device's answer."""
+    s = ctx.session
+    if new_session:
+        s.link.new_session()
+    msg = Hello(
+        protocol_version=1,
+        min_version=1,
+        host_capabilities=0,
+        session_id=s.session_id,
+        heartbeat_period_ms=ctx.heartbeat_ms,
+        watchdog_timeout_ms=watchdog_ms or ctx.watchdog_ms,
+    )
+    return s.request(msg, timeout_s=ctx.rig.timeouts.connect_s)
+
+
+def status(ctx: Context) -> Message:
+    return ctx.session.request(GetStatus())
+
+
+def is_nak(resp: Message, *codes: int) -> bool:
+    return resp.NAME == "NAK" and (not codes or resp.error_code in codes)  # type: ignore[attr-defined]
+
+
+def code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
+
+
+def recover(ctx: Context) -> None:
+    """Bring the device back to IDLE with a fresh session (after a check that faulted it)."""
+    s = ctx.session
+    s.resume()
+    st = status(ctx)
+    if st.state in (DeviceState.SAFE_HOLD, DeviceState.FAULT):  # type: ignore[attr-defined]
+        hello(ctx)
+        s.request(ResetFault(fault_code=0))
+        st = status(ctx)
+    if st.state != DeviceState.IDLE:  # type: ignore[attr-defined]
+        s.request(Abort(reason=0))
+
+
+def ensure_homed(ctx: Context) -> Message | None:
+    """HOME the arc if needed and wait for MOTION_DONE; returns None or the refusal."""
+    s = ctx.session
+    if status(ctx).homed:  # type: ignore[attr-defined]
+        return None
+    mark = len(s.frames)
+    resp = s.request(Home())
+    if resp.NAME != "ACK":
+        return resp
+    done = s.wait_for(lambda f: f.name == "MOTION_DONE", ctx.rig.timeouts.motion_timeout_s, since=mark)
+    if done is None:
+        raise SessionError("HOME: no MOTION_DONE")
+    s.pump(0.05)
+    return None
+
+
+def single_plan(ctx: Context, plan_id: int = 7) -> Message:
+    """A one-exposure step-and-shoot plan at the current angle, inside every default limit."""
+    angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+    angle = max(-30000, min(30000, angle))
+    plan = ArmPlan(
+        plan_id=plan_id, motion=0, anode_filter=0, focal_spot=0, speed_mdeg_s=0,
+        entries=[(angle, 2800, 10_000_000, 100_000)],  # 28 kV, 10 mAs, 100 ms
+    )
+    plan.digest = plan_digest(plan)  # type: ignore[attr-defined]
+    return plan
+
+
+def exposures_since(s: Session, mark: int) -> list[RxFrame]:
+    return [f for f in s.frames[mark:] if f.name == "EXPOSURE_DONE"]
+
+
+def raw_payload(name: str, values: tuple[int, ...]) -> bytes:
+    """A payload packed without the codec's range checks (to send out-of-range values on purpose)."""
+    return BY_NAME[name].FIXED.pack(*values)
+
+
+# --------------------------------------------------------------------------------------------
+# checks
+def check_handshake(ctx: Context) -> CheckResult:
+    """HELLO opens a session: HELLO_REPLY with version 1, the session id echoed, the watchdog in force."""
+    resp = hello(ctx)
+    if resp.NAME != "HELLO_REPLY":
+        return failed(f"HELLO answered with {describe(resp)}")
+    problems = []
+    if resp.protocol_version != 1:  # type: ignore[attr-defined]
+        problems.append(f"protocol_version {resp.protocol_version}, expected 1")  # type: ignore[attr-defined]
+    if resp.session_id != ctx.session.session_id:  # type: ignore[attr-defined]
+        problems.append(f"session_id {resp.session_id} does not echo {ctx.session.session_id}")  # type: ignore[attr-defined]
+    if resp.watchdog_timeout_ms != ctx.watchdog_ms:  # type: ignore[attr-defined]
+        problems.append(f"watchdog {resp.watchdog_timeout_ms} ms, requested {ctx.watchdog_ms} ms")  # type: ignore[attr-defined]
+    ctx.capabilities = resp.device_capabilities  # type: ignore[attr-defined]
+    info = ctx.session.request(GetInfo())
+    if info.NAME != "DEVICE_INFO":
+        problems.append(f"GET_INFO answered with {describe(info)}")
+    else:
+        ctx.info = info
+    if problems:
+        return failed("; ".join(problems))
+    caps = ", ".join(c.name for c in Capability if resp.device_capabilities & int(c)) or "none"  # type: ignore[attr-defined,union-attr]
+    return passed(f"session open, firmware 0x{resp.firmware_version:06X}, capabilities: {caps}")  # type: ignore[attr-defined]
+
+
+def check_version_negotiation(ctx: Context) -> CheckResult:
+    """A host that speaks only version 2 gets NAK VERSION_MISMATCH; so does a frame with header version 2."""
+    s = ctx.session
+    fixed = BY_NAME["HELLO"].FIXED
+    payload = fixed.pack(2, 2, 0, s.session_id, ctx.heartbeat_ms, ctx.watchdog_ms)
+    seq, wire = s.raw_frame(0x01, payload, flags=FLAG_ACK_REQ | FLAG_SYN)
+    mark = s.send_raw(wire)
+    got = s.responses_to(seq, mark, 1.0)
+    problems = []
+    if not got or got[0].message is None or not is_nak(got[0].message, ErrorCode.VERSION_MISMATCH):
+        problems.append(f"HELLO(version 2 only): {describe(got[0].message) if got else 'no answer'}")
+    seq, wire = s.raw_frame(0x06, b"", version=2)
+    mark = s.send_raw(wire)
+    got = s.responses_to(seq, mark, 1.0)
+    if not got or got[0].message is None or not is_nak(got[0].message, ErrorCode.VERSION_MISMATCH):
+        problems.append(f"frame version 2: {describe(got[0].message) if got else 'no answer'}")
+    # the device must still talk version 1 afterwards
+    resp = hello(ctx)
+    if resp.NAME != "HELLO_REPLY":
+        problems.append(f"HELLO v1 afterwards: {describe(resp)}")
+    return failed("; ".join(problems)) if problems else passed("NAK VERSION_MISMATCH for HELLO v2 and for a v2 frame; v1 still accepted")
+
+
+def check_crc_and_resync(ctx: Context) -> CheckResult:
+    """A frame with a bad CRC is never answered; noise and an over-long run are skipped up to the next delimiter."""
+    s = ctx.session
+    problems = []
+    seq, wire = s.raw_frame(0x06, b"")
+    bad = bytearray(wire)
+    bad[-2] ^= 0x01 if bad[-2] != 0x01 else 0x03  # flip a bit of the last stuffed byte (CRC), never make it 0x00
+    mark = s.send_raw(bytes(bad))
+    got = s.responses_to(seq, mark, 0.4)
+    if got:
+        problems.append(f"answered a frame with a bad CRC: {describe(got[0].message)}")
+    # garbage without a delimiter directly in front of a valid frame (the frame's leading 0x00 ends it)
+    seq, wire = s.raw_frame(0x06, b"")
+    mark = s.send_raw(b"\x55\xAA\x13\x37" + wire)
+    got = s.responses_to(seq, mark, 1.0)
+    if not got or got[0].name != "STATUS":
+        problems.append("no STATUS for a valid frame after line noise")
+    # an over-long run (more than the 654-byte frame limit) must be discarded with bounded memory
+    seq, wire = s.raw_frame(0x06, b"")
+    mark = s.send_raw(b"\x01" * 1000 + wire)
+    got = s.responses_to(seq, mark, 1.0)
+    if not got or got[0].name != "STATUS":
+        problems.append("no STATUS for a valid frame after a 1000-byte run without delimiter")
+    # a frame whose length field disagrees with its size, CRC recomputed: dropped, not answered
+    from protocols.wire.framing import build_frame
+    from cobs import cobs
+    from protocols.wire.crc import crc32c
+
+    seq = s.new_raw_seq()
+    raw = bytearray(build_frame(0x06, seq, FLAG_ACK_REQ, b""))
+    raw[5] = 3
+    raw[-4:] = struct.pack("<I", crc32c(bytes(raw[:-4])))
+    mark = s.send_raw(b"\x00" + cobs.encode(bytes(raw)) + b"\x00")
+    got = s.responses_to(seq, mark, 0.4)
+    if got:
+        problems.append(f"answered a frame whose length field is wrong: {describe(got[0].message)}")
+    return failed("; ".join(problems)) if problems else passed("bad CRC and bad length dropped silently; resync after noise and a 1000-byte run")
+
+
+def check_deduplication(ctx: Context) -> CheckResult:
+    """Identical request bytes sent twice: two identical answers, one execution (one motion)."""
+    s = ctx.session
+    refusal = ensure_homed(ctx)
+    if refusal is not None:
+        return failed(f"HOME refused: {describe(refusal)}")
+    angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+    target = angle + 1000 if angle < 20000 else angle - 1000
+    payload = MoveArc(target_mdeg=target, speed_mdeg_s=5000).pack()
+    seq, wire = s.raw_frame(MoveArc.ID, payload)
+    mark = s.send_raw(wire)
+    first = s.responses_to(seq, mark, 1.0)
+    if not first:
+        return failed("MOVE_ARC not answered")
+    retrans = bytearray(wire)
+    mark2 = s.send_raw(bytes(wire))  # byte-identical
+    second = s.responses_to(seq, mark2, 1.0)
+    # and once more flagged RETRANSMIT, as a link would send it
+    _, wire_rt = s.raw_frame(MoveArc.ID, payload, seq=seq, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)
+    mark3 = s.send_raw(wire_rt)
+    third = s.responses_to(seq, mark3, 1.0)
+    done = s.wait_for(lambda f: f.name == "MOTION_DONE", ctx.rig.timeouts.motion_timeout_s, since=mark)
+    s.pump(0.6)  # room for a second (wrong) execution to show up
+    motions = {f.frame.seq for f in s.frames[mark:] if f.name == "MOTION_DONE"}
+    busy = [st for _, st in s.states_seen(mark) if st == DeviceState.BUSY]
+    problems = []
+    del retrans
+    if not second or not third:
+        problems.append(f"retransmission not answered (answers: {len(first)}, {len(second)}, {len(third)})")
+    else:
+        a, b, c = (x[0].frame for x in (first, second, third))
+        if (a.msg_id, a.payload) != (b.msg_id, b.payload) or (a.msg_id, a.payload) != (c.msg_id, c.payload):
+            problems.append(
+                f"answers differ: {describe(first[0].message)} / {describe(second[0].message)} / {describe(third[0].message)}"
+            )
+    if first[0].name != "ACK":
+        problems.append(f"MOVE_ARC refused: {describe(first[0].message)}")
+    elif done is None:
+        problems.append("no MOTION_DONE")
+    if len(motions) > 1 or len(busy) > 1:
+        problems.append(f"executed more than once: {len(motions)} MOTION_DONE events, {len(busy)} moves to BUSY")
+    if problems:
+        return failed("; ".join(problems))
+    return passed("3 copies of one MOVE_ARC: 3 identical answers, 1 motion")
+
+
+def check_heartbeat_watchdog(ctx: Context) -> CheckResult:
+    """Host goes silent: the device reaches SAFE_HOLD within the watchdog timeout + margin; HELLO recovers."""
+    s = ctx.session
+    wd_ms = 300
+    resp = hello(ctx, watchdog_ms=wd_ms)
+    if resp.NAME != "HELLO_REPLY":
+        return failed(f"HELLO with a {wd_ms} ms watchdog: {describe(resp)}")
+    s.pump(0.3)  # heartbeats flowing
+    margin_ms = ctx.rig.timeouts.watchdog_margin_ms
+    mark = len(s.frames)
+    s.go_silent()
+    silent_from = s.last_tx_s if s.last_tx_s is not None else s.now()
+    hit = s.wait_for(
+        lambda f: f.name == "STATE_CHANGED" and f.message.new_state == DeviceState.SAFE_HOLD,  # type: ignore[union-attr]
+        (wd_ms + margin_ms) / 1000.0 + 1.0,
+        since=mark,
+    )
+    s.resume()
+    latency_ms = None if hit is None else 1000.0 * (hit.t_s - silent_from)
+    try:
+        recover(ctx)
+        hello(ctx)
+    except SessionError as exc:
+        return failed(f"device did not recover after the watchdog: {exc}")
+    if hit is None:
+        return failed(f"no SAFE_HOLD within {wd_ms + margin_ms + 1000:.0f} ms of host silence")
+    assert latency_ms is not None
+    if latency_ms > wd_ms + margin_ms:
+        return failed(f"SAFE_HOLD {latency_ms:.0f} ms after the last host frame; limit {wd_ms} + {margin_ms:.0f} ms")
+    if latency_ms < wd_ms * 0.9:
+        return failed(f"SAFE_HOLD after only {latency_ms:.0f} ms of silence (watchdog {wd_ms} ms): too early")
+    return passed(f"SAFE_HOLD {latency_ms:.0f} ms after the last host frame (watchdog {wd_ms} ms + {margin_ms:.0f} ms)")
+
+
+def check_fire_without_arm(ctx: Context) -> CheckResult:
+    """FIRE in IDLE (nothing armed) is refused (NOT_ARMED or BAD_STATE) and nothing is exposed."""
+    s = ctx.session
+    mark = len(s.frames)
+    resp = s.request(Fire(plan_id=4242, digest=0x12345678))
+    s.pump(0.3)
+    if not is_nak(resp, ErrorCode.NOT_ARMED, ErrorCode.BAD_STATE):
+        return failed(f"FIRE without ARM answered {describe(resp)}")
+    if exposures_since(s, mark):
+        return failed("EXPOSURE_DONE after a refused FIRE")
+    # armed, but FIRE with a wrong digest
+    plan = single_plan(ctx)
+    refusal = ensure_homed(ctx)
+    if refusal is not None:
+        return failed(f"HOME refused: {describe(refusal)}")
+    armed = s.request(plan)
+    if armed.NAME != "ACK":
+        return failed(f"a valid one-exposure plan was refused: {describe(armed)}")
+    resp2 = s.request(Fire(plan_id=plan.plan_id, digest=plan.digest ^ 0xFFFF))  # type: ignore[attr-defined]
+    s.request(Abort(reason=0))
+    s.pump(0.2)
+    if not is_nak(resp2, ErrorCode.DIGEST_MISMATCH, ErrorCode.NOT_ARMED):
+        return failed(f"FIRE with a wrong digest answered {describe(resp2)}")
+    if exposures_since(s, mark):
+        return failed("EXPOSURE_DONE after a refused FIRE")
+    return passed(f"FIRE unarmed -> NAK {code_name(resp.error_code)}; wrong digest -> NAK {code_name(resp2.error_code)}")  # type: ignore[attr-defined]
+
+
+def _fire_with_open(ctx: Context, interlock: str) -> CheckResult:
+    s = ctx.session
+    src = ctx.rig.interlocks.get(interlock)
+    if interlock not in SIM_INPUT_OF:
+        return skipped(f"{interlock} has no simulator input; rig-only")
+    if src is not InterlockSource.SIMULATED:
+        return skipped(f"{interlock} is {src.value if src else 'absent'} on this rig; open it by hand (rig-only)")
+    if not ctx.sim_controls:
+        return skipped("device lacks SIMULATION_CONTROLS; rig-only")
+    refusal = ensure_homed(ctx)
+    if refusal is not None:
+        return failed(f"HOME refused: {describe(refusal)}")
+    bit = int(Interlock[interlock])
+    plan = single_plan(ctx, plan_id=11)
+    armed = s.request(plan)
+    if armed.NAME != "ACK":
+        return failed(f"a valid one-exposure plan was refused: {describe(armed)}")
+    mark = len(s.frames)
+    set_resp = s.request(SimSetInput(input=SIM_INPUT_OF[interlock], value=0))
+    if set_resp.NAME != "ACK":
+        return failed(f"SIM_SET_INPUT refused: {describe(set_resp)}")
+    s.pump(0.1)
+    st = status(ctx)
+    resp = s.request(Fire(plan_id=plan.plan_id, digest=plan.digest))  # type: ignore[attr-defined]
+    s.pump(0.3)
+    exposed = exposures_since(s, mark)
+    s.request(SimSetInput(input=SIM_INPUT_OF[interlock], value=1))
+    s.request(Abort(reason=2))
+    s.pump(0.1)
+    recover(ctx)
+    if st.interlocks & bit:  # type: ignore[attr-defined]
+        return failed(f"STATUS still reports {interlock} safe after opening it (interlocks 0x{st.interlocks:02X})")  # type: ignore[attr-defined]
+    if resp.NAME != "NAK":
+        return failed(f"FIRE with {interlock} open answered {describe(resp)}" + (f"; {len(exposed)} exposure(s)" if exposed else ""))
+    if exposed:
+        return failed(f"EXPOSURE_DONE with {interlock} open")
+    # the e-stop also puts the device in SAFE_HOLD (device_states), which disarms: BAD_STATE or NOT_ARMED
+    allowed = (
+        (ErrorCode.INTERLOCK_OPEN, ErrorCode.BAD_STATE, ErrorCode.NOT_ARMED)
+        if interlock == "ESTOP_RELEASED"
+        else (ErrorCode.INTERLOCK_OPEN,)
+    )
+    if not is_nak(resp, *allowed):
+        return failed(f"FIRE with {interlock} open refused with {code_name(resp.error_code)}, expected INTERLOCK_OPEN")  # type: ignore[attr-defined]
+    if is_nak(resp, ErrorCode.INTERLOCK_OPEN) and not (resp.detail & bit):  # type: ignore[attr-defined]
+        return failed(f"NAK INTERLOCK_OPEN detail 0x{resp.detail:02X} does not name {interlock} (bit 0x{bit:02X})")  # type: ignore[attr-defined]
+    return passed(f"FIRE with {interlock} open -> NAK {code_name(resp.error_code)} detail 0x{resp.detail:02X}")  # type: ignore[attr-defined]
+
+
+def _interlock_check(name: str) -> Callable[[Context], CheckResult]:
+    def check(ctx: Context) -> CheckResult:
+        return _fire_with_open(ctx, name)
+
+    check.__doc__ = f"FIRE on an armed plan with {name} open is refused (NAK INTERLOCK_OPEN naming the bit), nothing exposed."
+    check.__name__ = f"check_fire_interlock_{name.lower()}"
+    return check
+
+
+def check_abort_latency(ctx: Context) -> CheckResult:
+    """ABORT during a long arc move: ACK and the return to IDLE within the rig's abort latency."""
+    s = ctx.session
+    refusal = ensure_homed(ctx)
+    if refusal is not None:
+        return failed(f"HOME refused: {describe(refusal)}")
+    angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+    target = -25000 if angle > 0 else 25000
+    resp = s.request(MoveArc(target_mdeg=target, speed_mdeg_s=2000))
+    if resp.NAME != "ACK":
+        return failed(f"MOVE_ARC refused: {describe(resp)}")
+    s.pump(0.3)
+    mark = len(s.frames)
+    t0 = s.now()
+    ack = s.request(Abort(reason=0))
+    t_ack = s.now()
+    idle = s.wait_for(
+        lambda f: f.name == "STATE_CHANGED" and f.message.new_state == DeviceState.IDLE,  # type: ignore[union-attr]
+        2.0,
+        since=mark,
+    )
+    limit = ctx.rig.timeouts.abort_latency_max_ms
+    if ack.NAME != "ACK":
+        return failed(f"ABORT answered {describe(ack)}")
+    if idle is None:
+        return failed("no STATE_CHANGED to IDLE after ABORT")
+    ack_ms = 1000 * (t_ack - t0)
+    idle_ms = 1000 * (idle.t_s - t0)
+    s.pump(0.3)
+    st = status(ctx)
+    moved = abs(st.arc_mdeg - target) > 500  # type: ignore[attr-defined]
+    if max(ack_ms, idle_ms) > limit:
+        return failed(f"ABORT: ACK after {ack_ms:.1f} ms, IDLE after {idle_ms:.1f} ms; limit {limit:.0f} ms")
+    if not moved:
+        return failed("the arc reached its target despite ABORT")
+    return passed(f"ABORT: ACK after {ack_ms:.1f} ms, IDLE after {idle_ms:.1f} ms (limit {limit:.0f} ms)")
+
+
+def check_telemetry_rate(ctx: Context) -> CheckResult:
+    """SET_TELEMETRY 20 ms and 50 ms: the device clock period matches within 10 %, none missing."""
+    s = ctx.session
+    problems, notes = [], []
+    for period_ms in (20, 50):
+        resp = s.request(SetTelemetry(period_ms=period_ms))
+        if resp.NAME != "ACK":
+            problems.append(f"SET_TELEMETRY {period_ms} ms answered {describe(resp)}")
+            continue
+        s.pump(0.1)
+        mark = len(s.frames)
+        s.pump(1.0)
+        tel = [f for f in s.frames[mark:] if f.name == "TELEMETRY"]
+        if len(tel) < 5:
+            problems.append(f"{len(tel)} TELEMETRY frames in 1 s at {period_ms} ms")
+            continue
+        dev = [f.message.device_time_us for f in tel]  # type: ignore[union-attr]
+        periods = sorted((b - a) / 1000.0 for a, b in zip(dev, dev[1:]))
+        median = periods[len(periods) // 2]
+        wall = 1000.0 * (tel[-1].t_s - tel[0].t_s) / (len(tel) - 1)
+        notes.append(f"{period_ms} ms: median {median:.2f} ms (device), {wall:.2f} ms (host clock), n={len(tel)}")
+        if abs(median - period_ms) > 0.1 * period_ms:
+            problems.append(f"period {median:.2f} ms on the device clock, requested {period_ms} ms")
+        if abs(wall - period_ms) > 0.25 * period_ms:
+            problems.append(f"period {wall:.2f} ms on the host clock, requested {period_ms} ms")
+        if max(periods) > 2.5 * period_ms:
+            problems.append(f"a gap of {max(periods):.1f} ms at period {period_ms} ms")
+    s.request(SetTelemetry(period_ms=20))
+    if problems:
+        return failed("; ".join(problems), "\n".join(notes))
+    return passed("; ".join(notes))
+
+
+def check_range_rejection(ctx: Context) -> CheckResult:
+    """Out-of-range values, undefined enums, bad lengths, unknown ids and reserved flags: the right NAK and detail."""
+    s = ctx.session
+    mk = raw_payload
+    cases: list[tuple[str, int, bytes, int, int, int | None]] = [
+        # (what, msg_id, payload, flags, expected code, expected detail)
+        ("MOVE_ARC target 95 deg", 0x11, mk("MOVE_ARC", (95_000, 0)), FLAG_ACK_REQ, ErrorCode.OUT_OF_RANGE, 0),
+        ("SET_TECHNIQUE 55 kV", 0x14, mk("SET_TECHNIQUE", (0, 5500, 1000, 0)), FLAG_ACK_REQ, ErrorCode.OUT_OF_RANGE, 1),
+        ("SET_TECHNIQUE anode/filter 9", 0x14, mk("SET_TECHNIQUE", (9, 2800, 1000, 0)), FLAG_ACK_REQ, ErrorCode.BAD_ENUM, 0),
+        ("SET_TELEMETRY 1 ms", 0x19, mk("SET_TELEMETRY", (1,)), FLAG_ACK_REQ, ErrorCode.OUT_OF_RANGE, 0),
+        ("GET_STATUS with 3 payload bytes", 0x06, b"\x01\x02\x03", FLAG_ACK_REQ, ErrorCode.BAD_LENGTH, None),
+        ("unknown msg id 0x7F", 0x7F, b"", FLAG_ACK_REQ, ErrorCode.UNKNOWN_MESSAGE, None),
+        ("reserved flag bit", 0x06, b"", FLAG_ACK_REQ | (FLAGS_RESERVED & 0x10), ErrorCode.BAD_FLAGS, None),
+    ]
+    problems, ok = [], []
+    for what, msg_id, payload, flags, code, detail in cases:
+        seq, wire = s.raw_frame(msg_id, payload, flags=flags)
+        mark = s.send_raw(wire)
+        got = s.responses_to(seq, mark, 1.0)
+        msg = got[0].message if got else None
+        if msg is None or not is_nak(msg, code) or (detail is not None and msg.detail != detail):  # type: ignore[attr-defined]
+            want = f"NAK {code_name(code)}" + ("" if detail is None else f" detail {detail}")
+            problems.append(f"{what}: {describe(msg) if msg else 'no answer'}, expected {want}")
+        else:
+            ok.append(what)
+    # device limits beyond the catalogue ranges (DEVICE_INFO): travel and force
+    info = ctx.info
+    if info is not None:
+        refusal = ensure_homed(ctx)
+        if refusal is not None:
+            problems.append(f"HOME refused: {describe(refusal)}")
+        beyond = int(info.arc_max_mdeg) + 5000  # type: ignore[attr-defined]
+        if beyond <= 90_000:
+            resp = s.request(MoveArc(target_mdeg=beyond, speed_mdeg_s=0))
+            if not is_nak(resp, ErrorCode.OUT_OF_RANGE):
+                problems.append(f"MOVE_ARC {beyond} mdeg beyond travel {info.arc_max_mdeg}: {describe(resp)}")  # type: ignore[attr-defined]
+                if resp.NAME == "ACK":
+                    s.request(Abort(reason=0))
+            else:
+                ok.append("MOVE_ARC beyond the device's travel")
+        force = int(info.force_limit_dn) + 100  # type: ignore[attr-defined]
+        if force <= 3000:
+            resp = s.request(BY_NAME["COMPRESS"](target_force_dn=force, min_thickness_um=0, speed_um_s=0))
+            if not is_nak(resp, ErrorCode.FORCE_LIMIT, ErrorCode.OUT_OF_RANGE):
+                problems.append(f"COMPRESS {force} dN above the limit {info.force_limit_dn} dN: {describe(resp)}")  # type: ignore[attr-defined]
+                if resp.NAME == "ACK":
+                    s.request(Abort(reason=0))
+            else:
+                ok.append("COMPRESS above the force limit")
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"{len(ok)} refusals with the right code: " + "; ".join(ok))
+
+
+#: The suite in its default order (name -> check).
+CHECKS: dict[str, Callable[[Context], CheckResult]] = {
+    "handshake": check_handshake,
+    "version_negotiation": check_version_negotiation,
+    "crc_and_resync": check_crc_and_resync,
+    "deduplication": check_deduplication,
+    "fire_without_arm": check_fire_without_arm,
+    **{f"fire_interlock_{n.lower()}": _interlock_check(n) for n in Interlock.__members__},
+    "abort_latency": check_abort_latency,
+    "telemetry_rate": check_telemetry_rate,
+    "range_rejection": check_range_rejection,
+    "heartbeat_watchdog": check_heartbeat_watchdog,
+}
