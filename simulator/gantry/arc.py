@@ -193,7 +193,10 @@ class ArcAxis:
     def encoder(self, t: float) -> float:
         """Encoder reading at ``t``: load angle quantised to the resolution, plus any glitch, deg."""
         q = self.cfg.encoder_resolution_deg
-        return round(self.position(t) / q) * q + self.glitch_offset_deg
+        counts = round(self.position(t) / q)
+        inv = round(1.0 / q)
+        value = counts / inv if abs(inv * q - 1.0) < 1e-12 else counts * q  # exact mdeg when q = 1/n
+        return value + self.glitch_offset_deg
 
     def following_error(self, t: float) -> float:
         """Commanded minus load angle, deg."""

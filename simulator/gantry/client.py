@@ -43,8 +43,8 @@ class LinkClient:
         self.silent = False
         self._waiters: dict[int, simpy.Event] = {}
         self._watchers: list[tuple[Callable[[M.Message], bool], simpy.Event]] = []
-        self._wake = env.event()
-        env.process(self._loop())
+        self._timer_at: float | None = None
+        endpoint.on_receive(self._on_bytes)
 
     def request(self, msg: M.Message) -> simpy.Event:
         """Send a command; the event succeeds with its response message (None if never answered)."""
@@ -52,8 +52,6 @@ class LinkClient:
         self._waiters[id(msg)] = ev
         self.link.send(msg, self.env.now)
         self._flush()
-        if not self._wake.triggered:
-            self._wake.succeed()
         return ev
 
     def wait_event(self, predicate: Callable[[M.Message], bool]) -> simpy.Event:
@@ -74,41 +72,70 @@ class LinkClient:
         data = self.link.data_to_send()
         if data and not self.silent:
             self.endpoint.write(data)
+        deadline = self.link.next_deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._timer_at = deadline
+            ev = self.env.timeout(max(0.0, deadline - self.env.now))
+            ev.callbacks.append(self._on_timer)
 
-    def _loop(self) -> Generator[simpy.Event, None, None]:
+    def _on_timer(self, _ev: simpy.Event) -> None:
+        if self._timer_at is not None and self.env.now >= self._timer_at:
+            self._timer_at = None
+        self.link.tick(self.env.now)
+        self._process()
+
+    def _on_bytes(self, data: bytes) -> None:
+        self.link.receive(data, self.env.now)
+        self._process()
+
+    def _process(self) -> None:
         env = self.env
-        rx = self.endpoint.read()
-        while True:
-            waits = [rx, self._wake]
-            deadline = self.link.next_deadline()
-            if deadline is not None:
-                waits.append(env.timeout(max(0.0, deadline - env.now)))
-            yield env.any_of(waits)
-            if self._wake.triggered:
-                self._wake = env.event()
-            if rx.triggered:
-                data = rx.value
-                rx = self.endpoint.read()
-                self.link.receive(data, env.now)
-            else:
-                self.link.tick(env.now)
-            for ev in self.link.events():
-                if isinstance(ev, Received):
-                    if ev.needs_answer:
-                        self.link.answer(ev.seq, M.Ack(acked_msg_id=ev.message.ID, detail=0), env.now)
-                        self.events.append(Arrival(env.now, ev.message))
-                        for pred, waiter in list(self._watchers):
-                            if not waiter.triggered and pred(ev.message):
-                                waiter.succeed(ev.message)
-                                self._watchers.remove((pred, waiter))
-                    elif ev.message.NAME == "TELEMETRY":
-                        self.telemetry.append(Arrival(env.now, ev.message))
-                elif isinstance(ev, Answered):
-                    w = self._waiters.pop(id(ev.request), None)
-                    if w is not None:
-                        w.succeed(ev.response)
-                elif isinstance(ev, SendFailed):
-                    w = self._waiters.pop(id(ev.request), None)
-                    if w is not None:
-                        w.succeed(None)
-            self._flush()
+        for ev in self.link.events():
+            if isinstance(ev, Received):
+                if ev.needs_answer:
+                    self.link.answer(ev.seq, M.Ack(acked_msg_id=ev.message.ID, detail=0), env.now)
+                    self.events.append(Arrival(env.now, ev.message))
+                    for pred, waiter in list(self._watchers):
+                        if not waiter.triggered and pred(ev.message):
+                            waiter.succeed(ev.message)
+                            self._watchers.remove((pred, waiter))
+                elif ev.message.NAME == "TELEMETRY":
+                    self.telemetry.append(Arrival(env.now, ev.message))
+            elif isinstance(ev, Answered):
+                w = self._waiters.pop(id(ev.request), None)
+                if w is not None:
+                    w.succeed(ev.response)
+            elif isinstance(ev, SendFailed):
+                w = self._waiters.pop(id(ev.request), None)
+                if w is not None:
+                    w.succeed(None)
+        self._flush()
+
+
+def hello(session_id: int = 0x12345678, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 500) -> M.Message:
+    """A HELLO for protocol version 1."""
+    return M.Hello(protocol_version=1, min_version=1, host_capabilities=0, session_id=session_id,
+                   heartbeat_period_ms=heartbeat_period_ms, watchdog_timeout_ms=watchdog_timeout_ms)
+
+
+def make_plan(plan_id: int, angles_deg: list[float], *, kv: float = 29.0, mas: float = 2.0, pulse_ms: float = 60.0,
+              speed_deg_s: float = 8.0, continuous: bool = True, anode_filter: int = 0, focal_spot: int = 0) -> M.Message:
+    """An ARM_PLAN with its digest filled in (angles deg, kV, mAs, ms, deg/s)."""
+    entries = [M.ArmPlan.ENTRY(angle_mdeg=int(round(a * 1000)), kv_ckv=int(round(kv * 100)),
+                               mas_uas=int(round(mas * 1e6)), pulse_us=int(round(pulse_ms * 1000)))
+               for a in angles_deg]
+    plan = M.ArmPlan(plan_id=plan_id, motion=1 if continuous else 0, anode_filter=anode_filter, focal_spot=focal_spot,
+                     speed_mdeg_s=int(round(speed_deg_s * 1000)), digest=0, entries=entries)
+    plan.digest = M.plan_digest(plan)
+    return plan
+
+
+def open_session(client: LinkClient, *, home: bool = True,
+                 watchdog_timeout_ms: int = 500) -> Generator[simpy.Event, None, M.Message]:
+    """HELLO (and HOME, waiting for its MOTION_DONE); the value is the HELLO_REPLY."""
+    reply = yield client.request(hello(watchdog_timeout_ms=watchdog_timeout_ms))
+    if home:
+        done = client.wait_event(lambda m: m.NAME == "MOTION_DONE")
+        yield client.request(M.Home())
+        yield done
+    return reply

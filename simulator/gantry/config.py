@@ -77,7 +77,7 @@ class PaddleConfig(_Model):
     max_speed_mm_s: float = Field(40.0, gt=0.0, description="fastest allowed paddle speed, mm/s")
     release_speed_mm_s: float = Field(40.0, gt=0.0, description="release speed, mm/s")
     control_period_ms: float = Field(20.0, gt=0.0, le=200.0, description="control loop period, ms")
-    substeps: int = Field(20, ge=1, le=1000, description="force-limit checks per control period")
+    substeps: int = Field(10, ge=1, le=1000, description="force-limit checks per control period")
     release_after_exam: bool = Field(True, description="release automatically when a plan completes")
     release_on_faults: tuple[str, ...] = Field(
         ("WATCHDOG", "ESTOP"), description="FaultCode names after which the paddle releases"
@@ -108,6 +108,7 @@ class DetectorConfig(_Model):
     noise: bool = Field(True, description="quantum and electronic noise in the images")
     scatter: bool = Field(False, description="add the scatter model to the images")
     motion_substeps: int = Field(5, ge=1, le=50, description="focal-spot samples along the window's travel")
+    fsync: bool = Field(False, description="fsync each frame file before the rename (durable, slower)")
 
 
 class UartConfig(_Model):

@@ -43,15 +43,20 @@ class Frame:
     locator: str
 
 
-def write_frame(data_dir: Path, frame_id: int, image: np.ndarray) -> Frame:
-    """Write ``image`` as ``frame_<id>.raw`` (uint16 LE) atomically; returns its description."""
+def write_frame(data_dir: Path, frame_id: int, image: np.ndarray, fsync: bool = False) -> Frame:
+    """Write ``image`` as ``frame_<id>.raw`` (uint16 LE) atomically; returns its description.
+
+    Readers never see a partial file (temporary file + rename); ``fsync`` additionally makes it
+    durable across a power loss (slow; off by default in the simulator).
+    """
     raw = np.ascontiguousarray(image, dtype="<u2").tobytes()
     name = f"frame_{frame_id}.raw"
     tmp = data_dir / f".{name}.tmp"
     with open(tmp, "wb") as fh:
         fh.write(raw)
-        fh.flush()
-        os.fsync(fh.fileno())
+        if fsync:
+            fh.flush()
+            os.fsync(fh.fileno())
     os.replace(tmp, data_dir / name)
     rows, cols = image.shape
     return Frame(frame_id, rows, cols, crc32c(raw), len(raw), name)
@@ -110,6 +115,6 @@ class Detector:
             return None
         image = self.imager(thickness_mm).image(record)
         yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
-        frame = write_frame(self.data_dir, record.frame_id, image)
+        frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         self.state = int(DetectorState.READY)
         return frame

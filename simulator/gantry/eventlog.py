@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import IO, Any
 
 
 class EventLog:
     """Append-only JSON-lines log; kept in memory (``lines``) and, if ``path`` is given, on disk."""
 
-    def __init__(self, path: Path | None = None, keep: bool = True) -> None:
+    def __init__(self, path: Path | None = None, keep: bool = True, echo: Callable[[str], None] | None = None) -> None:
         self.path = Path(path) if path is not None else None
         self.keep = keep
+        self.echo = echo
         self.lines: list[str] = []
         self._fh: IO[str] | None = None
         if self.path is not None:
@@ -32,6 +34,8 @@ class EventLog:
         if self._fh is not None:
             self._fh.write(line + "\n")
             self._fh.flush()
+        if self.echo is not None:
+            self.echo(line)
 
     def records(self) -> list[dict[str, Any]]:
         """The kept lines, parsed."""

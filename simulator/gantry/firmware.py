@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 One :class:`Gantry` owns the device side of the serial line and the physical actors (arc axis,
-paddle, generator, detector, interlocks). A SimPy process (:meth:`Gantry._link_loop`) feeds the
-sans-IO :class:`protocols.wire.link.Link` with the bytes the UART delivers and with clock ticks at
-the link's deadlines, and writes what the link wants sent. The link delivers each new request
+paddle, generator, detector, interlocks). The sans-IO :class:`protocols.wire.link.Link` is fed
+the bytes the UART delivers (at their arrival time) and clock ticks at the link's deadlines (a
+SimPy timer re-armed after every link call), and what it wants sent is written to the UART. The link delivers each new request
 exactly once (retransmissions are answered from its cache and never reach the dispatcher), so a
 duplicated FIRE exposes once.
 
@@ -131,6 +131,20 @@ class _Sweep:
     readouts: list[simpy.Process] = field(default_factory=list)
 
 
+def exposure_record(done: M.Message, anode_filter: str, focal_spot_mm: float) -> ExposureRecord:
+    """The :class:`ExposureRecord` an EXPOSURE_DONE describes (wire units -> deg, kV, mAs, s).
+
+    The gantry renders each image from exactly this record, so a host holding the event (plus the
+    plan's anode/filter and focal spot) can regenerate the image bit for bit.
+    """
+    return ExposureRecord(index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg / 1000.0,
+                          angle_start_deg=done.start_mdeg / 1000.0, angle_end_deg=done.end_mdeg / 1000.0,
+                          kvp=done.kv_ckv / 100.0, mas=done.mas_uas / 1e6, anode_filter=anode_filter,  # type: ignore[arg-type]
+                          focal_spot_mm=focal_spot_mm, window_start_s=done.window_start_us / 1e6,
+                          window_end_s=done.window_end_us / 1e6,
+                          terminated_early=done.status != int(ExposureStatus.OK))
+
+
 def _mdeg(deg: float) -> int:
     return int(round(deg * 1000.0))
 
@@ -188,11 +202,11 @@ class Gantry:
         self._fired_phases: set[int] = set()
         self._seq_rng = np.random.default_rng([self.seed, 3])
         self.link = self._new_link()
-        self._wake = env.event()
+        self._timer_at: float | None = None
         self.interlocks = self._compute_interlocks()
         self.log.write(0, "boot", config=config.name, seed=self.seed, firmware_version=config.identity.firmware_version,
                        serial_number=config.identity.serial_number, interlocks=self.interlocks)
-        env.process(self._link_loop())
+        line.on_receive(self._on_bytes)
         env.process(self._telemetry_loop())
         self._schedule_faults()
 
@@ -204,34 +218,29 @@ class Gantry:
     def _new_link(self) -> Link:
         return Link(LinkConfig(), initial_seq=int(self._seq_rng.integers(0, 0x10000)), heartbeat_state=self.state)
 
-    def _poke(self) -> None:
-        if not self._wake.triggered:
-            self._wake.succeed()
-
     def _flush(self) -> None:
+        """Write what the link wants sent and arm a timer for its next deadline."""
         data = self.link.data_to_send()
         if data:
             self.line.write(data)
+        deadline = self.link.next_deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._timer_at = deadline
+            ev = self.env.timeout(max(0.0, deadline - self.env.now))
+            ev.callbacks.append(self._on_timer)
 
-    def _link_loop(self) -> Generator[simpy.Event, None, None]:
-        env = self.env
-        rx = self.line.read()
-        while True:
-            waits: list[simpy.Event] = [rx, self._wake]
-            deadline = self.link.next_deadline()
-            if deadline is not None:
-                waits.append(env.timeout(max(0.0, deadline - env.now)))
-            yield env.any_of(waits)
-            if self._wake.triggered:
-                self._wake = env.event()
-            if rx.triggered:
-                data = rx.value
-                rx = self.line.read()
-                self.link.receive(data, env.now)
-            else:
-                self.link.tick(env.now)
-            self._handle_link_events()
-            self._flush()
+    def _on_timer(self, _ev: simpy.Event) -> None:
+        if self._timer_at is not None and self.env.now >= self._timer_at:
+            self._timer_at = None
+        self.link.tick(self.env.now)
+        self._handle_link_events()
+        self._flush()
+
+    def _on_bytes(self, data: bytes) -> None:
+        """Bytes from the UART (called at their arrival time)."""
+        self.link.receive(data, self.env.now)
+        self._handle_link_events()
+        self._flush()
 
     def _handle_link_events(self) -> None:
         for ev in self.link.events():
@@ -269,7 +278,6 @@ class Gantry:
         except LinkError as exc:
             self.log.write(self.now_us(), "event_dropped", msg=msg.NAME, reason=str(exc))
         self._flush()
-        self._poke()
 
     # ================================================================ state
     def _transition(self, trigger: Trigger, cause_msg_id: int = 0, fault: int = 0) -> None:
@@ -880,7 +888,7 @@ class Gantry:
         self.fault_code = 0
         self.hold_cause = 0
         self.link = self._new_link()  # RAM lost: a fresh link, no de-duplication state
-        self._poke()
+        self._timer_at = None
         self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=self.state, cause_msg_id=0,
                                  fault_code=int(FaultCode.DEVICE_RESET)))
 
@@ -991,17 +999,16 @@ class Gantry:
         res = yield proc
         a1 = axis.encoder(env.now)
         plan.exposures_done += 1
-        record = ExposureRecord(index=i, frame_id=frame_id, planned_angle_deg=plan.angles_deg[i], angle_start_deg=a0,
-                                angle_end_deg=a1, kvp=res.kv_mean, mas=res.mas, anode_filter=plan.anode_filter,
-                                focal_spot_mm=plan.focal_spot_mm, window_start_s=res.t_on_s, window_end_s=res.t_off_s,
-                                terminated_early=res.status != int(ExposureStatus.OK))
+        # The record is what EXPOSURE_DONE says, in wire units, so a host can re-render the same image from it.
+        done = M.ExposureDone(plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
+                              planned_mdeg=_mdeg(plan.angles_deg[i]), start_mdeg=_mdeg(a0), end_mdeg=_mdeg(a1),
+                              kv_ckv=_u(res.kv_mean * 100, 0xFFFF), mas_uas=_u(res.mas * 1e6, 2**32 - 1),
+                              window_start_us=int(round(res.t_on_s * 1e6)), window_end_us=int(round(res.t_off_s * 1e6)))
+        record = exposure_record(done, plan.anode_filter, plan.focal_spot_mm)
         self.log.write(self.now_us(), "exposure", plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
                        planned_deg=plan.angles_deg[i], start_deg=round(a0, 6), end_deg=round(a1, 6),
                        kv=round(res.kv_mean, 4), mas=round(res.mas, 6), window_s=round(res.t_off_s - res.t_on_s, 9))
-        self.emit(M.ExposureDone(plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
-                                 planned_mdeg=_mdeg(plan.angles_deg[i]), start_mdeg=_mdeg(a0), end_mdeg=_mdeg(a1),
-                                 kv_ckv=_u(res.kv_mean * 100, 0xFFFF), mas_uas=_u(res.mas * 1e6, 2**32 - 1),
-                                 window_start_us=int(round(res.t_on_s * 1e6)), window_end_us=int(round(res.t_off_s * 1e6))))
+        self.emit(done)
         sw.readouts.append(env.process(self._readout(record, thickness_mm)))
         self._update_interlocks()
         if res.status == int(ExposureStatus.BACKUP_TIMER):

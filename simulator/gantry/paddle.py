@@ -118,29 +118,50 @@ class Paddle:
         Interrupt the process to stop the drive (it holds where it is).
         """
         cfg = self.cfg
+        breast = self.breast
+        h0 = breast.cfg.free_thickness_mm
+        ratio = breast.cfg.relaxation_ratio
         stop_n = min(target_n, self.force_limit_n)
         floor = max(min_thickness_mm, self.thickness_min_mm, 0.0)
         speed = min(speed_mm_s if speed_mm_s > 0 else cfg.default_speed_mm_s, cfg.max_speed_mm_s)
         period = cfg.control_period_ms / 1000.0
         dt = period / cfg.substeps
+        decay = math.exp(-dt / breast.cfg.relaxation_time_s)
+        eq = breast.equilibrium_force_n
         self._relax_to(self.env.now)
         try:
             while True:
                 yield self.env.timeout(period)
+                if self.height_mm - cfg.approach_speed_mm_s * period > h0 + 2.0:
+                    # free travel toward the breast: one step per period
+                    self._step(max(floor, self.height_mm - cfg.approach_speed_mm_s * period), period)
+                    continue
+                h, q = self.height_mm, breast.q_n
+                fe = eq(h)
+                reached: bool | None = None
                 for _ in range(cfg.substeps):
-                    if self.breast.force_n(self.height_mm) >= stop_n * 0.995:
-                        return True
-                    free_gap = self.height_mm - self.breast.cfg.free_thickness_mm
-                    v = cfg.approach_speed_mm_s if free_gap > 2.0 else speed
-                    new_h = max(floor, self.height_mm - v * dt)
-                    if new_h >= self.height_mm:
-                        return False  # at the thickness floor before the force
-                    if self.breast.predict_n(self.height_mm, new_h, dt) > stop_n:
-                        # the next step would pass the target/limit: hold here
-                        self.breast.advance(self.height_mm, self.height_mm, dt)
-                        self._t_last += dt
-                        return True
-                    self._step(new_h, dt)
+                    if (fe + q if h < h0 else 0.0) >= stop_n * 0.995:
+                        reached = True
+                        break
+                    v = cfg.approach_speed_mm_s if h - h0 > 2.0 else speed
+                    new_h = max(floor, h - v * dt)
+                    if new_h >= h:
+                        reached = False  # at the thickness floor before the force
+                        break
+                    fe_new = eq(new_h)
+                    q_new = (q + ratio * (fe_new - fe)) * decay if new_h < h0 else 0.0
+                    if new_h < h0 and fe_new + q_new > stop_n:
+                        q *= decay  # the next step would pass the target/limit: hold here
+                        reached = True
+                        break
+                    h, fe, q = new_h, fe_new, q_new
+                    f = fe + q if h < h0 else 0.0
+                    if f > self.max_force_seen_n:
+                        self.max_force_seen_n = f
+                self.height_mm, breast.q_n = h, q
+                self._t_last = self.env.now
+                if reached is not None:
+                    return reached
         except simpy.Interrupt:
             return False
 

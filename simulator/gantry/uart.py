@@ -14,6 +14,7 @@ that arrived for this end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,6 +53,7 @@ class UartChannel:
         self.rng = rng
         self.name = name
         self.inbox: simpy.Store = simpy.Store(env)
+        self.sink: Callable[[bytes], None] | None = None  # if set, arrivals are handed to it instead of the inbox
         self.faults = LineFaults()
         self.stats = LineStats()
         self._busy_until = 0.0
@@ -92,7 +94,10 @@ class UartChannel:
 
     def _arrive(self, data: bytes) -> None:
         self.stats.bytes_delivered += len(data)
-        self.inbox.put(data)
+        if self.sink is not None:
+            self.sink(data)
+        else:
+            self.inbox.put(data)
 
     def _corrupt(self, data: bytes) -> bytes:
         arr = np.frombuffer(data, dtype=np.uint8).copy()
@@ -129,6 +134,10 @@ class SerialEndpoint:
     def read(self) -> simpy.Event:
         """Event whose value is the next chunk of bytes received (waits until some arrive)."""
         return self.rx.inbox.get()
+
+    def on_receive(self, callback: Callable[[bytes], None]) -> None:
+        """Alternative to :meth:`read`: call ``callback(data)`` at each arrival (in simulation time)."""
+        self.rx.sink = callback
 
 
 def serial_line(env: simpy.Environment, byte_time_s: float, seed: int) -> tuple[SerialEndpoint, SerialEndpoint]:
