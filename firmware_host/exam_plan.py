@@ -35,7 +35,7 @@ from firmware_host.errors import CommandFailed, ExamError, HostError, Interrupte
 from firmware_host.intake import FileDataChannel, check_frame, frame_array
 from firmware_host.mirror import DeviceMirror, fault_name
 from firmware_host.plans import Command, Guard, Now, Phase, Plan, Sleep, WaitFor
-from firmware_host.policy import IDEMPOTENT_RETRIES
+from firmware_host.policy import IDEMPOTENT_RETRIES, Action, fault_action
 from firmware_host.record import AecRecord, ExamRecord, ExposureCheck
 from firmware_host.session import SessionInfo, hello_plan
 from firmware_host.store import ExamStore
@@ -83,6 +83,7 @@ class ExamOptions(BaseModel):
     )
     image_timeout_s: float = Field(3.0, gt=0.0, description="wait for IMAGE_READY / a complete file")
     image_retry_s: float = Field(0.05, gt=0.0)
+    abort_grace_s: float = Field(0.5, gt=0.0, description="after ABORT, wait this long for late EXPOSURE_DONEs")
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
     reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
     heartbeat_period_ms: int = 100
@@ -123,10 +124,13 @@ class _State:
     images: dict[int, ProjectionRecord] = field(default_factory=dict)
     frame_to_index: dict[int, int] = field(default_factory=dict)
     pending_ready: dict[int, Message] = field(default_factory=dict)  # frame id -> IMAGE_READY not yet taken
+    armed: dict[int, tuple[list[PlannedExposure], bool]] = field(default_factory=dict)  # plan id -> (plan, is_scout)
+    recorded: set[tuple[int, int]] = field(default_factory=set)  # (plan id, index) of recorded exposures
     warnings: list[str] = field(default_factory=list)
     end_reason: str | None = None
     end_fault: str | None = None
     aborted: bool = False
+    event_mark: int = 0  # first device event of this exam
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -285,6 +289,9 @@ def compress(ctx: ExamContext, st: _State) -> Plan:
     f_prev = ctx.mirror.force_n
     while True:
         now = yield Sleep(ctx.options.settle_sample_s)
+        last = ctx.mirror.last_telemetry_host_s
+        if last is None or now - last > 2 * ctx.options.settle_sample_s:
+            yield from _status(ctx)  # telemetry stopped: poll the force instead (policy: TELEMETRY_STOP)
         f = ctx.mirror.force_n
         rate = abs(f - f_prev) / ctx.options.settle_sample_s
         f_prev = f
@@ -308,16 +315,24 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
     yield Command(technique_message(planned[0]), retries=R)
     arm = arm_message(plan_id, planned)
     yield Command(arm, retries=R)
+    st.armed[plan_id] = (planned, is_scout)
     ctx.log("armed", plan_id=plan_id, digest=arm.digest, is_scout=is_scout, fields=message_dict(arm))
     yield _ph(st, phase, 0, n)
     mark = ctx.mirror.mark
     try:
         yield Command(Fire(plan_id=plan_id, digest=arm.digest))  # never resent (policy)
     except CommandFailed:
+        # Never resend blindly. STATUS is answered after every earlier byte of the line was processed:
+        # still ARMED with this plan = no copy of FIRE executed (and none can: the link gave up), so one
+        # new FIRE is safe; any other state = FIRE ran (or a fault disarmed the plan): follow the events.
         status = yield from _status(ctx)
-        if not (status.state == int(DeviceState.EXPOSING) and status.armed_plan_id == plan_id):
-            raise
-        ctx.log("decision", note="FIRE unanswered but the plan runs (STATUS); following it", action="continue")
+        if status.state == int(DeviceState.ARMED) and status.armed_plan_id == plan_id:
+            ctx.log("decision", note="FIRE unanswered and the plan is still armed (STATUS): FIRE once more",
+                    action="retry")
+            yield Command(Fire(plan_id=plan_id, digest=arm.digest))
+        else:
+            ctx.log("decision", note=f"FIRE unanswered; device {DeviceState(status.state).name}: following the "
+                    "plan's events", action="continue")
     budget = scan_time_s(ctx.exam, planned) + ctx.options.sweep_margin_s
     t_fire = yield Now()
     deadline = t_fire + budget
@@ -338,23 +353,14 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
         mark = ev.index + 1
         msg = ev.message
         if msg.NAME == "EXPOSURE_DONE" and msg.plan_id == plan_id:
-            p = planned[min(msg.index, n - 1)]
-            rec = exposure_record(msg, p, is_scout)
-            st.exposures.append(rec)
-            st.frame_to_index[msg.frame_id] = msg.index
-            if not is_scout:
-                st.checks[msg.index] = _check(ctx, rec, p, _status_name(msg.status))
-            ctx.log("exposure", plan_id=plan_id, index=msg.index, frame_id=msg.frame_id, status=_status_name(msg.status),
-                    is_scout=is_scout, planned_angle_deg=p.planned_angle_deg, actual_start_deg=rec.angle_start_deg,
-                    actual_end_deg=rec.angle_end_deg, planned_kvp=p.kvp, actual_kvp=rec.kvp, planned_mas=p.mas,
-                    actual_mas=rec.mas, planned_window_ms=p.window_ms,
-                    actual_window_ms=round((rec.window_end_s - rec.window_start_s) * 1e3, 6),
-                    window_start_us=msg.window_start_us, window_end_us=msg.window_end_us, host_time_s=ev.host_time_s)
+            rec = record_exposure(ctx, st, msg, ev.host_time_s)
             done_count += 1
             if msg.status != int(ExposureStatus.OK):
                 ended_early = f"exposure {msg.index} ended early: {_status_name(msg.status)}"
             yield _ph(st, phase, done_count, n)
             if done_count == n:
+                # X-rays are over: door or e-stop no longer end the exam; images and release go on.
+                yield Guard(False)
                 deadline = min(deadline, (yield Now()) + ctx.options.image_timeout_s)
                 if not is_scout:
                     yield _ph(st, "readout", stored, n)
@@ -371,6 +377,26 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
             ended_early = ended_early or f"the device ended the plan after {done_count} of {n} exposures"
         if ended_early is not None:
             raise Interrupted(ended_early, "FAULT", fault_name(ctx.mirror.fault_code) if ctx.mirror.fault_code else None)
+
+
+def record_exposure(ctx: ExamContext, st: _State, msg: Message, host_time_s: float) -> ExposureRecord:
+    """Record one EXPOSURE_DONE of an armed plan: exposure list, plan check, audit line (planned vs actual)."""
+    planned, is_scout = st.armed[msg.plan_id]
+    p = planned[min(msg.index, len(planned) - 1)]
+    rec = exposure_record(msg, p, is_scout)
+    st.exposures.append(rec)
+    st.recorded.add((msg.plan_id, msg.index))
+    st.frame_to_index[msg.frame_id] = msg.index
+    status = _status_name(msg.status)
+    if not is_scout:
+        st.checks[msg.index] = _check(ctx, rec, p, status)
+    ctx.log("exposure", plan_id=msg.plan_id, index=msg.index, frame_id=msg.frame_id, status=status,
+            is_scout=is_scout, planned_angle_deg=p.planned_angle_deg, actual_start_deg=rec.angle_start_deg,
+            actual_end_deg=rec.angle_end_deg, planned_kvp=p.kvp, actual_kvp=rec.kvp, planned_mas=p.mas,
+            actual_mas=rec.mas, planned_window_ms=p.window_ms,
+            actual_window_ms=round((rec.window_end_s - rec.window_start_s) * 1e3, 6),
+            window_start_us=msg.window_start_us, window_end_us=msg.window_end_us, host_time_s=host_time_s)
+    return rec
 
 
 def _ph(st: _State, name: str, index: int = 0, total: int = 0) -> Phase:
@@ -419,6 +445,7 @@ def scout(ctx: ExamContext, st: _State) -> Plan:
     yield from run_armed_plan(ctx, st, ctx.plan_id, [exp], True, "scout")
     if st.scout is None:
         raise ExamError("the AEC scout image never arrived intact")
+    yield Guard(True)  # off since the scout's exposure ended; a fault meanwhile ends the exam here
     yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the scout plan to end")
     image = np.load(ctx.store.root / st.scout.path, allow_pickle=False)  # type: ignore[operator]
     det = ctx.session.geometry.detector
@@ -448,9 +475,13 @@ def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
 def release(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "release")
     done = yield from motion(ctx.mirror, Release(), ctx.options.move_timeout_s)
-    st.released = bool(done.ok)
-    if not done.ok:
-        st.warnings.append("RELEASE did not reach the park height")
+    # Released = the breast is free: the paddle reached its park height, or the force is gone
+    # (e.g. the device's own release on an e-stop is still lifting the paddle).
+    st.released = bool(done.ok) or done.force_dn < 10
+    if not st.released:
+        st.warnings.append(f"RELEASE stopped with {done.force_dn / 10:.1f} N on the breast")
+    elif not done.ok:
+        st.warnings.append(f"RELEASE ended before the park height ({done.thickness_um / 1000:.1f} mm) with no force")
 
 
 # ------------------------------------------------------------------------------------------- the plan
@@ -458,7 +489,7 @@ def release(ctx: ExamContext, st: _State) -> Plan:
 
 def exam_plan(ctx: ExamContext) -> Plan:
     """The whole exam (see module docstring); returns the :class:`ExamRecord`."""
-    st = _State()
+    st = _State(event_mark=ctx.mirror.mark)
     st.started_s = yield Now()
     ctx.log("exam_start", exam=ctx.exam.name, exam_kind=ctx.exam.kind, plan_id=ctx.plan_id + 1,
             exam_definition=ctx.exam.model_dump(mode="json"))
@@ -474,17 +505,25 @@ def exam_plan(ctx: ExamContext) -> Plan:
         yield _ph(st, "position")
         yield from move_arc(ctx, start_angle(ctx, st.planned))
         yield from run_armed_plan(ctx, st, ctx.plan_id + 1, st.planned, False, "sweep")
-        yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the plan to end")
         if ctx.exam.compression.release == "after_exam":
-            yield from release(ctx, st)
-        yield Guard(False)
+            try:
+                yield WaitFor(lambda m: m.state == int(DeviceState.IDLE) or m.state in _STOPPED,
+                              ctx.options.move_timeout_s, "the plan to end")
+                yield from release(ctx, st)
+            except (HostError, PlanError) as exc:
+                # Every image is in; only the release failed: make it safe and say so (the record
+                # is incomplete if the paddle still does not release).
+                st.warnings.append(f"release failed ({type(exc).__name__}: {exc}); stopping and releasing again")
+                yield from safe_stop(ctx, st, "HOST_ERROR", release_anyway=True)
     except Interrupted as exc:
         st.aborted, st.end_reason, st.end_fault = True, exc.reason, exc.fault
         yield from safe_stop(ctx, st, exc.abort_reason)
     except (HostError, PlanError, ValueError) as exc:
         st.aborted, st.end_reason = True, f"{type(exc).__name__}: {exc}"
-        st.end_fault = ctx.mirror.fault_code and fault_name(ctx.mirror.fault_code) or None
         yield from safe_stop(ctx, st, "HOST_ERROR")
+        cause = device_cause(ctx, st)
+        if cause is not None:  # a refused command is usually the echo of a device fault: name the fault
+            st.end_reason, st.end_fault = f"{cause[0]} ({st.end_reason})", cause[1]
     if not st.aborted:
         st.phase = "done"
     end = yield Now()
@@ -496,8 +535,27 @@ def exam_plan(ctx: ExamContext) -> Plan:
     return record
 
 
-def safe_stop(ctx: ExamContext, st: _State, abort_reason: str) -> Plan:
-    """Abort sequencing: reach the device, ABORT, take in images already exposed, RELEASE as configured."""
+_STOPPED = (int(DeviceState.SAFE_HOLD), int(DeviceState.FAULT), int(DeviceState.BOOT))
+
+
+def device_cause(ctx: ExamContext, st: _State) -> tuple[str, str] | None:
+    """The first device fault (or stop) during this exam that the policy ends an exam on: (reason, fault name)."""
+    for ev in ctx.mirror.events_since(st.event_mark, "FAULT", "STATE_CHANGED"):
+        m = ev.message
+        if m.NAME == "FAULT" and fault_action(m.fault_code, bool(m.latched)) is Action.END:
+            return f"device fault {fault_name(m.fault_code)}: {m.text or 'no detail'}", fault_name(m.fault_code)
+        if m.NAME == "STATE_CHANGED" and m.new_state in _STOPPED:
+            name = "DEVICE_RESET" if m.new_state == int(DeviceState.BOOT) else fault_name(m.fault_code)
+            return f"device entered {DeviceState(m.new_state).name}", name
+    return None
+
+
+def safe_stop(ctx: ExamContext, st: _State, abort_reason: str, release_anyway: bool = False) -> Plan:
+    """Abort sequencing: reach the device, ABORT, take in images already exposed, RELEASE as configured.
+
+    The compression is released if the exam's ``release_on_fault`` says so (or ``release_anyway``,
+    used when the exam's own release step failed).
+    """
     yield Guard(False)
     yield Phase("abort")  # st.phase keeps the phase the exam ended in
     m = ctx.mirror
@@ -517,7 +575,7 @@ def safe_stop(ctx: ExamContext, st: _State, abort_reason: str) -> Plan:
         st.warnings.append(f"ABORT not acknowledged: {exc}")
     yield from collect_late_images(ctx, st)
     comp = ctx.exam.compression
-    if st.compressed and comp.release_on_fault:
+    if st.compressed and (comp.release_on_fault or release_anyway):
         try:
             yield from release(ctx, st)
         except HostError as exc:
@@ -525,28 +583,32 @@ def safe_stop(ctx: ExamContext, st: _State, abort_reason: str) -> Plan:
 
 
 def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
-    """After an abort, take in the images of exposures already made (IMAGE_READY may still come)."""
-    want = {e.frame_id: e for e in st.exposures if (e.index not in st.images and not e.is_scout)
-            or (e.is_scout and st.scout is None)}
-    if not want:
-        return
+    """After an abort: record EXPOSURE_DONE events that came after the interrupt, take in their images.
+
+    Keeps looking for ``abort_grace_s`` after the ABORT and as long as an image is outstanding, up
+    to ``image_timeout_s``.
+    """
     t0 = yield Now()
-    seen: set[int] = set()
     while True:
+        for ev in ctx.mirror.events_since(0, "EXPOSURE_DONE"):
+            m = ev.message
+            if m.plan_id in st.armed and (m.plan_id, m.index) not in st.recorded:
+                record_exposure(ctx, st, m, ev.host_time_s)
+        want = {e.frame_id: e for e in st.exposures
+                if (not e.is_scout and e.index not in st.images) or (e.is_scout and st.scout is None)}
         for ev in ctx.mirror.events_since(0, "IMAGE_READY"):
-            fid = ev.message.frame_id
-            if fid in want and fid not in seen:
-                seen.add(fid)
-                rec = want[fid]
-                stem = "scout" if rec.is_scout else ctx.store.projection_stem(rec.index)
-                prec = yield from take_image(ctx, ev.message, rec, stem)
-                if prec is not None:
-                    if rec.is_scout:
-                        st.scout = prec
-                    else:
-                        st.images[rec.index] = prec
+            rec = want.pop(ev.message.frame_id, None)
+            if rec is None:
+                continue
+            stem = "scout" if rec.is_scout else ctx.store.projection_stem(rec.index)
+            prec = yield from take_image(ctx, ev.message, rec, stem)
+            if prec is not None:
+                if rec.is_scout:
+                    st.scout = prec
+                else:
+                    st.images[rec.index] = prec
         now = yield Now()
-        if seen >= set(want) or now - t0 >= ctx.options.image_timeout_s:
+        if now - t0 >= ctx.options.image_timeout_s or (not want and now - t0 >= ctx.options.abort_grace_s):
             return
         yield Sleep(ctx.options.image_retry_s)
 

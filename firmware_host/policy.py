@@ -11,8 +11,9 @@ condition              action          what the host does
 link SendFailed of an  retry           resend up to ``IDEMPOTENT_RETRIES`` times (GET_STATUS, GET_INFO,
 idempotent command                     HOME, MOVE_ARC, COMPRESS, RELEASE, SET_TECHNIQUE, ARM_PLAN, ABORT,
                                        SET_TELEMETRY, RESET_FAULT: repeating them has the same effect)
-link SendFailed of     end             FIRE is never resent: the host reads STATUS; if the plan runs
-FIRE                                   it follows it, else the exam ends ("FIRE unanswered")
+link SendFailed of     retry / follow  FIRE is never resent blindly: the host reads STATUS; still ARMED
+FIRE                                   with this plan = not executed, FIRE once more; otherwise it ran:
+                                       follow its EXPOSURE_DONE / IMAGE_READY events
 line faults (bit       retry (link)    CRC drops and retransmission in the link; only a dead line
 errors, drops, noise)                  (peer lost) ends the exam
 DETECTOR_TIMEOUT       retry           re-read the data channel until ``image_timeout_s``; an image that

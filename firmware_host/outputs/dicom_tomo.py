@@ -77,17 +77,18 @@ def grid_centres(grid: VolumeGrid | GridTuple, shape: tuple[int, int, int]) -> t
 def to_uint16(volume: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Linear map of a float volume onto 0..65535: returns ``(stored, slope, intercept)``.
 
-    ``volume ~= stored * slope + intercept`` within half a step (``slope / 2``).
+    ``volume ~= stored * slope + intercept`` within half a step (``slope / 2``). Works slice by
+    slice, so a clinical volume needs only its uint16 copy besides the input.
     """
-    v = np.asarray(volume, dtype=np.float64)
-    if not np.all(np.isfinite(v)):
+    v = np.asarray(volume)
+    lo, hi = float(np.min(v)), float(np.max(v))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise ValueError("volume contains NaN or infinite values")
-    lo, hi = float(v.min()), float(v.max())
-    slope = (hi - lo) / 65535.0 if hi > lo else 1.0
-    # round the slope to what a 16-character DS can carry, so the file's slope is exactly the one used
-    slope = float(ds_str(slope, 12)) if hi > lo else 1.0
-    intercept = float(ds_str(lo, 12))
-    stored = np.clip(np.rint((v - intercept) / slope), 0, 65535).astype(np.uint16)
+    slope = (hi - lo) / 65535.0 if hi > lo else 1.0  # stored as FD (Real World Value Slope): no rounding
+    intercept = lo
+    stored = np.empty(v.shape, dtype=np.uint16)
+    for k in range(v.shape[0]):
+        stored[k] = np.clip(np.rint((v[k].astype(np.float64) - intercept) / slope), 0, 65535)
     return stored, slope, intercept
 
 
@@ -230,7 +231,7 @@ def write_tomo_dicom(
     ds.PixelPresentation = "MONOCHROME"
     ds.VolumetricProperties = "VOLUME"
     ds.VolumeBasedCalculationTechnique = "TOMOSYNTHESIS"
-    ds.ImageComments = f"linear attenuation 1/mm = stored * {ds_str(slope, 12)} + {ds_str(intercept, 12)}"
+    ds.ImageComments = f"linear attenuation 1/mm = stored * {slope:.9e} + {intercept:.9e}"
 
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
