@@ -993,12 +993,12 @@ class Gantry:
         self.detector.state = int(DetectorState.INTEGRATING)
         a0 = axis.encoder(env.now)
         proc = self.generator.expose(plan.kv[i], plan.mas[i], plan.pulse_s[i])
+        plan.exposures_done += 1  # counted from X-ray on: a cut window is an exposure that happened
         if self._arc_pending:
             self._arc_pending = False
             self._later(0.005, lambda: self._tube_arc() if self.generator.on else None)
         res = yield proc
         a1 = axis.encoder(env.now)
-        plan.exposures_done += 1
         # The record is what EXPOSURE_DONE says, in wire units, so a host can re-render the same image from it.
         done = M.ExposureDone(plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
                               planned_mdeg=_mdeg(plan.angles_deg[i]), start_mdeg=_mdeg(a0), end_mdeg=_mdeg(a1),
