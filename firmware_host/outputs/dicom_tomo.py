@@ -87,8 +87,13 @@ def to_uint16(volume: np.ndarray) -> tuple[np.ndarray, float, float]:
     slope = (hi - lo) / 65535.0 if hi > lo else 1.0  # stored as FD (Real World Value Slope): no rounding
     intercept = lo
     stored = np.empty(v.shape, dtype=np.uint16)
+    buf = np.empty(v.shape[1:], dtype=np.float32)  # float32 keeps the rounding error below 0.01 step
     for k in range(v.shape[0]):
-        stored[k] = np.clip(np.rint((v[k].astype(np.float64) - intercept) / slope), 0, 65535)
+        np.subtract(v[k], intercept, out=buf, casting="unsafe")
+        np.multiply(buf, np.float32(1.0 / slope), out=buf)
+        np.rint(buf, out=buf)
+        np.clip(buf, 0, 65535, out=buf)
+        stored[k] = buf
     return stored, slope, intercept
 
 
