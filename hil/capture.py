@@ -134,3 +134,35 @@ class TappedPort:
 
 class ClockFn(Protocol):
     def __call__(self) -> float: ...
+
+
+class TappedEndpoint:
+    """Wrap a SimPy serial endpoint (``write(bytes)``, ``read() -> simpy.Event``) so a :class:`Tap` sees every byte.
+
+    ``env`` gives the virtual time (s). Used to capture exams run in virtual time.
+    """
+
+    def __init__(self, endpoint: "VirtualEndpoint", tap: Tap, env: "SimEnv") -> None:
+        self._ep = endpoint
+        self.tap = tap
+        self._env = env
+
+    def write(self, data: bytes) -> None:
+        self.tap.record(HOST_TO_DEVICE, bytes(data), float(self._env.now))
+        self._ep.write(data)
+
+    def read(self) -> object:
+        ev = self._ep.read()
+        ev.callbacks.append(lambda e: self.tap.record(DEVICE_TO_HOST, bytes(e.value), float(self._env.now)))  # type: ignore[attr-defined]
+        return ev
+
+
+class VirtualEndpoint(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def read(self) -> object: ...
+
+
+class SimEnv(Protocol):
+    @property
+    def now(self) -> float: ...

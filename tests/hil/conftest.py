@@ -72,3 +72,24 @@ def gantry_pty():  # type: ignore[no-untyped-def]
             except subprocess.TimeoutExpired:
                 os.kill(proc.pid, signal.SIGKILL)
                 proc.wait()
+
+
+@pytest.fixture(scope="session")
+def exam_capture(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """(packets, gantry config, record) of a dbt-step exam run by the host on the virtual gantry, tapped."""
+    import simpy
+
+    from firmware_host.api import run_exam_virtual
+    from hil.capture import Tap, TappedEndpoint
+    from hil.validate_exam import dry_run_config
+    from simulator.gantry import start_virtual_gantry
+
+    tmp = tmp_path_factory.mktemp("exam-capture")
+    cfg = dry_run_config(None, None, 100.0)
+    env = simpy.Environment()
+    _, endpoint = start_virtual_gantry(env, cfg, seed=0, data_dir=tmp / "device", event_log=None)
+    tap = Tap()
+    result = run_exam_virtual(env, TappedEndpoint(endpoint, tap, env), "dbt-step", tmp / "exam", seed=0)
+    env.run(until=env.now + 0.5)
+    tap.flush()
+    return tap.packets, cfg, result.record
