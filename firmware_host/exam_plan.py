@@ -478,6 +478,15 @@ def release(ctx: ExamContext, st: _State) -> Plan:
     # Released = the breast is free: the paddle reached its park height, or the force is gone
     # (e.g. the device's own release on an e-stop is still lifting the paddle).
     st.released = bool(done.ok) or done.force_dn < 10
+    t0 = yield Now()
+    while not st.released:
+        # The drive stopped early (e.g. the device's own release on an e-stop took over): the breast is
+        # free once the force is gone; poll STATUS for it.
+        now = yield Sleep(0.2)
+        status = yield from _status(ctx)
+        st.released = status.force_dn < 10
+        if now - t0 > ctx.options.move_timeout_s:
+            break
     if not st.released:
         st.warnings.append(f"RELEASE stopped with {done.force_dn / 10:.1f} N on the breast")
     elif not done.ok:
@@ -518,6 +527,9 @@ def exam_plan(ctx: ExamContext) -> Plan:
     except Interrupted as exc:
         st.aborted, st.end_reason, st.end_fault = True, exc.reason, exc.fault
         yield from safe_stop(ctx, st, exc.abort_reason)
+        cause = device_cause(ctx, st) if exc.fault is None else None
+        if cause is not None:  # the plan saw the effect (plan ended early); the device says why
+            st.end_reason, st.end_fault = f"{cause[0]} ({st.end_reason})", cause[1]
     except (HostError, PlanError, ValueError) as exc:
         st.aborted, st.end_reason = True, f"{type(exc).__name__}: {exc}"
         yield from safe_stop(ctx, st, "HOST_ERROR")
@@ -540,8 +552,13 @@ _STOPPED = (int(DeviceState.SAFE_HOLD), int(DeviceState.FAULT), int(DeviceState.
 
 def device_cause(ctx: ExamContext, st: _State) -> tuple[str, str] | None:
     """The first device fault (or stop) during this exam that the policy ends an exam on: (reason, fault name)."""
-    for ev in ctx.mirror.events_since(st.event_mark, "FAULT", "STATE_CHANGED"):
+    hard = int(Interlock.DOOR_CLOSED) | int(Interlock.ESTOP_RELEASED)  # type: ignore[attr-defined]
+    for ev in ctx.mirror.events_since(st.event_mark, "FAULT", "STATE_CHANGED", "INTERLOCK_CHANGED"):
         m = ev.message
+        if m.NAME == "INTERLOCK_CHANGED" and m.interlocks & hard != hard:
+            door = not m.interlocks & int(Interlock.DOOR_CLOSED)  # type: ignore[attr-defined]
+            return ("interlock open: DOOR_CLOSED" if door else "interlock open: ESTOP_RELEASED",
+                    "DOOR_OPEN" if door else "ESTOP")
         if m.NAME == "FAULT" and fault_action(m.fault_code, bool(m.latched)) is Action.END:
             return f"device fault {fault_name(m.fault_code)}: {m.text or 'no detail'}", fault_name(m.fault_code)
         if m.NAME == "STATE_CHANGED" and m.new_state in _STOPPED:

@@ -1,0 +1,180 @@
+"""Measurements of ``crescent acquire`` after the exam: reconstruction, lesion focus and SDNR, dose, MTF.
+
+This module composes the other packages and adds no physics of its own:
+line integrals and FBP come from :mod:`reconstruction`, air kerma, MGD and
+the flat-field / QA-edge images from :mod:`simulator.physics` (the same
+models the simulated detector uses), MTF and SDNR from
+:mod:`reconstruction.analysis`. Coordinates are in the gantry frame (mm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from protocols.records import AcquisitionHeader, ExposureRecord
+from reconstruction import fbp
+from reconstruction.analysis.contrast import lesion_contrast
+from reconstruction.filters import FilterSpec
+from reconstruction.geometry import VolumeGrid, slice_heights
+from reconstruction.preprocess import line_integrals
+
+
+@dataclass(frozen=True)
+class LesionTruth:
+    """A lesion of the phantom: kind, centre (mm, gantry frame), diameter (mm)."""
+
+    kind: str
+    x_mm: float
+    y_mm: float
+    z_mm: float
+    diameter_mm: float
+
+
+@dataclass
+class LesionFinding:
+    """Where a lesion came into focus and how visible it is there."""
+
+    truth: LesionTruth
+    focus_z_mm: float
+    depth_error_mm: float
+    sdnr: float
+
+
+@dataclass
+class Reconstruction:
+    """The reconstructed volume ``(nz, ny, nx)`` in 1/mm on ``grid``."""
+
+    volume: np.ndarray
+    grid: VolumeGrid
+    seconds: float = 0.0
+
+    @property
+    def z_mm(self) -> np.ndarray:
+        return np.asarray(self.grid.z_mm)
+
+    def rc_of(self, x_mm: float, y_mm: float) -> tuple[float, float]:
+        """(row, col) fractional voxel indices of a gantry-frame point."""
+        v = self.grid.voxel_mm
+        return ((y_mm - self.grid.y_min_mm) / v - 0.5, (x_mm - self.grid.x_min_mm) / v - 0.5)
+
+
+@dataclass
+class DoseSummary:
+    """Per-projection incident air kerma and MGD (mGy), and their totals."""
+
+    air_kerma_mgy: list[float] = field(default_factory=list)
+    mgd_mgy: list[float] = field(default_factory=list)
+    hvl_mm_al: float = 0.0
+
+    @property
+    def total_mgd_mgy(self) -> float:
+        return float(sum(self.mgd_mgy))
+
+
+def breast_roi(lines: np.ndarray, header: AcquisitionHeader, margin_mm: float = 5.0) -> tuple[float, float, float, float]:
+    """(x_min, x_max, y_min, y_max) mm of the attenuating region seen in the central projection."""
+    det = header.geometry.detector
+    mid = lines[len(lines) // 2]
+    mask = mid > 0.05
+    if not mask.any():
+        x = det.col_centres_mm()
+        y = det.row_centres_mm()
+        return float(x[0]), float(x[-1]), float(y[0]), float(y[-1])
+    rows = np.where(mask.any(axis=1))[0]
+    cols = np.where(mask.any(axis=0))[0]
+    x = det.col_centres_mm()
+    y = det.row_centres_mm()
+    return (max(float(x[cols[0]]) - margin_mm, float(x[0])), min(float(x[cols[-1]]) + margin_mm, float(x[-1])),
+            max(float(y[rows[0]]) - margin_mm, float(y[0])), min(float(y[rows[-1]]) + margin_mm, float(y[-1])))
+
+
+def flat_fields(header: AcquisitionHeader, exposures: list[ExposureRecord], detector_model: Any | None = None) -> np.ndarray:
+    """Noise-free open-field images for each exposure: the flat-field calibration of the simulated detector."""
+    from simulator.physics.imaging import ExposureImager, make_phantom
+
+    g = header.geometry
+    imager = ExposureImager(make_phantom("uniform", header.compressed_thickness_mm, g, seed=0), g,
+                            detector_model, seed=0, noise=False, focal_spot=False, motion_substeps=1)
+    return np.stack([imager.image(e).astype(np.float32) for e in exposures])
+
+
+def reconstruct(raw: np.ndarray, header: AcquisitionHeader, *, flat: np.ndarray | None, dark: float,
+                voxel_mm: float, slice_mm: float = 1.0, spec: FilterSpec | None = None) -> Reconstruction:
+    """FBP of the breast region: log-normalise against the flat fields, then filtered backprojection."""
+    import time
+
+    t0 = time.perf_counter()
+    lines = line_integrals(raw, flat=flat, dark=dark, clip_negative=True)
+    x0, x1, y0, y1 = breast_roi(lines, header)
+    g = header.geometry
+    grid = VolumeGrid(voxel_mm=voxel_mm, x_min_mm=x0, x_max_mm=x1, y_min_mm=y0, y_max_mm=y1,
+                      z_mm=slice_heights(g.support_height_mm, g.support_height_mm + header.compressed_thickness_mm,
+                                         slice_mm))
+    spec = spec or FilterSpec(ramp_fraction=0.5, apodisation="hann", cutoff=0.5)
+    volume = fbp(lines, header, grid, spec)
+    return Reconstruction(volume=volume, grid=grid, seconds=time.perf_counter() - t0)
+
+
+def find_lesions(recon: Reconstruction, lesions: list[LesionTruth]) -> list[LesionFinding]:
+    """For each lesion inside the volume: the slice where it is most conspicuous, and its SDNR there.
+
+    Conspicuity is the mean inside the lesion's disc minus the mean of a
+    surrounding annulus (same slice); SDNR divides by the annulus' standard
+    deviation.
+    """
+    vol = recon.volume
+    z = recon.z_mm
+    v = recon.grid.voxel_mm
+    out = []
+    for les in lesions:
+        r, c = recon.rc_of(les.x_mm, les.y_mm)
+        radius = max(0.5 * les.diameter_mm / v, 1.0)
+        inner, outer = radius + max(2.0, 1.0 / v), radius + max(6.0, 4.0 / v)
+        if not (outer <= r < vol.shape[1] - outer and outer <= c < vol.shape[2] - outer):
+            continue
+        r0, r1 = int(r - outer - 1), int(r + outer + 2)
+        c0, c1 = int(c - outer - 1), int(c + outer + 2)
+        best_k, best_diff, best_sdnr = 0, -np.inf, 0.0
+        for k in range(vol.shape[0]):
+            m = lesion_contrast(vol[k, r0:r1, c0:c1], (r - r0, c - c0), radius, (inner, outer))
+            diff = m.signal - m.background
+            if diff > best_diff:
+                best_k, best_diff, best_sdnr = k, diff, m.sdnr
+        out.append(LesionFinding(les, float(z[best_k]), float(z[best_k] - les.z_mm), float(best_sdnr)))
+    return out
+
+
+def dose(header: AcquisitionHeader, exposures: list[ExposureRecord], phantom: Any) -> DoseSummary:
+    """Incident air kerma and MGD (Dance method, DBT t-factor) of each exposure for this breast."""
+    from simulator.physics.imaging import ExposureImager
+    from simulator.physics.spectra import beam_spectrum, half_value_layer_mm_al
+
+    imager = ExposureImager(phantom, header.geometry, seed=0, noise=False)
+    summary = DoseSummary()
+    for e in exposures:
+        summary.air_kerma_mgy.append(float(imager.air_kerma_mgy(e)))
+        summary.mgd_mgy.append(float(imager.mgd_mgy(e)))
+    if exposures:
+        e = exposures[0]
+        summary.hvl_mm_al = float(half_value_layer_mm_al(beam_spectrum(e.anode_filter, e.kvp)))
+    return summary
+
+
+def detector_mtf(header: AcquisitionHeader, kvp: float, anode_filter: str) -> tuple[np.ndarray, np.ndarray]:
+    """Presampled MTF of the simulated detector at the exam's pitch, from a slanted-edge QA image (0 deg)."""
+    from simulator.physics.imaging import ExposureImager, make_phantom
+    from reconstruction.analysis.mtf import slanted_edge_mtf
+
+    g = header.geometry
+    det = g.detector
+    size = min(200, int(40.0 / det.pitch_mm))  # inside the 50 mm long plate of the edge phantom
+    small = det.model_copy(update={"rows": size, "cols": size, "offset_x_mm": 0.0, "offset_y_mm": 5.0})
+    geo = g.model_copy(update={"detector": small})
+    imager = ExposureImager(make_phantom("edge", 1.0, geo, seed=0), geo, seed=0, noise=False, focal_spot=False)
+    exposure = ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=0.0, angle_end_deg=0.0,
+                              kvp=kvp, mas=50.0, anode_filter=anode_filter, window_start_s=0.0, window_end_s=0.1)
+    image = imager.image(exposure).astype(np.float64)
+    return slanted_edge_mtf(image, det.pitch_mm)

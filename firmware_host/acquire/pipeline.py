@@ -1,0 +1,220 @@
+"""``crescent acquire``: one simulated (or real) exam from compression to report.
+
+Steps: start or reach the gantry; run the exam through the host controller
+(every byte captured); reconstruct; find the lesions in focus and measure
+their SDNR; compute dose per projection; measure the detector MTF; write the
+outputs (DICOM, NumPy/TIFF, report, capture, records). Nothing here models the
+device or the physics: it calls the packages that do.
+
+Output folder layout (``out``)::
+
+    exam/                     audit.jsonl, exam_record.json, projections/*.npy + .json, scout (host store)
+    dicom/proj_NNN.dcm        Digital Mammography X-Ray Image - For Processing, one per projection
+    dicom/tomo.dcm            Breast Tomosynthesis Image (enhanced multi-frame)
+    arrays/                   projections .npy + exposure records JSON, volume .npy and .tif
+    report.html, *.png        the report and its figures
+    capture.pcap              serial traffic both ways (Wireshark: hil/wireshark/crescent.lua)
+    gantry/                   simulated gantry: config, device event log, data channel
+    summary.json              the figures of the summary table
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from firmware_host.acquire import analysis
+from firmware_host.acquire.gantry_launch import PtyGantryProcess, virtual_gantry, write_gantry_config
+from firmware_host.acquire.timeline import timeline_from_packets
+from firmware_host.api import ExamResult, connect, connect_virtual
+from hil.capture import Tap, TappedEndpoint
+from hil.pcap import write_pcap
+from protocols.records import AcquisitionHeader, ExposureRecord
+
+ProgressFn = Callable[[str, int, int], None]
+
+#: Phantom voxel size of the default simulated breast, mm (physics team's recommendation).
+DEFAULT_PHANTOM_VOXEL_MM = 0.25
+#: Read-out binning of the default simulated panel: 50 um dels binned 4x4 = 200 um images.
+DEFAULT_BINNING = 4
+
+
+class AcquireOptions(BaseModel):
+    """What ``crescent acquire`` was asked to do (validated CLI input)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exam: str = Field("dbt-standard", description="standard exam name or exam YAML path")
+    phantom: str = Field("breast", description="phantom of the simulated gantry")
+    seed: int = Field(1, ge=0, description="seed of the phantom, noise and everything random")
+    port: str | None = Field(None, description="pyserial URL of a gantry; none = start the simulated gantry")
+    out: Path = Field(Path("out"), description="output folder")
+    virtual_time: bool = Field(False, description="simulated gantry in virtual time instead of a real pty")
+    gantry_config: str | None = Field(None, description="gantry config name or YAML path (simulated gantry)")
+    binning: int = Field(DEFAULT_BINNING, ge=1, le=8, description="read-out binning of the simulated panel")
+    phantom_voxel_mm: float = Field(DEFAULT_PHANTOM_VOXEL_MM, gt=0.0, le=2.0)
+    recon_voxel_mm: float | None = Field(None, gt=0.0, le=2.0, description="in-plane voxel (default: image pitch)")
+    slice_mm: float = Field(1.0, gt=0.0, le=10.0, description="slice spacing, mm")
+
+
+@dataclass
+class AcquireResult:
+    """Everything the summary shows, plus where the files are."""
+
+    out: Path
+    exam: ExamResult
+    header: AcquisitionHeader
+    exposures: list[ExposureRecord]
+    findings: list[analysis.LesionFinding]
+    dose: analysis.DoseSummary
+    recon: analysis.Reconstruction
+    mtf: tuple[np.ndarray, np.ndarray] | None
+    timings_s: dict[str, float] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def scan_time_s(self) -> float:
+        if not self.exposures:
+            return 0.0
+        return self.exposures[-1].window_end_s - self.exposures[0].window_start_s
+
+    def summary(self) -> dict[str, Any]:
+        rec = self.exam.record
+        return {
+            "exam": rec.exam_name,
+            "status": rec.status,
+            "reason": rec.reason,
+            "projections": len(self.exposures),
+            "angles_deg": [round(e.mean_angle_deg, 3) for e in self.exposures],
+            "max_angle_error_deg": max((abs(c.angle_error_deg) for c in rec.checks), default=0.0),
+            "scan_time_s": round(self.scan_time_s, 3),
+            "technique": rec.technique.model_dump() if rec.technique else None,
+            "thickness_mm": self.header.compressed_thickness_mm,
+            "force_n": self.header.compression_force_n,
+            "hvl_mm_al": round(self.dose.hvl_mm_al, 3),
+            "total_air_kerma_mgy": round(float(sum(self.dose.air_kerma_mgy)), 4),
+            "total_mgd_mgy": round(self.dose.total_mgd_mgy, 4),
+            "lesions": [
+                {"kind": f.truth.kind, "x_mm": f.truth.x_mm, "y_mm": f.truth.y_mm, "true_z_mm": f.truth.z_mm,
+                 "diameter_mm": f.truth.diameter_mm, "focus_z_mm": f.focus_z_mm,
+                 "depth_error_mm": round(f.depth_error_mm, 3), "sdnr": round(f.sdnr, 2)}
+                for f in self.findings
+            ],
+            "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
+        }
+
+
+def _gantry_config(opts: AcquireOptions) -> Any:
+    from simulator.gantry import load_config
+
+    cfg = load_config(opts.gantry_config)
+    det = cfg.geometry.detector  # same active area, read out with the requested binning
+    rows = int(round(det.rows * det.binning / opts.binning))
+    cols = int(round(det.cols * det.binning / opts.binning))
+    detector = det.model_copy(update={"binning": opts.binning, "rows": rows, "cols": cols})
+    return cfg.with_overrides(
+        geometry={"detector": detector.model_dump()},
+        phantom={"name": opts.phantom, "seed": opts.seed, "voxel_mm": opts.phantom_voxel_mm},
+    )
+
+
+def _phantom_truth(data_dir: Path | None, cfg: Any, header: AcquisitionHeader) -> tuple[list[analysis.LesionTruth], Any]:
+    """Lesion truth and the phantom object (rebuilt with the gantry's own parameters)."""
+    from simulator.physics.imaging import make_phantom
+
+    p = cfg.phantom
+    phantom = make_phantom(p.name, round(header.compressed_thickness_mm, 2), header.geometry, seed=p.seed,
+                           voxel_mm=p.voxel_mm, **p.options)
+    truth_file = data_dir / "phantom-truth.json" if data_dir is not None else None
+    if truth_file is not None and truth_file.exists():
+        raw = json.loads(truth_file.read_text())
+        lesions = [analysis.LesionTruth(l["kind"], *l["centre_mm"], l["diameter_mm"]) for l in raw["lesions"]]
+    else:
+        lesions = [analysis.LesionTruth(l.kind, *l.centre_mm, l.diameter_mm) for l in phantom.lesions]
+    return lesions, phantom
+
+
+def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> AcquireResult:
+    """Run the whole chain; ``progress(stage, index, total)`` reports exam phases, projections and slices."""
+    say = progress or (lambda stage, i, n: None)
+    out = opts.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tap = Tap()
+    simulated = opts.port is None
+    cfg = _gantry_config(opts) if simulated else None
+    gdir = out / "gantry"
+    data_dir = gdir / "data-channel" if simulated else None
+    with ExitStack() as stack:
+        if not simulated:
+            gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap))
+        elif opts.virtual_time:
+            gdir.mkdir(parents=True, exist_ok=True)
+            write_gantry_config(cfg, gdir / "gantry-config.yaml")
+            env, _model, endpoint = virtual_gantry(cfg, opts.seed, data_dir, gdir / "device-events.jsonl")
+            gantry = stack.enter_context(connect_virtual(env, TappedEndpoint(endpoint, tap, env), seed=opts.seed))
+        else:
+            gdir.mkdir(parents=True, exist_ok=True)
+            cfg_path = write_gantry_config(cfg, gdir / "gantry-config.yaml")
+            proc = stack.enter_context(PtyGantryProcess(cfg_path, data_dir, gdir / "device-events.jsonl", opts.seed))
+            gantry = stack.enter_context(connect(proc.url, seed=opts.seed, tap=tap))
+        result = gantry.run_exam(opts.exam, out / "exam", progress=progress)
+    timings["exam"] = time.perf_counter() - t0
+    files = [result.record_path, result.audit_path]
+    capture = out / "capture.pcap"
+    write_pcap(capture, tap.packets)
+    files.append(capture)
+    rec = result.record
+    if rec.header is None or not rec.header.projections:
+        raise RuntimeError(f"exam {rec.exam_name} produced no projections: {rec.status} ({rec.reason})")
+    header = rec.header
+    exposures = [p.exposure for p in header.projections]
+    raw = np.stack([np.load(p) for p in result.image_paths]).astype(np.float32)
+
+    t1 = time.perf_counter()
+    say("reconstruction", 0, 3)
+    if simulated:
+        from simulator.physics.detector import DetectorModel
+
+        flat = analysis.flat_fields(header, exposures)
+        dark = float(DetectorModel().offset_adu)
+        lesions, phantom = _phantom_truth(data_dir, cfg, header)
+    else:
+        flat, dark, lesions, phantom = None, 0.0, [], None
+    say("reconstruction", 1, 3)
+    voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
+    recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm)
+    say("reconstruction", 2, 3)
+    findings = analysis.find_lesions(recon, lesions)
+    say("reconstruction", 3, 3)
+    timings["reconstruction"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    if phantom is None:
+        from simulator.physics.imaging import make_phantom
+
+        phantom = make_phantom("pmma", header.compressed_thickness_mm, header.geometry, seed=0)
+    dose = analysis.dose(header, exposures, phantom)
+    mtf = analysis.detector_mtf(header, exposures[0].kvp, exposures[0].anode_filter) if simulated else None
+    timings["dose_and_mtf"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
+                        recon=recon, mtf=mtf, timings_s=timings, files=files)
+    from firmware_host.acquire.writers import write_outputs
+
+    acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)
+    timings["outputs"] = time.perf_counter() - t3
+    timings["total"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(acq.summary(), indent=2))
+    acq.files.append(out / "summary.json")
+    return acq

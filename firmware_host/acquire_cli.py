@@ -1,0 +1,88 @@
+"""``crescent acquire``: a whole DBT exam in one command (see :mod:`firmware_host.acquire.pipeline`)."""
+
+from __future__ import annotations
+
+import argparse
+import resource
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from firmware_host.acquire.pipeline import DEFAULT_BINNING, AcquireOptions, AcquireResult, run_acquire
+
+#: Exam phases in the order the progress bar shows them.
+PHASES = ("connect", "home", "position", "compress", "scout", "arm", "sweep", "readout", "release", "done")
+
+
+def _summary_table(acq: AcquireResult) -> Table:
+    s = acq.summary()
+    t = Table(title=f"Crescent acquire: {s['exam']} ({s['status']})", show_header=False)
+    t.add_column("what", style="bold")
+    t.add_column("value")
+    t.add_row("projections", f"{s['projections']} at {s['angles_deg'][0]:+.2f} .. {s['angles_deg'][-1]:+.2f} deg"
+              if s["angles_deg"] else "0")
+    t.add_row("largest angle error", f"{s['max_angle_error_deg']:.3f} deg")
+    t.add_row("scan time", f"{s['scan_time_s']:.2f} s (first X-ray on to last off)")
+    if s["technique"]:
+        tq = s["technique"]
+        t.add_row("technique", f"{tq['anode_filter']} {tq['kvp']:.1f} kV, {tq['mas']:.2f} mAs per projection")
+    t.add_row("compression", f"{s['thickness_mm']:.1f} mm at {s['force_n']:.0f} N")
+    t.add_row("dose", f"air kerma {s['total_air_kerma_mgy']:.3f} mGy, MGD {s['total_mgd_mgy']:.3f} mGy "
+              f"(HVL {s['hvl_mm_al']:.3f} mm Al)")
+    for les in s["lesions"]:
+        t.add_row(f"{les['kind']} {les['diameter_mm']:.1f} mm",
+                  f"true z {les['true_z_mm']:.1f} mm, in focus at {les['focus_z_mm']:.1f} mm, SDNR {les['sdnr']:.1f}")
+    t.add_row("run time", ", ".join(f"{k} {v:.1f} s" for k, v in s["timings_s"].items()))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t.add_row("peak memory (this process)", f"{peak_mb:.0f} MB")
+    t.add_row("outputs", str(acq.out))
+    return t
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    console = Console(stderr=False)
+    opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
+                          virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning)
+    where = args.port or ("simulated gantry, virtual time" if args.virtual_time else "simulated gantry on a pty")
+    console.print(f"[bold]crescent acquire[/] {opts.exam} on {where}, phantom {opts.phantom}, seed {opts.seed}")
+    with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=False, disable=args.no_progress) as bars:
+        phase_bar = bars.add_task("exam phases", total=len(PHASES))
+        proj_bar = bars.add_task("projections", total=None)
+        recon_bar = bars.add_task("reconstruction", total=3)
+
+        def progress(stage: str, index: int, total: int) -> None:
+            if stage in ("sweep", "readout", "image"):
+                bars.update(proj_bar, total=total, completed=index, description=f"projections ({stage})")
+            elif stage == "reconstruction":
+                bars.update(recon_bar, completed=index)
+            if stage in PHASES:
+                bars.update(phase_bar, completed=PHASES.index(stage) + 1, description=f"exam: {stage}")
+
+        try:
+            acq = run_acquire(opts, progress)
+        except Exception as exc:  # a clear message, not a traceback, for the operator
+            console.print(f"[red]acquire failed:[/] {type(exc).__name__}: {exc}")
+            return 1
+        bars.update(phase_bar, completed=len(PHASES))
+    console.print(_summary_table(acq))
+    return 0 if acq.exam.record.status == "complete" else 2
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``crescent acquire``."""
+    p = sub.add_parser("acquire", help="run a whole DBT exam (simulated gantry by default) and write every output")
+    p.add_argument("--exam", default="dbt-standard", help="standard exam name or exam YAML (default dbt-standard)")
+    p.add_argument("--phantom", default="breast", help="phantom of the simulated gantry (default breast)")
+    p.add_argument("--seed", type=int, default=1, help="seed of phantom, noise and everything random (default 1)")
+    p.add_argument("--port", default=None, help="pyserial URL of a gantry (default: start the simulated one)")
+    p.add_argument("--out", default="out", help="output folder (default ./out)")
+    p.add_argument("--virtual-time", action="store_true", help="simulated gantry in virtual time (fast path)")
+    p.add_argument("--gantry-config", default=None, help="simulated gantry config name or YAML")
+    p.add_argument("--binning", type=int, default=DEFAULT_BINNING,
+                   help=f"read-out binning of the simulated 50 um panel (default {DEFAULT_BINNING}: 200 um)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    p.set_defaults(func=_cmd)
+
