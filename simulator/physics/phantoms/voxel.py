@@ -10,6 +10,11 @@ is the voxel whose centre is at::
 in the gantry frame (mm). ``origin_mm`` is the outer corner of voxel (0, 0, 0)
 (minimum x, y, z). ``voxel_mm`` is (dz, dy, dx).
 
+The projector works on the run-length encoding of the labels along x
+(:meth:`VoxelPhantom.row_runs`, built once and cached). Code that edits
+``labels`` in place must call :meth:`VoxelPhantom.labels_changed` afterwards
+(:func:`voxelise` does); assigning a new array to ``labels`` is detected.
+
 Example
 -------
 >>> v = VoxelPhantom(np.zeros((2, 3, 4), np.uint8), (0.5, 0.25, 0.25), (0.0, 0.0, 20.0))
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from simulator.physics.phantoms.analytic import AnalyticObject
+from simulator.physics.phantoms.runs import RowRuns, row_runs
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class VoxelPhantom:
     voxel_mm: tuple[float, float, float]
     origin_mm: tuple[float, float, float]
     lesions: list[Lesion] = field(default_factory=list)
+    _runs: tuple[np.ndarray, RowRuns] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.labels.dtype != np.uint8 or self.labels.ndim != 3:
@@ -52,6 +59,18 @@ class VoxelPhantom:
             raise ValueError(f"voxel_mm must be positive, got {self.voxel_mm}")
         if not self.labels.flags.c_contiguous:
             self.labels = np.ascontiguousarray(self.labels)
+
+    def row_runs(self) -> RowRuns:
+        """Run-length encoding of ``labels`` along x (cached; see :mod:`.runs`)."""
+        if self._runs is None or self._runs[0] is not self.labels:
+            if not self.labels.flags.c_contiguous:
+                self.labels = np.ascontiguousarray(self.labels)
+            self._runs = (self.labels, row_runs(self.labels))
+        return self._runs[1]
+
+    def labels_changed(self) -> None:
+        """Drop cached derived data after ``labels`` was edited in place."""
+        self._runs = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -105,6 +124,7 @@ def voxelise(phantom: VoxelPhantom, objects: list[AnalyticObject]) -> VoxelPhant
             inside = obj.shape.contains(pts).reshape(xx.shape)
             view = phantom.labels[k, j0:j1, i0:i1]
             view[inside] = obj.label
+    phantom.labels_changed()
     return phantom
 
 
