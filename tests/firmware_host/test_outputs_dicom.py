@@ -24,7 +24,7 @@ ANGLES = np.linspace(-12.5, 12.5, 5)
 
 
 def make_header(scout: bool = False, anode_filter: str = "W/Rh") -> AcquisitionHeader:
-    """Five projections over 25 deg, continuous motion (0.3 deg travel per 50 ms window)."""
+    """Five projections over 25 deg, continuous motion (0.4 deg travel per 50 ms window, 0.1 deg ahead of plan)."""
     det = DetectorGeometry(native_pitch_mm=0.05, binning=2, rows=ROWS, cols=COLS)
     records = []
     if scout:
@@ -33,8 +33,8 @@ def make_header(scout: bool = False, anode_filter: str = "W/Rh") -> AcquisitionH
                            is_scout=True)
         records.append(ProjectionRecord(exposure=e, rows=ROWS, cols=COLS, checksum_crc32c=0))
     for i, a in enumerate(ANGLES):
-        e = ExposureRecord(index=i + scout, frame_id=i, planned_angle_deg=a, angle_start_deg=a - 0.15,
-                           angle_end_deg=a + 0.15, kvp=29.0 + 0.1 * i, mas=1.25, anode_filter=anode_filter,
+        e = ExposureRecord(index=i + scout, frame_id=i, planned_angle_deg=a, angle_start_deg=a - 0.1,
+                           angle_end_deg=a + 0.3, kvp=29.0 + 0.1 * i, mas=1.25, anode_filter=anode_filter,
                            window_start_s=1.0 + 0.5 * i, window_end_s=1.05 + 0.5 * i)
         records.append(ProjectionRecord(exposure=e, rows=ROWS, cols=COLS, checksum_crc32c=0))
     return AcquisitionHeader(geometry=AcquisitionGeometry(detector=det), compressed_thickness_mm=12.0,
@@ -92,7 +92,7 @@ def test_tomo_passes_dciodvfy(tmp_path: Path, study: StudyInfo, scout: bool, af:
 
 def test_projection_round_trip_and_geometry(tmp_path: Path) -> None:
     header = make_header()
-    e = non_scout(header)[4]  # +12.5 deg planned, actual window 12.35 .. 12.65 deg
+    e = non_scout(header)[4]  # +12.5 deg planned, actual window 12.4 .. 12.8 deg
     img = image(2)
     p = write_projection_dicom(tmp_path / "p.dcm", img, e, header, StudyInfo(), entrance_dose_mgy=0.42,
                                mgd_mgy=0.095, instance_number=5)
@@ -105,10 +105,9 @@ def test_projection_round_trip_and_geometry(tmp_path: Path) -> None:
     assert ds.ViewCodeSequence[0].CodeValue == "399162004"  # SNOMED CT cranio-caudal
     assert ds.AnatomicRegionSequence[0].CodeValue == "76752008"  # SNOMED CT breast
     # the actual (window-mean) angle, not the planned one
-    assert float(ds.PositionerPrimaryAngle) == pytest.approx(12.5, abs=1e-6)
-    assert float(ds.PositionerPrimaryAngle) == pytest.approx((e.angle_start_deg + e.angle_end_deg) / 2)
-    # by hand: source at z = 40 + 620 cos(12.5 deg); along the central ray SID = z / cos, SOD = (z - 20) / cos
-    c = math.cos(math.radians(12.5))
+    assert float(ds.PositionerPrimaryAngle) == pytest.approx(12.6, abs=1e-6)
+    # by hand: source at z = 40 + 620 cos(12.6 deg); along the central ray SID = z / cos, SOD = (z - 20) / cos
+    c = math.cos(math.radians(12.6))
     sz = 40.0 + 620.0 * c
     assert float(ds.DistanceSourceToDetector) == pytest.approx(sz / c, abs=1e-3)
     assert float(ds.DistanceSourceToPatient) == pytest.approx((sz - 20.0) / c, abs=1e-3)
@@ -134,7 +133,7 @@ def test_mlo_orientation_and_positioner_angle(tmp_path: Path) -> None:
     ds = pydicom.dcmread(write_projection_dicom(tmp_path / "p.dcm", image(3), e, header, study,
                                                 entrance_dose_mgy=None, mgd_mgy=None, instance_number=1))
     assert ds.ViewCodeSequence[0].CodeValue == "399368009"  # medio-lateral oblique
-    assert float(ds.PositionerPrimaryAngle) == pytest.approx(45.0 - 12.5)
+    assert float(ds.PositionerPrimaryAngle) == pytest.approx(45.0 - 12.5 + 0.1)
     assert ds.PatientOrientation[1] == "A"
     assert set(ds.PatientOrientation[0]) == {"L", "H"}
     assert "OrganDose" not in ds and "EntranceDoseInmGy" not in ds
@@ -183,7 +182,7 @@ def test_tomo_round_trip_positions_and_sources(tmp_path: Path) -> None:
         assert float(fg.PixelMeasuresSequence[0].PixelSpacing[0]) == pytest.approx(0.3)
     acq = ds.XRay3DAcquisitionSequence[0]
     angles = [float(p.PositionerPrimaryAngle) for p in acq.PerProjectionAcquisitionSequence]
-    assert angles == pytest.approx([e.mean_angle_deg for e in exps])  # the scout is not listed
+    assert angles == pytest.approx([a + 0.1 for a in ANGLES])  # actual angles; the scout is not listed
     assert [r.ReferencedSOPInstanceUID for r in acq.SourceImageSequence] == proj_uids
     assert acq.ExposureInmAs == pytest.approx(1.25 * len(exps))
     assert acq.ExposureControlMode == "AUTOMATIC"  # the header holds an AEC scout

@@ -147,3 +147,13 @@ def test_report_renders_in_headless_chromium(report: tuple[Path, _Collect], tmp_
     gray = img.mean(axis=2)
     # the figures render: many dark pixels (plots, images), not just the page background
     assert (gray < 0.3).mean() > 0.02
+
+
+def test_module_doctests() -> None:
+    import doctest
+
+    from firmware_host.outputs import report, study
+
+    for module in (report, study):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
