@@ -112,7 +112,7 @@ def write_projection_dicom(
     ds.AcquisitionDate, ds.AcquisitionTime = da(t_acq), tm(t_acq)
     ds.AcquisitionDateTime = dt(t_acq)
     ds.AcquisitionNumber = exposure.index + 1
-    ds.ImageType = ["ORIGINAL", "PRIMARY", ""]
+    ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.BurnedInAnnotation = "NO"
     ds.RecognizableVisualFeatures = "NO"
     ds.LossyImageCompression = "00"

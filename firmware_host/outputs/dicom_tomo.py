@@ -58,7 +58,9 @@ BREAST_TOMO_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.13.1.3"
 GridTuple = tuple[float, float, float, Seq[float]]
 
 
-def grid_centres(grid: VolumeGrid | GridTuple, shape: tuple[int, int, int]) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+def grid_centres(
+    grid: VolumeGrid | GridTuple, shape: tuple[int, int, int]
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
     """(voxel mm, x centres, y centres, z heights) of a volume of ``shape`` ``(nz, ny, nx)``, gantry frame mm."""
     nz, ny, nx = shape
     if isinstance(grid, VolumeGrid):
@@ -326,7 +328,8 @@ def write_tomo_dicom(
         frames.append(f)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
 
-    ds.XRay3DAcquisitionSequence = Sequence([_acquisition_item(header, exposures, study, mgd_mgy, half_value_layer_mm_al, relative_exposures)])
+    acquisition = _acquisition_item(header, exposures, study, mgd_mgy, half_value_layer_mm_al, relative_exposures)
+    ds.XRay3DAcquisitionSequence = Sequence([acquisition])
     rec = Dataset()
     rec.ReconstructionDescription = "filtered backprojection of the DBT projections"
     rec.ApplicationName = "crescent"

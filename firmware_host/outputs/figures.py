@@ -79,7 +79,8 @@ def projection_montage(path: str | Path, images: Sequence[np.ndarray], angles_de
         raise ValueError("no projections to show")
     rows, cols = _grid(len(images), max_cols)
     aspect = np.shape(images[0])[0] / np.shape(images[0])[1]
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, (2.6 * aspect + 0.35) * rows + 0.4), squeeze=False, layout="compressed")
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, (2.6 * aspect + 0.35) * rows + 0.4),
+                             squeeze=False, layout="compressed")
     for ax in axes.flat:
         ax.axis("off")
     for k, img in enumerate(images):
@@ -117,7 +118,8 @@ def slice_montage(path: str | Path, stack: SliceStack, lesions: Sequence[Lesion]
     lo, hi = _window(vol[idx, ::s, ::s])
     rows, cols = _grid(len(idx), max_cols)
     aspect = vol.shape[1] / vol.shape[2]
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, (3.2 * aspect + 0.45) * rows + 0.4), squeeze=False, layout="compressed")
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, (3.2 * aspect + 0.45) * rows + 0.4),
+                             squeeze=False, layout="compressed")
     for ax in axes.flat:
         ax.axis("off")
     for n, k in enumerate(idx):
