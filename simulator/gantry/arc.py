@@ -120,12 +120,21 @@ def plan_profile(start_deg: float, target_deg: float, speed_deg_s: float, accel_
     if d == 0.0:
         return Profile(start_deg, sign, 0.0, v, a, 0.0, 0.0, 0.0)
     tj = a / jerk_deg_s3 if s_curve else 0.0
-    ta = v / a
-    if d < v * ta:  # triangular: never reaches v
-        v = math.sqrt(d * a)
-        ta = v / a
-    tc = (d - v * ta) / v
-    return Profile(start_deg, sign, d, v, a, ta, max(tc, 0.0), tj)
+
+    def trapezoid(acc: float) -> tuple[float, float, float]:
+        vv, t_a = v, v / acc
+        if d < vv * t_a:  # triangular: never reaches v
+            vv = math.sqrt(d * acc)
+            t_a = vv / acc
+        return vv, t_a, max((d - vv * t_a) / vv, 0.0)
+
+    v_peak, ta, tc = trapezoid(a)
+    if tc < tj:
+        # The end of the acceleration and the start of the deceleration are closer than the smoothing
+        # width: their smoothed ramps add up (up to 2a/Tj). Halving the acceleration keeps the jerk <= j.
+        a = 0.5 * a
+        v_peak, ta, tc = trapezoid(a)
+    return Profile(start_deg, sign, d, v_peak, a, ta, tc, tj)
 
 
 @dataclass(frozen=True)

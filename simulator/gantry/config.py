@@ -74,6 +74,7 @@ class PaddleConfig(_Model):
     park_height_mm: float = Field(120.0, gt=0.0, description="paddle height after release, mm above the support")
     approach_speed_mm_s: float = Field(30.0, gt=0.0, description="speed before contact, mm/s")
     default_speed_mm_s: float = Field(8.0, gt=0.0, description="compression speed when COMPRESS gives 0, mm/s")
+    min_speed_mm_s: float = Field(1.0, gt=0.0, description="slowest allowed compression speed, mm/s")
     max_speed_mm_s: float = Field(40.0, gt=0.0, description="fastest allowed paddle speed, mm/s")
     release_speed_mm_s: float = Field(40.0, gt=0.0, description="release speed, mm/s")
     control_period_ms: float = Field(20.0, gt=0.0, le=200.0, description="control loop period, ms")

@@ -494,7 +494,7 @@ class Gantry:
         if floor_mm > lim.compression_thickness_max_mm:
             return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
         speed = m.speed_um_s / 1000.0
-        if speed > self.cfg.paddle.max_speed_mm_s:
+        if speed != 0.0 and not self.cfg.paddle.min_speed_mm_s <= speed <= self.cfg.paddle.max_speed_mm_s:
             return self._nak(m, ErrorCode.OUT_OF_RANGE, 2)
         if not self.paddle.in_range(lim.compression_thickness_max_mm):
             return self._nak(m, ErrorCode.INTERLOCK_OPEN, int(Interlock.PADDLE_IN_RANGE))

@@ -1,0 +1,101 @@
+"""Compression: the breast pushes back, relaxes over seconds, and no command drives the force past the limit."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import simpy
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocols.wire import messages as M
+from protocols.wire.catalogue import ErrorCode
+from simulator.gantry import load_config, start_virtual_gantry
+from simulator.gantry.client import LinkClient, open_session
+from simulator.gantry.config import BreastConfig, PaddleConfig
+from simulator.gantry.paddle import Breast, Paddle
+
+
+def test_breast_force_rises_steeply_as_thickness_falls() -> None:
+    b = Breast(BreastConfig())
+    hs = [70.0, 65.0, 60.0, 55.0, 50.0, 45.0]
+    f = [b.equilibrium_force_n(h) for h in hs]
+    assert f[0] == 0.0
+    steps = [f[i + 1] - f[i] for i in range(len(f) - 1)]
+    assert all(s > 0 for s in steps) and all(steps[i + 1] > steps[i] for i in range(len(steps) - 1))  # convex
+    # the exponential law by hand: k (exp(B s) - 1), s = (70 - 49) / 70 = 0.3
+    assert math.isclose(b.equilibrium_force_n(49.0), 3.0 * (math.exp(12.0 * 0.3) - 1.0), rel_tol=1e-12)
+
+
+def test_held_compression_relaxes_like_a_standard_linear_solid() -> None:
+    env = simpy.Environment()
+    paddle = Paddle(env, PaddleConfig(), BreastConfig(), force_limit_n=200.0, thickness_min_mm=5.0)
+    proc = env.process(paddle.compress(150.0, 0.0, 10.0))
+    env.run(until=proc)
+    assert proc.value is True
+    t0, f0 = env.now, paddle.force_n()
+    fe = paddle.breast.equilibrium_force_n(paddle.height_mm)
+    assert 140.0 < f0 <= 150.0 and f0 > fe  # the Maxwell arm carries part of the load
+    tau = BreastConfig().relaxation_time_s
+    for dt in (1.0, 4.0, 12.0):
+        env.run(until=t0 + dt)
+        expected = fe + (f0 - fe) * math.exp(-dt / tau)
+        assert math.isclose(paddle.force_n(), expected, rel_tol=1e-9)
+    rel = env.process(paddle.release())
+    env.run(until=rel)
+    assert paddle.height_mm == PaddleConfig().park_height_mm and paddle.force_n() == 0.0
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    target_dn=st.integers(10, 3000),
+    speed_um_s=st.integers(0, 60_000),
+    floor_um=st.integers(0, 60_000),
+    second_dn=st.integers(10, 3000),
+    free=st.floats(30.0, 120.0),
+    stiffness=st.floats(0.5, 20.0),
+    exponent=st.floats(3.0, 25.0),
+    ratio=st.floats(0.0, 3.0),
+    tau=st.floats(0.3, 20.0),
+)
+def test_no_commanded_target_drives_the_force_past_the_limit(tmp_path: Path, target_dn: int, speed_um_s: int,
+                                                            floor_um: int, second_dn: int, free: float,
+                                                            stiffness: float, exponent: float, ratio: float,
+                                                            tau: float) -> None:
+    cfg = load_config().with_overrides(
+        breast={"free_thickness_mm": free, "stiffness_n": stiffness, "exponent": exponent, "relaxation_ratio": ratio,
+                "relaxation_time_s": tau})
+    limit_n = cfg.limits.compression_force_max_n
+    env = simpy.Environment()
+    gantry, ep = start_virtual_gantry(env, cfg, seed=1, data_dir=tmp_path, event_log=None)
+    client = LinkClient(env, ep)
+    answers: list[M.Message] = []
+
+    def script():
+        yield from open_session(client, home=False)
+        for target in (target_dn, second_dn):
+            done = client.wait_event(lambda m: m.NAME == "MOTION_DONE")
+            r = yield client.request(M.Compress(target_force_dn=target, min_thickness_um=floor_um,
+                                                speed_um_s=speed_um_s))
+            answers.append(r)
+            if r.NAME == "ACK":
+                yield done | env.timeout(200.0)
+            yield env.timeout(2.0)
+
+    env.run(until=env.process(script()))
+    assert gantry.paddle.max_force_seen_n <= limit_n
+    assert max((t.message.force_dn for t in client.telemetry), default=0) <= limit_n * 10
+    speed_ok = speed_um_s == 0 or 1000 <= speed_um_s <= 40_000
+    for target, r in zip((target_dn, second_dn), answers):
+        if target > limit_n * 10:
+            assert r.error_code == int(ErrorCode.FORCE_LIMIT)
+        elif not speed_ok:
+            assert (r.error_code, r.detail) == (int(ErrorCode.OUT_OF_RANGE), 2)
+        else:
+            assert r.NAME == "ACK"
+    accepted = [t for t, r in zip((target_dn, second_dn), answers) if r.NAME == "ACK"]
+    if accepted:
+        assert gantry.paddle.max_force_seen_n <= max(accepted) / 10.0 + 1e-9  # never past the target either
+    else:
+        assert gantry.paddle.max_force_seen_n == 0.0  # refused commands move nothing
