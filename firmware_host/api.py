@@ -44,6 +44,7 @@ from firmware_host.store import ExamStore
 from protocols.exams import load_exam, load_standard_exam, validate_exam
 from protocols.exams.models import ExamModel
 from protocols.wire.catalogue import FaultCode, SimInput
+from protocols.wire.link import LinkConfig
 from protocols.wire.messages import GetStatus, Message, SimInjectFault, SimSetInput
 
 
@@ -204,10 +205,13 @@ class Gantry:
 def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | None) -> Gantry:
     audit = _SwitchAudit()
     rng = random.Random(seed)
-    controller = Controller(audit=audit, seed=rng.randrange(2**31))
+    options = options or ExamOptions()
+    # The host calls the device lost after the same silence the device's watchdog allows the host.
+    link = LinkConfig(peer_timeout_s=options.watchdog_timeout_ms / 1000.0)
+    controller = Controller(audit=audit, seed=rng.randrange(2**31), link_config=link)
     adapter = adapter_factory(controller)
     try:
-        return Gantry(adapter, controller, audit, options or ExamOptions(), rng.randrange(1, 2**32))
+        return Gantry(adapter, controller, audit, options, rng.randrange(1, 2**32))
     except BaseException:
         adapter.close()
         raise

@@ -86,8 +86,11 @@ class ExamOptions(BaseModel):
     abort_grace_s: float = Field(0.5, gt=0.0, description="after ABORT, wait this long for late EXPOSURE_DONEs")
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
     reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
-    heartbeat_period_ms: int = 100
-    watchdog_timeout_ms: int = 1000
+    heartbeat_period_ms: int = Field(100, ge=10, le=5000, description="host heartbeat period, ms")
+    watchdog_timeout_ms: int = Field(
+        2000, ge=50, le=10000,
+        description="device watchdog asked for in HELLO, ms; the host calls the device lost after the same silence",
+    )
 
 
 @dataclass

@@ -40,7 +40,9 @@ def run_virtual(exam: str, out_dir: Path, *, seed: int = 1, config: GantryConfig
     progress = (lambda ph, i, n: on_phase(model, ph, i, n)) if on_phase else None
     with connect_virtual(env, endpoint, seed=seed, options=options) as gantry:
         result = gantry.run_exam(exam, out_dir / "exam", progress=progress)
-    env.run(until=env.now + 3.0)  # let the last acknowledgements and motions (a device's own release) land
+        # still connected (heartbeats flow): let the last acknowledgements and motions (a device's own
+        # release) land before the invariants are checked
+        env.run(until=env.now + 3.0)
     return result, model, env
 
 
