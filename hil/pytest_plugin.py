@@ -1,24 +1,36 @@
 """pytest plugin ``crescent_gantry`` (registered through the ``pytest11`` entry point).
 
-Options and markers:
+Options::
 
-* ``--gantry sim`` runs gantry tests against the in-process simulated gantry;
-  ``--gantry URL`` (any pyserial URL, e.g. ``/dev/pts/5``) against a gantry in
-  another process or a real rig. ``--rig FILE`` names a rig description
-  (:mod:`hil.rig`) for a real rig.
-* ``@pytest.mark.rig`` marks tests that need a real rig; they are skipped
-  unless the rig file says ``real_hardware: true``.
+    pytest --gantry sim                 # in-process simulated gantry, SimPy virtual time (the default)
+    pytest --gantry /dev/pts/5          # any pyserial URL: a gantry in another process, or a rig
+    pytest --gantry sim --gantry-config ge-like    # simulated gantry preset or YAML file
+    pytest --gantry /dev/ttyUSB0 --rig rig.yaml    # a real rig (rig-only tests run if real_hardware: true)
 
-It is loaded by every pytest run of the project, so this module imports
-nothing heavy at import time and does nothing unless ``--gantry`` is given or
-one of its fixtures is used.
+Fixtures (function scope; each test gets a fresh session):
+
+* ``gantry_url`` - ``"sim"`` or the URL under test;
+* ``gantry`` - a connected :class:`firmware_host.api.Gantry` (HELLO done, DEVICE_INFO read);
+* ``controller`` - its sans-IO :class:`firmware_host.controller.Controller`;
+* ``exam_runner`` - ``run(exam, out_dir=None) -> ExamResult`` on that gantry (``exam``: a standard
+  exam name, a YAML path or a model; images go under ``tmp_path`` by default).
+
+Marker ``@pytest.mark.rig``: the test needs a real rig; skipped unless ``--rig FILE`` describes one
+with ``real_hardware: true`` and ``--gantry URL`` is given.
+
+This module is loaded by every pytest run of the project: it imports nothing heavy at import time
+and does nothing unless ``--gantry`` is given or one of its fixtures is used.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+SIM = "sim"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,7 +40,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store",
         default=None,
         metavar="sim|URL",
-        help="gantry to test against: 'sim' (in-process, virtual time) or a pyserial URL such as /dev/pts/5",
+        help="gantry to test against: 'sim' (in-process, virtual time; default) or a pyserial URL such as /dev/pts/5",
+    )
+    group.addoption(
+        "--gantry-config", action="store", default=None, metavar="NAME|FILE",
+        help="simulated gantry config for --gantry sim (preset or YAML; default: 'default' with a small detector)",
     )
     group.addoption("--rig", action="store", default=None, metavar="FILE", help="rig description YAML (hil/rig.py)")
 
@@ -39,7 +55,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _real_rig(config: pytest.Config) -> bool:
     rig_file = config.getoption("--rig")
-    if not rig_file or not config.getoption("--gantry") or config.getoption("--gantry") == "sim":
+    target = config.getoption("--gantry")
+    if not rig_file or not target or target == SIM:
         return False
     from hil.rig import load_rig
 
@@ -55,3 +72,78 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> No
     for item in items:
         if item.get_closest_marker("rig"):
             item.add_marker(skip)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    target = config.getoption("--gantry")
+    return f"crescent gantry under test: {target}" if target else None
+
+
+@pytest.fixture
+def gantry_url(request: pytest.FixtureRequest) -> str:
+    """``"sim"`` or the pyserial URL given with ``--gantry``."""
+    return str(request.config.getoption("--gantry") or SIM)
+
+
+def sim_config(name: str | None) -> Any:
+    """The simulated gantry's config for tests: a preset/YAML, or the default with a small noise-free detector.
+
+    The host releases compression as each exam says (no automatic release after a plan).
+    """
+    from simulator.gantry.config import load_config, small_detector
+
+    if name:
+        return load_config(name)
+    return load_config("default").with_overrides(
+        detector={"noise": False},
+        geometry={"detector": small_detector().model_dump()},
+        paddle={"release_after_exam": False},
+        phantom={"name": "pmma"},  # a uniform slab: built in milliseconds, so a real-time gantry never stalls
+    )
+
+
+@pytest.fixture
+def gantry(request: pytest.FixtureRequest, gantry_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A connected :class:`firmware_host.api.Gantry` (simulated in virtual time, or at ``--gantry URL``)."""
+    from firmware_host.api import connect, connect_virtual
+
+    if gantry_url == SIM:
+        import simpy
+
+        from simulator.gantry import start_virtual_gantry
+
+        env = simpy.Environment()
+        cfg = sim_config(request.config.getoption("--gantry-config"))
+        _, endpoint = start_virtual_gantry(env, cfg, seed=0, data_dir=tmp_path / "gantry-data", event_log=None)
+        g = connect_virtual(env, endpoint, seed=0)
+    else:
+        rig_file = request.config.getoption("--rig")
+        baud = 921600
+        if rig_file:
+            from hil.rig import load_rig
+
+            baud = load_rig(rig_file).baud
+        g = connect(gantry_url, baudrate=baud, seed=0)
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture
+def controller(gantry: Any) -> Any:
+    """The host :class:`~firmware_host.controller.Controller` of the connected ``gantry``."""
+    return gantry.controller
+
+
+@pytest.fixture
+def exam_runner(gantry: Any, tmp_path: Path) -> Callable[..., Any]:
+    """``run(exam, out_dir=None)`` -> :class:`firmware_host.api.ExamResult` on the connected gantry."""
+    count = 0
+
+    def run(exam: Any, out_dir: str | Path | None = None, **kwargs: Any) -> Any:
+        nonlocal count
+        count += 1
+        return gantry.run_exam(exam, out_dir if out_dir is not None else tmp_path / f"exam-{count}", **kwargs)
+
+    return run

@@ -52,9 +52,17 @@ def gantry_pty():  # type: ignore[no-untyped-def]
     import sys
     import tempfile
 
+    import yaml
+
+    from hil.pytest_plugin import sim_config
+
     data_dir = tempfile.mkdtemp(prefix="crescent-hil-gantry-")
+    cfg_path = os.path.join(data_dir, "gantry.yaml")
+    with open(cfg_path, "w", encoding="utf-8") as fh:  # the default gantry with a small detector: fast images
+        yaml.safe_dump(sim_config(None).model_dump(mode="json"), fh)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "gantry", "--pty", "--quiet", "--data-dir", data_dir, "--seed", "3"],
+        [sys.executable, "-m", "simulator.cli", "gantry", "--pty", "--quiet", "--data-dir", data_dir, "--seed", "3",
+         "--config", cfg_path],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
