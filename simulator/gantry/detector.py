@@ -31,6 +31,10 @@ from simulator.gantry.config import DetectorConfig, PhantomConfig
 from simulator.physics.imaging import ExposureImager, make_phantom
 
 
+#: Tube voltage range the X-ray physics renders (protocols.records.Technique), kV.
+KV_RENDER_MIN, KV_RENDER_MAX = 20.0, 49.0
+
+
 @dataclass(frozen=True)
 class Frame:
     """A frame written to the data channel."""
@@ -113,7 +117,9 @@ class Detector:
             yield self.env.timeout(self.cfg.readout_timeout_ms / 1000.0)
             self.state = int(DetectorState.ERROR)
             return None
-        image = self.imager(thickness_mm).image(record)
+        # The physics covers 20-49 kV; a collapsed tube voltage (kV drop, arc) is rendered at the nearest edge.
+        kv = min(max(record.kvp, KV_RENDER_MIN), KV_RENDER_MAX)
+        image = self.imager(thickness_mm).image(record if kv == record.kvp else record.model_copy(update={"kvp": kv}))
         yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
         frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         self.state = int(DetectorState.READY)

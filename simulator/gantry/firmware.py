@@ -768,7 +768,8 @@ class Gantry:
                 self._latch(int(FaultCode.ENCODER_GLITCH), _mdeg(jump), f"encoder jumped {jump:.3f} deg; re-home")
         elif name == "KV_DROP":
             frac = (param or 20) / 100.0
-            self.generator.change_emission(1.0 - frac, 1.0 - frac)
+            # space-charge-limited emission falls as V^1.5 (Child-Langmuir)
+            self.generator.change_emission(1.0 - frac, (1.0 - frac) ** 1.5)
             self._fault_event(int(FaultCode.KV_DROP), 0, int(param or 20), f"tube voltage dropped {frac * 100:.0f} %")
             self._later((duration_ms if duration_ms is not None else 1000.0) / 1000.0,
                         lambda: self.generator.change_emission(1.0, 1.0))
