@@ -307,9 +307,19 @@ def voxel_line_integrals(phantom: VoxelPhantom, source: tuple[float, float, floa
     c_hi = int(min(xs.size, np.ceil(((nx - a_k) / b_k).max()) + 1))
     if c_hi <= c_lo:
         return out
-    n_chunks = min(ys.size, 8 * nb.get_num_threads())
-    _runs_kernel(rr.offsets, rr.starts, rr.labels, nz, ny, nx, label_lut(material_labels), len(material_labels),
-                 y0, z0, dy, dz, sx, sy, sz, xs, ys, a_k, b_k, c_lo, c_hi, n_chunks, out)
+    # rows the volume's shadow can reach (fy in (-1, ny) in some slice); ys increase with the row index
+    fy_lo = (sy + (ys[0] - sy) * f - y0) / dy
+    fy_hi = (sy + (ys[-1] - sy) * f - y0) / dy
+    step_y = (fy_hi - fy_lo) / max(ys.size - 1, 1)
+    r_lo = int(max(0, np.floor(((-1.0 - fy_lo) / step_y).min())))
+    r_hi = int(min(ys.size, np.ceil(((ny - fy_lo) / step_y).max()) + 1))
+    if r_hi <= r_lo:
+        return out
+    # many small row blocks handed out dynamically: the breast covers only part of the panel
+    n_chunks = min(r_hi - r_lo, 16 * nb.get_num_threads())
+    with nb.parallel_chunksize(1):
+        _runs_kernel(rr.offsets, rr.starts, rr.labels, nz, ny, nx, label_lut(material_labels), len(material_labels),
+                     y0, z0, dy, dz, sx, sy, sz, xs, ys[r_lo:r_hi], a_k, b_k, c_lo, c_hi, n_chunks, out[:, r_lo:r_hi])
     return out
 
 
@@ -424,8 +434,10 @@ def polyenergetic(L: np.ndarray, mu: np.ndarray, w1: np.ndarray, w2: np.ndarray)
         out1[:] = w1.sum()
         out2[:] = w2.sum()
         return out1, out2
-    _poly_kernel(np.ascontiguousarray(L, dtype=np.float32), np.ascontiguousarray(mu, dtype=np.float64),
-                 np.ascontiguousarray(w1, dtype=np.float64), np.ascontiguousarray(w2, dtype=np.float64), out1, out2)
+    with nb.parallel_chunksize(8):  # dynamic: attenuated rows (the breast) cost far more than open field
+        _poly_kernel(np.ascontiguousarray(L, dtype=np.float32), np.ascontiguousarray(mu, dtype=np.float64),
+                     np.ascontiguousarray(w1, dtype=np.float64), np.ascontiguousarray(w2, dtype=np.float64),
+                     out1, out2)
     return out1, out2
 
 
