@@ -259,6 +259,7 @@ typedef struct {
     uint8_t focal_spot;
     uint32_t speed_mdeg_s;
     uint32_t digest;
+    uint8_t final;
     uint8_t entries_len;
     crescent_arm_plan_entries_t entries[44];
 } crescent_arm_plan_t;
