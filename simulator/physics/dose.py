@@ -1,40 +1,54 @@
 """Mean glandular dose by the Dance method: MGD = K g c s (x t for tilted DBT projections).
 
 K is the incident air kerma (no backscatter) at the upper surface of the
-breast, mGy. Factors:
+breast, mGy. What is published and what is computed here, plainly:
 
-* ``g`` -- MGD per unit K for a 50 % glandular breast (by weight) with a 5 mm
-  adipose superficial layer. Table :data:`G_TABLE` from D. R. Dance,
-  C. L. Skinner, K. C. Young, J. R. Beckett and C. J. Kotre, "Additional
-  factors for the estimation of mean glandular breast dose using the UK
-  mammography dosimetry protocol", Phys. Med. Biol. 45 (2000) 3225-3240,
-  Table 1 (also reproduced in the European guidelines, 4th ed. 2006, and IAEA
-  TRS-457). Transcribed from a public re-use of that table (the values of the
-  2 cm / HVL 0.30 corner, 0.390, and the HVL 0.60 row agree with the EU
-  guidelines as we know them). NOTE: the HVL 0.50 row at 7-11 cm in that
-  re-use sits about 3 % below the mid-point of its neighbours; we keep it as
-  found and flag it.
-* ``s`` -- spectral factor for the anode/filter: Dance et al. 2000 Table 6
-  (Mo/Mo 1.000, Mo/Rh 1.017, Rh/Rh 1.061, Rh/Al 1.044, W/Rh 1.042) and
-  D. R. Dance, K. C. Young and R. E. van Engen, "Further factors for the
-  estimation of mean glandular dose using the United Kingdom, European and
-  IAEA breast dosimetry protocols", Phys. Med. Biol. 54 (2009) 4361-4372
-  (W/Ag 1.042; W/Al 0.5 mm thickness-dependent, :data:`S_W_AL`).
-* ``c`` -- glandularity correction (c = 1 at 50 %). Dance 2000 tabulates c
-  from Monte Carlo; we did not find those tables in a source we could cite
-  and cross-check, so c is computed here from a primary-photon energy
-  deposition model of the same slab breast (:func:`c_factor`): the ratio of
-  glandular dose per unit K at glandularity w to that at 50 %. It captures the
-  attenuation change but not the scatter change; expect a few per cent
-  difference from Dance's c at the extremes of glandularity.
-* ``t`` -- DBT obliquity factor (Dance, Young & van Engen, "Estimation of mean
-  glandular dose for breast tomosynthesis: factors for use with the UK,
-  European and IAEA breast dosimetry protocols", Phys. Med. Biol. 56 (2011)
-  453-471). Their t(theta) is defined for the K of the 0 deg projection and so
-  also carries the inverse-square change; here K is evaluated for each
-  projection at its actual focal spot, and :func:`t_factor` carries only the
-  longer oblique path through the breast (primary model as for c). The exam
-  T-factor is the mAs-weighted mean of t over the projections.
+* ``g`` -- PUBLISHED. MGD per unit K for a 50 % glandular breast (by weight)
+  with a 5 mm adipose superficial layer: D. R. Dance, C. L. Skinner,
+  K. C. Young, J. R. Beckett and C. J. Kotre, "Additional factors for the
+  estimation of mean glandular breast dose using the UK mammography
+  dosimetry protocol", Phys. Med. Biol. 45 (2000) 3225-3240, Table 1 (also
+  in the European guidelines, 4th ed. 2006, and IAEA Human Health Series 17).
+  Transcribed from public re-uses of that table (open-source mean-glandular-
+  dose calculators on GitHub carry the same 7 x 11 table entry for entry);
+  the corner value 0.390 (2 cm, HVL 0.30 mm Al) and the HVL 0.60 row agree
+  with the guidelines. NOTE: the HVL 0.50 row at 7-11 cm in those copies sits
+  about 3 % below the mid-point of its neighbours; kept as found and flagged.
+* ``s`` -- spectral factor. Mo/Mo 1.000, Mo/Rh 1.017, Rh/Rh 1.061, Rh/Al 1.044,
+  W/Rh 1.042 are Dance et al. 2000, Table 6; the same five values appear in
+  the public re-uses above. W/Ag 1.042 and the thickness-dependent W/Al
+  (0.5 mm Al) values are attributed to D. R. Dance, K. C. Young and
+  R. E. van Engen, "Further factors for the estimation of mean glandular dose
+  using the United Kingdom, European and IAEA breast dosimetry protocols",
+  Phys. Med. Biol. 54 (2009) 4361-4372, Tables 3-4, but we could NOT verify
+  them against a copy of that paper or any public re-use: treat them as
+  unverified until checked.
+* ``c`` -- COMPUTED, NOT PUBLISHED. Glandularity correction (c = 1 at 50 %).
+  Dance 2000 (Tables 2-4) tabulates c from Monte Carlo by thickness and HVL;
+  a search of public code, documents and web pages (find-by-string for
+  "c-factor", "glandularity", "Dance 2000", table values; semantic searches
+  of code, documentation, issue and page corpora) found the papers' titles
+  and abstracts but not the tables, and we do not type table values from
+  memory. :func:`c_factor` is therefore the ratio of glandular dose per
+  unit K at glandularity w to that at 50 % in a primary-photon energy-
+  deposition model of the same slab breast. It captures the attenuation
+  change but not the scatter change; expect a few per cent difference from
+  Dance's c at the extremes of glandularity.
+* ``t`` -- COMPUTED, NOT PUBLISHED. DBT obliquity factor. D. R. Dance,
+  K. C. Young and R. E. van Engen, "Estimation of mean glandular dose for
+  breast tomosynthesis: factors for use with the UK, European and IAEA
+  breast dosimetry protocols", Phys. Med. Biol. 56 (2011) 453-471, tabulate
+  t(theta) and whole-exam T factors (also for specific systems) by Monte
+  Carlo; the same search did not find those tables either. Their t(theta)
+  is defined for the K of the 0 deg projection and so also carries the
+  inverse-square change; here K is evaluated for each projection at its
+  actual focal spot, and :func:`t_factor` carries only the longer oblique
+  path through the breast (primary model as for c). The exam T factor is
+  the mAs-weighted mean of t over the projections.
+
+Consequently only MGD for the 50 % glandular breast at 0 deg (K g s) is
+checked against published values (tests: held-out table entries within 5 %);
+c and t are checked for physical behaviour, not against Dance's tables.
 
 Units: thickness mm (tables in cm as published), HVL mm Al, dose mGy.
 """

@@ -53,3 +53,26 @@ def test_c_and_t_factor_behaviour() -> None:
     # the primary-only model underestimates g (no scatter dose) but must be the right order
     gp = dose.primary_glandular_dose_per_kerma(s, 50.0, 0.5)
     assert 0.6 * dose.g_factor(50.0, 0.5) < gp < 1.05 * dose.g_factor(50.0, 0.5)
+
+
+def test_primary_model_matches_closed_form_for_a_monoenergetic_beam() -> None:
+    """One energy bin: D/K = (mu_en,g/mu_en,air) e^{-mu_s 5 sec} (1 - e^{-mu_m h sec}) / (mu_m h sec), by hand."""
+    from simulator.physics import materials
+    from simulator.physics.spectra import Spectrum
+
+    base = beam_spectrum("W/Rh", 29.0)
+    e = np.array([20.0])
+    mono = Spectrum(e, np.array([1.0e6]), base.distance_mm, base.spec)
+    w, t_mm, angle = 0.3, 60.0, 20.0
+    rho = 1.0 / (w / materials.GLANDULAR.density_g_cm3 + (1 - w) / materials.ADIPOSE.density_g_cm3)
+    mu_m = float((w * materials.mass_attenuation("glandular", e) + (1 - w) * materials.mass_attenuation("adipose", e))[0]) * rho / 10.0
+    mu_s = float(materials.linear_attenuation("adipose", e)[0])
+    ratio = float((materials.mass_energy_absorption("glandular", e) / materials.mass_energy_absorption("air", e))[0])
+    sec = 1.0 / np.cos(np.radians(angle))
+    h = t_mm - 2 * dose.ADIPOSE_SHELL_MM
+    expected = ratio * np.exp(-mu_s * dose.ADIPOSE_SHELL_MM * sec) * (1 - np.exp(-mu_m * h * sec)) / (mu_m * h * sec)
+    got = dose.primary_glandular_dose_per_kerma(mono, t_mm, w, angle, n_depth=2000)
+    assert got == pytest.approx(expected, rel=1e-4)
+    # and the t factor is the ratio of two such expressions
+    flat = ratio * np.exp(-mu_s * dose.ADIPOSE_SHELL_MM) * (1 - np.exp(-mu_m * h)) / (mu_m * h)
+    assert dose.t_factor(mono, t_mm, w, angle) == pytest.approx(expected / flat, rel=1e-3)
