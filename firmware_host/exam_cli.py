@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--out", default=None, help="exam folder (default ./exam-<name>-1)")
     run.add_argument("--baud", type=int, default=921600)
     run.add_argument("--seed", type=int, default=None, help="seed of session and plan ids")
+    run.add_argument("--watchdog-ms", type=int, default=2000,
+                     help="device watchdog asked for in HELLO; the host calls the device lost after as long (ms)")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="device state and an interrupted plan")
@@ -101,9 +103,11 @@ def _progress(phase: str, index: int, total: int) -> None:
 def _run(args: argparse.Namespace) -> int:
     from firmware_host.api import connect
     from firmware_host.errors import HostError
+    from firmware_host.exam_plan import ExamOptions
 
     try:
-        with connect(args.port, baudrate=args.baud, seed=args.seed) as gantry:
+        options = ExamOptions(watchdog_timeout_ms=args.watchdog_ms)
+        with connect(args.port, baudrate=args.baud, seed=args.seed, options=options) as gantry:
             s = gantry.session
             print(f"connected: firmware {s.firmware_version}, serial {s.serial_number}, state {s.state_at_connect}",
                   file=sys.stderr)

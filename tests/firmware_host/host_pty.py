@@ -29,6 +29,12 @@ PTY_EXAMS = {
                       "kvp_min": 25.0, "kvp_max": 35.0, "mas_max_per_projection": 50.0, "scout_kvp": 28.0,
                       "scout_mas": 2.0},
         "compression": {"target_force_n": 80.0, "settle_time_s": 0.5}}),
+    # a slow sweep (24 s) for the SIGKILL test: the watchdog must stop it midway
+    "dbt-slow": exam_from_data({
+        "kind": "dbt", "name": "dbt-slow", "view": "CC", "arc": {"start_deg": -7.5, "stop_deg": 7.5, "count": 9},
+        "motion": {"mode": "continuous", "sweep_time_s": 24.0, "pulse_ms": 40.0},
+        "technique": {"mode": "manual", "anode_filter": "W/Rh", "kvp": 29.0, "mas_per_projection": 2.0},
+        "compression": {"target_force_n": 80.0, "settle_time_s": 0.5}}),
     "stereo": exam_from_data({
         "kind": "stereo", "name": "stereo-pty", "view": "CC", "offset_deg": 15.0, "zero_view": False,
         "technique": {"mode": "manual", "anode_filter": "W/Rh", "kvp": 28.0, "mas_per_projection": 10.0},
@@ -38,7 +44,10 @@ PTY_EXAMS = {
 
 def pty_config_file(tmp: Path) -> Path:
     """The fast test gantry, with a quicker paddle (real time costs test time)."""
-    cfg = fast_config(paddle={"release_after_exam": False, "approach_speed_mm_s": 40.0, "default_speed_mm_s": 30.0})
+    # No kV ripple / mAs-meter noise: every exposure of a technique has the same measured kV, so the
+    # real-time gantry computes its spectrum once (a new spectrum stalls its event loop for seconds).
+    cfg = fast_config(paddle={"release_after_exam": False, "approach_speed_mm_s": 40.0, "default_speed_mm_s": 30.0},
+                      generator={"kv_ripple_percent": 0.0, "mas_noise_percent": 0.0})
     path = tmp / "gantry.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return path

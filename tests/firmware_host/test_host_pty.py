@@ -13,7 +13,7 @@ def test_exams_over_a_real_pty(tmp_path) -> None:
     gantry_proc = PtyGantry(tmp_path)
     try:
         # a generous watchdog: the real-time gantry stalls while it renders an image (first spectra)
-        with connect(gantry_proc.path, seed=2, options=ExamOptions(watchdog_timeout_ms=4000)) as gantry:
+        with connect(gantry_proc.path, seed=2, options=ExamOptions(watchdog_timeout_ms=8000)) as gantry:
             assert gantry.session.state_at_connect == "IDLE"
             results = {k: gantry.run_exam(PTY_EXAMS[k], tmp_path / k) for k in ("dbt", "ffdm", "stereo")}
     finally:
