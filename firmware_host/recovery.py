@@ -63,7 +63,7 @@ def recover_plan(out_dir: str | os.PathLike[str], session: Any, mirror: DeviceMi
     status = yield Command(GetStatus(), retries=IDEMPOTENT_RETRIES)
     exam = exam_from_data(summary["exam"]) if summary["exam"] else None
     warnings: list[str] = []
-    released = False
+    released = status.force_dn < 10  # the device's own release (e.g. on its watchdog) may have freed the breast
     if summary["audit_torn_last_line"]:
         warnings.append("the audit log ended in a torn line (the host died mid-write); it was ignored")
     bad = [f"{n}: {msg}" for n, (ok, msg) in summary["image_checks"].items() if not ok]
