@@ -18,6 +18,7 @@ import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import simpy
@@ -28,7 +29,9 @@ from protocols.records import ExposureRecord
 from protocols.wire.catalogue import DetectorState
 from protocols.wire.crc import crc32c
 from simulator.gantry.config import DetectorConfig, PhantomConfig
-from simulator.physics.imaging import ExposureImager, make_phantom
+
+if TYPE_CHECKING:
+    from simulator.physics.imaging import ExposureImager
 
 
 #: Tube voltage range the X-ray physics renders (protocols.records.Technique), kV.
@@ -87,6 +90,7 @@ class Detector:
         self.state = int(DetectorState.IDLE)
         self.timeout_pending = False  # fault injected: the next readout never completes
         self._imagers: dict[float, ExposureImager] = {}
+        self.executor: Any = None  # real-time mode: ``submit(fn, *args)`` -> future with done()/result()
 
     @property
     def data_channel(self) -> str:
@@ -102,15 +106,17 @@ class Detector:
         key = round(float(thickness_mm), 2)
         im = self._imagers.get(key)
         if im is None:
-            p = self.phantom_cfg
-            phantom = make_phantom(p.name, key, self.geometry, seed=p.seed, voxel_mm=p.voxel_mm, **p.options)
-            im = ExposureImager(phantom, self.geometry, seed=self.seed, scatter=self.cfg.scatter,
-                                motion_substeps=self.cfg.motion_substeps, noise=self.cfg.noise)
+            im = build_imager(self.geometry, self.phantom_cfg, self.cfg, self.seed, key)
             self._imagers = {key: im}  # keep only the current exam's phantom
         return im
 
     def readout(self, record: ExposureRecord, thickness_mm: float) -> Generator[simpy.Event, None, Frame | None]:
-        """Read out the frame of ``record``; the value is the written :class:`Frame`, or None on timeout."""
+        """Read out the frame of ``record``; the value is the written :class:`Frame`, or None on timeout.
+
+        With an ``executor`` (real-time mode) the image is rendered in a worker process while the
+        firmware keeps running; the frame is ready when both the readout time has passed and the
+        render has finished. Without one (virtual time) it is rendered inline.
+        """
         self.state = int(DetectorState.READING_OUT)
         if self.timeout_pending:
             self.timeout_pending = False
@@ -119,8 +125,50 @@ class Detector:
             return None
         # The physics covers 20-49 kV; a collapsed tube voltage (kV drop, arc) is rendered at the nearest edge.
         kv = min(max(record.kvp, KV_RENDER_MIN), KV_RENDER_MAX)
-        image = self.imager(thickness_mm).image(record if kv == record.kvp else record.model_copy(update={"kvp": kv}))
-        yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
+        rec = record if kv == record.kvp else record.model_copy(update={"kvp": kv})
+        if self.executor is None:
+            image = self.imager(thickness_mm).image(rec)
+            yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
+        else:
+            fut = self.executor.submit(render_job, self.geometry.model_dump_json(), self.phantom_cfg.model_dump_json(),
+                                       self.cfg.model_dump_json(), self.seed, round(float(thickness_mm), 2),
+                                       rec.model_dump_json())
+            yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
+            while not fut.done():
+                yield self.env.timeout(0.005)
+            try:
+                image = fut.result()
+            except Exception:  # a render that fails is a detector that never delivers
+                self.state = int(DetectorState.ERROR)
+                return None
         frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         self.state = int(DetectorState.READY)
         return frame
+
+
+def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
+                 thickness_mm: float) -> ExposureImager:
+    """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`."""
+    from simulator.physics.imaging import ExposureImager, make_phantom  # heavy (numba, spekpy): load on first use
+
+    ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
+                      **phantom.options)
+    return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
+                          noise=det.noise)
+
+
+_WORKER_IMAGERS: dict[tuple, ExposureImager] = {}
+
+
+def render_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
+               record_json: str) -> np.ndarray:
+    """Render one frame in a worker process (arguments as JSON so they pickle cheaply); caches the imager."""
+    key = (geometry_json, phantom_json, detector_json, seed, thickness_mm)
+    im = _WORKER_IMAGERS.get(key)
+    if im is None:
+        _WORKER_IMAGERS.clear()
+        im = build_imager(AcquisitionGeometry.model_validate_json(geometry_json),
+                          PhantomConfig.model_validate_json(phantom_json),
+                          DetectorConfig.model_validate_json(detector_json), seed, thickness_mm)
+        _WORKER_IMAGERS[key] = im
+    return im.image(ExposureRecord.model_validate_json(record_json))

@@ -1,7 +1,8 @@
 """The simulated gantry in real time, behind a pseudo-terminal or a TCP socket.
 
 The firmware runs on ``simpy.rt.RealtimeEnvironment(strict=False)`` (virtual seconds follow the
-wall clock; a slow step — e.g. rendering an image — makes it lag, never fail). A reader thread
+wall clock; a slow step makes it lag, never fail). Images are rendered in a worker process so the
+firmware keeps answering while the physics runs (numba kernels hold the GIL). A reader thread
 moves bytes from the port into a queue; a SimPy process drains that queue into the simulated
 UART every ``poll_s``; another writes the device's bytes to the port.
 
@@ -17,20 +18,23 @@ UART every ``poll_s``; another writes the device's bytes to the port.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import queue
 import select
+import signal
 import socket
 import threading
 import tty
 from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import simpy
 import simpy.rt
 
 from simulator.gantry.config import GantryConfig
+from simulator.gantry.detector import render_job
 from simulator.gantry.faults import FaultPlan
 from simulator.gantry.firmware import Gantry
 from simulator.gantry.virtual import build_gantry
@@ -163,10 +167,14 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     ``on_listening`` is called once with ``"pty /dev/pts/N"`` or ``"tcp HOST:PORT"``.
     """
     stop = stop or threading.Event()
+    # Images render in a worker process (started before any thread) so the firmware never stalls on physics.
+    executor = RenderPool()
     env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
     gantry, endpoint = build_gantry(env, config, seed=seed, faults=faults, data_dir=data_dir, event_log=event_log,
                                     keep_log=False)
     gantry.log.echo = echo
+    gantry.detector.executor = executor
+    _warm_up(executor, config, seed)
     io_port: _PtyPort | _TcpPort = _PtyPort() if mode == "pty" else _TcpPort(bind, port)
     inbox: queue.Queue[bytes] = queue.Queue()
     reader = threading.Thread(target=io_port.read_loop, args=(inbox, stop), daemon=True)
@@ -203,4 +211,60 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
         reader.join(timeout=1.0)
         io_port.close()
         gantry.log.close()
+        executor.terminate()
     return gantry
+
+
+class _Result:
+    """Future-like view of a ``multiprocessing`` AsyncResult (``done()`` / ``result()``)."""
+
+    def __init__(self, res: Any) -> None:
+        self._res = res
+
+    def done(self) -> bool:
+        return bool(self._res.ready())
+
+    def result(self) -> Any:
+        return self._res.get(0)
+
+
+class RenderPool:
+    """One spawned worker process for image rendering; :meth:`terminate` kills it at once."""
+
+    def __init__(self) -> None:
+        self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=_die_with_parent)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Result:
+        return _Result(self._pool.apply_async(fn, args))
+
+    def terminate(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
+
+
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux, ask the kernel to SIGTERM this worker when the gantry process dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _warm_up(executor: RenderPool, config: GantryConfig, seed: int) -> None:
+    """Render a tiny throw-away frame in the worker so numba compiles before the first exam.
+
+    Cheap on purpose (16 x 20 pixels, open field): kernels compile per type, not per size.
+    """
+    from protocols.geometry import DetectorGeometry
+    from protocols.records import ExposureRecord
+    from simulator.gantry.config import PhantomConfig
+
+    tiny = config.geometry.model_copy(update={"detector": DetectorGeometry(native_pitch_mm=0.05, binning=8, rows=16,
+                                                                           cols=20)})
+    rec = ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=0.0, angle_end_deg=0.0, kvp=29.0,
+                         mas=1.0, anode_filter=config.limits.anode_filters[0], window_start_s=0.0, window_end_s=0.05)
+    executor.submit(render_job, tiny.model_dump_json(), PhantomConfig(name="uniform").model_dump_json(),
+                    config.detector.model_dump_json(), seed, 40.0, rec.model_dump_json())

@@ -104,3 +104,68 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     proc, _ = _start(["--pty"], tmp_path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
+
+
+def test_real_time_exam_over_tcp_renders_images_in_the_worker(tmp_path: Path) -> None:
+    """HELLO, HOME, ARM, FIRE against serve() in real time, with a wall-clock Link client over pyserial."""
+    import threading
+
+    from protocols.wire.crc import crc32c
+    from protocols.wire.link import Answered, Link, Received
+    from simulator.gantry.client import hello, make_plan
+    from simulator.gantry.config import load_config, small_detector
+    from simulator.gantry.realtime import serve
+
+    cfg = load_config().with_overrides(geometry={"detector": small_detector(16, 20, 8).model_dump()},
+                                       phantom={"name": "uniform"})
+    where: list[str] = []
+    stop = threading.Event()
+    server = threading.Thread(target=serve, args=(cfg,), kwargs=dict(mode="tcp", data_dir=tmp_path, seed=3, stop=stop,
+                                                                     on_listening=where.append), daemon=True)
+    server.start()
+    deadline = time.monotonic() + 20
+    while not where and time.monotonic() < deadline:
+        time.sleep(0.01)
+    addr = where[0].split()[1]
+    link = Link()
+    events: list[M.Message] = []
+    plan = make_plan(4, [0.0], continuous=False)
+    script = [hello(), M.Home(), plan, M.Fire(plan_id=4, digest=plan.digest)]
+    answers: list[M.Message] = []
+    try:
+        with serial.serial_for_url(f"socket://{addr}", timeout=0.01) as port:
+            t0 = time.monotonic()
+            step = 0
+            link.send(script[0], 0.0)
+            while time.monotonic() - t0 < 30 and not any(e.NAME == "IMAGE_READY" for e in events):
+                now = time.monotonic() - t0
+                port.write(link.data_to_send())
+                link.receive(port.read(4096), now)
+                for ev in link.events():
+                    if isinstance(ev, Received) and ev.needs_answer:
+                        link.answer(ev.seq, M.Ack(acked_msg_id=ev.message.ID, detail=0), now)
+                        events.append(ev.message)
+                    elif isinstance(ev, Answered):
+                        answers.append(ev.response)
+                        step += 1
+                        if step == 2:  # after HOME's ACK, wait for its MOTION_DONE
+                            while not any(e.NAME == "MOTION_DONE" for e in events):
+                                now = time.monotonic() - t0
+                                port.write(link.data_to_send())
+                                link.receive(port.read(4096), now)
+                                for e2 in link.events():
+                                    if isinstance(e2, Received) and e2.needs_answer:
+                                        link.answer(e2.seq, M.Ack(acked_msg_id=e2.message.ID, detail=0), now)
+                                        events.append(e2.message)
+                        if step < len(script):
+                            link.send(script[step], now)
+                link.tick(now)
+    finally:
+        stop.set()
+        server.join(timeout=15)
+    assert [a.NAME for a in answers] == ["HELLO_REPLY", "ACK", "ACK", "ACK"]
+    ready = [e for e in events if e.NAME == "IMAGE_READY"]
+    assert ready, [e.NAME for e in events]
+    raw = (tmp_path / ready[0].locator).read_bytes()
+    assert crc32c(raw) == ready[0].checksum and len(raw) == 16 * 20 * 2
+    assert not server.is_alive()
