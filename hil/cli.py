@@ -126,10 +126,18 @@ def _conformance(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from hil.validate_exam import validate_file, write_report_junit
 
+    from hil.validate_exam import REFERENCE_BREASTS
+
+    by_name = {b.name.replace(" ", ""): b for b in REFERENCE_BREASTS}
+    try:
+        breasts = [by_name[n.replace(" ", "")] for n in args.breast] if args.breast else list(REFERENCE_BREASTS)
+    except KeyError as exc:
+        print(f"error: unknown reference breast {exc}; known: {', '.join(b.name for b in REFERENCE_BREASTS)}", file=sys.stderr)
+        return EXIT_INPUT
     reports = []
     for path in args.exam:
         try:
-            report = validate_file(path, args.gantry, seed=args.seed, dry=not args.static_only)
+            report = validate_file(path, args.gantry, seed=args.seed, dry=not args.static_only, breasts=breasts)
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_INPUT
@@ -198,5 +206,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--gantry", default=None, help="gantry config (preset name or YAML; default: default)")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--static-only", action="store_true", help="skip the dry run and the dose")
+    p.add_argument(
+        "--breast", action="append", metavar="NAME",
+        help="reference breast to check (repeatable; e.g. '45 mm / 50 %%'; default: all)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_validate)

@@ -172,12 +172,13 @@ F.arm_plan__anode_filter = ProtoField.uint8("crescent.arm_plan.anode_filter", "a
 F.arm_plan__focal_spot = ProtoField.uint8("crescent.arm_plan.focal_spot", "focal_spot", base.DEC, ENUM_FocalSpot, nil, "focal spot")
 F.arm_plan__speed_mdeg_s = ProtoField.uint32("crescent.arm_plan.speed_mdeg_s", "speed_mdeg_s [millidegree/s]", base.DEC, nil, nil, "arc speed during a continuous sweep (0 = default)")
 F.arm_plan__digest = ProtoField.uint32("crescent.arm_plan.digest", "digest", base.HEX, nil, nil, "CRC-32C of this payload without these 4 bytes")
+F.arm_plan__final = ProtoField.uint8("crescent.arm_plan.final", "final", base.DEC, nil, nil, "1 = the exam's last plan: a device configured to release compression after the exam releases when it completes (not after a scout)")
 F.arm_plan__entries = ProtoField.none("crescent.arm_plan.entries", "entries", "planned exposures in firing order")
 F.arm_plan__entries__angle_mdeg = ProtoField.int32("crescent.arm_plan.entries.angle_mdeg", "angle_mdeg [millidegree]", base.DEC, nil, nil, "trigger angle")
 F.arm_plan__entries__kv_ckv = ProtoField.uint16("crescent.arm_plan.entries.kv_ckv", "kv_ckv [centi-kV]", base.DEC, nil, nil, "tube voltage")
 F.arm_plan__entries__mas_uas = ProtoField.uint32("crescent.arm_plan.entries.mas_uas", "mas_uas [micro-mAs (uAs)]", base.DEC, nil, nil, "mAs in micro-mAs")
 F.arm_plan__entries__pulse_us = ProtoField.uint32("crescent.arm_plan.entries.pulse_us", "pulse_us [microsecond]", base.DEC, nil, nil, "planned exposure window")
-MSGS[21] = {name = "ARM_PLAN", fields = {{F.arm_plan__plan_id, 2}, {F.arm_plan__motion, 1}, {F.arm_plan__anode_filter, 1}, {F.arm_plan__focal_spot, 1}, {F.arm_plan__speed_mdeg_s, 4}, {F.arm_plan__digest, 4}, {'array', F.arm_plan__entries, {{F.arm_plan__entries__angle_mdeg, 4}, {F.arm_plan__entries__kv_ckv, 2}, {F.arm_plan__entries__mas_uas, 4}, {F.arm_plan__entries__pulse_us, 4}}}}}
+MSGS[21] = {name = "ARM_PLAN", fields = {{F.arm_plan__plan_id, 2}, {F.arm_plan__motion, 1}, {F.arm_plan__anode_filter, 1}, {F.arm_plan__focal_spot, 1}, {F.arm_plan__speed_mdeg_s, 4}, {F.arm_plan__digest, 4}, {F.arm_plan__final, 1}, {'array', F.arm_plan__entries, {{F.arm_plan__entries__angle_mdeg, 4}, {F.arm_plan__entries__kv_ckv, 2}, {F.arm_plan__entries__mas_uas, 4}, {F.arm_plan__entries__pulse_us, 4}}}}}
 F.fire__plan_id = ProtoField.uint16("crescent.fire.plan_id", "plan_id", base.DEC, nil, nil, "armed plan id")
 F.fire__digest = ProtoField.uint32("crescent.fire.digest", "digest", base.HEX, nil, nil, "armed plan digest")
 MSGS[22] = {name = "FIRE", fields = {{F.fire__plan_id, 2}, {F.fire__digest, 4}}}

@@ -56,15 +56,20 @@ def test_shipped_exam_is_accepted(name: str, tmp_path: Path) -> None:
     assert 0.05 < dose.total_mgy <= 3.0
 
 
-def test_cli_validate_with_every_reference_breast_and_junit(tmp_path: Path, capsys) -> None:
+def test_cli_validate_aec_exam_per_breast_with_junit(tmp_path: Path, capsys) -> None:
     path = write(tmp_path, yaml.safe_load(standard_exam_yaml("dbt-standard")), "dbt-standard.yaml")
     junit = tmp_path / "validate.xml"
-    rc = crescent_main(["validate", str(path), "--junit", str(junit)])
+    two = [REFERENCE_BREASTS[1].name, REFERENCE_BREASTS[3].name]  # 45 mm / 50 % and 60 mm / 20 %: two AEC dry runs
+    rc = crescent_main(["validate", str(path), "--junit", str(junit), "--breast", two[0], "--breast", two[1]])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert "SAFE" in out and "scan time" in out and "anode heat" in out and "travel" in out
-    for b in REFERENCE_BREASTS:
-        assert f"MGD {b.name}" in out
+    for name in two:
+        assert f"MGD {name}" in out
+    # the AEC picked a harder technique for the thicker breast
+    kv = [float(line.split("technique: ")[1].split()[1]) for line in out.splitlines() if "technique:" in line]
+    assert len(kv) == 2 and kv[1] > kv[0]
+    assert crescent_main(["validate", str(path), "--breast", "70 mm / 3 %"]) == 2
     xmlschema.XMLSchema(str(JUNIT_XSD)).validate(str(junit))
     assert 'failures="0"' in junit.read_text()
 
