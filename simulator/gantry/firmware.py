@@ -47,7 +47,6 @@ from typing import Any
 import numpy as np
 import simpy
 
-from protocols.exams.motion import runup_deg
 from protocols.records import ExposureRecord
 from protocols.wire import messages as M
 from protocols.wire.catalogue import (
@@ -58,7 +57,6 @@ from protocols.wire.catalogue import (
     ErrorCode,
     ExposureStatus,
     FaultCode,
-    FocalSpot,
     Interlock,
     MotionMode,
 )
@@ -84,9 +82,9 @@ from simulator.gantry.detector import Detector, Frame
 from simulator.gantry.eventlog import EventLog
 from simulator.gantry.faults import INJECTABLE, FaultPlan, ScheduledFault, random_fault_times
 from simulator.gantry.generator import Generator as XrayGenerator
-from simulator.gantry.generator import plan_energy_j
 from simulator.gantry.interlocks import OperatorInputs, interlock_mask, open_bits
 from simulator.gantry.paddle import Paddle
+from simulator.gantry.plans import ArmedPlan, estimate_s, exposure_record, focal_spot_mm, sweep_ends, validate_plan
 from simulator.gantry.uart import SerialEndpoint
 
 S = DeviceState
@@ -106,43 +104,11 @@ MIN_PROTOCOL_VERSION = 1
 
 
 @dataclass
-class ArmedPlan:
-    """A validated ARM_PLAN, in device units (deg, kV, mAs, s)."""
-
-    plan_id: int
-    digest: int
-    motion: int
-    anode_filter: str
-    focal_spot_mm: float
-    speed_deg_s: float
-    angles_deg: list[float]
-    kv: list[float]
-    mas: list[float]
-    pulse_s: list[float]
-    energy_j: float
-    exposures_done: int = 0
-
-
-@dataclass
 class _Sweep:
     plan: ArmedPlan
     stop: simpy.Event
     status: int = int(ExposureStatus.ABORTED)
     readouts: list[simpy.Process] = field(default_factory=list)
-
-
-def exposure_record(done: M.Message, anode_filter: str, focal_spot_mm: float) -> ExposureRecord:
-    """The :class:`ExposureRecord` an EXPOSURE_DONE describes (wire units -> deg, kV, mAs, s).
-
-    The gantry renders each image from exactly this record, so a host holding the event (plus the
-    plan's anode/filter and focal spot) can regenerate the image bit for bit.
-    """
-    return ExposureRecord(index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg / 1000.0,
-                          angle_start_deg=done.start_mdeg / 1000.0, angle_end_deg=done.end_mdeg / 1000.0,
-                          kvp=done.kv_ckv / 100.0, mas=done.mas_uas / 1e6, anode_filter=anode_filter,  # type: ignore[arg-type]
-                          focal_spot_mm=focal_spot_mm, window_start_s=done.window_start_us / 1e6,
-                          window_end_s=done.window_end_us / 1e6,
-                          terminated_early=done.status != int(ExposureStatus.OK))
 
 
 def _mdeg(deg: float) -> int:
@@ -527,10 +493,6 @@ class Gantry:
         self._release(M.Release.ID)
 
     # -- technique and plans -------------------------------------------------------------------
-    def _focal_spot_mm(self, code: int) -> float:
-        spots = self.limits.focal_spots_mm
-        return min(spots) if code == int(FocalSpot.SMALL) else max(spots)
-
     def _cmd_set_technique(self, m: M.Message) -> M.Message:
         lim = self.limits
         af = ANODE_FILTER_TEXT[m.anode_filter]
@@ -542,68 +504,10 @@ class Gantry:
         ma = m.ma_dma / 10.0
         if not lim.tube_current_min_ma <= ma <= lim.max_tube_current_ma(kv):
             return self._nak(m, ErrorCode.OUT_OF_RANGE, 2)
-        self.technique = {"anode_filter": af, "kv": kv, "ma": ma, "focal_spot_mm": self._focal_spot_mm(m.focal_spot)}
+        self.technique = {"anode_filter": af, "kv": kv, "ma": ma, "focal_spot_mm": focal_spot_mm(self.limits, m.focal_spot)}
         self.generator.kv_set = kv
         self.generator.tube_current_ma = ma
         return self._ack(m)
-
-    def _validate_plan(self, m: M.Message) -> tuple[ErrorCode, int] | ArmedPlan:
-        lim = self.limits
-        if M.plan_digest(m) != m.digest:
-            return ErrorCode.DIGEST_MISMATCH, 0
-        if not self.axis.homed:
-            return ErrorCode.NOT_HOMED, 0
-        af = ANODE_FILTER_TEXT[m.anode_filter]
-        if af not in lim.anode_filters:
-            return ErrorCode.UNSUPPORTED, 2
-        speed = m.speed_mdeg_s / 1000.0 or lim.arc_max_speed_deg_s
-        if speed > lim.arc_max_speed_deg_s:
-            return ErrorCode.OUT_OF_RANGE, 4
-        n = len(m.entries)
-        if n == 0 or n > lim.max_projections:
-            return ErrorCode.PLAN_INVALID, n
-        angles, kvs, mass, pulses = [], [], [], []
-        for i, e in enumerate(m.entries):
-            base = 1000 * (i + 1)
-            a, kv, mas, pulse = e.angle_mdeg / 1000.0, e.kv_ckv / 100.0, e.mas_uas / 1e6, e.pulse_us / 1e6
-            if not self.axis.within_soft_limits(a):
-                return ErrorCode.OUT_OF_RANGE, base + 0
-            if not lim.kvp_min_kv <= kv <= lim.kvp_max_kv:
-                return ErrorCode.OUT_OF_RANGE, base + 1
-            if not lim.mas_min_mas <= mas <= lim.mas_max_mas:
-                return ErrorCode.OUT_OF_RANGE, base + 2
-            if pulse * 1000.0 > lim.exposure_max_ms + 1e-9:
-                return ErrorCode.OUT_OF_RANGE, base + 3
-            if mas / pulse > lim.max_tube_current_ma(kv) * (1 + 1e-9):
-                return ErrorCode.OUT_OF_RANGE, base + 3  # the pulse is too short for this mAs
-            angles.append(a)
-            kvs.append(kv)
-            mass.append(mas)
-            pulses.append(pulse)
-        if m.motion == int(MotionMode.CONTINUOUS) and n > 1:
-            diffs = np.diff(angles)
-            if not (np.all(diffs > 0) or np.all(diffs < 0)):
-                return ErrorCode.PLAN_INVALID, 0
-            for i in range(1, n):
-                need_ms = max(lim.detector_min_frame_interval_ms, pulses[i - 1] * 1000.0 + lim.detector_readout_ms)
-                if abs(angles[i] - angles[i - 1]) / speed * 1000.0 < need_ms * (1 - 1e-9):
-                    return ErrorCode.PLAN_INVALID, i
-        if m.motion == int(MotionMode.CONTINUOUS):
-            lo, hi = self._sweep_ends(angles, pulses, speed)
-            if not (self.axis.within_soft_limits(lo) and self.axis.within_soft_limits(hi)):
-                return ErrorCode.PLAN_INVALID, 1000
-        energy = plan_energy_j(list(zip(kvs, mass)))
-        return ArmedPlan(m.plan_id, m.digest, m.motion, af, self._focal_spot_mm(m.focal_spot), speed, angles, kvs,
-                         mass, pulses, energy)
-
-    def _sweep_ends(self, angles: list[float], pulses: list[float], speed: float) -> tuple[float, float]:
-        """Start and end of a continuous sweep's arc travel (run-up + half a pulse each side), deg."""
-        lim = self.limits
-        d = runup_deg(speed, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
-        sign = 1.0 if len(angles) < 2 or angles[-1] >= angles[0] else -1.0
-        start = angles[0] - sign * (d + 0.5 * speed * pulses[0])
-        end = angles[-1] + sign * (d + 0.5 * speed * pulses[-1])
-        return start, end
 
     def _heat_refusal(self, plan: ArmedPlan) -> int | None:
         anode = self.generator.anode
@@ -613,7 +517,7 @@ class Gantry:
         return None
 
     def _cmd_arm_plan(self, m: M.Message) -> M.Message:
-        res = self._validate_plan(m)
+        res = validate_plan(m, self.limits, self.axis.homed)
         if not isinstance(res, ArmedPlan):
             return self._nak(m, res[0], res[1])
         heat = self._heat_refusal(res)
@@ -627,24 +531,7 @@ class Gantry:
         self._transition(Trigger.ARM_ACCEPTED, cause_msg_id=m.ID)
         self.log.write(self.now_us(), "armed", plan_id=res.plan_id, digest=res.digest, n=len(res.angles_deg),
                        energy_j=round(res.energy_j, 3))
-        return self._ack(m, int(round(self._estimate_s(res) * 1000)))
-
-    def _estimate_s(self, plan: ArmedPlan) -> float:
-        from protocols.exams.motion import move_time_s
-
-        lim = self.limits
-        if plan.motion == int(MotionMode.CONTINUOUS):
-            lo, hi = self._sweep_ends(plan.angles_deg, plan.pulse_s, plan.speed_deg_s)
-            here = self.axis.position(self.env.now)
-            return (move_time_s(lo - here, lim.arc_max_speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
-                    + move_time_s(hi - lo, plan.speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
-                    + lim.detector_readout_ms / 1000.0)
-        total, here = 0.0, self.axis.position(self.env.now)
-        for a, p in zip(plan.angles_deg, plan.pulse_s):
-            total += move_time_s(a - here, lim.arc_max_speed_deg_s, lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3)
-            total += lim.arc_settle_ms / 1000.0 + max(p, lim.detector_min_frame_interval_ms / 1000.0)
-            here = a
-        return total + lim.detector_readout_ms / 1000.0
+        return self._ack(m, int(round(estimate_s(res, self.limits, self.axis.position(self.env.now)) * 1000)))
 
     def _disarm(self) -> None:
         self.armed = None
@@ -668,7 +555,7 @@ class Gantry:
         self.sweep = _Sweep(plan, self.env.event())
         self.env.process(self._run_sweep(self.sweep))
         self._phase("SWEEP")
-        return self._ack(m, int(round(self._estimate_s(plan) * 1000)))
+        return self._ack(m, int(round(estimate_s(plan, self.limits, self.axis.position(self.env.now)) * 1000)))
 
     def _cmd_abort(self, m: M.Message) -> M.Message:
         self.log.write(self.now_us(), "abort", reason=m.reason)
@@ -920,7 +807,7 @@ class Gantry:
         self.log.write(self.now_us(), "sweep_start", plan_id=plan.plan_id, thickness_mm=round(thickness, 4))
         n = len(plan.angles_deg)
         if plan.motion == int(MotionMode.CONTINUOUS):
-            start, end = self._sweep_ends(plan.angles_deg, plan.pulse_s, plan.speed_deg_s)
+            start, end = sweep_ends(self.limits, plan.angles_deg, plan.pulse_s, plan.speed_deg_s)
             t_end = axis.start_move(env.now, start, 0.0)
             if not (yield from self._wait(sw, t_end - env.now)):
                 yield from self._sweep_end(sw)
