@@ -32,8 +32,9 @@ def _summary_table(acq: AcquireResult) -> Table:
     t.add_row("dose", f"air kerma {s['total_air_kerma_mgy']:.3f} mGy, MGD {s['total_mgd_mgy']:.3f} mGy "
               f"(HVL {s['hvl_mm_al']:.3f} mm Al)")
     for les in s["lesions"]:
-        t.add_row(f"{les['kind']} {les['diameter_mm']:.1f} mm",
-                  f"true z {les['true_z_mm']:.1f} mm, in focus at {les['focus_z_mm']:.1f} mm, SDNR {les['sdnr']:.1f}")
+        seen = "" if les["resolvable"] else " (below the pixel size: not judged)"
+        t.add_row(f"{les['kind']} {les['diameter_mm']:.2f} mm",
+                  f"true z {les['true_z_mm']:.1f} mm, in focus at {les['focus_z_mm']:.1f} mm, SDNR {les['sdnr']:.1f}{seen}")
     t.add_row("run time", ", ".join(f"{k} {v:.1f} s" for k, v in s["timings_s"].items()))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t.add_row("peak memory (this process)", f"{peak_mb:.0f} MB")

@@ -22,6 +22,7 @@ also written to the exam folder.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -173,8 +174,12 @@ def focal_spot_code(focal_spot_mm: float) -> int:
     return int(FocalSpot.SMALL) if focal_spot_mm < 0.2 else int(FocalSpot.LARGE)
 
 
-def arm_message(plan_id: int, planned: list[PlannedExposure]) -> Message:
-    """ARM_PLAN for ``planned`` (one anode/filter and focal spot per plan), digest filled in."""
+def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True) -> Message:
+    """ARM_PLAN for ``planned`` (one anode/filter and focal spot per plan), digest filled in.
+
+    ``final``: the exam's last plan (a device set to release after the exam does so when it
+    completes); False for the AEC scout.
+    """
     first = planned[0]
     continuous = first.motion == "continuous"
     msg = ArmPlan(
@@ -184,6 +189,7 @@ def arm_message(plan_id: int, planned: list[PlannedExposure]) -> Message:
         focal_spot=focal_spot_code(first.focal_spot_mm),
         speed_mdeg_s=round(abs(first.speed_deg_s) * 1000) if continuous else 0,
         digest=0,
+        final=int(final),
         entries=[
             {"angle_mdeg": round(p.planned_angle_deg * 1000), "kv_ckv": round(p.kvp * 100),
              "mas_uas": round(p.mas * 1e6), "pulse_us": max(1, round(p.window_ms * 1000))}
@@ -197,7 +203,8 @@ def arm_message(plan_id: int, planned: list[PlannedExposure]) -> Message:
 def technique_message(p: PlannedExposure) -> Message:
     return SetTechnique(
         anode_filter=ANODE_FILTER_CODE[p.anode_filter], kv_ckv=round(p.kvp * 100),
-        ma_dma=min(5000, max(1, round(p.tube_current_ma * 10))), focal_spot=focal_spot_code(p.focal_spot_mm),
+        # floor: rounding up could pass the device's power limit (mA <= P / kV) by 0.05 mA
+        ma_dma=min(5000, max(1, math.floor(p.tube_current_ma * 10))), focal_spot=focal_spot_code(p.focal_spot_mm),
     )
 
 
@@ -316,7 +323,7 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
     n = len(planned)
     yield _ph(st, "arm" if not is_scout else phase)
     yield Command(technique_message(planned[0]), retries=R)
-    arm = arm_message(plan_id, planned)
+    arm = arm_message(plan_id, planned, final=not is_scout)
     yield Command(arm, retries=R)
     st.armed[plan_id] = (planned, is_scout)
     ctx.log("armed", plan_id=plan_id, digest=arm.digest, is_scout=is_scout, fields=message_dict(arm))

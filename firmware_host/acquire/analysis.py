@@ -113,17 +113,43 @@ def reconstruct(raw: np.ndarray, header: AcquisitionHeader, *, flat: np.ndarray 
     grid = VolumeGrid(voxel_mm=voxel_mm, x_min_mm=x0, x_max_mm=x1, y_min_mm=y0, y_max_mm=y1,
                       z_mm=slice_heights(g.support_height_mm, g.support_height_mm + header.compressed_thickness_mm,
                                          slice_mm))
-    spec = spec or FilterSpec(ramp_fraction=0.5, apodisation="hann", cutoff=0.5)
+    # full ramp, Hann to Nyquist: brings sub-millimetre calcifications into sharp focus
+    spec = spec or FilterSpec(ramp_fraction=1.0, apodisation="hann", cutoff=1.0)
     volume = fbp(lines, header, grid, spec)
     return Reconstruction(volume=volume, grid=grid, seconds=time.perf_counter() - t0)
+
+
+#: Lesions smaller than this many image pixels are below what the detector resolves; reported, not judged.
+RESOLVABLE_PIXELS = 1.25
+#: Lesions at least this large (mm) are measured like masses (inner disc, close annulus).
+MASS_DIAMETER_MM = 2.0
+
+
+def roi_for(diameter_mm: float, voxel_mm: float) -> tuple[float, tuple[float, float]]:
+    """Disc radius and background annulus (inner, outer), in voxels, for a lesion of ``diameter_mm``.
+
+    Calcifications: the whole disc (at least one voxel) against a ring 2-6 voxels out. Masses:
+    the inner 60 % of the disc against a ring at 1.3-2 radii, so that the ramp-filtered mass
+    interior and nearby tissue texture weigh less than the mass itself.
+    """
+    r = 0.5 * diameter_mm / voxel_mm
+    if diameter_mm >= MASS_DIAMETER_MM:
+        return 0.6 * r, (1.3 * r, 2.0 * r)
+    r = max(r, 1.0)
+    return r, (r + 2.0, r + 6.0)
+
+
+def resolvable(diameter_mm: float, pitch_mm: float) -> bool:
+    """Whether a lesion spans enough image pixels to be judged for focus."""
+    return diameter_mm >= RESOLVABLE_PIXELS * pitch_mm
 
 
 def find_lesions(recon: Reconstruction, lesions: list[LesionTruth]) -> list[LesionFinding]:
     """For each lesion inside the volume: the slice where it is most conspicuous, and its SDNR there.
 
-    Conspicuity is the mean inside the lesion's disc minus the mean of a
-    surrounding annulus (same slice); SDNR divides by the annulus' standard
-    deviation.
+    Conspicuity is the mean inside the lesion's disc minus the mean of its
+    background annulus in the same slice (:func:`roi_for`); SDNR divides by
+    the annulus' standard deviation.
     """
     vol = recon.volume
     z = recon.z_mm
@@ -131,8 +157,7 @@ def find_lesions(recon: Reconstruction, lesions: list[LesionTruth]) -> list[Lesi
     out = []
     for les in lesions:
         r, c = recon.rc_of(les.x_mm, les.y_mm)
-        radius = max(0.5 * les.diameter_mm / v, 1.0)
-        inner, outer = radius + max(2.0, 1.0 / v), radius + max(6.0, 4.0 / v)
+        radius, (inner, outer) = roi_for(les.diameter_mm, v)
         if not (outer <= r < vol.shape[1] - outer and outer <= c < vol.shape[2] - outer):
             continue
         r0, r1 = int(r - outer - 1), int(r + outer + 2)

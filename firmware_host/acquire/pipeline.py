@@ -103,9 +103,10 @@ class AcquireResult:
             "total_air_kerma_mgy": round(float(sum(self.dose.air_kerma_mgy)), 4),
             "total_mgd_mgy": round(self.dose.total_mgd_mgy, 4),
             "lesions": [
-                {"kind": f.truth.kind, "x_mm": f.truth.x_mm, "y_mm": f.truth.y_mm, "true_z_mm": f.truth.z_mm,
-                 "diameter_mm": f.truth.diameter_mm, "focus_z_mm": f.focus_z_mm,
-                 "depth_error_mm": round(f.depth_error_mm, 3), "sdnr": round(f.sdnr, 2)}
+                {"kind": f.truth.kind, "x_mm": round(f.truth.x_mm, 3), "y_mm": round(f.truth.y_mm, 3),
+                 "true_z_mm": round(f.truth.z_mm, 3), "diameter_mm": round(f.truth.diameter_mm, 3),
+                 "focus_z_mm": f.focus_z_mm, "depth_error_mm": round(f.depth_error_mm, 3), "sdnr": round(f.sdnr, 2),
+                 "resolvable": analysis.resolvable(f.truth.diameter_mm, self.header.geometry.detector.pitch_mm)}
                 for f in self.findings
             ],
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},

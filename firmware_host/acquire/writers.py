@@ -70,8 +70,8 @@ def _report_data(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, file
     if acq.mtf is not None:
         mtf = MtfCurve(freq_lp_mm=acq.mtf[0], mtf=acq.mtf[1], aperture_mm=det.pitch_mm, pitch_mm=det.pitch_mm,
                        label="simulated detector, slanted-edge QA image (IEC 62220-1 method)")
-    lesions = [Lesion(f.truth.x_mm, f.truth.y_mm, f.truth.z_mm, f.truth.kind, f.truth.diameter_mm, f.sdnr)
-               for f in acq.findings]
+    lesions = [Lesion(f.truth.x_mm, f.truth.y_mm, f.truth.z_mm, f.truth.kind, round(f.truth.diameter_mm, 2),
+                      round(f.sdnr, 1)) for f in acq.findings]
     dose = [DoseRow(e.mean_angle_deg, e.kvp, e.mas, k, g)
             for e, k, g in zip(acq.exposures, acq.dose.air_kerma_mgy, acq.dose.mgd_mgy)]
     notes: dict[str, Any] = {
