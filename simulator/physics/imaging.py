@@ -45,7 +45,7 @@ from simulator.physics.phantoms.base import Phantom
 from simulator.physics.phantoms.breast import breast_phantom
 from simulator.physics.phantoms.qa import (bead_phantom, contrast_detail_phantom, edge_phantom, pmma_phantom,
                                           uniform_phantom)
-from simulator.physics.projector import (analytic_line_integrals, bin_sum, pixel_grid, polyenergetic,
+from simulator.physics.projector import (accumulate_polyenergetic, analytic_line_integrals, bin_sum, pixel_grid,
                                          voxel_line_integrals)
 from simulator.physics.spectra import Spectrum, air_kerma_mgy_per_mas, beam_spectrum, half_value_layer_mm_al
 
@@ -182,12 +182,8 @@ class ExposureImager:
         s1 = np.zeros((ys.size, xs.size))
         s2 = np.zeros_like(s1)
         for src in sources:
-            a1, a2 = polyenergetic(self.line_integrals(src), mu, w1, w2)
-            # inverse square from the spectrum's 650 mm and obliquity of incidence on the panel
-            r2 = (xs[None, :] - src[0]) ** 2 + (ys[:, None] - src[1]) ** 2 + src[2] ** 2
-            geo = (spec.distance_mm**2 / r2) * (src[2] / np.sqrt(r2))
-            s1 += a1 * geo
-            s2 += a2 * geo
+            # energy sums x inverse square from the spectrum's 650 mm x obliquity of incidence on the panel
+            accumulate_polyenergetic(self.line_integrals(src), mu, w1, w2, tuple(src), xs, ys, spec.distance_mm, s1, s2)
         s1 /= len(sources)
         s2 /= len(sources)
         if q > 1:

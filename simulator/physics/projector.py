@@ -388,7 +388,13 @@ def _footprint(src: np.ndarray, lo: np.ndarray, hi: np.ndarray, xs: np.ndarray, 
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
-def _poly_kernel(L, mu, w1, w2, out1, out2):  # pragma: no cover - numba
+def _poly_kernel(L, mu, w1, w2, sx, sy, sz, xs, ys, d2, out1, out2):  # pragma: no cover - numba
+    """Energy sums per pixel; exponentials in float32 (relative error ~1e-7), sums in float64.
+
+    ``d2 > 0`` selects the accumulate mode: ``out += geo * sum`` with the
+    inverse-square and obliquity factor ``geo = d2 / r^2 * sz / r`` of the
+    pixel seen from the source (sx, sy, sz); ``d2 <= 0`` writes the plain sums.
+    """
     n_mat, rows, cols = L.shape
     n_e = w1.size
     t1 = 0.0
@@ -397,28 +403,46 @@ def _poly_kernel(L, mu, w1, w2, out1, out2):  # pragma: no cover - numba
         t1 += w1[e]
         t2 += w2[e]
     for r in nb.prange(rows):
-        lv = np.empty(n_mat, dtype=np.float64)
+        expo = np.empty(n_e, dtype=np.float32)
+        ddy2 = (ys[r] - sy) ** 2 + sz * sz
         for c in range(cols):
             any_l = False
             for m in range(n_mat):
-                lv[m] = L[m, r, c]
-                if lv[m] != 0.0:
+                if L[m, r, c] != 0.0:
                     any_l = True
-            if not any_l:  # unattenuated ray: the open-field sums
-                out1[r, c] = t1
-                out2[r, c] = t2
-                continue
-            s1 = 0.0
-            s2 = 0.0
-            for e in range(n_e):
-                expo = 0.0
-                for m in range(n_mat):
-                    expo += mu[m, e] * lv[m]
-                t = math.exp(-expo)
-                s1 += w1[e] * t
-                s2 += w2[e] * t
-            out1[r, c] = s1
-            out2[r, c] = s2
+            if any_l:
+                expo[:] = 0.0
+                for m in range(n_mat):  # exponent vector over energies; materials absent here are skipped
+                    lm = L[m, r, c]
+                    if lm != 0.0:
+                        for e in range(n_e):
+                            expo[e] -= mu[m, e] * lm
+                s1 = 0.0
+                s2 = 0.0
+                for e in range(n_e):
+                    t = math.exp(expo[e])
+                    s1 += w1[e] * t
+                    s2 += w2[e] * t
+            else:  # unattenuated ray: the open-field sums
+                s1 = t1
+                s2 = t2
+            if d2 > 0.0:
+                r2 = (xs[c] - sx) ** 2 + ddy2
+                geo = d2 / r2 * sz / math.sqrt(r2)
+                out1[r, c] += s1 * geo
+                out2[r, c] += s2 * geo
+            else:
+                out1[r, c] = s1
+                out2[r, c] = s2
+
+
+def _poly_call(L: np.ndarray, mu: np.ndarray, w1: np.ndarray, w2: np.ndarray, source: tuple[float, float, float],
+               xs: np.ndarray, ys: np.ndarray, d2: float, out1: np.ndarray, out2: np.ndarray) -> None:
+    with nb.parallel_chunksize(8):  # dynamic: attenuated rows (the breast) cost far more than open field
+        _poly_kernel(np.ascontiguousarray(L, dtype=np.float32), np.ascontiguousarray(mu, dtype=np.float32),
+                     np.ascontiguousarray(w1, dtype=np.float64), np.ascontiguousarray(w2, dtype=np.float64),
+                     float(source[0]), float(source[1]), float(source[2]), np.ascontiguousarray(xs, dtype=np.float64),
+                     np.ascontiguousarray(ys, dtype=np.float64), float(d2), out1, out2)
 
 
 def polyenergetic(L: np.ndarray, mu: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -434,11 +458,24 @@ def polyenergetic(L: np.ndarray, mu: np.ndarray, w1: np.ndarray, w2: np.ndarray)
         out1[:] = w1.sum()
         out2[:] = w2.sum()
         return out1, out2
-    with nb.parallel_chunksize(8):  # dynamic: attenuated rows (the breast) cost far more than open field
-        _poly_kernel(np.ascontiguousarray(L, dtype=np.float32), np.ascontiguousarray(mu, dtype=np.float64),
-                     np.ascontiguousarray(w1, dtype=np.float64), np.ascontiguousarray(w2, dtype=np.float64),
-                     out1, out2)
+    _poly_call(L, mu, w1, w2, (0.0, 0.0, 1.0), np.zeros(cols), np.zeros(rows), 0.0, out1, out2)
     return out1, out2
+
+
+def accumulate_polyenergetic(L: np.ndarray, mu: np.ndarray, w1: np.ndarray, w2: np.ndarray,
+                             source: tuple[float, float, float], xs: np.ndarray, ys: np.ndarray,
+                             ref_distance_mm: float, acc1: np.ndarray, acc2: np.ndarray) -> None:
+    """Add the energy sums of one focal-spot position, scaled to the pixel's distance and obliquity.
+
+    ``acc += S * (ref_distance_mm / r)^2 * (sz / r)`` where ``r`` is the
+    distance from ``source`` (mm) to the pixel at ``(xs[c], ys[r], 0)``: the
+    weights ``w1, w2`` are given at ``ref_distance_mm`` for normal incidence.
+    One pass, no temporaries (the imager's inner loop over source samples).
+    """
+    if L.shape[0] == 0:
+        L = np.zeros((1,) + L.shape[1:], np.float32)
+        mu = np.zeros((1, np.asarray(w1).size))
+    _poly_call(L, mu, w1, w2, source, xs, ys, ref_distance_mm**2, acc1, acc2)
 
 
 def bin_sum(img: np.ndarray, q: int) -> np.ndarray:

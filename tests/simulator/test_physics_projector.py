@@ -156,3 +156,24 @@ def test_run_cache_follows_label_edits() -> None:
     assert voxel_line_integrals(vp, src, det, [2]).max() == 0.0
     vp.labels = np.full(vp.shape, 2, np.uint8)  # a new array is detected without a call
     assert voxel_line_integrals(vp, src, det, [2]).max() == pytest.approx(10.0, rel=0.01)
+
+
+def test_accumulate_polyenergetic_is_energy_sum_times_inverse_square_and_obliquity() -> None:
+    from simulator.physics.projector import accumulate_polyenergetic
+
+    rng = np.random.default_rng(2)
+    L = (rng.random((3, 20, 30)) * 20.0).astype(np.float32)
+    L[:, :5] = 0.0  # open field rows take the shortcut
+    mu = rng.random((3, 7)) * 0.2
+    e = np.linspace(12.0, 30.0, 7)
+    w1 = rng.random(7) * 100.0
+    w2 = w1 * e
+    xs, ys = np.linspace(-50.0, 60.0, 30), np.linspace(5.0, 90.0, 20)
+    src = (40.0, -3.0, 610.0)
+    acc1, acc2 = np.full((20, 30), 1.0), np.zeros((20, 30))
+    accumulate_polyenergetic(L, mu, w1, w2, src, xs, ys, 650.0, acc1, acc2)
+    t = np.exp(-np.einsum("me,mrc->rce", mu, L.astype(np.float64)))
+    r2 = (xs[None, :] - src[0]) ** 2 + (ys[:, None] - src[1]) ** 2 + src[2] ** 2
+    geo = 650.0**2 / r2 * src[2] / np.sqrt(r2)
+    assert np.allclose(acc1, 1.0 + (t @ w1) * geo, rtol=1e-6)
+    assert np.allclose(acc2, (t @ w2) * geo, rtol=1e-6)
