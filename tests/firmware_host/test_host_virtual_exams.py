@@ -79,3 +79,35 @@ def test_same_seed_gives_the_same_record(tmp_path) -> None:
     strip = lambda r: r.model_dump(exclude={"device": {"data_channel"}})  # noqa: E731 - tmp dirs differ
     assert strip(a.record) == strip(b.record)
     assert a.record.exposures[0].window_start_s == b.record.exposures[0].window_start_s
+
+
+def test_a_tap_sees_every_byte_both_ways(tmp_path) -> None:
+    import simpy
+
+    from firmware_host import connect_virtual
+    from host_sim import fast_config
+    from protocols.wire.framing import FrameDecoder
+    from simulator.gantry import start_virtual_gantry
+
+    class Tap:
+        def __init__(self) -> None:
+            self.chunks: list[tuple[int, bytes, float]] = []
+
+        def record(self, direction: int, data: bytes, now: float) -> None:
+            self.chunks.append((direction, data, now))
+
+    env = simpy.Environment()
+    model, endpoint = start_virtual_gantry(env, fast_config(), seed=1, data_dir=tmp_path / "d", event_log=None)
+    tap = Tap()
+    with connect_virtual(env, endpoint, seed=1, tap=tap) as gantry:
+        gantry.status()
+    names = {0: [], 1: []}
+    from protocols.wire.messages import BY_ID
+    for direction in (0, 1):
+        dec = FrameDecoder()
+        for d, data, _ in tap.chunks:
+            if d == direction:
+                names[direction] += [BY_ID[f.msg_id].NAME for f in dec.feed(data) if hasattr(f, "msg_id")]
+    commands = [n for n in names[0] if n not in ("HEARTBEAT", "ACK")]
+    assert commands[:4] == ["HELLO", "GET_INFO", "GET_STATUS", "GET_STATUS"]  # connect, then status()
+    assert {"HELLO_REPLY", "DEVICE_INFO", "STATUS"} <= set(names[1])
