@@ -19,6 +19,7 @@ import simpy
 
 from protocols.wire import messages as M
 from protocols.wire.link import Answered, Link, LinkConfig, Received, SendFailed
+from simulator.gantry.linkio import SimLinkDriver
 from simulator.gantry.uart import SerialEndpoint
 
 
@@ -40,18 +41,20 @@ class LinkClient:
         self.link = Link(config or LinkConfig(send_heartbeats=heartbeats), initial_seq=initial_seq)
         self.events: list[Arrival] = []
         self.telemetry: list[Arrival] = []
-        self.silent = False
         self._waiters: dict[int, simpy.Event] = {}
         self._watchers: list[tuple[Callable[[M.Message], bool], simpy.Event]] = []
-        self._timer_at: float | None = None
-        endpoint.on_receive(self._on_bytes)
+        self._driver = SimLinkDriver(env, endpoint, self.link, self._process)
+
+    @property
+    def silent(self) -> bool:
+        return self._driver.muted
 
     def request(self, msg: M.Message) -> simpy.Event:
         """Send a command; the event succeeds with its response message (None if never answered)."""
         ev = self.env.event()
         self._waiters[id(msg)] = ev
         self.link.send(msg, self.env.now)
-        self._flush()
+        self._driver.flush()
         return ev
 
     def wait_event(self, predicate: Callable[[M.Message], bool]) -> simpy.Event:
@@ -66,27 +69,7 @@ class LinkClient:
 
     def go_silent(self) -> None:
         """Simulate a dead host: nothing more is written to the line."""
-        self.silent = True
-
-    def _flush(self) -> None:
-        data = self.link.data_to_send()
-        if data and not self.silent:
-            self.endpoint.write(data)
-        deadline = self.link.next_deadline()
-        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
-            self._timer_at = deadline
-            ev = self.env.timeout(max(0.0, deadline - self.env.now))
-            ev.callbacks.append(self._on_timer)
-
-    def _on_timer(self, _ev: simpy.Event) -> None:
-        if self._timer_at is not None and self.env.now >= self._timer_at:
-            self._timer_at = None
-        self.link.tick(self.env.now)
-        self._process()
-
-    def _on_bytes(self, data: bytes) -> None:
-        self.link.receive(data, self.env.now)
-        self._process()
+        self._driver.muted = True
 
     def _process(self) -> None:
         env = self.env
@@ -109,7 +92,6 @@ class LinkClient:
                 w = self._waiters.pop(id(ev.request), None)
                 if w is not None:
                     w.succeed(None)
-        self._flush()
 
 
 def hello(session_id: int = 0x12345678, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 500) -> M.Message:

@@ -3,6 +3,16 @@
 Every line is ``{"t_us": <device clock, microseconds>, "kind": <what>, ...}`` with sorted keys and
 compact separators, so the same seed gives the same file byte for byte. Nothing in it reads the
 wall clock or the host's paths.
+
+Kinds written by the firmware: ``boot``, ``command`` (msg, seq, fields), ``answer`` (msg, seq,
+fields), ``event`` (every device event sent: msg, fields), ``state`` (old, new, trigger),
+``interlocks``, ``input``, ``inject``, ``fault``, ``fault_cleared``, ``armed``, ``heat_refused``,
+``sweep_start`` (thickness_mm), ``exposure`` (plan_id, index, frame_id, status, planned/start/end
+deg, kv, mas, window_s), ``image`` (frame_id, checksum, locator), ``homed``, ``abort``,
+``auto_release``, ``stall``, ``trigger_missed``, ``peer_lost``, ``peer_alive``, ``duplicate``
+(a retransmitted request answered from the link cache), ``rejected``, ``frame_dropped``,
+``event_acked`` (after retransmission), ``event_undelivered``, ``event_dropped``,
+``stale_response``. TELEMETRY samples and host heartbeats are not logged.
 """
 
 from __future__ import annotations

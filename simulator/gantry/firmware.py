@@ -82,6 +82,7 @@ from simulator.gantry.detector import Detector, Frame
 from simulator.gantry.eventlog import EventLog
 from simulator.gantry.faults import INJECTABLE, FaultPlan, ScheduledFault, random_fault_times
 from simulator.gantry.generator import Generator as XrayGenerator
+from simulator.gantry.linkio import SimLinkDriver
 from simulator.gantry.interlocks import OperatorInputs, interlock_mask, open_bits
 from simulator.gantry.paddle import Paddle
 from simulator.gantry.plans import ArmedPlan, estimate_s, exposure_record, focal_spot_mm, sweep_ends, validate_plan
@@ -167,12 +168,10 @@ class Gantry:
         self._after: list[Callable[[], None]] = []
         self._fired_phases: set[int] = set()
         self._seq_rng = np.random.default_rng([self.seed, 3])
-        self.link = self._new_link()
-        self._timer_at: float | None = None
+        self._driver = SimLinkDriver(env, line, self._new_link(), self._handle_link_events)
         self.interlocks = self._compute_interlocks()
         self.log.write(0, "boot", config=config.name, seed=self.seed, firmware_version=config.identity.firmware_version,
                        serial_number=config.identity.serial_number, interlocks=self.interlocks)
-        line.on_receive(self._on_bytes)
         env.process(self._telemetry_loop())
         self._schedule_faults()
 
@@ -184,29 +183,13 @@ class Gantry:
     def _new_link(self) -> Link:
         return Link(LinkConfig(), initial_seq=int(self._seq_rng.integers(0, 0x10000)), heartbeat_state=self.state)
 
+    @property
+    def link(self) -> Link:
+        """The device end of the reliable link (replaced by a device reset)."""
+        return self._driver.link
+
     def _flush(self) -> None:
-        """Write what the link wants sent and arm a timer for its next deadline."""
-        data = self.link.data_to_send()
-        if data:
-            self.line.write(data)
-        deadline = self.link.next_deadline()
-        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
-            self._timer_at = deadline
-            ev = self.env.timeout(max(0.0, deadline - self.env.now))
-            ev.callbacks.append(self._on_timer)
-
-    def _on_timer(self, _ev: simpy.Event) -> None:
-        if self._timer_at is not None and self.env.now >= self._timer_at:
-            self._timer_at = None
-        self.link.tick(self.env.now)
-        self._handle_link_events()
-        self._flush()
-
-    def _on_bytes(self, data: bytes) -> None:
-        """Bytes from the UART (called at their arrival time)."""
-        self.link.receive(data, self.env.now)
-        self._handle_link_events()
-        self._flush()
+        self._driver.flush()
 
     def _handle_link_events(self) -> None:
         for ev in self.link.events():
@@ -775,8 +758,7 @@ class Gantry:
         self.session_open = False
         self.fault_code = 0
         self.hold_cause = 0
-        self.link = self._new_link()  # RAM lost: a fresh link, no de-duplication state
-        self._timer_at = None
+        self._driver.replace_link(self._new_link())  # RAM lost: a fresh link, no de-duplication state
         self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=self.state, cause_msg_id=0,
                                  fault_code=int(FaultCode.DEVICE_RESET)))
 

@@ -11,7 +11,10 @@ API (the host team's SimPy adapter is written against exactly this)::
 -> None`` queues bytes on the host->device line; ``endpoint.read() -> simpy.Event`` succeeds
 with the next chunk (``bytes``) that arrived for the host after its wire time. Each call to
 ``read()`` creates one get request; keep and re-use a pending one rather than calling it
-repeatedly (like any ``simpy.Store.get``).
+repeatedly (like any ``simpy.Store.get``). Alternatively ``endpoint.on_receive(callback)``
+hands each arriving chunk to ``callback(data)`` at its arrival time (then ``read()`` gets
+nothing); :class:`simulator.gantry.linkio.SimLinkDriver` runs a ``Link`` that way, and
+:class:`simulator.gantry.client.LinkClient` is a minimal test client built on it.
 
 Images go to ``gantry.detector.data_dir`` (``frame_<id>.raw``); the device event log to
 ``<data_dir>/device-events.jsonl`` unless ``event_log`` says otherwise (``None``: memory only,

@@ -129,37 +129,38 @@ def test_real_time_exam_over_tcp_renders_images_in_the_worker(tmp_path: Path) ->
     addr = where[0].split()[1]
     link = Link()
     events: list[M.Message] = []
-    plan = make_plan(4, [0.0], continuous=False)
-    script = [hello(), M.Home(), plan, M.Fire(plan_id=4, digest=plan.digest)]
     answers: list[M.Message] = []
+    plan = make_plan(4, [0.0], continuous=False)
+    t0 = time.monotonic()
+
+    def pump(port: serial.Serial, done, timeout_s: float = 20.0) -> None:
+        """Run the wall-clock link until ``done()``; ACK every device event, collect every answer."""
+        end = time.monotonic() + timeout_s
+        while not done() and time.monotonic() < end:
+            now = time.monotonic() - t0
+            port.write(link.data_to_send())
+            link.receive(port.read(4096), now)
+            for ev in link.events():
+                if isinstance(ev, Received) and ev.needs_answer:
+                    link.answer(ev.seq, M.Ack(acked_msg_id=ev.message.ID, detail=0), now)
+                    events.append(ev.message)
+                elif isinstance(ev, Answered):
+                    answers.append(ev.response)
+            link.tick(now)
+
+    def call(port: serial.Serial, msg: M.Message) -> None:
+        n = len(answers)
+        link.send(msg, time.monotonic() - t0)
+        pump(port, lambda: len(answers) > n)
+
     try:
         with serial.serial_for_url(f"socket://{addr}", timeout=0.01) as port:
-            t0 = time.monotonic()
-            step = 0
-            link.send(script[0], 0.0)
-            while time.monotonic() - t0 < 30 and not any(e.NAME == "IMAGE_READY" for e in events):
-                now = time.monotonic() - t0
-                port.write(link.data_to_send())
-                link.receive(port.read(4096), now)
-                for ev in link.events():
-                    if isinstance(ev, Received) and ev.needs_answer:
-                        link.answer(ev.seq, M.Ack(acked_msg_id=ev.message.ID, detail=0), now)
-                        events.append(ev.message)
-                    elif isinstance(ev, Answered):
-                        answers.append(ev.response)
-                        step += 1
-                        if step == 2:  # after HOME's ACK, wait for its MOTION_DONE
-                            while not any(e.NAME == "MOTION_DONE" for e in events):
-                                now = time.monotonic() - t0
-                                port.write(link.data_to_send())
-                                link.receive(port.read(4096), now)
-                                for e2 in link.events():
-                                    if isinstance(e2, Received) and e2.needs_answer:
-                                        link.answer(e2.seq, M.Ack(acked_msg_id=e2.message.ID, detail=0), now)
-                                        events.append(e2.message)
-                        if step < len(script):
-                            link.send(script[step], now)
-                link.tick(now)
+            call(port, hello())
+            call(port, M.Home())
+            pump(port, lambda: any(e.NAME == "MOTION_DONE" for e in events))
+            call(port, plan)
+            call(port, M.Fire(plan_id=4, digest=plan.digest))
+            pump(port, lambda: any(e.NAME == "IMAGE_READY" for e in events))
     finally:
         stop.set()
         server.join(timeout=15)

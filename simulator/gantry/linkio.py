@@ -1,0 +1,59 @@
+"""Bind a sans-IO :class:`protocols.wire.link.Link` to a simulated serial endpoint in SimPy time.
+
+Bytes are fed to the link at their arrival time (the endpoint's ``on_receive`` callback), the
+link's timers are served by a SimPy timeout re-armed at :meth:`Link.next_deadline` after every
+call, and whatever the link wants sent is written to the line. No polling process: an idle link
+costs one event per deadline (heartbeat, retransmission, peer watchdog).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import simpy
+
+from protocols.wire.link import Link
+from simulator.gantry.uart import SerialEndpoint
+
+
+class SimLinkDriver:
+    """Runs ``link`` on ``endpoint``; calls ``on_events()`` after each feed or tick to drain ``link.events()``."""
+
+    def __init__(self, env: simpy.Environment, endpoint: SerialEndpoint, link: Link,
+                 on_events: Callable[[], None]) -> None:
+        self.env = env
+        self.endpoint = endpoint
+        self.link = link
+        self.on_events = on_events
+        self.muted = False  # True: nothing is written any more (a dead host)
+        self._timer_at: float | None = None
+        endpoint.on_receive(self._on_bytes)
+
+    def replace_link(self, link: Link) -> None:
+        """Swap in a fresh link (device reset); stale timers only tick the new one harmlessly."""
+        self.link = link
+        self._timer_at = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the link wants sent and arm a timer for its next deadline."""
+        data = self.link.data_to_send()
+        if data and not self.muted:
+            self.endpoint.write(data)
+        deadline = self.link.next_deadline()
+        if deadline is not None and (self._timer_at is None or deadline < self._timer_at):
+            self._timer_at = deadline
+            ev = self.env.timeout(max(0.0, deadline - self.env.now))
+            ev.callbacks.append(self._on_timer)
+
+    def _on_timer(self, _ev: simpy.Event) -> None:
+        if self._timer_at is not None and self.env.now >= self._timer_at:
+            self._timer_at = None
+        self.link.tick(self.env.now)
+        self.on_events()
+        self.flush()
+
+    def _on_bytes(self, data: bytes) -> None:
+        self.link.receive(data, self.env.now)
+        self.on_events()
+        self.flush()
