@@ -242,3 +242,35 @@ def test_shipped_configs_load_and_boot(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="bad.yaml"):
         load_config(bad)
     _ = encode_frame  # (imported for symmetry with the port tests)
+
+
+def test_phase_triggered_telemetry_stop_and_encoder_glitch(tmp_path: Path) -> None:
+    faults = {"faults": [{"phase": "COMPRESS", "delay_s": 0.5, "fault": "TELEMETRY_STOP", "duration_ms": 300}]}
+    env = simpy.Environment()
+    gantry, ep = start_virtual_gantry(env, cfg_small(), seed=8, faults=faults, data_dir=tmp_path, event_log=None)
+    client = LinkClient(env, ep)
+    out: dict = {}
+
+    def script():
+        yield from open_session(client)
+        done = client.wait_event(lambda m: m.NAME == "MOTION_DONE")
+        out["t_compress"] = env.now
+        yield client.request(M.Compress(target_force_dn=800, min_thickness_um=0, speed_um_s=0))
+        yield done
+        yield client.request(M.SimInjectFault(fault_code=int(FaultCode.ENCODER_GLITCH), param=3000))
+        yield env.timeout(0.2)
+        out["move"] = yield client.request(M.MoveArc(target_mdeg=1000, speed_mdeg_s=0))
+        out["reset"] = yield client.request(M.ResetFault(fault_code=0))
+        out["move2"] = yield client.request(M.MoveArc(target_mdeg=1000, speed_mdeg_s=0))
+
+    env.run(until=env.process(script()))
+    times = np.array([a.message.device_time_us for a in client.telemetry]) / 1e6
+    gaps = np.diff(times)
+    i = int(np.argmax(gaps))
+    assert 0.30 <= gaps[i] <= 0.34 and abs(times[i] - (out["t_compress"] + 0.5)) < 0.03
+    assert np.median(gaps) == pytest.approx(0.020, abs=1e-6)  # 50 Hz otherwise
+    fault = [f for f in client.of("FAULT") if f.latched][0]
+    assert fault.fault_code == int(FaultCode.ENCODER_GLITCH) and fault.detail == 3000
+    assert out["move"].error_code == int(ErrorCode.BAD_STATE)  # FAULT state
+    assert out["reset"].NAME == "ACK"
+    assert out["move2"].error_code == int(ErrorCode.NOT_HOMED)  # position lost: re-home first
