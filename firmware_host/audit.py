@@ -30,13 +30,7 @@ class AuditSink(Protocol):
 
 def message_dict(message: Message) -> dict[str, Any]:
     """The fields of a wire message as a JSON-able dict (array entries as dicts)."""
-    out: dict[str, Any] = {}
-    for f in message.DEF.fields:
-        v = getattr(message, f.name)
-        if f.type == "array":
-            v = [{r.name: getattr(e, r.name) for r in f.record} for e in v]
-        out[f.name] = v
-    return out
+    return message.to_dict()  # type: ignore[attr-defined, no-any-return]
 
 
 @dataclass

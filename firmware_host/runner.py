@@ -170,7 +170,7 @@ class PlanRunner:
             value, exc = None, None
             if isinstance(item, Command):
                 self._pending = _Pending(item, None, item.retries)
-                self.controller.send_command(item.message, now, new_session=getattr(item, "new_session", False))
+                self.controller.send_command(item.message, now, new_session=item.new_session)
                 self.state = RunnerState.WAITING
                 return
             if isinstance(item, WaitFor):
