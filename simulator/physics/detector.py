@@ -76,13 +76,16 @@ class DetectorModel:
 def aperture_fourier(img: np.ndarray, fill: float = 1.0, pad: int = 16) -> np.ndarray:
     """Apply the square-del aperture transfer ``sinc(f a) sinc(g a)`` (a = fill x pitch) to a point-sampled image.
 
-    The image is edge-padded by ``pad`` pixels (the kernel decays as 1/x^2) and
-    filtered with a real FFT (scipy, 2 workers).
+    The image is edge-padded by at least ``pad`` pixels (the kernel decays as
+    1/x^2), up to a length with small prime factors on the far side (an image
+    width such as 1500 + 32 = 4 x 383 would otherwise take a slow prime-length
+    FFT), and filtered with a real FFT (scipy, 2 workers).
     """
     import scipy.fft as sfft
 
     r, c = img.shape
-    padded = np.pad(img, ((pad, pad), (pad, pad)), mode="edge")
+    fr_len, fc_len = sfft.next_fast_len(r + 2 * pad, real=True), sfft.next_fast_len(c + 2 * pad, real=True)
+    padded = np.pad(img, ((pad, fr_len - r - pad), (pad, fc_len - c - pad)), mode="edge")
     fr = np.fft.fftfreq(padded.shape[0])
     fc = np.fft.rfftfreq(padded.shape[1])
     h = np.sinc(fr * fill)[:, None] * np.sinc(fc * fill)[None, :]
