@@ -22,17 +22,24 @@ EXIT_FAILED = 1
 EXIT_INPUT = 2
 
 
-def _load_items(path: str):  # type: ignore[no-untyped-def]
-    from hil.decode import decode_packets
+def _read_packets(path: str):  # type: ignore[no-untyped-def]
+    """The capture's packets, or None after printing why the file cannot be read."""
     from hil.pcap import PcapError, read_pcap
 
     try:
-        return decode_packets(read_pcap(path))
+        return read_pcap(path)
     except FileNotFoundError:
         print(f"error: capture {path}: no such file", file=sys.stderr)
     except (PcapError, OSError) as exc:
         print(f"error: capture {path}: {exc}", file=sys.stderr)
     return None
+
+
+def _load_items(path: str):  # type: ignore[no-untyped-def]
+    from hil.decode import decode_packets
+
+    packets = _read_packets(path)
+    return None if packets is None else decode_packets(packets)
 
 
 def _check_capture(args: argparse.Namespace) -> int:
@@ -67,16 +74,11 @@ def _timing(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from hil.pcap import PcapError, read_pcap, write_pcap
+    from hil.pcap import write_pcap
     from hil.replay import replay_to_host, replay_to_port, replay_to_virtual_gantry
 
-    try:
-        packets = read_pcap(args.capture)
-    except FileNotFoundError:
-        print(f"error: capture {args.capture}: no such file", file=sys.stderr)
-        return EXIT_INPUT
-    except (PcapError, OSError) as exc:
-        print(f"error: capture {args.capture}: {exc}", file=sys.stderr)
+    packets = _read_packets(args.capture)
+    if packets is None:
         return EXIT_INPUT
     if args.to == "host":
         report = replay_to_host(packets, seed=args.seed)

@@ -130,15 +130,15 @@ def recover(ctx: Context) -> None:
         s.request(Abort(reason=0))
 
 
-def ensure_homed(ctx: Context) -> Message | None:
-    """HOME the arc if needed and wait for MOTION_DONE; returns None or the refusal."""
+def ensure_homed(ctx: Context) -> None:
+    """HOME the arc if needed and wait for MOTION_DONE; raises :class:`SessionError` if refused or stuck."""
     s = ctx.session
     if status(ctx).homed:  # type: ignore[attr-defined]
         return None
     mark = len(s.frames)
     resp = s.request(Home())
     if resp.NAME != "ACK":
-        return resp
+        raise SessionError(f"HOME refused: {describe(resp)}")
     done = s.wait_for(lambda f: f.name == "MOTION_DONE", ctx.rig.timeouts.motion_timeout_s, since=mark)
     if done is None:
         raise SessionError("HOME: no MOTION_DONE")
@@ -258,9 +258,7 @@ def check_crc_and_resync(ctx: Context) -> CheckResult:
 def check_deduplication(ctx: Context) -> CheckResult:
     """Identical request bytes sent twice: two identical answers, one execution (one motion)."""
     s = ctx.session
-    refusal = ensure_homed(ctx)
-    if refusal is not None:
-        return failed(f"HOME refused: {describe(refusal)}")
+    ensure_homed(ctx)
     angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
     target = angle + 1000 if angle < 20000 else angle - 1000
     payload = MoveArc(target_mdeg=target, speed_mdeg_s=5000).pack()
@@ -269,8 +267,7 @@ def check_deduplication(ctx: Context) -> CheckResult:
     first = s.responses_to(seq, mark, 1.0)
     if not first:
         return failed("MOVE_ARC not answered")
-    retrans = bytearray(wire)
-    mark2 = s.send_raw(bytes(wire))  # byte-identical
+    mark2 = s.send_raw(wire)  # byte-identical
     second = s.responses_to(seq, mark2, 1.0)
     # and once more flagged RETRANSMIT, as a link would send it
     _, wire_rt = s.raw_frame(MoveArc.ID, payload, seq=seq, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)
@@ -281,7 +278,6 @@ def check_deduplication(ctx: Context) -> CheckResult:
     motions = {f.frame.seq for f in s.frames[mark:] if f.name == "MOTION_DONE"}
     busy = [st for _, st in s.states_seen(mark) if st == DeviceState.BUSY]
     problems = []
-    del retrans
     if not second or not third:
         problems.append(f"retransmission not answered (answers: {len(first)}, {len(second)}, {len(third)})")
     else:
@@ -346,10 +342,8 @@ def check_fire_without_arm(ctx: Context) -> CheckResult:
     if exposures_since(s, mark):
         return failed("EXPOSURE_DONE after a refused FIRE")
     # armed, but FIRE with a wrong digest
+    ensure_homed(ctx)
     plan = single_plan(ctx)
-    refusal = ensure_homed(ctx)
-    if refusal is not None:
-        return failed(f"HOME refused: {describe(refusal)}")
     armed = s.request(plan)
     if armed.NAME != "ACK":
         return failed(f"a valid one-exposure plan was refused: {describe(armed)}")
@@ -372,9 +366,7 @@ def _fire_with_open(ctx: Context, interlock: str) -> CheckResult:
         return skipped(f"{interlock} is {src.value if src else 'absent'} on this rig; open it by hand (rig-only)")
     if not ctx.sim_controls:
         return skipped("device lacks SIMULATION_CONTROLS; rig-only")
-    refusal = ensure_homed(ctx)
-    if refusal is not None:
-        return failed(f"HOME refused: {describe(refusal)}")
+    ensure_homed(ctx)
     bit = int(Interlock[interlock])
     plan = single_plan(ctx, plan_id=11)
     armed = s.request(plan)
@@ -424,9 +416,7 @@ def _interlock_check(name: str) -> Callable[[Context], CheckResult]:
 def check_abort_latency(ctx: Context) -> CheckResult:
     """ABORT during a long arc move: ACK and the return to IDLE within the rig's abort latency."""
     s = ctx.session
-    refusal = ensure_homed(ctx)
-    if refusal is not None:
-        return failed(f"HOME refused: {describe(refusal)}")
+    ensure_homed(ctx)
     angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
     target = -25000 if angle > 0 else 25000
     resp = s.request(MoveArc(target_mdeg=target, speed_mdeg_s=2000))
@@ -520,9 +510,7 @@ def check_range_rejection(ctx: Context) -> CheckResult:
     # device limits beyond the catalogue ranges (DEVICE_INFO): travel and force
     info = ctx.info
     if info is not None:
-        refusal = ensure_homed(ctx)
-        if refusal is not None:
-            problems.append(f"HOME refused: {describe(refusal)}")
+        ensure_homed(ctx)
         beyond = int(info.arc_max_mdeg) + 5000  # type: ignore[attr-defined]
         if beyond <= 90_000:
             resp = s.request(MoveArc(target_mdeg=beyond, speed_mdeg_s=0))
