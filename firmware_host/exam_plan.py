@@ -457,6 +457,19 @@ def scout(ctx: ExamContext, st: _State) -> Plan:
         raise ExamError("the AEC scout image never arrived intact")
     yield Guard(True)  # off since the scout's exposure ended; a fault meanwhile ends the exam here
     yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the scout plan to end")
+    # STATUS is answered after everything the device did at the plan's end: a device that releases
+    # after every plan (ignoring ARM_PLAN.final) is moving the paddle now.
+    status = yield from _status(ctx)
+    if status.state == int(DeviceState.BUSY):
+        yield WaitFor(lambda m: m.state != int(DeviceState.BUSY), ctx.options.move_timeout_s,
+                      "the device's own motion after the scout to end")
+        status = yield from _status(ctx)
+    if st.force_n and status.force_dn * 0.1 < 0.5 * st.force_n:
+        raise ExamError(
+            f"the device released the compression after the AEC scout plan ({status.force_dn / 10:.0f} N left of "
+            f"{st.force_n:.0f} N): it releases after every plan instead of only the final one (ARM_PLAN.final); "
+            "the host does not compress the patient twice"
+        )
     image = np.load(ctx.store.root / st.scout.path, allow_pickle=False)  # type: ignore[operator]
     det = ctx.session.geometry.detector
     roi = aec_roi(image.shape[0], image.shape[1], det.pitch_mm)
@@ -583,8 +596,14 @@ def safe_stop(ctx: ExamContext, st: _State, abort_reason: str, release_anyway: b
     The compression is released if the exam's ``release_on_fault`` says so (or ``release_anyway``,
     used when the exam's own release step failed).
     """
+    ended_in = st.phase  # the record keeps the phase the exam ended in, not the stop's own steps
+    yield from _safe_stop_steps(ctx, st, abort_reason, release_anyway)
+    st.phase = ended_in
+
+
+def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_anyway: bool) -> Plan:
     yield Guard(False)
-    yield Phase("abort")  # st.phase keeps the phase the exam ended in
+    yield Phase("abort")
     m = ctx.mirror
     if not m.peer_alive:
         try:

@@ -90,3 +90,17 @@ def test_fault_in_phase_ends_in_a_defined_safe_state(label: str, fault: str, kwa
                                             "INTERLOCK_OPEN" in rec.reason), rec.reason
     if label in ("tube_arc", "encoder_glitch", "device_reset") and phase == "sweep":
         assert rec.status == "aborted" and rec.fault is not None
+
+
+def test_a_device_that_releases_after_the_scout_ends_the_exam_with_a_clear_reason(tmp_path) -> None:
+    from host_sim import fast_config
+
+    cfg = fast_config(paddle={"release_after_exam": True})
+    result, model, _ = run_virtual(SMALL_AEC_DBT, tmp_path, config=cfg)
+    rec = result.record
+    if rec.status == "complete":  # the device honours ARM_PLAN.final: nothing to report
+        assert rec.released
+        return
+    assert rec.status == "aborted" and "released the compression after the AEC scout" in rec.reason
+    assert rec.phase == "scout"
+    check_invariants(result, model)
