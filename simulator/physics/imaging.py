@@ -12,10 +12,14 @@ Determinism: the noise generator of an exposure is seeded from
 ``(seed, exposure.frame_id)``, so the same seed gives bit-identical images in
 any call order.
 
-Speed: cost ~ (voxel slices) x (pixels in the breast shadow) x (source
-samples). For the default ``crescent acquire`` we recommend a breast at
-0.25 mm voxels onto a 4 x 4 binned panel (200 um, 1200 x 1500); see the
-report / ``benchmarks/bench_projector.py`` for measured times.
+Speed: the voxel projector integrates label runs (cost ~ slices x breast
+rows x runs per voxel row, air is free) and the energy sum costs ~ attenuated
+pixels x energy bins, both per source sample (focal-spot travel and spot
+size; usually 1-2 for DBT pulses). For the default ``crescent acquire`` we
+recommend a breast at 0.25 mm voxels onto a 4 x 4 binned panel (200 um,
+1200 x 1500): about 0.9 CPU-seconds per exposure on the 2-core machine,
+noise, aperture filter and dose included (``benchmarks/bench_projector.py
+--exam-only`` measures it).
 
 Example
 -------
