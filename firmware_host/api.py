@@ -30,7 +30,7 @@ from typing import Any
 import simpy
 
 from firmware_host.audit import JsonlAudit, MemoryAudit
-from firmware_host.controller import Controller, ProgressCallback
+from firmware_host.controller import Controller, ProgressCallback, TrafficTap
 from firmware_host.errors import ExamError
 from firmware_host.exam_plan import ExamContext, ExamOptions, exam_plan
 from firmware_host.intake import open_data_channel

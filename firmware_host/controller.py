@@ -59,6 +59,9 @@ HOST_LINK_CONFIG = LinkConfig(peer_timeout_s=1.0)
 TELEMETRY_STALE_S = 0.5
 
 
+TrafficTap = Callable[[int, bytes, float], None]
+
+
 class Controller:
     """Sans-IO host controller (see module docstring). One plan runs at a time."""
 
@@ -82,12 +85,17 @@ class Controller:
         self._fault_trouble: Interrupted | None = None
         self._telemetry_requested_s: float | None = None
         self._aux: set[int] = set()  # ids of out-of-band commands in flight
+        #: Optional traffic tap ``tap(direction, data, t_s)`` (direction 0 host->device, 1 device->host),
+        #: e.g. :meth:`hil.capture.Tap.record`; it sees every byte both adapters move.
+        self.tap: TrafficTap | None = None
 
     # -- adapter API ---------------------------------------------------------------------------
     def receive(self, data: bytes, now: float) -> None:
         """Bytes from the line at host time ``now`` (s)."""
         self.now = now
         if data:
+            if self.tap is not None:
+                self.tap(1, data, now)
             self.link.receive(data, now)
         self._process(now)
 
@@ -102,7 +110,11 @@ class Controller:
             self._process(now)
 
     def data_to_send(self) -> bytes:
-        return self.link.data_to_send()
+        """Bytes to write to the line now (recorded by the tap at the controller's current time)."""
+        out = self.link.data_to_send()
+        if out and self.tap is not None:
+            self.tap(0, out, self.now)
+        return out
 
     def next_deadline(self) -> float | None:
         times = [t for t in (self.link.next_deadline(), self.runner.deadline() if self.runner else None) if t is not None]

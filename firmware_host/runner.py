@@ -62,6 +62,7 @@ class PlanRunner:
         self.result: Any = None
         self.error: BaseException | None = None
         self._pending: _Pending | None = None
+        self._deferred: Interrupted | None = None  # an interrupt requested while the plan was executing
 
     # -- status --------------------------------------------------------------------------------
     @property
@@ -151,14 +152,28 @@ class PlanRunner:
         self.interrupted = True
         self.guard = False
         self.controller.log("interrupt", reason=exc.reason, abort_reason=exc.abort_reason, fault=exc.fault)
+        if self.state is RunnerState.RUNNING:
+            # Called from inside the plan's own step (e.g. a progress callback): thrown in at its next yield.
+            self._deferred = exc
+            return True
         self._pending = None  # a pending command's late response is ignored (logged as a response)
         self._advance(now, exc=exc)
         return True
 
     # -- the engine ----------------------------------------------------------------------------
+    def _wait(self) -> bool:
+        """Park on the pending item; False if a deferred interrupt must be thrown in instead."""
+        if self._deferred is not None:
+            self._pending = None
+            return False
+        self.state = RunnerState.WAITING
+        return True
+
     def _advance(self, now: float, value: Any = None, exc: BaseException | None = None) -> None:
         self.state = RunnerState.RUNNING
         while True:
+            if self._deferred is not None and exc is None:
+                exc, self._deferred = self._deferred, None
             try:
                 item = self.plan.throw(exc) if exc is not None else self.plan.send(value)
             except StopIteration as stop:
@@ -171,23 +186,26 @@ class PlanRunner:
             if isinstance(item, Command):
                 self._pending = _Pending(item, None, item.retries)
                 self.controller.send_command(item.message, now, new_session=item.new_session)
-                self.state = RunnerState.WAITING
-                return
+                if self._wait():
+                    return
+                continue
             if isinstance(item, WaitFor):
                 got = item.predicate(self.controller.mirror)
                 if got:
                     value = got
                     continue
                 self._pending = _Pending(item, now + item.timeout_s)
-                self.state = RunnerState.WAITING
-                return
+                if self._wait():
+                    return
+                continue
             if isinstance(item, Sleep):
                 if item.seconds <= 0:
                     value = now
                     continue
                 self._pending = _Pending(item, now + item.seconds)
-                self.state = RunnerState.WAITING
-                return
+                if self._wait():
+                    return
+                continue
             if isinstance(item, Now):
                 value = now
                 continue

@@ -16,6 +16,12 @@ def test_exams_over_a_real_pty(tmp_path) -> None:
         with connect(gantry_proc.path, seed=2, options=ExamOptions(watchdog_timeout_ms=8000)) as gantry:
             assert gantry.session.state_at_connect == "IDLE"
             results = {k: gantry.run_exam(PTY_EXAMS[k], tmp_path / k) for k in ("dbt", "ffdm", "stereo")}
+
+            def progress(phase: str, i: int, n: int) -> None:  # runs on the adapter's pump thread
+                if phase == "sweep" and i == 2:
+                    gantry.abort("operator abort over the pty")
+
+            aborted = gantry.run_exam(PTY_EXAMS["dbt"], tmp_path / "abort", progress=progress).record
     finally:
         gantry_proc.stop()
     device_exposures = gantry_proc.records("exposure")
@@ -35,3 +41,6 @@ def test_exams_over_a_real_pty(tmp_path) -> None:
                [{"plan_id": res.record.plan_id, "index": c.index} for c in res.record.checks]}
     made = {(r["plan_id"], r["index"]) for r in device_exposures if r["plan_id"] in {x[0] for x in planned}}
     assert made == planned  # exactly the planned exposures, each once
+    assert aborted.status == "aborted" and aborted.reason == "operator abort over the pty"
+    assert aborted.phase == "sweep" and aborted.released
+    assert 2 <= len(aborted.exposures) < 7

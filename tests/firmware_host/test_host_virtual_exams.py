@@ -111,3 +111,28 @@ def test_a_tap_sees_every_byte_both_ways(tmp_path) -> None:
     commands = [n for n in names[0] if n not in ("HEARTBEAT", "ACK")]
     assert commands[:4] == ["HELLO", "GET_INFO", "GET_STATUS", "GET_STATUS"]  # connect, then status()
     assert {"HELLO_REPLY", "DEVICE_INFO", "STATUS"} <= set(names[1])
+
+
+def test_operator_abort_mid_sweep_stops_safely_and_keeps_every_image(tmp_path) -> None:
+    import simpy
+
+    from firmware_host import connect_virtual
+    from host_sim import check_invariants, fast_config
+    from simulator.gantry import start_virtual_gantry
+
+    env = simpy.Environment()
+    model, endpoint = start_virtual_gantry(env, fast_config(), seed=2, data_dir=tmp_path / "device", event_log=None)
+    with connect_virtual(env, endpoint, seed=2) as gantry:
+        def progress(phase: str, i: int, n: int) -> None:
+            if phase == "sweep" and i == 3:
+                gantry.abort("operator pressed stop")  # from inside the exam's own callback
+
+        result = gantry.run_exam("dbt-step", tmp_path / "exam", progress=progress)
+        env.run(until=env.now + 3.0)
+    rec = result.record
+    assert rec.status == "aborted" and rec.reason == "operator pressed stop" and rec.phase == "sweep"
+    made = [r for r in model.log.records() if r["kind"] == "exposure"]
+    assert 3 <= len(made) < 9  # stopped, not finished
+    assert [r for r in model.log.records() if r["kind"] == "abort"][0]["reason"] == 0  # AbortReason.OPERATOR
+    assert rec.released and len(rec.image_paths) == len(made) - len(rec.missing_images)
+    check_invariants(result, model)
