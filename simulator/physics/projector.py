@@ -308,11 +308,13 @@ def voxel_line_integrals(phantom: VoxelPhantom, source: tuple[float, float, floa
     if c_hi <= c_lo:
         return out
     # rows the volume's shadow can reach (fy in (-1, ny) in some slice); ys increase with the row index
-    fy_lo = (sy + (ys[0] - sy) * f - y0) / dy
-    fy_hi = (sy + (ys[-1] - sy) * f - y0) / dy
-    step_y = (fy_hi - fy_lo) / max(ys.size - 1, 1)
-    r_lo = int(max(0, np.floor(((-1.0 - fy_lo) / step_y).min())))
-    r_hi = int(min(ys.size, np.ceil(((ny - fy_lo) / step_y).max()) + 1))
+    if ys.size > 1:
+        fy_lo = (sy + (ys[0] - sy) * f - y0) / dy
+        step_y = (ys[1] - ys[0]) * f / dy
+        r_lo = int(max(0, np.floor(((-1.0 - fy_lo) / step_y).min())))
+        r_hi = int(min(ys.size, np.ceil(((ny - fy_lo) / step_y).max()) + 1))
+    else:
+        r_lo, r_hi = 0, 1
     if r_hi <= r_lo:
         return out
     # many small row blocks handed out dynamically: the breast covers only part of the panel
