@@ -37,7 +37,7 @@ from firmware_host.intake import open_data_channel
 from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
 from firmware_host.record import ExamRecord
-from firmware_host.serial_adapter import SerialAdapter, TrafficTap
+from firmware_host.serial_adapter import SerialAdapter
 from firmware_host.session import SessionInfo, connect_plan
 from firmware_host.simpy_adapter import Endpoint, SimpyAdapter
 from firmware_host.store import ExamStore
@@ -202,13 +202,21 @@ class Gantry:
         )
 
 
-def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | None) -> Gantry:
+def _tap_function(tap: Any) -> TrafficTap | None:
+    """A tap object with ``record(direction, data, now)`` (e.g. hil.capture.Tap) or such a callable."""
+    if tap is None:
+        return None
+    return tap.record if hasattr(tap, "record") else tap  # type: ignore[no-any-return]
+
+
+def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | None, tap: Any = None) -> Gantry:
     audit = _SwitchAudit()
     rng = random.Random(seed)
     options = options or ExamOptions()
     # The host calls the device lost after the same silence the device's watchdog allows the host.
     link = LinkConfig(peer_timeout_s=options.watchdog_timeout_ms / 1000.0)
     controller = Controller(audit=audit, seed=rng.randrange(2**31), link_config=link)
+    controller.tap = _tap_function(tap)  # sees every byte both ways, before the HELLO
     adapter = adapter_factory(controller)
     try:
         return Gantry(adapter, controller, audit, options, rng.randrange(1, 2**32))
@@ -218,19 +226,22 @@ def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | N
 
 
 def connect(url: str, *, baudrate: int = 921600, seed: int | None = None,
-            options: ExamOptions | None = None, tap: TrafficTap | None = None) -> Gantry:
+            options: ExamOptions | None = None, tap: Any = None) -> Gantry:
     """Open ``url`` with pyserial, say HELLO (version check), read DEVICE_INFO and STATUS; wall-clock time.
 
     ``tap``: optional recorder of every byte both ways (``record(direction, data, now_s)``,
     direction 0 = host->device, 1 = device->host; e.g. :class:`hil.capture.Tap`).
     """
-    return _new_gantry(lambda ctl: SerialAdapter(url, ctl, baudrate=baudrate, tap=tap), seed, options)
+    return _new_gantry(lambda ctl: SerialAdapter(url, ctl, baudrate=baudrate), seed, options, tap)
 
 
 def connect_virtual(env: simpy.Environment, endpoint: Endpoint, *, seed: int | None = 0,
-                    options: ExamOptions | None = None, tap: TrafficTap | None = None) -> Gantry:
-    """Connect to a simulated gantry's endpoint in SimPy virtual time (same controller, same plans)."""
-    return _new_gantry(lambda ctl: SimpyAdapter(env, endpoint, ctl, tap=tap), seed, options)
+                    options: ExamOptions | None = None, tap: Any = None) -> Gantry:
+    """Connect to a simulated gantry's endpoint in SimPy virtual time (same controller, same plans).
+
+    ``tap`` as in :func:`connect`.
+    """
+    return _new_gantry(lambda ctl: SimpyAdapter(env, endpoint, ctl), seed, options, tap)
 
 
 def run_exam_virtual(env: simpy.Environment, endpoint: Endpoint, exam: str | os.PathLike[str] | ExamModel,

@@ -371,7 +371,8 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
             if done_count == n:
                 # X-rays are over: door or e-stop no longer end the exam; images and release go on.
                 yield Guard(False)
-                deadline = min(deadline, (yield Now()) + ctx.options.image_timeout_s)
+                # the sweep's budget covered the exposures; the images get their own timeout from here
+                deadline = (yield Now()) + ctx.options.image_timeout_s
                 if not is_scout:
                     yield _ph(st, "readout", stored, n)
             ready = st.pending_ready.pop(msg.frame_id, None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import serial
 
@@ -27,17 +27,6 @@ from firmware_host.plans import Plan
 POLL_S = 0.005
 
 
-#: Directions given to a traffic tap (as in the capture format of hil.capture).
-HOST_TO_DEVICE = 0
-DEVICE_TO_HOST = 1
-
-
-class TrafficTap(Protocol):
-    """Sees every byte on the line: ``record(direction, data, now_s)`` (e.g. hil.capture.Tap)."""
-
-    def record(self, direction: int, data: bytes, now: float) -> None: ...
-
-
 class PortError(HostError):
     """The port could not be opened or failed."""
 
@@ -46,13 +35,12 @@ class SerialAdapter:
     """Binds a :class:`Controller` to a pyserial port (see module docstring)."""
 
     def __init__(self, url: str, controller: Controller, baudrate: int = 921600,
-                 clock: Callable[[], float] = time.monotonic, tap: TrafficTap | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         try:
             self.port = serial.serial_for_url(url, baudrate=baudrate, timeout=POLL_S, write_timeout=2.0)
         except (serial.SerialException, ValueError, OSError) as exc:
             raise PortError(f"cannot open port {url!r}: {exc}") from exc
         self.url = url
-        self.tap = tap
         self.controller = controller
         self.clock = clock
         self.lock = threading.RLock()
@@ -77,10 +65,7 @@ class SerialAdapter:
                 data = self.port.read(max(1, self.port.in_waiting))
                 with self.lock:
                     if data:
-                        now = self.clock()
-                        if self.tap is not None:
-                            self.tap.record(DEVICE_TO_HOST, data, now)
-                        ctl.receive(data, now)
+                        ctl.receive(data, self.clock())
                     out = ctl.data_to_send()
                     self._changed.notify_all()
                 if out:
@@ -91,8 +76,6 @@ class SerialAdapter:
                 self._changed.notify_all()
 
     def _write(self, data: bytes) -> None:
-        if self.tap is not None:
-            self.tap.record(HOST_TO_DEVICE, data, self.clock())
         self.port.write(data)
 
     def run(self, plan: Plan, name: str = "plan") -> Any:

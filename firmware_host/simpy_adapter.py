@@ -29,10 +29,8 @@ class Endpoint(Protocol):
 class SimpyAdapter:
     """Binds a :class:`Controller` to a SimPy endpoint (see module docstring)."""
 
-    def __init__(self, env: simpy.Environment, endpoint: Endpoint, controller: Controller,
-                 tap: Any | None = None) -> None:
+    def __init__(self, env: simpy.Environment, endpoint: Endpoint, controller: Controller) -> None:
         self.env = env
-        self.tap = tap  # optional: record(direction, data, now) for every byte (0 host->device, 1 device->host)
         self.endpoint = endpoint
         self.controller = controller
         self._wake = env.event()
@@ -46,8 +44,6 @@ class SimpyAdapter:
     def _flush(self) -> None:
         out = self.controller.data_to_send()
         if out:
-            if self.tap is not None:
-                self.tap.record(0, out, float(self.env.now))
             self.endpoint.write(out)
 
     def _pump(self):  # type: ignore[no-untyped-def]
@@ -62,8 +58,6 @@ class SimpyAdapter:
                 waits.append(env.timeout(max(0.0, deadline - env.now)))
             yield env.any_of(waits)
             if read_ev.triggered:
-                if self.tap is not None:
-                    self.tap.record(1, read_ev.value, float(env.now))
                 ctl.receive(read_ev.value, env.now)
                 read_ev = self.endpoint.read()
             ctl.tick(env.now)
