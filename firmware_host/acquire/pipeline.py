@@ -35,7 +35,8 @@ from firmware_host.acquire import analysis
 from firmware_host.acquire.gantry_launch import PtyGantryProcess, virtual_gantry, write_gantry_config
 from firmware_host.acquire.timeline import timeline_from_packets
 from firmware_host.api import ExamResult, connect, connect_virtual
-from hil.capture import Tap, TappedEndpoint
+from firmware_host.exam_plan import ExamOptions
+from hil.capture import Tap
 from hil.pcap import write_pcap
 from protocols.records import AcquisitionHeader, ExposureRecord
 
@@ -45,6 +46,12 @@ ProgressFn = Callable[[str, int, int], None]
 DEFAULT_PHANTOM_VOXEL_MM = 0.25
 #: Read-out binning of the default simulated panel: 50 um dels binned 4x4 = 200 um images.
 DEFAULT_BINNING = 4
+#: In real time the simulated detector renders each image with the X-ray physics, which takes
+#: seconds (the first one also builds the phantom), far longer than a panel's readout.
+SIMULATED_IMAGE_TIMEOUT_S = 60.0
+#: Watchdog asked of the simulated gantry, ms: its real-time loop shares a small machine with the
+#: physics and the host, and a loaded 2-core machine can stall both for a second or two.
+SIMULATED_WATCHDOG_MS = 5000
 
 
 class AcquireOptions(BaseModel):
@@ -155,6 +162,8 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     cfg = _gantry_config(opts) if simulated else None
     gdir = out / "gantry"
     data_dir = gdir / "data-channel" if simulated else None
+    options = (ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S, watchdog_timeout_ms=SIMULATED_WATCHDOG_MS)
+               if simulated else None)
     with ExitStack() as stack:
         if not simulated:
             gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap))
@@ -162,12 +171,12 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
             gdir.mkdir(parents=True, exist_ok=True)
             write_gantry_config(cfg, gdir / "gantry-config.yaml")
             env, _model, endpoint = virtual_gantry(cfg, opts.seed, data_dir, gdir / "device-events.jsonl")
-            gantry = stack.enter_context(connect_virtual(env, TappedEndpoint(endpoint, tap, env), seed=opts.seed))
+            gantry = stack.enter_context(connect_virtual(env, endpoint, seed=opts.seed, tap=tap, options=options))
         else:
             gdir.mkdir(parents=True, exist_ok=True)
             cfg_path = write_gantry_config(cfg, gdir / "gantry-config.yaml")
             proc = stack.enter_context(PtyGantryProcess(cfg_path, data_dir, gdir / "device-events.jsonl", opts.seed))
-            gantry = stack.enter_context(connect(proc.url, seed=opts.seed, tap=tap))
+            gantry = stack.enter_context(connect(proc.url, seed=opts.seed, tap=tap, options=options))
         result = gantry.run_exam(opts.exam, out / "exam", progress=progress)
     timings["exam"] = time.perf_counter() - t0
     files = [result.record_path, result.audit_path]

@@ -101,13 +101,14 @@ def hello(session_id: int = 0x12345678, heartbeat_period_ms: int = 100, watchdog
 
 
 def make_plan(plan_id: int, angles_deg: list[float], *, kv: float = 29.0, mas: float = 2.0, pulse_ms: float = 60.0,
-              speed_deg_s: float = 8.0, continuous: bool = True, anode_filter: int = 0, focal_spot: int = 0) -> M.Message:
-    """An ARM_PLAN with its digest filled in (angles deg, kV, mAs, ms, deg/s)."""
+              speed_deg_s: float = 8.0, continuous: bool = True, anode_filter: int = 0, focal_spot: int = 0,
+              final: bool = True) -> M.Message:
+    """An ARM_PLAN with its digest filled in (angles deg, kV, mAs, ms, deg/s); ``final``: the exam's last plan."""
     entries = [M.ArmPlan.ENTRY(angle_mdeg=int(round(a * 1000)), kv_ckv=int(round(kv * 100)),
                                mas_uas=int(round(mas * 1e6)), pulse_us=int(round(pulse_ms * 1000)))
                for a in angles_deg]
     plan = M.ArmPlan(plan_id=plan_id, motion=1 if continuous else 0, anode_filter=anode_filter, focal_spot=focal_spot,
-                     speed_mdeg_s=int(round(speed_deg_s * 1000)), digest=0, entries=entries)
+                     speed_mdeg_s=int(round(speed_deg_s * 1000)), digest=0, final=int(final), entries=entries)
     plan.digest = M.plan_digest(plan)
     return plan
 

@@ -79,7 +79,7 @@ class PaddleConfig(_Model):
     release_speed_mm_s: float = Field(40.0, gt=0.0, description="release speed, mm/s")
     control_period_ms: float = Field(20.0, gt=0.0, le=200.0, description="control loop period, ms")
     substeps: int = Field(10, ge=1, le=1000, description="force-limit checks per control period")
-    release_after_exam: bool = Field(True, description="release automatically when a plan completes")
+    release_after_exam: bool = Field(True, description="release automatically when the exam's last plan (ARM_PLAN.final) completes")
     release_on_faults: tuple[str, ...] = Field(
         ("WATCHDOG", "ESTOP"), description="FaultCode names after which the paddle releases"
     )

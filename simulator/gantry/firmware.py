@@ -844,7 +844,8 @@ class Gantry:
             if self.detector.state == int(DetectorState.READY):
                 self.detector.state = int(DetectorState.IDLE)
             self._transition(Trigger.PLAN_COMPLETE if complete else Trigger.ABORT)
-            if complete and self.cfg.paddle.release_after_exam and self.paddle.height_mm < self.cfg.paddle.park_height_mm:
+            if (complete and sw.plan.final and self.cfg.paddle.release_after_exam
+                    and self.paddle.height_mm < self.cfg.paddle.park_height_mm):
                 self._auto_release("plan complete")
 
     def _expose(self, sw: _Sweep, i: int, thickness_mm: float) -> Generator[Any, None, bool]:

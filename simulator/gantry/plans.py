@@ -38,6 +38,7 @@ class ArmedPlan:
     pulse_s: list[float]
     energy_j: float
     exposures_done: int = 0
+    final: bool = False  # ARM_PLAN.final: the exam's last plan (auto-release may follow it)
 
 
 def exposure_record(done: M.Message, anode_filter: str, focal_spot_mm: float) -> ExposureRecord:
@@ -125,7 +126,7 @@ def validate_plan(m: M.Message, limits: DeviceLimits, homed: bool) -> tuple[Erro
             return ErrorCode.PLAN_INVALID, 1000
     energy = float(sum(kv * mas for kv, mas in zip(kvs, mass)))
     return ArmedPlan(m.plan_id, m.digest, m.motion, af, focal_spot_mm(lim, m.focal_spot), speed, angles, kvs, mass,
-                     pulses, energy)
+                     pulses, energy, final=bool(m.final))
 
 
 def estimate_s(plan: ArmedPlan, limits: DeviceLimits, here_deg: float) -> float:

@@ -228,11 +228,17 @@ class _Result:
         return self._res.get(0)
 
 
+#: Numba threads of the render worker: one, so that on a 2-core machine a core stays free for the
+#: firmware's real-time loop (and a host on the same machine); a render is slower, the link never stalls.
+RENDER_THREADS = 1
+
+
 class RenderPool:
     """One spawned worker process for image rendering; :meth:`terminate` kills it at once."""
 
     def __init__(self) -> None:
-        self._pool = multiprocessing.get_context("spawn").Pool(1, initializer=_die_with_parent)
+        ctx = multiprocessing.get_context("spawn")
+        self._pool = ctx.Pool(1, initializer=_init_worker)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> _Result:
         return _Result(self._pool.apply_async(fn, args))
@@ -242,8 +248,14 @@ class RenderPool:
         self._pool.join()
 
 
+def _init_worker() -> None:
+    """Pool initializer: limit numba's threads, and die with the gantry process."""
+    os.environ["NUMBA_NUM_THREADS"] = str(RENDER_THREADS)  # read when numba is first imported here
+    _die_with_parent()
+
+
 def _die_with_parent() -> None:
-    """Pool initializer: on Linux, ask the kernel to SIGTERM this worker when the gantry process dies."""
+    """On Linux, ask the kernel to SIGTERM this worker when the gantry process dies."""
     try:
         import ctypes
 
