@@ -62,6 +62,8 @@ def run_suite(
 ) -> SuiteReport:
     """Run the checks (all, or ``only`` those names; handshake always first) against ``port_url``."""
     rig = rig or sim_rig(port_url)
+    if rig is not None and rig.port != port_url:
+        rig = rig.model_copy(update={"port": port_url})  # the command line's port wins over the file's
     names = list(CHECKS) if not only else ["handshake", *[n for n in only if n != "handshake"]]
     unknown = [n for n in names if n not in CHECKS]
     if unknown:
