@@ -496,23 +496,30 @@ def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
     return min(max(angle, lim.arc_min_deg), lim.arc_max_deg)
 
 
+def release_compression(mirror: DeviceMirror, timeout_s: float) -> Plan:
+    """RELEASE and confirm the breast is free; returns (released, MOTION_DONE message).
+
+    Released = the paddle reached its park height, or the force is gone: the drive may stop early
+    when the device's own release (e.g. on an e-stop or its watchdog) is already lifting the paddle,
+    so the force is then polled with STATUS until it is below 1 N.
+    """
+    done = yield from motion(mirror, Release(), timeout_s)
+    released = bool(done.ok) or done.force_dn < 10
+    t0 = yield Now()
+    while not released:
+        now = yield Sleep(0.2)
+        status = yield Command(GetStatus(), retries=R)
+        released = status.force_dn < 10
+        if now - t0 > timeout_s:
+            break
+    return released, done
+
+
 def release(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "release")
-    done = yield from motion(ctx.mirror, Release(), ctx.options.move_timeout_s)
-    # Released = the breast is free: the paddle reached its park height, or the force is gone
-    # (e.g. the device's own release on an e-stop is still lifting the paddle).
-    st.released = bool(done.ok) or done.force_dn < 10
-    t0 = yield Now()
-    while not st.released:
-        # The drive stopped early (e.g. the device's own release on an e-stop took over): the breast is
-        # free once the force is gone; poll STATUS for it.
-        now = yield Sleep(0.2)
-        status = yield from _status(ctx)
-        st.released = status.force_dn < 10
-        if now - t0 > ctx.options.move_timeout_s:
-            break
+    st.released, done = yield from release_compression(ctx.mirror, ctx.options.move_timeout_s)
     if not st.released:
-        st.warnings.append(f"RELEASE stopped with {done.force_dn / 10:.1f} N on the breast")
+        st.warnings.append(f"RELEASE stopped with {ctx.mirror.force_n:.1f} N on the breast")
     elif not done.ok:
         st.warnings.append(f"RELEASE ended before the park height ({done.thickness_um / 1000:.1f} mm) with no force")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_host.audit import read_audit_log
-from firmware_host.exam_plan import ExamOptions, motion
+from firmware_host.exam_plan import ExamOptions, release_compression
 from firmware_host.mirror import DeviceMirror, fault_name
 from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
@@ -27,7 +27,7 @@ from protocols.exams import exam_from_data
 from protocols.geometry import AcquisitionGeometry
 from protocols.records import AcquisitionHeader, ExposureRecord, ProjectionRecord
 from protocols.wire.catalogue import DeviceState
-from protocols.wire.messages import GetStatus, Release
+from protocols.wire.messages import GetStatus
 
 
 def interrupted_exam_summary(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -69,8 +69,7 @@ def recover_plan(out_dir: str | os.PathLike[str], session: Any, mirror: DeviceMi
     bad = [f"{n}: {msg}" for n, (ok, msg) in summary["image_checks"].items() if not ok]
     warnings.extend(bad)
     if exam is not None and exam.compression.release_on_fault and status.force_dn > 0:
-        done = yield from motion(mirror, Release(), options.move_timeout_s)
-        released = bool(done.ok)
+        released, _ = yield from release_compression(mirror, options.move_timeout_s)
     projections: list[ProjectionRecord] = []
     for name in summary["images"]:
         side = root / PROJECTIONS_DIR / name.replace(".npy", ".json")
