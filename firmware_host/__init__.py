@@ -16,12 +16,12 @@ from firmware_host.errors import (
     VersionMismatch,
     WaitTimeout,
 )
-from firmware_host.exam_plan import ExamOptions
+from firmware_host.exam_plan import EXAM_PHASES, ExamOptions
 from firmware_host.record import ExamRecord
 from firmware_host.store import verify_exam_folder, verify_projection
 
 __all__ = [
-    "CommandFailed", "CommandRefused", "ExamError", "ExamOptions", "ExamRecord", "ExamResult", "Gantry",
+    "EXAM_PHASES", "CommandFailed", "CommandRefused", "ExamError", "ExamOptions", "ExamRecord", "ExamResult", "Gantry",
     "HostError", "Interrupted", "VersionMismatch", "WaitTimeout", "connect", "connect_virtual",
     "read_audit_log", "resolve_exam", "run_exam_virtual", "verify_exam_folder", "verify_projection",
 ]

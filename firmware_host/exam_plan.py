@@ -70,6 +70,14 @@ from protocols.wire.messages import (
 
 R = IDEMPOTENT_RETRIES
 
+#: The phases an exam announces, in order (progress callbacks). ``home`` only if the arm is not homed,
+#: ``scout`` only for AEC exams, ``release`` only for exams that release after the exam. Besides these:
+#: ``image`` (i of n stored, during sweep/readout), ``abort`` (safe stop running) and a final
+#: ``aborted`` / ``incomplete`` instead of ``done``.
+EXAM_PHASES: tuple[str, ...] = (
+    "prepare", "home", "compress", "scout", "position", "arm", "sweep", "readout", "release", "done",
+)
+
 
 class ExamOptions(BaseModel):
     """Host-side settings of an exam run (times in s, angles in deg, forces in N)."""

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from firmware_host import ExamRecord, read_audit_log, verify_exam_folder
+from firmware_host import EXAM_PHASES, ExamRecord, read_audit_log, verify_exam_folder
 from host_sim import check_invariants, run_virtual
 from protocols.exams import expand_exam, load_standard_exam
 
@@ -33,6 +33,7 @@ def test_exam_completes_with_angles_in_tolerance_and_verified_images(exam: str, 
     again = ExamRecord.model_validate(json.loads(result.record_path.read_text()))
     assert again == rec
     # phases in order; AEC exams have a scout recorded as is_scout
+    assert [p for p in dict.fromkeys(phases) if p != "image"] == [p for p in EXAM_PHASES if p in phases]
     order = [p for p in dict.fromkeys(phases) if p in ("prepare", "compress", "scout", "arm", "sweep", "readout",
                                                        "release", "done")]
     expected = ["prepare", "compress"] + (["scout"] if rec.aec else []) + ["arm", "sweep", "readout"]
