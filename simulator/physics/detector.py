@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numba as nb
 import numpy as np
 
 from simulator.physics import materials
@@ -63,14 +64,40 @@ class DetectorModel:
         scale = self.gain_adu_per_kev / binning**2
         if rng is None:
             adu = self.offset_adu + scale * s1_kev
+            return np.clip(np.rint(adu), 0, self.max_adu).astype(np.uint16)
+        s1 = np.ascontiguousarray(s1_kev, dtype=np.float64)
+        s2 = np.ascontiguousarray(s2_kev2, dtype=np.float64)
+        n_eff = np.empty_like(s1)
+        e_eff = np.empty_like(s1)
+        _quanta(s1, s2, n_eff, e_eff)
+        counts = rng.poisson(n_eff)
+        noise = rng.normal(0.0, self.electronic_noise_adu / binning, size=s1.shape)
+        out = np.empty(s1.shape, dtype=np.uint16)
+        _digitise(counts, e_eff, noise, self.offset_adu, scale, float(self.max_adu), out)
+        return out
+
+
+@nb.njit(cache=True)
+def _quanta(s1, s2, n_eff, e_eff):  # pragma: no cover - numba
+    """Effective quanta ``s1^2 / s2`` and energy per quantum ``s2 / s1`` (0 where s1 <= 0), one pass."""
+    a1, a2 = s1.ravel(), s2.ravel()
+    n, e = n_eff.ravel(), e_eff.ravel()
+    for i in range(a1.size):
+        if a1[i] > 0:
+            n[i] = a1[i] ** 2 / max(a2[i], 1e-30)
+            e[i] = a2[i] / max(a1[i], 1e-30)
         else:
-            safe1 = np.maximum(s1_kev, 1e-30)
-            n_eff = np.where(s1_kev > 0, s1_kev**2 / np.maximum(s2_kev2, 1e-30), 0.0)
-            e_eff = np.where(s1_kev > 0, s2_kev2 / safe1, 0.0)
-            counts = rng.poisson(n_eff)
-            adu = self.offset_adu + scale * counts * e_eff
-            adu = adu + rng.normal(0.0, self.electronic_noise_adu / binning, size=adu.shape)
-        return np.clip(np.rint(adu), 0, self.max_adu).astype(np.uint16)
+            n[i] = 0.0
+            e[i] = 0.0
+
+
+@nb.njit(cache=True)
+def _digitise(counts, e_eff, noise, offset, scale, max_adu, out):  # pragma: no cover - numba
+    """``clip(rint(offset + scale * counts * e_eff + noise), 0, max_adu)`` as uint16, one pass."""
+    c, e, g, o = counts.ravel(), e_eff.ravel(), noise.ravel(), out.ravel()
+    for i in range(c.size):
+        v = np.rint(offset + scale * c[i] * e[i] + g[i])
+        o[i] = np.uint16(min(max(v, 0.0), max_adu))
 
 
 def aperture_fourier(img: np.ndarray, fill: float = 1.0, pad: int = 16) -> np.ndarray:

@@ -121,3 +121,24 @@ def test_continuous_motion_blurs_along_the_arc_only() -> None:
     # a uniform smear of 15 px has an rms of 15/sqrt(12) = 4.3 px
     assert sx1 == pytest.approx(np.hypot(sx0, 15.0 / np.sqrt(12)), rel=0.15)
     assert sy1 == pytest.approx(sy0, rel=0.05)
+
+
+def test_read_out_is_the_compound_poisson_formula_with_the_same_draws() -> None:
+    """The one-pass kernels give exactly the NumPy expression of the model (same generator draws)."""
+    rng = np.random.default_rng(3)
+    s1 = rng.random((40, 50)) * 3e5
+    s1[:3] = 0.0  # no signal
+    s1[3:5] = 5e9  # saturates
+    s2 = s1 * rng.uniform(15.0, 25.0, s1.shape)
+    model = DetectorModel(electronic_noise_adu=3.0)
+    for binning in (1, 4):
+        got = model.read_out(s1, s2, binning, np.random.default_rng(9))
+        g = np.random.default_rng(9)
+        n_eff = np.where(s1 > 0, s1**2 / np.maximum(s2, 1e-30), 0.0)
+        e_eff = np.where(s1 > 0, s2 / np.maximum(s1, 1e-30), 0.0)
+        counts = g.poisson(n_eff)
+        adu = model.offset_adu + model.gain_adu_per_kev / binning**2 * counts * e_eff
+        adu = adu + g.normal(0.0, model.electronic_noise_adu / binning, size=s1.shape)
+        want = np.clip(np.rint(adu), 0, model.max_adu).astype(np.uint16)
+        assert got.dtype == np.uint16 and np.array_equal(got, want)
+        assert got[3:5].min() == model.max_adu
