@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hil.capture import Tap
-from hil.conformance.checks import CHECKS, CheckResult, Context, failed
+from hil.conformance.checks import CHECKS, CheckResult, Context, failed, recover
 from hil.conformance.session import Session, SessionError
 from hil.junit import ERROR, FAIL, PASS, SKIP, CaseResult, write_junit
 from hil.pcap import write_pcap
@@ -78,6 +78,8 @@ def run_suite(
         for name in names:
             t0 = time.monotonic()
             try:
+                if name != "handshake":
+                    recover(ctx)  # every check starts from IDLE, whatever the previous one left behind
                 res: CheckResult = CHECKS[name](ctx)
                 status = res.status
             except SessionError as exc:
