@@ -82,6 +82,8 @@ class Session:
         self._raw_seq = RAW_SEQ_BASE
         self.session_id = rng.randrange(1, 2**32)
         self.last_tx_s: float | None = None
+        #: Added to session times in the capture so pcap timestamps are wall-clock dates (s).
+        self.capture_epoch_s = time.time() - clock() if clock is time.monotonic else 0.0
 
     # -- the I/O loop ------------------------------------------------------------------------
     def now(self) -> float:
@@ -94,7 +96,7 @@ class Session:
         t = self.now()
         self.last_tx_s = t
         if self.tap is not None:
-            self.tap.record(HOST_TO_DEVICE, data, t)
+            self.tap.record(HOST_TO_DEVICE, data, t + self.capture_epoch_s)
 
     def step(self) -> None:
         """Read what arrived (waiting at most the port's read timeout), feed the link, write its output."""
@@ -103,7 +105,7 @@ class Session:
         now = self.now()
         if data:
             if self.tap is not None:
-                self.tap.record(DEVICE_TO_HOST, data, now)
+                self.tap.record(DEVICE_TO_HOST, data, now + self.capture_epoch_s)
             for item in self.decoder.feed(data):
                 if isinstance(item, FrameError):
                     self.frame_errors.append(item)
