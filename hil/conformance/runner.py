@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocols.wire.link import LinkConfig
+
 from hil.capture import Tap
 from hil.conformance.checks import CHECKS, CheckResult, Context, failed, recover
 from hil.conformance.session import Session, SessionError
@@ -72,7 +74,15 @@ def run_suite(
     tap = Tap() if capture else None
     port = open_port(port_url, rig.baud)
     try:
-        session = Session(port, tap=tap, seed=seed)
+        t = rig.timeouts
+        # Retransmit for up to connect_s: a slow answer is not a protocol violation here (latency is
+        # measured by its own checks), and retransmissions are harmless (the device de-duplicates).
+        link_config = LinkConfig(
+            ack_timeout_s=t.ack_timeout_ms / 1000.0,
+            max_retries=max(5, int(t.connect_s * 1000.0 / t.ack_timeout_ms)),
+            peer_timeout_s=2.0,
+        )
+        session = Session(port, tap=tap, seed=seed, link_config=link_config)
         ctx = Context(session, rig, watchdog_ms=rig.timeouts.watchdog_timeout_ms, heartbeat_ms=rig.timeouts.heartbeat_period_ms)
         session.pump(0.05)
         for name in names:
