@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from firmware_host.acquire.pipeline import DEFAULT_BINNING, AcquireOptions, AcquireResult, run_acquire
+from firmware_host.acquire.pipeline import DEFAULT_BINNING, STEREO_BINNING, AcquireOptions, AcquireResult, run_acquire
 
 #: Exam phases in the order the progress bar shows them.
 PHASES = ("connect", "home", "position", "compress", "scout", "arm", "sweep", "readout", "release", "done")
@@ -35,6 +35,11 @@ def _summary_table(acq: AcquireResult) -> Table:
         seen = "" if les["resolvable"] else " (below the pixel size: not judged)"
         t.add_row(f"{les['kind']} {les['diameter_mm']:.2f} mm",
                   f"true z {les['true_z_mm']:.1f} mm, in focus at {les['focus_z_mm']:.1f} mm, SDNR {les['sdnr']:.1f}{seen}")
+    for st in s["stereo_localisation"]:
+        x, y, z = st["localised_mm"]
+        t.add_row(f"stereo: {st['kind']} {st['diameter_mm']:.2f} mm",
+                  f"at ({x:.2f}, {y:.2f}, {z:.2f}) mm, error {st['error_mm']:.2f} mm "
+                  f"(parallel-beam z {st['parallel_beam_mm'][2]:.1f} mm)")
     t.add_row("run time", ", ".join(f"{k} {v:.1f} s" for k, v in s["timings_s"].items()))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t.add_row("peak memory (this process)", f"{peak_mb:.0f} MB")
@@ -82,8 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--virtual-time", action="store_true", help="simulated gantry in virtual time (fast path)")
     p.add_argument("--gantry-config", default=None, help="simulated gantry config name or YAML")
-    p.add_argument("--binning", type=int, default=DEFAULT_BINNING,
-                   help=f"read-out binning of the simulated 50 um panel (default {DEFAULT_BINNING}: 200 um)")
+    p.add_argument("--binning", type=int, default=None,
+                   help=f"read-out binning of the simulated 50 um panel (default {DEFAULT_BINNING} = 200 um; "
+                   f"{STEREO_BINNING} for stereotactic exams)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     p.set_defaults(func=_cmd)
 

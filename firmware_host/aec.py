@@ -94,10 +94,14 @@ def aec_roi(rows: int, cols: int, pitch_mm: float, depth_mm: float = 30.0, size_
     return AecRoi(r0, max(r1, r0 + 1), c0, max(c1, c0 + 1))
 
 
-def roi_signal(image: np.ndarray, roi: AecRoi, bits: int) -> float:
-    """Mean of the AEC region as a fraction of full scale (2**bits - 1)."""
+def roi_signal(image: np.ndarray, roi: AecRoi, bits: int, dark_offset_adu: float = 0.0) -> float:
+    """Mean of the AEC region above the detector's dark offset, as a fraction of full scale (2**bits - 1).
+
+    Only the signal above the dark offset grows with mAs, so the offset (DEVICE_INFO.dark_offset_adu)
+    is removed before the AEC scales the scout to the target.
+    """
     region = image[roi.r0 : roi.r1, roi.c0 : roi.c1]
-    return float(region.mean()) / float(2**bits - 1)
+    return max(float(region.mean()) - dark_offset_adu, 0.0) / float(2**bits - 1)
 
 
 def chart_technique(thickness_mm: float) -> tuple[str, float]:

@@ -483,7 +483,7 @@ def scout(ctx: ExamContext, st: _State) -> Plan:
     det = ctx.session.geometry.detector
     roi = aec_roi(image.shape[0], image.shape[1], det.pitch_mm)
     bits = 16 if image.dtype.itemsize == 2 else 8 * image.dtype.itemsize
-    signal = roi_signal(image, roi, bits)
+    signal = roi_signal(image, roi, bits, float(ctx.session.info.dark_offset_adu))
     assert st.thickness_mm is not None
     decision = choose_technique(tech, st.thickness_mm, signal)
     st.aec, st.technique = decision, decision.technique

@@ -34,11 +34,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from firmware_host.acquire import analysis
 from firmware_host.acquire.gantry_launch import PtyGantryProcess, virtual_gantry, write_gantry_config
 from firmware_host.acquire.timeline import timeline_from_packets
-from firmware_host.api import ExamResult, connect, connect_virtual
+from firmware_host.api import ExamResult, connect, connect_virtual, resolve_exam
 from firmware_host.exam_plan import ExamOptions
 from hil.capture import Tap
 from hil.pcap import write_pcap
 from protocols.records import AcquisitionHeader, ExposureRecord
+from reconstruction.preprocess import line_integrals
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -46,6 +47,8 @@ ProgressFn = Callable[[str, int, int], None]
 DEFAULT_PHANTOM_VOXEL_MM = 0.25
 #: Read-out binning of the default simulated panel: 50 um dels binned 4x4 = 200 um images.
 DEFAULT_BINNING = 4
+#: Stereotactic exams read the panel at full resolution (50 um): biopsy needs sub-millimetre depth.
+STEREO_BINNING = 1
 #: In real time the simulated detector renders each image with the X-ray physics, which takes
 #: seconds (the first one also builds the phantom), far longer than a panel's readout.
 SIMULATED_IMAGE_TIMEOUT_S = 60.0
@@ -66,7 +69,8 @@ class AcquireOptions(BaseModel):
     out: Path = Field(Path("out"), description="output folder")
     virtual_time: bool = Field(False, description="simulated gantry in virtual time instead of a real pty")
     gantry_config: str | None = Field(None, description="gantry config name or YAML path (simulated gantry)")
-    binning: int = Field(DEFAULT_BINNING, ge=1, le=8, description="read-out binning of the simulated panel")
+    binning: int | None = Field(None, ge=1, le=8, description="read-out binning of the simulated panel "
+                                "(default: 4 = 200 um; 1 = 50 um for stereotactic exams, which need the detail)")
     phantom_voxel_mm: float = Field(DEFAULT_PHANTOM_VOXEL_MM, gt=0.0, le=2.0)
     recon_voxel_mm: float | None = Field(None, gt=0.0, le=2.0, description="in-plane voxel (default: image pitch)")
     slice_mm: float = Field(1.0, gt=0.0, le=10.0, description="slice spacing, mm")
@@ -82,8 +86,9 @@ class AcquireResult:
     exposures: list[ExposureRecord]
     findings: list[analysis.LesionFinding]
     dose: analysis.DoseSummary
-    recon: analysis.Reconstruction
+    recon: analysis.Reconstruction | None
     mtf: tuple[np.ndarray, np.ndarray] | None
+    stereo: list[analysis.StereoFinding] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
@@ -116,6 +121,14 @@ class AcquireResult:
                  "resolvable": analysis.resolvable(f.truth.diameter_mm, self.header.geometry.detector.pitch_mm)}
                 for f in self.findings
             ],
+            "stereo_localisation": [
+                {"kind": f.truth.kind, "diameter_mm": round(f.truth.diameter_mm, 3),
+                 "true_mm": [round(v, 3) for v in (f.truth.x_mm, f.truth.y_mm, f.truth.z_mm)],
+                 "localised_mm": [round(v, 3) for v in f.position_mm],
+                 "parallel_beam_mm": [round(v, 3) for v in f.parallel_mm],
+                 "error_mm": round(f.error_mm, 3), "ray_miss_mm": round(f.miss_mm, 3)}
+                for f in self.stereo
+            ],
             "timings_s": {k: round(v, 2) for k, v in self.timings_s.items()},
         }
 
@@ -124,10 +137,11 @@ def _gantry_config(opts: AcquireOptions) -> Any:
     from simulator.gantry import load_config
 
     cfg = load_config(opts.gantry_config)
+    binning = opts.binning or (STEREO_BINNING if resolve_exam(opts.exam).kind == "stereo" else DEFAULT_BINNING)
     det = cfg.geometry.detector  # same active area, read out with the requested binning
-    rows = int(round(det.rows * det.binning / opts.binning))
-    cols = int(round(det.cols * det.binning / opts.binning))
-    detector = det.model_copy(update={"binning": opts.binning, "rows": rows, "cols": cols})
+    rows = int(round(det.rows * det.binning / binning))
+    cols = int(round(det.cols * det.binning / binning))
+    detector = det.model_copy(update={"binning": binning, "rows": rows, "cols": cols})
     return cfg.with_overrides(
         geometry={"detector": detector.model_dump()},
         phantom={"name": opts.phantom, "seed": opts.seed, "voxel_mm": opts.phantom_voxel_mm},
@@ -201,10 +215,18 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     else:
         flat, dark, lesions, phantom = None, 0.0, [], None
     say("reconstruction", 1, 3)
-    voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
-    recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm)
-    say("reconstruction", 2, 3)
-    findings = analysis.find_lesions(recon, lesions)
+    angles = {round(e.mean_angle_deg, 2) for e in exposures}
+    recon, findings, stereo = None, [], []
+    if rec.exam_kind == "stereo":  # stereotactic pair (after any 0-degree view): triangulate the lesions
+        pair = [i for i, e in enumerate(exposures) if abs(e.mean_angle_deg) > 1.0][-2:]
+        if len(pair) == 2:
+            lines = line_integrals(raw[pair], flat=None if flat is None else flat[pair], dark=dark, clip_negative=True)
+            stereo = analysis.stereo_localise(lines, header, [exposures[i] for i in pair], lesions)
+    elif len(angles) >= 3:  # tomosynthesis: reconstruct slices and find the lesions in focus
+        voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
+        recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm)
+        say("reconstruction", 2, 3)
+        findings = analysis.find_lesions(recon, lesions)
     say("reconstruction", 3, 3)
     timings["reconstruction"] = time.perf_counter() - t1
 
@@ -219,7 +241,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
 
     t3 = time.perf_counter()
     acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
-                        recon=recon, mtf=mtf, timings_s=timings, files=files)
+                        recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files)
     from firmware_host.acquire.writers import write_outputs
 
     acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from firmware_host.outputs.arrays import write_projection_arrays
 from firmware_host.outputs import (
     DoseRow,
     Lesion,
@@ -49,22 +50,22 @@ def write_outputs(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, opt
             entrance_dose_mgy=acq.dose.air_kerma_mgy[i], mgd_mgy=acq.dose.mgd_mgy[i], instance_number=i + 1,
             half_value_layer_mm_al=acq.dose.hvl_mm_al,
         ))
-    grid = acq.recon.grid
-    files.append(write_tomo_dicom(dicom_dir / "tomo.dcm", acq.recon.volume, grid, header, study,
-                                  mgd_mgy=acq.dose.total_mgd_mgy, half_value_layer_mm_al=acq.dose.hvl_mm_al))
-    x0 = grid.x_min_mm + 0.5 * grid.voxel_mm
-    y0 = grid.y_min_mm + 0.5 * grid.voxel_mm
-    files += write_numpy_outputs(out / "arrays", images=raw, exposures=acq.exposures,
-                                 pitch_mm=header.geometry.detector.pitch_mm, volume=acq.recon.volume,
-                                 z_mm=list(grid.z_mm), voxel_mm=grid.voxel_mm, x0_mm=x0, y0_mm=y0)
-    files.append(write_report(out, _report_data(acq, raw, timeline, files, x0, y0)))
+    pitch = header.geometry.detector.pitch_mm
+    if acq.recon is None:  # a 2D view or a stereo pair: projections only
+        files += write_projection_arrays(out / "arrays", raw, acq.exposures, pitch_mm=pitch)
+    else:
+        grid = acq.recon.grid
+        files.append(write_tomo_dicom(dicom_dir / "tomo.dcm", acq.recon.volume, grid, header, study,
+                                      mgd_mgy=acq.dose.total_mgd_mgy, half_value_layer_mm_al=acq.dose.hvl_mm_al))
+        files += write_numpy_outputs(out / "arrays", images=raw, exposures=acq.exposures, pitch_mm=pitch,
+                                     volume=acq.recon.volume, z_mm=list(grid.z_mm), voxel_mm=grid.voxel_mm,
+                                     x0_mm=grid.x_min_mm + 0.5 * grid.voxel_mm, y0_mm=grid.y_min_mm + 0.5 * grid.voxel_mm)
+    files.append(write_report(out, _report_data(acq, raw, timeline, files)))
     return files
 
 
-def _report_data(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, files: list[Path],
-                 x0: float, y0: float) -> ReportData:
+def _report_data(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, files: list[Path]) -> ReportData:
     rec = acq.exam.record
-    grid = acq.recon.grid
     det = acq.header.geometry.detector
     mtf = None
     if acq.mtf is not None:
@@ -85,13 +86,22 @@ def _report_data(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, file
     for f in acq.findings:
         notes[f"{f.truth.kind} at z={f.truth.z_mm:.1f} mm"] = (
             f"in focus at z={f.focus_z_mm:.1f} mm (error {f.depth_error_mm:+.1f} mm), SDNR {f.sdnr:.1f}")
+    for s in acq.stereo:
+        x, y, z = s.position_mm
+        notes[f"stereo: {s.truth.kind} {s.truth.diameter_mm:.2f} mm at z={s.truth.z_mm:.1f} mm"] = (
+            f"localised at ({x:.2f}, {y:.2f}, {z:.2f}) mm, error {s.error_mm:.2f} mm")
+    slices = None
+    if acq.recon is not None:
+        g = acq.recon.grid
+        slices = SliceStack(acq.recon.volume, g.voxel_mm, g.x_min_mm + 0.5 * g.voxel_mm,
+                            g.y_min_mm + 0.5 * g.voxel_mm, list(g.z_mm))
     return ReportData(
         exam=rec.exam_name,
         title=f"Crescent acquisition report: {rec.exam_name}",
         timeline=timeline,
         projections=list(raw),
         projection_angles_deg=[e.mean_angle_deg for e in acq.exposures],
-        slices=SliceStack(acq.recon.volume, grid.voxel_mm, x0, y0, list(grid.z_mm)),
+        slices=slices,
         lesions=lesions,
         mtf=mtf,
         dose=dose,

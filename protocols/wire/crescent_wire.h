@@ -222,6 +222,7 @@ typedef struct {
     uint16_t kv_min_ckv;
     uint16_t kv_max_ckv;
     uint32_t mas_max_uas;
+    uint16_t dark_offset_adu;
     uint8_t data_channel_len;
     char data_channel[200];
 } crescent_device_info_t;

@@ -93,6 +93,13 @@ class Detector:
         self.executor: Any = None  # real-time mode: ``submit(fn, *args)`` -> future with done()/result()
 
     @property
+    def dark_offset_adu(self) -> float:
+        """Dark offset (pedestal) of every raw pixel, ADU: the physics detector model's."""
+        from simulator.physics.detector import DetectorModel
+
+        return DetectorModel().offset_adu
+
+    @property
     def data_channel(self) -> str:
         """DEVICE_INFO.data_channel: ``file://<absolute data_dir>``."""
         return "file://" + str(self.data_dir.resolve())

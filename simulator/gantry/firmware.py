@@ -347,7 +347,9 @@ class Gantry:
                             arc_max_mdeg=_mdeg(lim.arc_max_deg), arc_max_speed_mdeg_s=_mdeg(lim.arc_max_speed_deg_s),
                             force_limit_dn=_u(self.paddle.force_limit_n * 10, 0xFFFF),
                             kv_min_ckv=_u(lim.kvp_min_kv * 100, 0xFFFF), kv_max_ckv=_u(lim.kvp_max_kv * 100, 0xFFFF),
-                            mas_max_uas=_u(lim.mas_max_mas * 1e6, 2**32 - 1), data_channel=self.detector.data_channel)
+                            mas_max_uas=_u(lim.mas_max_mas * 1e6, 2**32 - 1),
+                            dark_offset_adu=_u(self.detector.dark_offset_adu, 2**16 - 1),
+                            data_channel=self.detector.data_channel)
 
     # -- motions -----------------------------------------------------------------------------
     def _start_motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> None:
