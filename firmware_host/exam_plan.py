@@ -182,6 +182,17 @@ def focal_spot_code(focal_spot_mm: float) -> int:
     return int(FocalSpot.SMALL) if focal_spot_mm < 0.2 else int(FocalSpot.LARGE)
 
 
+#: Relative lengthening of each planned pulse on the wire. Exposures planned at the tube's current
+#: limit would otherwise land a hair above it once kV (centi-kV) and the pulse (us) are rounded, and
+#: the device rightly refuses them; 0.1 % longer means 0.1 % less current, never more.
+PULSE_MARGIN = 1e-3
+
+
+def _pulse_us(window_ms: float) -> int:
+    """Pulse length on the wire, us: rounded up with :data:`PULSE_MARGIN`, at least 1."""
+    return max(1, math.ceil(window_ms * 1000.0 * (1.0 + PULSE_MARGIN)))
+
+
 def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True) -> Message:
     """ARM_PLAN for ``planned`` (one anode/filter and focal spot per plan), digest filled in.
 
@@ -200,7 +211,7 @@ def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True
         final=int(final),
         entries=[
             {"angle_mdeg": round(p.planned_angle_deg * 1000), "kv_ckv": round(p.kvp * 100),
-             "mas_uas": round(p.mas * 1e6), "pulse_us": max(1, round(p.window_ms * 1000))}
+             "mas_uas": round(p.mas * 1e6), "pulse_us": _pulse_us(p.window_ms)}
             for p in planned
         ],
     )

@@ -91,13 +91,12 @@ class Detector:
         self.timeout_pending = False  # fault injected: the next readout never completes
         self._imagers: dict[float, ExposureImager] = {}
         self.executor: Any = None  # real-time mode: ``submit(fn, *args)`` -> future with done()/result()
-
-    @property
-    def dark_offset_adu(self) -> float:
-        """Dark offset (pedestal) of every raw pixel, ADU: the physics detector model's."""
+        # Dark offset (pedestal) of every raw pixel, ADU, reported in DEVICE_INFO; read here, at boot,
+        # because the physics import is heavy and must not stall the real-time loop on GET_INFO.
         from simulator.physics.detector import DetectorModel
 
-        return DetectorModel().offset_adu
+        self.dark_offset_adu: float = DetectorModel().offset_adu
+
 
     @property
     def data_channel(self) -> str:
