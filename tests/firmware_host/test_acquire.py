@@ -89,8 +89,8 @@ def test_lesions_come_into_focus_at_their_true_depths(default_run: Path) -> None
     for les in calcs:  # slices are 1 mm apart: the in-focus slice is the one nearest the true depth, or next
         assert abs(les["depth_error_mm"]) <= 1.5, les
         assert les["sdnr"] > 2.0, les
-    for les in masses:  # a mass's depth response is as broad as the mass over a 25-degree arc
-        assert abs(les["depth_error_mm"]) <= 0.75 * les["diameter_mm"], les
+    for les in masses:  # a mass's depth response is about as broad as the mass itself
+        assert abs(les["depth_error_mm"]) <= 0.5 * les["diameter_mm"], les
 
 
 def test_dose_is_below_the_2d_limit(default_run: Path) -> None:

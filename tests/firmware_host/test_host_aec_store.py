@@ -22,7 +22,8 @@ def test_chart_interpolates_kvp_and_switches_filter_for_thick_breasts() -> None:
 
 
 def test_mas_scales_inversely_with_the_scout_signal_and_with_kvp_by_hand() -> None:
-    aec = load_standard_exam("dbt-standard").technique  # scout 28 kV, 1 mAs W/Rh; target 0.3; ceiling 6 mAs
+    # scout 28 kV, 1 mAs W/Rh; ceiling 6 mAs; a round target of 0.3 for the arithmetic by hand
+    aec = load_standard_exam("dbt-standard").technique.model_copy(update={"target_signal_fraction": 0.3})
     d = choose_technique(aec, 40.0, 0.15)  # chart at 40 mm: W/Rh 28 kV = the scout's kVp
     assert (d.technique.anode_filter, d.technique.kvp) == ("W/Rh", 28.0)
     assert d.technique.mas == pytest.approx(1.0 * 0.3 / 0.15)  # same kVp and filter: 2 mAs
