@@ -42,7 +42,8 @@ def _summary_table(acq: AcquireResult) -> Table:
                   f"(parallel-beam z {st['parallel_beam_mm'][2]:.1f} mm)")
     t.add_row("run time", ", ".join(f"{k} {v:.1f} s" for k, v in s["timings_s"].items()))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t.add_row("peak memory (this process)", f"{peak_mb:.0f} MB")
+    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the gantry and its render worker
+    t.add_row("peak memory", f"host {peak_mb:.0f} MB" + (f", simulated gantry {child_mb:.0f} MB" if child_mb else ""))
     t.add_row("outputs", str(acq.out))
     return t
 
