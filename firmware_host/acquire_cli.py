@@ -58,12 +58,14 @@ def _cmd(args: argparse.Namespace) -> int:
                   console=console, transient=False, disable=args.no_progress) as bars:
         phase_bar = bars.add_task("exam phases", total=len(PHASES))
         proj_bar = bars.add_task("projections", total=None)
-        recon_bar = bars.add_task("reconstruction", total=3)
+        recon_bar = bars.add_task("reconstruction", total=3, start=False)  # its clock starts with the work
 
         def progress(stage: str, index: int, total: int) -> None:
             if stage in ("sweep", "readout", "image"):
                 bars.update(proj_bar, total=total, completed=index, description=f"projections ({stage})")
             elif stage == "reconstruction":
+                if index == 0:
+                    bars.start_task(recon_bar)
                 bars.update(recon_bar, completed=index)
             if stage in PHASES:
                 bars.update(phase_bar, completed=PHASES.index(stage) + 1, description=f"exam: {stage}")
