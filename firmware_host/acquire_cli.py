@@ -6,6 +6,7 @@ import argparse
 import resource
 from pathlib import Path
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -29,8 +30,8 @@ def _summary_table(acq: AcquireResult) -> Table:
         tq = s["technique"]
         t.add_row("technique", f"{tq['anode_filter']} {tq['kvp']:.1f} kV, {tq['mas']:.2f} mAs per projection")
     t.add_row("compression", f"{s['thickness_mm']:.1f} mm at {s['force_n']:.0f} N")
-    t.add_row("dose", f"air kerma {s['total_air_kerma_mgy']:.3f} mGy, MGD {s['total_mgd_mgy']:.3f} mGy "
-              f"(HVL {s['hvl_mm_al']:.3f} mm Al)")
+    t.add_row("dose", f"MGD {s['total_mgd_mgy']:.3f} mGy (scout {s['scout_mgd_mgy']:.3f}); projections' air "
+              f"kerma {s['total_air_kerma_mgy']:.3f} mGy (HVL {s['hvl_mm_al']:.3f} mm Al)")
     for les in s["lesions"]:
         seen = "" if les["resolvable"] else " (below the pixel size: not judged)"
         t.add_row(f"{les['kind']} {les['diameter_mm']:.2f} mm",
@@ -50,8 +51,13 @@ def _summary_table(acq: AcquireResult) -> Table:
 
 def _cmd(args: argparse.Namespace) -> int:
     console = Console(stderr=False)
-    opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
-                          virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning)
+    try:
+        opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
+                              virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning)
+    except ValidationError as exc:
+        for err in exc.errors():
+            console.print(f"[red]crescent acquire:[/] --{'.'.join(map(str, err['loc']))}: {err['msg']}")
+        return 2
     where = args.port or ("simulated gantry, virtual time" if args.virtual_time else "simulated gantry on a pty")
     console.print(f"[bold]crescent acquire[/] {opts.exam} on {where}, phantom {opts.phantom}, seed {opts.seed}")
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -90,7 +96,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="out", help="output folder (default ./out)")
     p.add_argument("--virtual-time", action="store_true", help="simulated gantry in virtual time (fast path)")
     p.add_argument("--gantry-config", default=None, help="simulated gantry config name or YAML")
-    p.add_argument("--binning", type=int, default=None,
+    p.add_argument("--binning", type=int, default=None, choices=range(1, 9), metavar="1..8",
                    help=f"read-out binning of the simulated 50 um panel (default {DEFAULT_BINNING} = 200 um; "
                    f"{STEREO_BINNING} for stereotactic exams)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")

@@ -15,6 +15,7 @@ repeated with ``crescent gantry --config``.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -58,28 +59,59 @@ class PtyGantryProcess:
         self._stderr = open(self.stderr_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
                                      start_new_session=True)
-        deadline = time.monotonic() + self.start_timeout_s
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().strip()
-        if not line.startswith("listening pty "):
+        try:
+            self.url = self._wait_for_pty(time.monotonic() + self.start_timeout_s)
+        except BaseException:  # a failed or interrupted start leaves no gantry behind
             self.__exit__(None, None, None)
-            raise RuntimeError(f"simulated gantry did not start (said {line!r}); see {self.stderr_path}")
-        self.url = line.split(" ", 2)[2]
-        while not os.path.exists(self.url) and time.monotonic() < deadline:
-            time.sleep(0.01)
+            raise
         return self
+
+    def _wait_for_pty(self, deadline: float) -> str:
+        """The pty path from the child's first line; RuntimeError if it does not come by ``deadline``."""
+        assert self.proc is not None and self.proc.stdout is not None
+        line = ""
+        while not line.endswith("\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                break
+            if select.select([self.proc.stdout], [], [], min(left, 0.5))[0]:
+                chunk = self.proc.stdout.readline()
+                if not chunk:
+                    break
+                line += chunk
+        line = line.strip()
+        if not line.startswith("listening pty "):
+            raise RuntimeError(f"simulated gantry did not start within {self.start_timeout_s:.0f} s "
+                               f"(said {line!r}); see {self.stderr_path}")
+        url = line.split(" ", 2)[2]
+        while not os.path.exists(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"simulated gantry announced {url} but it does not exist; see {self.stderr_path}")
+            time.sleep(0.01)
+        return url
 
     def __exit__(self, *exc: object) -> None:
         proc = self.proc
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if proc is not None:
+            if proc.poll() is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self._signal_group(signal.SIGKILL)
+                    proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
         if hasattr(self, "_stderr"):
             self._stderr.close()
+
+    def _signal_group(self, sig: int) -> None:
+        """Signal the gantry's whole process group (its render worker included)."""
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
 
 
 def virtual_gantry(config: Any, seed: int, data_dir: Path, event_log: Path) -> tuple[Any, Any, Any]:

@@ -89,6 +89,8 @@ class AcquireResult:
     recon: analysis.Reconstruction | None
     mtf: tuple[np.ndarray, np.ndarray] | None
     stereo: list[analysis.StereoFinding] = field(default_factory=list)
+    exam_mgd_mgy: float = 0.0  # every exposure made, AEC scout and images lost included
+    scout_mgd_mgy: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
 
@@ -113,7 +115,9 @@ class AcquireResult:
             "force_n": self.header.compression_force_n,
             "hvl_mm_al": round(self.dose.hvl_mm_al, 3),
             "total_air_kerma_mgy": round(float(sum(self.dose.air_kerma_mgy)), 4),
-            "total_mgd_mgy": round(self.dose.total_mgd_mgy, 4),
+            "total_mgd_mgy": round(self.exam_mgd_mgy, 4),
+            "projections_mgd_mgy": round(self.dose.total_mgd_mgy, 4),
+            "scout_mgd_mgy": round(self.scout_mgd_mgy, 4),
             "lesions": [
                 {"kind": f.truth.kind, "x_mm": round(f.truth.x_mm, 3), "y_mm": round(f.truth.y_mm, 3),
                  "true_z_mm": round(f.truth.z_mm, 3), "diameter_mm": round(f.truth.diameter_mm, 3),
@@ -178,13 +182,17 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     data_dir = gdir / "data-channel" if simulated else None
     options = (ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S, watchdog_timeout_ms=SIMULATED_WATCHDOG_MS)
                if simulated else None)
+    capture = out / "capture.pcap"
     with ExitStack() as stack:
+        # the capture is written however the exam ends: it is what a failure is read from
+        stack.callback(lambda: write_pcap(capture, tap.packets))
         if not simulated:
             gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap))
         elif opts.virtual_time:
             gdir.mkdir(parents=True, exist_ok=True)
             write_gantry_config(cfg, gdir / "gantry-config.yaml")
-            env, _model, endpoint = virtual_gantry(cfg, opts.seed, data_dir, gdir / "device-events.jsonl")
+            env, model, endpoint = virtual_gantry(cfg, opts.seed, data_dir, gdir / "device-events.jsonl")
+            stack.callback(model.log.close)
             gantry = stack.enter_context(connect_virtual(env, endpoint, seed=opts.seed, tap=tap, options=options))
         else:
             gdir.mkdir(parents=True, exist_ok=True)
@@ -193,10 +201,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
             gantry = stack.enter_context(connect(proc.url, seed=opts.seed, tap=tap, options=options))
         result = gantry.run_exam(opts.exam, out / "exam", progress=progress)
     timings["exam"] = time.perf_counter() - t0
-    files = [result.record_path, result.audit_path]
-    capture = out / "capture.pcap"
-    write_pcap(capture, tap.packets)
-    files.append(capture)
+    files = [result.record_path, result.audit_path, capture]
     rec = result.record
     if rec.header is None or not rec.header.projections:
         raise RuntimeError(f"exam {rec.exam_name} produced no projections: {rec.status} ({rec.reason})")
@@ -235,13 +240,16 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
         from simulator.physics.imaging import make_phantom
 
         phantom = make_phantom("pmma", header.compressed_thickness_mm, header.geometry, seed=0)
-    dose = analysis.dose(header, exposures, phantom)
+    dose = analysis.dose(header, exposures, phantom)  # per stored projection (DICOM, dose table)
+    dose_all = analysis.dose(header, list(rec.exposures), phantom)  # every exposure made: the patient's dose
     mtf = analysis.detector_mtf(header, exposures[0].kvp, exposures[0].anode_filter) if simulated else None
     timings["dose_and_mtf"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
     acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
-                        recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files)
+                        recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files,
+                        exam_mgd_mgy=dose_all.total_mgd_mgy,
+                        scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout))
     from firmware_host.acquire.writers import write_outputs
 
     acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)

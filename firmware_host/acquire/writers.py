@@ -56,7 +56,7 @@ def write_outputs(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, opt
     else:
         grid = acq.recon.grid
         files.append(write_tomo_dicom(dicom_dir / "tomo.dcm", acq.recon.volume, grid, header, study,
-                                      mgd_mgy=acq.dose.total_mgd_mgy, half_value_layer_mm_al=acq.dose.hvl_mm_al))
+                                      mgd_mgy=acq.exam_mgd_mgy, half_value_layer_mm_al=acq.dose.hvl_mm_al))
         files += write_numpy_outputs(out / "arrays", images=raw, exposures=acq.exposures, pitch_mm=pitch,
                                      volume=acq.recon.volume, z_mm=list(grid.z_mm), voxel_mm=grid.voxel_mm,
                                      x0_mm=grid.x_min_mm + 0.5 * grid.voxel_mm, y0_mm=grid.y_min_mm + 0.5 * grid.voxel_mm)
@@ -80,6 +80,8 @@ def _report_data(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, file
         "technique": (f"{rec.technique.anode_filter} {rec.technique.kvp:.1f} kV, {rec.technique.mas:.2f} mAs/projection"
                       if rec.technique else "-"),
         "HVL": f"{acq.dose.hvl_mm_al:.3f} mm Al",
+        "MGD of the exam": (f"{acq.exam_mgd_mgy:.3f} mGy (projections {acq.dose.total_mgd_mgy:.3f} "
+                            f"+ AEC scout {acq.scout_mgd_mgy:.3f})"),
         "largest angle error": f"{max((abs(c.angle_error_deg) for c in rec.checks), default=0.0):.3f} deg",
         "run time": ", ".join(f"{k} {v:.1f} s" for k, v in acq.timings_s.items()),
     }

@@ -19,14 +19,14 @@ import pytest
 
 from firmware_host.acquire.pipeline import AcquireOptions, run_acquire
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also runs the module's acquisition
 
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("acquire") / "out"
     proc = subprocess.run([sys.executable, "-m", "firmware_host.cli", "acquire", "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=500)  # below pytest-timeout: the child is reaped
     print(proc.stdout[-4000:], proc.stderr[-4000:])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
@@ -89,13 +89,16 @@ def test_lesions_come_into_focus_at_their_true_depths(default_run: Path) -> None
     for les in calcs:  # slices are 1 mm apart: the in-focus slice is the one nearest the true depth, or next
         assert abs(les["depth_error_mm"]) <= 1.5, les
         assert les["sdnr"] > 2.0, les
-    for les in masses:  # a mass's depth response is about as broad as the mass itself
-        assert abs(les["depth_error_mm"]) <= 0.5 * les["diameter_mm"], les
+    for les in masses:  # a mass's depth response is about as broad as the mass itself; never more than 5 mm off
+        assert abs(les["depth_error_mm"]) <= min(0.5 * les["diameter_mm"], 5.0), les
 
 
 def test_dose_is_below_the_2d_limit(default_run: Path) -> None:
     summary = json.loads((default_run / "summary.json").read_text())
     assert 0.2 < summary["total_mgd_mgy"] < 3.0  # US limit of 3 mGy per view
+    # the exam's dose counts every exposure: the projections plus the AEC scout
+    assert summary["total_mgd_mgy"] == pytest.approx(summary["projections_mgd_mgy"] + summary["scout_mgd_mgy"], abs=2e-4)
+    assert summary["scout_mgd_mgy"] > 0
 
 
 def test_virtual_time_run_is_deterministic(tmp_path: Path) -> None:
