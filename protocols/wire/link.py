@@ -473,15 +473,9 @@ class Link:
             self.stats.stale_responses += 1
             self._events.append(StaleResponse(frame.seq, frame.msg_id))
             return
-        cls = BY_ID.get(frame.msg_id)
-        try:
-            if cls is None or cls.DEF.kind != "response":
-                raise PayloadError(ErrorCode.UNKNOWN_MESSAGE, frame.msg_id, f"msg id 0x{frame.msg_id:02X} is not a response")
-            response = cls.unpack(frame.payload)
-        except PayloadError as exc:
-            # A corrupt-but-CRC-valid response cannot be trusted; keep waiting, the retry recovers.
-            self.stats.frame_errors += 1
-            self._events.append(FrameDropped(_payload_drop(exc, frame)))
+        # A corrupt-but-CRC-valid response cannot be trusted; keep waiting, the retry recovers.
+        response = self._decode_unanswerable(frame, "response")
+        if response is None:
             return
         self._inflight = None
         self._sender(SenderTrigger.RESPONSE if self._queue else SenderTrigger.RESPONSE_QUEUE_EMPTY)
@@ -529,18 +523,23 @@ class Link:
         return cls.unpack(frame.payload)
 
     def _on_stream(self, frame: Frame, now: float) -> None:
+        message = self._decode_unanswerable(frame, "stream")
+        if message is not None:
+            self._events.append(Received(message, frame.seq, False, now))
+
+    def _decode_unanswerable(self, frame: Frame, kind: str) -> Message | None:
+        """Decode a frame that gets no answer (a response or a stream message); drop it if it does not decode."""
         cls = BY_ID.get(frame.msg_id)
         try:
             if frame.version != PROTOCOL_VERSION:
                 raise PayloadError(ErrorCode.VERSION_MISMATCH, frame.version, f"frame version {frame.version}")
-            if cls is None or cls.DEF.kind != "stream":
-                raise PayloadError(ErrorCode.UNKNOWN_MESSAGE, frame.msg_id, f"msg id 0x{frame.msg_id:02X} is not a stream message")
-            message = cls.unpack(frame.payload)
+            if cls is None or cls.DEF.kind != kind:
+                raise PayloadError(ErrorCode.UNKNOWN_MESSAGE, frame.msg_id, f"msg id 0x{frame.msg_id:02X} is not a {kind}")
+            return cls.unpack(frame.payload)
         except PayloadError as exc:
             self.stats.frame_errors += 1
             self._events.append(FrameDropped(_payload_drop(exc, frame)))
-            return
-        self._events.append(Received(message, frame.seq, False, now))
+            return None
 
 
 def _payload_drop(exc: PayloadError, frame: Frame) -> FrameError:
