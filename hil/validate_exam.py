@@ -109,7 +109,7 @@ def projection_mgd_mgy(
     kerma = air_kerma_mgy_per_mas(spectrum, distance_mm=dist) * exposure.mas
     hvl = half_value_layer_mm_al(spectrum)
     return mean_glandular_dose_mgy(
-        kerma, thickness_mm, hvl, exposure.anode_filter, spectrum=spectrum, glandularity=glandularity, angle_deg=angle
+        kerma, thickness_mm, hvl, exposure.anode_filter, glandularity=glandularity, angle_deg=angle
     )
 
 

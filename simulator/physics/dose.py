@@ -17,38 +17,43 @@ breast, mGy. What is published and what is computed here, plainly:
 * ``s`` -- spectral factor. Mo/Mo 1.000, Mo/Rh 1.017, Rh/Rh 1.061, Rh/Al 1.044,
   W/Rh 1.042 are Dance et al. 2000, Table 6; the same five values appear in
   the public re-uses above. W/Ag 1.042 and the thickness-dependent W/Al
-  (0.5 mm Al) values are attributed to D. R. Dance, K. C. Young and
-  R. E. van Engen, "Further factors for the estimation of mean glandular dose
-  using the United Kingdom, European and IAEA breast dosimetry protocols",
-  Phys. Med. Biol. 54 (2009) 4361-4372, Tables 3-4, but we could NOT verify
-  them against a copy of that paper or any public re-use: treat them as
-  unverified until checked.
-* ``c`` -- COMPUTED, NOT PUBLISHED. Glandularity correction (c = 1 at 50 %).
-  Dance 2000 (Tables 2-4) tabulates c from Monte Carlo by thickness and HVL;
-  a search of public code, documents and web pages (find-by-string for
-  "c-factor", "glandularity", "Dance 2000", table values; semantic searches
-  of code, documentation, issue and page corpora) found the papers' titles
-  and abstracts but not the tables, and we do not type table values from
-  memory. :func:`c_factor` is therefore the ratio of glandular dose per
-  unit K at glandularity w to that at 50 % in a primary-photon energy-
-  deposition model of the same slab breast. It captures the attenuation
-  change but not the scatter change; expect a few per cent difference from
-  Dance's c at the extremes of glandularity.
-* ``t`` -- COMPUTED, NOT PUBLISHED. DBT obliquity factor. D. R. Dance,
-  K. C. Young and R. E. van Engen, "Estimation of mean glandular dose for
-  breast tomosynthesis: factors for use with the UK, European and IAEA
-  breast dosimetry protocols", Phys. Med. Biol. 56 (2011) 453-471, tabulate
-  t(theta) and whole-exam T factors (also for specific systems) by Monte
-  Carlo; the same search did not find those tables either. Their t(theta)
-  is defined for the K of the 0 deg projection and so also carries the
-  inverse-square change; here K is evaluated for each projection at its
-  actual focal spot, and :func:`t_factor` carries only the longer oblique
-  path through the breast (primary model as for c). The exam T factor is
-  the mAs-weighted mean of t over the projections.
+  (0.5 mm Al) values are from D. R. Dance, K. C. Young and R. E. van Engen,
+  "Further factors for the estimation of mean glandular dose using the
+  United Kingdom, European and IAEA breast dosimetry protocols", Phys. Med.
+  Biol. 54 (2009) 4361-4372. The paper's abstract states the single W/Ag
+  s-factor of 1.042 (checked). The W/Al values (its Table 4) could not be
+  checked against a copy of the table; the Monte Carlo below reproduces
+  g x s for W/Al beams within 5 %, which bounds their error.
+* ``c`` -- COMPUTED by Crescent's Monte Carlo, in Dance's own way.
+  Glandularity correction (c = 1 at 50 %). Dance 2000 (Tables 2-4)
+  tabulates c from Monte Carlo by thickness and HVL; a search of public
+  code, documents and web pages found the papers' titles and abstracts but
+  not those tables, and we do not type table values from memory. So the
+  same calculation is done here: :mod:`simulator.physics.dose_mc` transports
+  photons through Dance's semi-cylindrical breast (5 mm adipose shell,
+  80 mm radius; photoelectric, Klein-Nishina and form-factor coherent
+  scattering) and :mod:`simulator.physics.dose_tables` tabulates
+  c[thickness, HVL, glandularity] in
+  ``simulator/physics/data/dose_factors_mc.json``. The same transport
+  reproduces the published g x s above within 5 % for Mo/Mo, Mo/Rh, Rh/Rh,
+  W/Rh, W/Ag and W/Al beams at 20-110 mm (tests), which is the evidence that
+  its c is Dance's c to the same accuracy.
+* ``t`` -- COMPUTED the same way. DBT obliquity factor. Dance, Young and
+  van Engen, "Estimation of mean glandular dose for breast tomosynthesis:
+  factors for use with the UK, European and IAEA breast dosimetry
+  protocols", Phys. Med. Biol. 56 (2011) 453-471, tabulate t(theta) by Monte
+  Carlo; those tables were not found either. Here t[thickness, angle,
+  glandularity] is the Monte Carlo ratio of glandular dose per unit K with
+  the focal spot on the default DBT arc at theta to that at 0 deg. Their
+  t(theta) is defined for the K of the 0 deg projection; here K is evaluated
+  for each projection at its own focal spot (the gantry knows it), so our t
+  carries the longer and oblique path through the breast but not the
+  inverse-square change of K. The exam T factor is the mAs-weighted mean of
+  t over the projections.
 
-Consequently only MGD for the 50 % glandular breast at 0 deg (K g s) is
-checked against published values (tests: held-out table entries within 5 %);
-c and t are checked for physical behaviour, not against Dance's tables.
+:func:`primary_glandular_dose_per_kerma` is the closed-form primary-photon
+dose of the slab model; it is kept as the analytic check of the Monte Carlo
+(with scattering switched off the two agree).
 
 Units: thickness mm (tables in cm as published), HVL mm Al, dose mGy.
 """
@@ -57,7 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.physics import materials
+from simulator.physics import dose_tables, materials
 from simulator.physics.spectra import Spectrum, kerma_weights
 
 #: Breast thicknesses of the g table, cm (Dance et al. 2000).
@@ -145,30 +150,45 @@ def primary_glandular_dose_per_kerma(spectrum: Spectrum, thickness_mm: float, gl
     return float((k_e * muen_g / muen_air * atten).sum())
 
 
-def c_factor(spectrum: Spectrum, thickness_mm: float, glandularity: float) -> float:
-    """Glandularity correction c(w) = D_g(w) / D_g(50 %) in the primary model (1 at w = 0.5)."""
+def c_factor(thickness_mm: float, hvl_mm_al: float, glandularity: float) -> float:
+    """Glandularity correction c (1 at 50 % by weight), interpolated in the Monte Carlo table.
+
+    Thickness 20-110 mm, HVL 0.30-0.60 mm Al (values between 0.25 and 0.70
+    are clamped to the table's edge, as c varies slowly with HVL),
+    glandularity 0.1-100 % (0 is treated as 0.1 %).
+    """
     if not 0.0 <= glandularity <= 1.0:
         raise ValueError(f"glandularity {glandularity} must lie in [0, 1] (fraction by weight)")
-    return (primary_glandular_dose_per_kerma(spectrum, thickness_mm, glandularity)
-            / primary_glandular_dose_per_kerma(spectrum, thickness_mm, 0.5))
+    if not 0.25 <= hvl_mm_al <= 0.70:
+        raise ValueError(f"HVL {hvl_mm_al:.3f} mm Al outside the supported range 0.25-0.70")
+    tab = dose_tables.load_tables()
+    hvl = float(np.clip(hvl_mm_al, tab["hvl_mm_al"][0], tab["hvl_mm_al"][-1]))
+    w = max(glandularity, float(tab["glandularity"][0]))
+    return dose_tables.trilinear(tab["c"], (tab["thickness_mm"], tab["hvl_mm_al"], tab["glandularity"]),
+                                 (thickness_mm, hvl, w), (("breast thickness", "mm"), ("HVL", "mm Al"),
+                                                          ("glandularity", "")))
 
 
-def t_factor(spectrum: Spectrum, thickness_mm: float, glandularity: float, angle_deg: float) -> float:
-    """Obliquity factor t(theta) for a DBT projection (K evaluated at the projection's own focal spot)."""
-    return (primary_glandular_dose_per_kerma(spectrum, thickness_mm, glandularity, angle_deg)
-            / primary_glandular_dose_per_kerma(spectrum, thickness_mm, glandularity, 0.0))
+def t_factor(thickness_mm: float, glandularity: float, angle_deg: float) -> float:
+    """DBT obliquity factor t(theta) (K at the projection's own focal spot), from the Monte Carlo table.
+
+    Thickness 20-110 mm, |angle| up to 30 deg, glandularity 0-100 % by weight.
+    """
+    if not 0.0 <= glandularity <= 1.0:
+        raise ValueError(f"glandularity {glandularity} must lie in [0, 1] (fraction by weight)")
+    tab = dose_tables.load_tables()
+    w = max(glandularity, float(tab["glandularity"][0]))
+    return dose_tables.trilinear(tab["t"], (tab["thickness_mm"], tab["angle_deg"], tab["glandularity"]),
+                                 (thickness_mm, abs(angle_deg), w), (("breast thickness", "mm"),
+                                                                     ("tube angle", "deg"), ("glandularity", "")))
 
 
 def mean_glandular_dose_mgy(kerma_mgy: float, thickness_mm: float, hvl_mm_al: float, anode_filter: str, *,
-                            spectrum: Spectrum | None = None, glandularity: float = 0.5,
-                            angle_deg: float = 0.0) -> float:
-    """MGD = K g c s t (mGy). ``spectrum`` is needed when glandularity != 0.5 or angle != 0."""
+                            glandularity: float = 0.5, angle_deg: float = 0.0) -> float:
+    """MGD = K g c s t (mGy): K incident air kerma at the breast top (mGy), thickness mm, HVL mm Al."""
     mgd = kerma_mgy * g_factor(thickness_mm, hvl_mm_al) * s_factor(anode_filter, thickness_mm)
-    if glandularity != 0.5 or angle_deg != 0.0:
-        if spectrum is None:
-            raise ValueError("a spectrum is needed for the c and t factors")
-        if glandularity != 0.5:
-            mgd *= c_factor(spectrum, thickness_mm, glandularity)
-        if angle_deg != 0.0:
-            mgd *= t_factor(spectrum, thickness_mm, glandularity, angle_deg)
+    if glandularity != 0.5:
+        mgd *= c_factor(thickness_mm, hvl_mm_al, glandularity)
+    if angle_deg != 0.0:
+        mgd *= t_factor(thickness_mm, glandularity, angle_deg)
     return mgd

@@ -227,10 +227,6 @@ class ExposureImager:
         t = self.phantom.thickness_mm if thickness_mm is None else thickness_mm
         gl = self.phantom.glandularity if glandularity is None else glandularity
         spec = self.spectrum(exposure)
-        src = np.array(self.geometry.source_position(exposure.mean_angle_deg))
-        ref = np.array([0.0, DOSE_REFERENCE_Y_MM, self.geometry.support_height_mm + t])
-        cos_g = (src[2] - ref[2]) / float(np.linalg.norm(src - ref))
-        angle = math.degrees(math.acos(min(1.0, cos_g)))
         k = self.air_kerma_mgy(exposure)
         return dose_mod.mean_glandular_dose_mgy(k, t, half_value_layer_mm_al(spec), exposure.anode_filter,
-                                                spectrum=spec, glandularity=gl, angle_deg=angle)
+                                                glandularity=gl, angle_deg=exposure.mean_angle_deg)

@@ -43,14 +43,9 @@ def test_half_value_between_rows_interpolates_monotonically() -> None:
         dose.g_factor(150.0, 0.4)
 
 
-def test_c_and_t_factor_behaviour() -> None:
+def test_primary_model_is_below_g_by_the_scatter_share() -> None:
+    # the primary-only model leaves out scattered-photon dose, so it sits below g, but not far below
     s = beam_spectrum("W/Rh", 29.0)
-    assert dose.c_factor(s, 50.0, 0.5) == pytest.approx(1.0)
-    # fattier breasts attenuate less: more glandular dose per unit K (Dance 2000: c > 1 below 50 %)
-    assert dose.c_factor(s, 50.0, 0.1) > 1.0 > dose.c_factor(s, 50.0, 1.0)
-    t = [dose.t_factor(s, 50.0, 0.5, a) for a in (0.0, 10.0, 25.0)]
-    assert t[0] == pytest.approx(1.0) and 1.0 > t[1] > t[2] > 0.85
-    # the primary-only model underestimates g (no scatter dose) but must be the right order
     gp = dose.primary_glandular_dose_per_kerma(s, 50.0, 0.5)
     assert 0.6 * dose.g_factor(50.0, 0.5) < gp < 1.05 * dose.g_factor(50.0, 0.5)
 
@@ -73,6 +68,3 @@ def test_primary_model_matches_closed_form_for_a_monoenergetic_beam() -> None:
     expected = ratio * np.exp(-mu_s * dose.ADIPOSE_SHELL_MM * sec) * (1 - np.exp(-mu_m * h * sec)) / (mu_m * h * sec)
     got = dose.primary_glandular_dose_per_kerma(mono, t_mm, w, angle, n_depth=2000)
     assert got == pytest.approx(expected, rel=1e-4)
-    # and the t factor is the ratio of two such expressions
-    flat = ratio * np.exp(-mu_s * dose.ADIPOSE_SHELL_MM) * (1 - np.exp(-mu_m * h)) / (mu_m * h)
-    assert dose.t_factor(mono, t_mm, w, angle) == pytest.approx(expected / flat, rel=1e-3)
