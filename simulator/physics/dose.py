@@ -21,9 +21,10 @@ breast, mGy. What is published and what is computed here, plainly:
   "Further factors for the estimation of mean glandular dose using the
   United Kingdom, European and IAEA breast dosimetry protocols", Phys. Med.
   Biol. 54 (2009) 4361-4372. The paper's abstract states the single W/Ag
-  s-factor of 1.042 (checked). The W/Al values (its Table 4) could not be
-  checked against a copy of the table; the Monte Carlo below reproduces
-  g x s for W/Al beams within 5 %, which bounds their error.
+  s-factor of 1.042 (checked). The W/Al values (its Table 4, 2-8 cm; held
+  at the 8 cm value beyond) could not be checked against a copy of the
+  table; the Monte Carlo below reproduces g x s for W/Al beams within 5 %
+  at 20-110 mm, so they are at least that good in use.
 * ``c`` -- COMPUTED by Crescent's Monte Carlo, in Dance's own way.
   Glandularity correction (c = 1 at 50 %). Dance 2000 (Tables 2-4)
   tabulates c from Monte Carlo by thickness and HVL; a search of public
@@ -48,8 +49,15 @@ breast, mGy. What is published and what is computed here, plainly:
   t(theta) is defined for the K of the 0 deg projection; here K is evaluated
   for each projection at its own focal spot (the gantry knows it), so our t
   carries the longer and oblique path through the breast but not the
-  inverse-square change of K. The exam T factor is the mAs-weighted mean of
-  t over the projections.
+  inverse-square change of K. The t table is made with one beam (W/Al at
+  HVL 0.50 mm Al) and the default DBT arc; t changes by under 1 % between
+  the preset gantry geometries. The exam T factor is the mAs-weighted mean
+  of t over the projections.
+
+The HVL that indexes the tables is that of the beam incident on the breast.
+The simulated gantry puts no compression paddle in the beam, so its K and
+HVL are those of the bare beam; a rig's measured K and HVL (paddle in
+place, as the protocols ask) go in the same way.
 
 :func:`primary_glandular_dose_per_kerma` is the closed-form primary-photon
 dose of the slab model; it is kept as the analytic check of the Monte Carlo

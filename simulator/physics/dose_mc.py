@@ -189,15 +189,20 @@ def _sample_klein_nishina(e_kev: float) -> tuple[float, float]:
 
 @numba.njit(cache=True)
 def _sample_coherent(e_kev: float, f2_row: np.ndarray) -> float:
-    """cos theta from (1 + cos^2) F^2(q) (Thomson times squared form factor), by rejection."""
+    """cos theta from (1 + cos^2) F^2(q) (Thomson times squared form factor), by rejection.
+
+    F^2 is interpolated linearly on the Q grid; q = sin(theta/2) E / hc is
+    xraydb's sin(theta_Bragg) / lambda.
+    """
     n = f2_row.size
     while True:
         c = 2.0 * np.random.random() - 1.0
         if np.random.random() * 2.0 > 1.0 + c * c:
             continue
         q = math.sqrt(0.5 * (1.0 - c)) * e_kev / HC_KEV_ANGSTROM
-        k = int(q / Q_STEP)
-        f2 = f2_row[k] if k < n else 0.0
+        u = q / Q_STEP
+        k = int(u)
+        f2 = f2_row[k] + (u - k) * (f2_row[k + 1] - f2_row[k]) if k + 1 < n else 0.0
         if np.random.random() < f2:
             return c
 

@@ -1,8 +1,8 @@
 """The c and t factor tables of the Dance method, computed with :mod:`simulator.physics.dose_mc`.
 
 Run ``python -m simulator.physics.dose_tables`` to regenerate
-``simulator/physics/data/dose_factors_mc.json`` (about ten minutes on one
-core); the file records how it was made. ``tests/simulator/test_physics_dose_mc.py``
+``simulator/physics/data/dose_factors_mc.json`` (about five minutes on one
+core); the file records how it was made and how long it took. ``tests/simulator/test_physics_dose_mc.py``
 recomputes entries with another seed, so the shipped file cannot drift from
 the code.
 
