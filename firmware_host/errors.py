@@ -23,6 +23,10 @@ class VersionMismatch(HostError):
         )
 
 
+class DeviceLimitsInvalid(HostError):
+    """The device reported limits that break the limits model (the message names each field and value)."""
+
+
 class CommandRefused(HostError):
     """The device answered a command with NAK (nothing was executed)."""
 

@@ -1,22 +1,28 @@
-"""Session plans: HELLO with version check, GET_INFO (geometry, limits, data channel), GET_STATUS.
+"""Session plans: HELLO with version check, GET_INFO (geometry, limits, data channel), GET_LIMITS, GET_STATUS.
 
 ``connect_plan`` is the first plan every adapter runs. The device's
 DEVICE_INFO becomes the shared :class:`protocols.geometry.AcquisitionGeometry`
-and :class:`protocols.limits.DeviceLimits` (units converted from the wire's
-fixed point: um -> mm, nm -> mm, mdeg -> deg, dN -> N, ckV -> kV, uAs -> mAs).
+and, with LIMITS_INFO (generator, tube, arc dynamics, detector timing), the
+:class:`protocols.limits.DeviceLimits` the host plans with (units converted
+from the wire's fixed point: um -> mm, nm -> mm, mdeg -> deg, dN -> N,
+ckV -> kV, uAs -> mAs, 0.1 mA -> mA). GET_LIMITS is optional: a device that
+answers NAK UNKNOWN_MESSAGE (or UNSUPPORTED) leaves those limits at the
+:class:`DeviceLimits` defaults, and the session says so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from firmware_host.errors import CommandRefused, VersionMismatch
+from firmware_host.errors import CommandRefused, DeviceLimitsInvalid, VersionMismatch
 from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
 from protocols.geometry import AcquisitionGeometry, DetectorGeometry
 from protocols.limits import DeviceLimits
-from protocols.wire.catalogue import Capability, DeviceState, ErrorCode
-from protocols.wire.messages import CATALOGUE, GetInfo, GetStatus, Hello, Message
+from pydantic import ValidationError
+
+from protocols.wire.catalogue import ANODE_FILTER_TEXT, Capability, DeviceState, ErrorCode
+from protocols.wire.messages import CATALOGUE, GetInfo, GetLimits, GetStatus, Hello, Message
 
 #: Versions this host speaks.
 HOST_PROTOCOL_VERSION: int = CATALOGUE.protocol_version
@@ -46,6 +52,7 @@ class SessionInfo:
     data_channel: str
     info: Message
     status: Message
+    limits_source: str = "device"  # "device" (DEVICE_INFO + LIMITS_INFO) or "defaults" (no GET_LIMITS)
 
     @property
     def interrupted_plan(self) -> bool:
@@ -57,7 +64,7 @@ class SessionInfo:
             "protocol_version": self.protocol_version, "firmware_version": self.firmware_version,
             "serial_number": self.serial_number, "state_at_connect": self.state_at_connect,
             "resumed_plan_id": self.resumed_plan_id, "resumed_exposures_done": self.resumed_exposures_done,
-            "data_channel": self.data_channel,
+            "data_channel": self.data_channel, "limits_source": self.limits_source,
         }
 
 
@@ -78,16 +85,51 @@ def geometry_from_info(info: Message) -> AcquisitionGeometry:
     )
 
 
-def limits_from_info(info: Message) -> DeviceLimits:
-    """DEVICE_INFO -> the limits it states (others keep the :class:`DeviceLimits` defaults)."""
+def limits_from_info(info: Message, limits_info: Message | None = None) -> DeviceLimits:
+    """DEVICE_INFO (+ LIMITS_INFO if the device has it) -> the limits they state.
+
+    Fields neither message carries keep the :class:`DeviceLimits` defaults.
+    Raises :class:`DeviceLimitsInvalid` when the stated values break the
+    model's bounds or order (e.g. a highest tube current below the lowest).
+    """
     force = info.force_limit_dn * 0.1
-    return DeviceLimits(
+    values: dict[str, object] = dict(
         arc_min_deg=info.arc_min_mdeg * 1e-3, arc_max_deg=info.arc_max_mdeg * 1e-3,
         arc_max_speed_deg_s=info.arc_max_speed_mdeg_s * 1e-3,
         compression_force_max_n=force, compression_initial_drive_max_n=min(force, 200.0),
         kvp_min_kv=info.kv_min_ckv * 0.01, kvp_max_kv=info.kv_max_ckv * 0.01,
         mas_max_mas=info.mas_max_uas * 1e-6,
     )
+    if limits_info is not None:
+        li = limits_info
+        spots = tuple(s * 1e-3 for s in (li.small_focus_um, li.large_focus_um) if s)
+        values.update(
+            tube_current_min_ma=li.ma_min_dma * 0.1, tube_current_max_ma=li.ma_max_dma * 0.1,
+            tube_max_power_w=float(li.power_max_w), mas_min_mas=li.mas_min_uas * 1e-6,
+            exposure_max_ms=float(li.exposure_max_ms), backup_timer_ms=float(li.backup_timer_ms),
+            anode_heat_capacity_j=float(li.anode_heat_capacity_j), anode_cooling_w=float(li.anode_cooling_w),
+            arc_acceleration_deg_s2=li.arc_acceleration_mdeg_s2 * 1e-3, arc_jerk_deg_s3=li.arc_jerk_mdeg_s3 * 1e-3,
+            detector_readout_ms=float(li.detector_readout_ms),
+            detector_min_frame_interval_ms=float(li.detector_min_frame_interval_ms),
+            anode_filters=tuple(text for code, text in sorted(ANODE_FILTER_TEXT.items()) if li.anode_filter_mask >> code & 1),
+            focal_spots_mm=spots,
+        )
+    try:
+        return DeviceLimits(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])} = {e.get('input')!r}: {e['msg']}" if e["loc"]
+                             else e["msg"] for e in exc.errors())
+        raise DeviceLimitsInvalid(f"the device reports limits the host cannot use: {problems}") from None
+
+
+def limits_plan() -> Plan:
+    """GET_LIMITS; returns LIMITS_INFO, or None when the device does not have the command."""
+    try:
+        return (yield Command(GetLimits(), retries=IDEMPOTENT_RETRIES))
+    except CommandRefused as exc:
+        if exc.error_code in (int(ErrorCode.UNKNOWN_MESSAGE), int(ErrorCode.UNSUPPORTED)):
+            return None
+        raise
 
 
 def hello_plan(session_id: int, heartbeat_period_ms: int, watchdog_timeout_ms: int, new_session: bool = False) -> Plan:
@@ -109,15 +151,16 @@ def hello_plan(session_id: int, heartbeat_period_ms: int, watchdog_timeout_ms: i
 
 def connect_plan(session_id: int, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 1000,
                  new_session: bool = False) -> Plan:
-    """HELLO, GET_INFO, GET_STATUS; returns :class:`SessionInfo`."""
+    """HELLO, GET_INFO, GET_LIMITS (optional), GET_STATUS; returns :class:`SessionInfo`."""
     reply = yield from hello_plan(session_id, heartbeat_period_ms, watchdog_timeout_ms, new_session)
     info = yield Command(GetInfo(), retries=IDEMPOTENT_RETRIES)
+    limits_info = yield from limits_plan()
     status = yield Command(GetStatus(), retries=IDEMPOTENT_RETRIES)
     return SessionInfo(
         protocol_version=reply.protocol_version, firmware_version=firmware_text(reply.firmware_version),
         serial_number=reply.serial_number, device_capabilities=reply.device_capabilities,
         watchdog_timeout_ms=reply.watchdog_timeout_ms, state_at_connect=DeviceState(reply.state).name,
         resumed_plan_id=reply.resumed_plan_id, resumed_exposures_done=reply.resumed_exposures_done,
-        geometry=geometry_from_info(info), limits=limits_from_info(info), data_channel=info.data_channel,
-        info=info, status=status,
+        geometry=geometry_from_info(info), limits=limits_from_info(info, limits_info), data_channel=info.data_channel,
+        info=info, status=status, limits_source="device" if limits_info is not None else "defaults",
     )

@@ -24,6 +24,8 @@
 #define CRESCENT_MSG_STATUS 0x07u
 #define CRESCENT_MSG_GET_INFO 0x08u
 #define CRESCENT_MSG_DEVICE_INFO 0x09u
+#define CRESCENT_MSG_GET_LIMITS 0x0Au
+#define CRESCENT_MSG_LIMITS_INFO 0x0Bu
 #define CRESCENT_MSG_HOME 0x10u
 #define CRESCENT_MSG_MOVE_ARC 0x11u
 #define CRESCENT_MSG_COMPRESS 0x12u
@@ -226,6 +228,26 @@ typedef struct {
     uint8_t data_channel_len;
     char data_channel[200];
 } crescent_device_info_t;
+typedef struct {
+    uint8_t _empty[1]; /* zero-length payload; do not send this byte */
+} crescent_get_limits_t;
+typedef struct {
+    uint16_t ma_min_dma;
+    uint16_t ma_max_dma;
+    uint32_t power_max_w;
+    uint32_t mas_min_uas;
+    uint16_t exposure_max_ms;
+    uint16_t backup_timer_ms;
+    uint32_t anode_heat_capacity_j;
+    uint32_t anode_cooling_w;
+    uint32_t arc_acceleration_mdeg_s2;
+    uint32_t arc_jerk_mdeg_s3;
+    uint16_t detector_readout_ms;
+    uint16_t detector_min_frame_interval_ms;
+    uint8_t anode_filter_mask;
+    uint16_t small_focus_um;
+    uint16_t large_focus_um;
+} crescent_limits_info_t;
 typedef struct {
     uint8_t _empty[1]; /* zero-length payload; do not send this byte */
 } crescent_home_t;

@@ -50,6 +50,7 @@ import simpy
 from protocols.records import ExposureRecord
 from protocols.wire import messages as M
 from protocols.wire.catalogue import (
+    ANODE_FILTER_CODE,
     ANODE_FILTER_TEXT,
     Capability,
     DetectorState,
@@ -350,6 +351,23 @@ class Gantry:
                             mas_max_uas=_u(lim.mas_max_mas * 1e6, 2**32 - 1),
                             dark_offset_adu=_u(self.detector.dark_offset_adu, 2**16 - 1),
                             data_channel=self.detector.data_channel)
+
+    def _cmd_get_limits(self, m: M.Message) -> M.Message:
+        lim = self.limits
+        spots = sorted(lim.focal_spots_mm)
+        return M.LimitsInfo(
+            ma_min_dma=_u(lim.tube_current_min_ma * 10, 10000), ma_max_dma=_u(lim.tube_current_max_ma * 10, 10000),
+            power_max_w=_u(lim.tube_max_power_w, 100000), mas_min_uas=_u(lim.mas_min_mas * 1e6, 100_000_000),
+            exposure_max_ms=_u(lim.exposure_max_ms, 10000), backup_timer_ms=_u(lim.backup_timer_ms, 20000),
+            anode_heat_capacity_j=_u(lim.anode_heat_capacity_j, 2**32 - 1), anode_cooling_w=_u(lim.anode_cooling_w, 2**32 - 1),
+            arc_acceleration_mdeg_s2=_u(lim.arc_acceleration_deg_s2 * 1000, 1_000_000),
+            arc_jerk_mdeg_s3=_u(lim.arc_jerk_deg_s3 * 1000, 100_000_000),
+            detector_readout_ms=_u(lim.detector_readout_ms, 10000),
+            detector_min_frame_interval_ms=_u(lim.detector_min_frame_interval_ms, 20000),
+            anode_filter_mask=sum(1 << ANODE_FILTER_CODE[a] for a in set(lim.anode_filters)),
+            small_focus_um=_u(spots[0] * 1000, 0xFFFF) if len(spots) > 1 else 0,
+            large_focus_um=_u(spots[-1] * 1000, 0xFFFF),
+        )
 
     # -- motions -----------------------------------------------------------------------------
     def _start_motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> None:

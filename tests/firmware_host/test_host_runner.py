@@ -6,10 +6,12 @@ import pytest
 
 from firmware_host.audit import MemoryAudit
 from firmware_host.controller import Controller
-from firmware_host.errors import CommandFailed, CommandRefused, Interrupted, VersionMismatch, WaitTimeout
+from firmware_host.errors import (CommandFailed, CommandRefused, DeviceLimitsInvalid, Interrupted, VersionMismatch,
+                                  WaitTimeout)
 from firmware_host.plans import Command, Guard, Now, Phase, Sleep, WaitFor
 from firmware_host.session import HOST_PROTOCOL_VERSION, connect_plan, geometry_from_info, limits_from_info
 from host_peer import ScriptedDevice, ack, drive
+from protocols.limits import DeviceLimits
 from protocols.wire.catalogue import ALL_INTERLOCKS, DeviceState, ErrorCode, Interlock
 from protocols.wire.messages import (
     DeviceInfo,
@@ -17,6 +19,8 @@ from protocols.wire.messages import (
     GetStatus,
     HelloReply,
     InterlockChanged,
+    LimitsInfo,
+    Message,
     MotionDone,
     MoveArc,
     Nak,
@@ -173,10 +177,24 @@ def hello_reply(version: int) -> HelloReply:
                       resumed_plan_id=12, resumed_exposures_done=4)
 
 
+def limits_reply(**override: int) -> LimitsInfo:
+    values = dict(ma_min_dma=50, ma_max_dma=1200, power_max_w=3500, mas_min_uas=400000, exposure_max_ms=3000,
+                  backup_timer_ms=4000, anode_heat_capacity_j=150000, anode_cooling_w=500,
+                  arc_acceleration_mdeg_s2=15000, arc_jerk_mdeg_s3=120000, detector_readout_ms=180,
+                  detector_min_frame_interval_ms=240, anode_filter_mask=0b000111, small_focus_um=100, large_focus_um=300)
+    values.update(override)
+    return LimitsInfo(**values)
+
+
+def old_firmware(m: Message) -> Message:
+    """A device without GET_LIMITS: the link answers NAK UNKNOWN_MESSAGE."""
+    return Nak(acked_msg_id=m.ID, error_code=int(ErrorCode.UNKNOWN_MESSAGE), detail=0)
+
+
 def test_connect_reads_geometry_limits_and_the_interrupted_plan() -> None:
     ctl = Controller(seed=9)
     replies = {"HELLO": hello_reply(HOST_PROTOCOL_VERSION), "GET_INFO": info_reply(), "GET_STATUS": status_reply()}
-    dev = ScriptedDevice(lambda m: replies[m.NAME])
+    dev = ScriptedDevice(lambda m: replies[m.NAME] if m.NAME in replies else old_firmware(m))
     session = drive(ctl, dev, connect_plan(9)).outcome()
     g = session.geometry
     # by hand: 650 mm SID, 47 mm pivot, 0.085 mm x 2 = 0.17 mm pitch
@@ -186,6 +204,36 @@ def test_connect_reads_geometry_limits_and_the_interrupted_plan() -> None:
     assert session.firmware_version == "1.2.3"
     assert session.interrupted_plan and session.resumed_exposures_done == 4
     assert geometry_from_info(info_reply()) == g and limits_from_info(info_reply()) == session.limits
+    # no GET_LIMITS on this device: generator limits stay at the defaults, and the session says so
+    assert session.limits_source == "defaults"
+    assert session.limits.tube_current_max_ma == DeviceLimits().tube_current_max_ma
+
+
+def test_connect_takes_generator_and_detector_limits_from_limits_info() -> None:
+    ctl = Controller(seed=19)
+    replies = {"HELLO": hello_reply(HOST_PROTOCOL_VERSION), "GET_INFO": info_reply(), "GET_STATUS": status_reply(),
+               "GET_LIMITS": limits_reply()}
+    session = drive(ctl, ScriptedDevice(lambda m: replies[m.NAME]), connect_plan(19)).outcome()
+    lim = session.limits
+    assert session.limits_source == "device"
+    # by hand from the fixed point: 50 x 0.1 mA, 1200 x 0.1 mA, 400000 uAs, 15000 mdeg/s^2
+    assert (lim.tube_current_min_ma, lim.tube_current_max_ma, lim.tube_max_power_w) == pytest.approx((5.0, 120.0, 3500.0))
+    assert (lim.mas_min_mas, lim.mas_max_mas, lim.exposure_max_ms, lim.backup_timer_ms) == pytest.approx((0.4, 500.0, 3000.0, 4000.0))
+    assert (lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3) == pytest.approx((15.0, 120.0))
+    assert (lim.detector_readout_ms, lim.detector_min_frame_interval_ms) == pytest.approx((180.0, 240.0))
+    assert lim.anode_filters == ("W/Rh", "W/Ag", "W/Al") and lim.focal_spots_mm == pytest.approx((0.1, 0.3))
+    assert (lim.anode_heat_capacity_j, lim.anode_cooling_w) == pytest.approx((150000.0, 500.0))
+
+
+def test_inconsistent_device_limits_are_refused_by_name() -> None:
+    ctl = Controller(seed=20)
+    replies = {"HELLO": hello_reply(HOST_PROTOCOL_VERSION), "GET_INFO": info_reply(), "GET_STATUS": status_reply(),
+               "GET_LIMITS": limits_reply(ma_min_dma=2000, ma_max_dma=1000)}
+    runner = drive(ctl, ScriptedDevice(lambda m: replies[m.NAME]), connect_plan(20))
+    with pytest.raises(DeviceLimitsInvalid, match=r"mas_min_mas = 700\.0"):
+        limits_from_info(info_reply(), limits_reply(mas_min_uas=700_000_000))
+    with pytest.raises(DeviceLimitsInvalid, match="tube_current_min_ma = 200.0 must be below tube_current_max_ma = 100.0"):
+        runner.outcome()
 
 
 @pytest.mark.parametrize("how", ["reply", "nak"])

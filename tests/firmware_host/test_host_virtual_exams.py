@@ -7,9 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from firmware_host import EXAM_PHASES, ExamRecord, read_audit_log, verify_exam_folder
-from host_sim import check_invariants, run_virtual
+import simpy
+
+from firmware_host import EXAM_PHASES, ExamRecord, connect_virtual, read_audit_log, verify_exam_folder
+from firmware_host.errors import ExamError
+from host_sim import check_invariants, fast_config, run_virtual
 from protocols.exams import expand_exam, load_standard_exam
+from simulator.gantry import start_virtual_gantry
 
 
 @pytest.mark.parametrize("exam", ["dbt-standard", "dbt-step", "ffdm-cc", "stereo-biopsy"])
@@ -110,7 +114,7 @@ def test_a_tap_sees_every_byte_both_ways(tmp_path) -> None:
             if d == direction:
                 names[direction] += [BY_ID[f.msg_id].NAME for f in dec.feed(data) if hasattr(f, "msg_id")]
     commands = [n for n in names[0] if n not in ("HEARTBEAT", "ACK")]
-    assert commands[:4] == ["HELLO", "GET_INFO", "GET_STATUS", "GET_STATUS"]  # connect, then status()
+    assert commands[:5] == ["HELLO", "GET_INFO", "GET_LIMITS", "GET_STATUS", "GET_STATUS"]  # connect, then status()
     assert {"HELLO_REPLY", "DEVICE_INFO", "STATUS"} <= set(names[1])
 
 
@@ -137,3 +141,30 @@ def test_operator_abort_mid_sweep_stops_safely_and_keeps_every_image(tmp_path) -
     assert [r for r in model.log.records() if r["kind"] == "abort"][0]["reason"] == 0  # AbortReason.OPERATOR
     assert rec.released and len(rec.image_paths) == len(made) - len(rec.missing_images)
     check_invariants(result, model)
+
+
+def test_host_plans_with_the_generator_limits_the_gantry_reports(tmp_path) -> None:
+    """A gantry with a weaker tube: GET_LIMITS tells the host, whose plans then stay inside it."""
+    weak = {"tube_current_max_ma": 120.0, "tube_max_power_w": 4000.0, "anode_filters": ["W/Rh", "W/Ag"],
+            "focal_spots_mm": [0.3], "arc_acceleration_deg_s2": 12.0}
+    env = simpy.Environment()
+    _, endpoint = start_virtual_gantry(env, fast_config(limits=weak), seed=3, data_dir=tmp_path / "device", event_log=None)
+    with connect_virtual(env, endpoint, seed=3) as gantry:
+        lim = gantry.session.limits
+        assert gantry.session.limits_source == "device"
+        assert (lim.tube_current_max_ma, lim.tube_max_power_w, lim.arc_acceleration_deg_s2) == pytest.approx((120.0, 4000.0, 12.0))
+        assert lim.anode_filters == ("W/Rh", "W/Ag") and lim.focal_spots_mm == pytest.approx((0.3,))
+        result = gantry.run_exam("dbt-standard", tmp_path / "exam")
+    assert result.record.status == "complete", result.record.warnings
+    for e in result.record.exposures:
+        ma = e.mas / e.window_s  # mAs per second of window = mean tube current, mA
+        assert ma <= 120.0 * 1.02 and ma * e.kvp <= 4000.0 * 1.02, (e.index, ma, e.kvp)
+
+
+def test_host_refuses_an_exam_the_reported_tube_cannot_deliver(tmp_path) -> None:
+    weak = {"tube_current_max_ma": 80.0, "tube_max_power_w": 2500.0}
+    env = simpy.Environment()
+    _, endpoint = start_virtual_gantry(env, fast_config(limits=weak), seed=4, data_dir=tmp_path / "device", event_log=None)
+    with connect_virtual(env, endpoint, seed=4) as gantry:
+        with pytest.raises(ExamError, match=r"needs 100\.0 mA, outside the tube current range \[10\.0, 80\.0\] mA"):
+            gantry.run_exam("dbt-standard", tmp_path / "exam")
