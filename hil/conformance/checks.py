@@ -22,6 +22,7 @@ from protocols.wire.messages import (
     BY_NAME,
     Fire,
     GetInfo,
+    GetLimits,
     GetStatus,
     Hello,
     Home,
@@ -535,7 +536,11 @@ def check_range_rejection(ctx: Context) -> CheckResult:
 
 
 def check_device_info_matches_rig(ctx: Context) -> CheckResult:
-    """DEVICE_INFO agrees with the rig description: geometry (SID, pivot, support) and limits (travel, speed, force, kV)."""
+    """DEVICE_INFO (and LIMITS_INFO, if the device has GET_LIMITS) agree with the rig description.
+
+    Geometry (SID, pivot, support), travel, speed, force, kV; then tube current, power, exposure
+    length, backup timer and anode heat capacity.
+    """
     info = ctx.info
     if info is None:
         return failed("no DEVICE_INFO (GET_INFO failed in the handshake)")
@@ -551,10 +556,27 @@ def check_device_info_matches_rig(ctx: Context) -> CheckResult:
         ("kV min", info.kv_min_ckv / 100.0, lim.kvp_min_kv, 0.01, "kV"),  # type: ignore[attr-defined]
         ("kV max", info.kv_max_ckv / 100.0, lim.kvp_max_kv, 0.01, "kV"),  # type: ignore[attr-defined]
     ]
+    source = "DEVICE_INFO"
+    limits_info = ctx.session.request(GetLimits())
+    if limits_info.NAME == "LIMITS_INFO":
+        li = limits_info
+        source = "DEVICE_INFO and LIMITS_INFO"
+        pairs += [
+            ("tube current min", li.ma_min_dma / 10.0, lim.tube_current_min_ma, 0.05, "mA"),  # type: ignore[attr-defined]
+            ("tube current max", li.ma_max_dma / 10.0, lim.tube_current_max_ma, 0.05, "mA"),  # type: ignore[attr-defined]
+            ("tube power", float(li.power_max_w), lim.tube_max_power_w, 0.5, "W"),  # type: ignore[attr-defined]
+            ("exposure max", float(li.exposure_max_ms), lim.exposure_max_ms, 0.5, "ms"),  # type: ignore[attr-defined]
+            ("backup timer", float(li.backup_timer_ms), lim.backup_timer_ms, 0.5, "ms"),  # type: ignore[attr-defined]
+            ("anode heat capacity", float(li.anode_heat_capacity_j), lim.anode_heat_capacity_j, 0.5, "J"),  # type: ignore[attr-defined]
+        ]
+    elif is_nak(limits_info, ErrorCode.UNKNOWN_MESSAGE, ErrorCode.UNSUPPORTED):
+        ctx.notes.append("device has no GET_LIMITS: generator limits not compared")
+    else:
+        return failed(f"GET_LIMITS answered with {describe(limits_info)}")
     bad = [f"{w}: device {d:g} {u}, rig file {r:g} {u}" for w, d, r, tol, u in pairs if abs(d - r) > tol]
     if bad:
-        return failed("DEVICE_INFO disagrees with the rig description: " + "; ".join(bad))
-    return passed(f"{len(pairs)} geometry and limit values agree with the rig description ({ctx.rig.name})")
+        return failed(f"{source} disagrees with the rig description: " + "; ".join(bad))
+    return passed(f"{len(pairs)} geometry and limit values in {source} agree with the rig description ({ctx.rig.name})")
 
 
 #: The suite in its default order (name -> check).

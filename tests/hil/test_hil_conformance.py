@@ -84,3 +84,8 @@ def test_device_info_is_checked_against_the_rig_file(gantry_pty: str, tmp_path) 
     wrong = rig.model_copy(update={"limits": rig.limits.model_copy(update={"arc_max_deg": 25.0})})
     res = run_suite(gantry_pty, rig=wrong, only=["device_info_matches_rig"]).by_name()["device_info_matches_rig"]
     assert res.status == FAIL and "arc max: device 30 deg, rig file 25 deg" in res.message
+    assert "DEVICE_INFO and LIMITS_INFO" in ok.message
+    # a generator limit that only LIMITS_INFO carries is compared too
+    weak = rig.model_copy(update={"limits": rig.limits.model_copy(update={"tube_current_max_ma": 150.0})})
+    res = run_suite(gantry_pty, rig=weak, only=["device_info_matches_rig"]).by_name()["device_info_matches_rig"]
+    assert res.status == FAIL and "tube current max: device 200 mA, rig file 150 mA" in res.message
