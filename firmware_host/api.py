@@ -184,8 +184,9 @@ class Gantry:
         old_progress = self.controller.progress
         self.controller.progress = progress
         plan_id = self.controller.rng.randrange(1, 0xFFF0)
+        channel = open_data_channel(self.session.data_channel)
         ctx = ExamContext(
-            exam=model, session=self.session, store=store, channel=open_data_channel(self.session.data_channel),
+            exam=model, session=self.session, store=store, channel=channel,
             mirror=self.controller.mirror, log=self.controller.log, plan_id=plan_id, session_id=self.session_id,
             options=options or self.options,
         )
@@ -195,6 +196,7 @@ class Gantry:
             self.controller.progress = old_progress
             self._audit.exam = None
             audit.close()
+            channel.close()
         return ExamResult(
             record=record, out_dir=out, record_path=store.record_path, audit_path=store.audit_path,
             image_paths=[out / p for p in record.image_paths],

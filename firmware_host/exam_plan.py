@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field
 from firmware_host.aec import AecDecision, aec_roi, choose_technique, roi_signal
 from firmware_host.audit import message_dict
 from firmware_host.errors import CommandFailed, ExamError, HostError, Interrupted, WaitTimeout
-from firmware_host.intake import FileDataChannel, check_frame, frame_array
+from firmware_host.intake import DataChannel, FrameCheck, check_frame, frame_array
 from firmware_host.mirror import DeviceMirror, fault_name
 from firmware_host.plans import Command, Guard, Now, Phase, Plan, Sleep, WaitFor
 from firmware_host.policy import IDEMPOTENT_RETRIES, Action, fault_action
@@ -109,7 +109,7 @@ class ExamContext:
     exam: ExamModel
     session: SessionInfo
     store: ExamStore
-    channel: FileDataChannel
+    channel: DataChannel
     mirror: DeviceMirror
     log: Callable[..., None]
     plan_id: int = 1
@@ -257,6 +257,8 @@ def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem:
         chk = check_frame(ctx.channel.read(ready.locator), ready)
         if chk.data is not None:
             break
+        if ctx.channel.last_problem:
+            chk = FrameCheck(None, f"{chk.problem} ({ctx.channel.last_problem})")
         now = yield Now()
         if now - start >= ctx.options.image_timeout_s:
             ctx.log("decision", note=f"{chk.problem}; giving up after {attempts} reads", action="end")

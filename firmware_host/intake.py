@@ -1,22 +1,30 @@
 """Image intake from the detector data channel (never the control UART).
 
-DEVICE_INFO.data_channel names the channel; ``file:///dir`` is supported: the
-pixels of frame ``IMAGE_READY.locator`` are the file ``dir/locator`` (raw
-little-endian, ``bits`` per pixel, ``rows x cols``). :func:`check_frame`
-verifies size and CRC-32C against IMAGE_READY; a missing or short file is
-reported so the exam plan can retry within its timeout (the detector may
-still be writing it).
+DEVICE_INFO.data_channel names the channel:
+
+* ``file:///dir``: the pixels of frame ``IMAGE_READY.locator`` are the file
+  ``dir/locator`` (raw little-endian, ``bits`` per pixel, ``rows x cols``);
+* ``tcp://host:port``: the same bytes fetched from the device's frame server
+  (:mod:`protocols.data_channel`), over one kept-open connection with
+  bounded connect and read timeouts.
+
+:func:`check_frame` verifies size and CRC-32C against IMAGE_READY; a missing
+or short frame is reported so the exam plan can retry within its timeout
+(the detector may still be writing it, or the connection may be down).
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from protocols.data_channel import DataChannelProtocolError, Missing, ResponseParser, encode_request
 from protocols.wire.crc import crc32c
 from protocols.wire.messages import Message
 
@@ -33,15 +41,27 @@ class FrameCheck:
     problem: str = ""
 
 
+class DataChannel(Protocol):
+    """What the exam plan needs of a data channel."""
+
+    url: str
+    last_problem: str
+
+    def read(self, locator: str) -> bytes | None: ...
+
+    def close(self) -> None: ...
+
+
 class FileDataChannel:
     """Frames as files in a directory (``file:///dir``)."""
 
     def __init__(self, url: str) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "file":
-            raise DataChannelError(f"data channel {url!r}: only file:// directories are supported by this host")
+            raise DataChannelError(f"data channel {url!r}: expected file:///directory")
         self.url = url
         self.root = Path(unquote(parsed.path))
+        self.last_problem = ""
 
     def path(self, locator: str) -> Path:
         p = Path(locator)
@@ -54,10 +74,80 @@ class FileDataChannel:
         except FileNotFoundError:
             return None
 
+    def close(self) -> None:
+        """Nothing to release (files are opened per read)."""
 
-def open_data_channel(url: str) -> FileDataChannel:
-    """The reader for DEVICE_INFO.data_channel."""
-    return FileDataChannel(url)
+
+class TcpDataChannel:
+    """Frames from a device's frame server (``tcp://host:port``; :mod:`protocols.data_channel`).
+
+    :meth:`read` returns None when the frame is not there yet or the
+    connection fails (it is reopened on the next read), so the exam plan's
+    retry-until-timeout applies as for files. ``last_problem`` says why.
+    """
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 2.0, read_timeout_s: float = 10.0) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "tcp" or not parsed.hostname or parsed.port is None:
+            raise DataChannelError(f"data channel {url!r}: expected tcp://host:port")
+        self.url = url
+        self.address = (parsed.hostname, parsed.port)
+        self.connect_timeout_s = connect_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self.last_problem = ""
+        self._sock: socket.socket | None = None
+
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = socket.create_connection(self.address, timeout=self.connect_timeout_s)
+            self._sock.settimeout(self.read_timeout_s)
+        return self._sock
+
+    def read(self, locator: str) -> bytes | None:
+        """The frame's bytes, or None if the device has no such frame (yet) or the channel failed."""
+        try:
+            request = encode_request(locator)
+        except DataChannelProtocolError as exc:
+            self.last_problem = str(exc)
+            return None
+        try:
+            sock = self._connect()
+            sock.sendall(request)
+            parser = ResponseParser()
+            while True:
+                chunk = sock.recv(1 << 20)
+                if not chunk:
+                    raise ConnectionError("the frame server closed the connection")
+                answers = parser.feed(chunk)
+                if answers:
+                    answer = answers[0]
+                    break
+        except (OSError, DataChannelProtocolError) as exc:
+            self.last_problem = f"{self.url}: {exc}"
+            self.close()
+            return None
+        if isinstance(answer, Missing):
+            self.last_problem = answer.reason
+            return None
+        self.last_problem = ""
+        return answer
+
+    def close(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+
+def open_data_channel(url: str) -> DataChannel:
+    """The reader for DEVICE_INFO.data_channel (``file://`` or ``tcp://``)."""
+    scheme = urlparse(url).scheme
+    if scheme == "file":
+        return FileDataChannel(url)
+    if scheme == "tcp":
+        return TcpDataChannel(url)
+    raise DataChannelError(f"data channel {url!r}: this host reads file:// and tcp:// channels")
 
 
 def check_frame(data: bytes | None, ready: Message) -> FrameCheck:

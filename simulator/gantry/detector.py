@@ -91,6 +91,7 @@ class Detector:
         self.timeout_pending = False  # fault injected: the next readout never completes
         self._imagers: dict[float, ExposureImager] = {}
         self.executor: Any = None  # real-time mode: ``submit(fn, *args)`` -> future with done()/result()
+        self.data_channel_url: str | None = None  # set when a TCP frame server serves data_dir
         # Dark offset (pedestal) of every raw pixel, ADU, reported in DEVICE_INFO; read here, at boot,
         # because the physics import is heavy and must not stall the real-time loop on GET_INFO.
         from simulator.physics.detector import DetectorModel
@@ -100,8 +101,8 @@ class Detector:
 
     @property
     def data_channel(self) -> str:
-        """DEVICE_INFO.data_channel: ``file://<absolute data_dir>``."""
-        return "file://" + str(self.data_dir.resolve())
+        """DEVICE_INFO.data_channel: ``file://<absolute data_dir>``, or the TCP frame server's URL when one serves it."""
+        return self.data_channel_url or "file://" + str(self.data_dir.resolve())
 
     def ok(self) -> bool:
         """DETECTOR_READY interlock: powered and not in error."""

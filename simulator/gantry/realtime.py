@@ -34,6 +34,7 @@ import simpy
 import simpy.rt
 
 from simulator.gantry.config import GantryConfig
+from simulator.gantry.data_server import FrameServer
 from simulator.gantry.detector import render_job
 from simulator.gantry.faults import FaultPlan
 from simulator.gantry.firmware import Gantry
@@ -161,10 +162,13 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
           seed: int = 0, faults: FaultPlan | None = None, data_dir: str | Path | None = None,
           event_log: str | Path | None = "auto", on_listening: Callable[[str], None] = print,
           stop: threading.Event | None = None, echo: Callable[[str], None] | None = None,
-          poll_s: float = 0.001, run_for_s: float | None = None) -> Gantry:
+          poll_s: float = 0.001, run_for_s: float | None = None,
+          data_channel: Literal["file", "tcp"] = "file", data_port: int = 0) -> Gantry:
     """Run the gantry in real time until ``stop`` is set (or ``run_for_s`` elapsed); returns the gantry.
 
     ``on_listening`` is called once with ``"pty /dev/pts/N"`` or ``"tcp HOST:PORT"``.
+    ``data_channel="tcp"`` serves the frames on ``bind:data_port`` (0: any free
+    port; :mod:`protocols.data_channel`) and names that URL in DEVICE_INFO.
     """
     stop = stop or threading.Event()
     # Images render in a worker process (started before any thread) so the firmware never stalls on physics.
@@ -174,6 +178,9 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
                                     keep_log=False)
     gantry.log.echo = echo
     gantry.detector.executor = executor
+    frames = FrameServer(gantry.detector.data_dir, bind=bind, port=data_port) if data_channel == "tcp" else None
+    if frames is not None:
+        gantry.detector.data_channel_url = frames.url
     _warm_up(executor, config, seed)
     io_port: _PtyPort | _TcpPort = _PtyPort() if mode == "pty" else _TcpPort(bind, port)
     inbox: queue.Queue[bytes] = queue.Queue()
@@ -210,6 +217,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
         stop.set()
         reader.join(timeout=1.0)
         io_port.close()
+        if frames is not None:
+            frames.close()
         gantry.log.close()
         executor.terminate()
     return gantry

@@ -56,11 +56,12 @@ def pty_config_file(tmp: Path) -> Path:
 class PtyGantry:
     """``crescent gantry --pty`` as a subprocess; ``path`` is its /dev/pts/N."""
 
-    def __init__(self, tmp: Path, seed: int = 1) -> None:
+    def __init__(self, tmp: Path, seed: int = 1, data_channel: str = "file") -> None:
         self.data_dir = tmp / "device"
         self.event_log = tmp / "device-events.jsonl"
         cmd = [sys.executable, "-m", "firmware_host.cli", "gantry", "--pty", "--config", str(pty_config_file(tmp)),
-               "--seed", str(seed), "--data-dir", str(self.data_dir), "--event-log", str(self.event_log), "--quiet"]
+               "--seed", str(seed), "--data-dir", str(self.data_dir), "--event-log", str(self.event_log), "--quiet",
+               "--data-channel", data_channel]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]

@@ -44,3 +44,22 @@ def test_exams_over_a_real_pty(tmp_path) -> None:
     assert aborted.status == "aborted" and aborted.reason == "operator abort over the pty"
     assert aborted.phase == "sweep" and aborted.released
     assert 2 <= len(aborted.exposures) < 7
+
+
+@pytest.mark.slow
+def test_images_over_the_tcp_data_channel(tmp_path) -> None:
+    """A host that shares no directory with the gantry: frames come from its TCP frame server."""
+    gantry_proc = PtyGantry(tmp_path, data_channel="tcp")
+    try:
+        with connect(gantry_proc.path, seed=3, options=ExamOptions(watchdog_timeout_ms=8000)) as gantry:
+            assert gantry.session.data_channel.startswith("tcp://127.0.0.1:")
+            res = gantry.run_exam(PTY_EXAMS["dbt"], tmp_path / "dbt")
+    finally:
+        gantry_proc.stop()
+    rec = res.record
+    assert rec.status == "complete", rec.reason
+    assert len(rec.image_paths) == rec.planned_count
+    assert all(ok for _, ok, _ in verify_exam_folder(res.out_dir))
+    device_images = {r["frame_id"]: r for r in gantry_proc.records("image")}
+    for p in rec.header.projections:
+        assert device_images[p.exposure.frame_id]["checksum"] == p.checksum_crc32c

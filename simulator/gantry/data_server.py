@@ -1,0 +1,119 @@
+"""The simulated detector's TCP data channel (``tcp://host:port``; protocol in :mod:`protocols.data_channel`).
+
+A threaded server that answers ``GET <locator>`` with the frame file of that
+name from the detector's data directory (frames are written there atomically,
+so a file that exists is complete). Used by the real-time gantry when started
+with ``--data-channel tcp``; the file channel stays the default.
+
+Each connection is served on its own daemon thread and closed after
+``idle_timeout_s`` without a request; a malformed request gets ``NO`` with
+the reason and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import socketserver
+import threading
+from pathlib import Path
+
+from protocols.data_channel import RequestParser, encode_frame, encode_missing
+
+log = logging.getLogger("crescent.gantry.data")
+
+
+class _Handler(socketserver.BaseRequestHandler):
+    server: "_Server"
+
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        sock.settimeout(self.server.idle_timeout_s)
+        with self.server.lock:
+            self.server.connections.add(sock)
+        try:
+            self._serve(sock)
+        finally:
+            with self.server.lock:
+                self.server.connections.discard(sock)
+
+    def _serve(self, sock: socket.socket) -> None:
+        parser = RequestParser()
+        while True:
+            try:
+                chunk = sock.recv(4096)
+            except (TimeoutError, OSError):
+                return
+            if not chunk:
+                return
+            for item in parser.feed(chunk):
+                if isinstance(item, Exception):
+                    self._send(sock, encode_missing(f"bad request: {item}"))
+                    return
+                self._send(sock, self._answer(item))
+
+    def _answer(self, locator: str) -> bytes:
+        path = self.server.root / locator
+        try:
+            return encode_frame(path.read_bytes())
+        except FileNotFoundError:
+            return encode_missing(f"no frame {locator} (yet)")
+        except (OSError, ValueError) as exc:
+            return encode_missing(f"{locator}: {exc}")
+
+    @staticmethod
+    def _send(sock: socket.socket, data: bytes) -> None:
+        try:
+            sock.sendall(data)
+        except OSError:
+            pass
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], root: Path, idle_timeout_s: float) -> None:
+        self.root = root
+        self.idle_timeout_s = idle_timeout_s
+        self.connections: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+
+class FrameServer:
+    """Serve ``root``'s frame files on ``bind:port`` (port 0: any free port) until :meth:`close`."""
+
+    def __init__(self, root: str | Path, *, bind: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0) -> None:
+        self._server = _Server((bind, port), Path(root).resolve(), idle_timeout_s)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="frame-server", daemon=True)
+        self._thread.start()
+        log.info("data channel %s serving %s", self.url, self._server.root)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port = self._server.server_address[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        return f"tcp://{host}:{port}"
+
+    def close(self) -> None:
+        """Stop accepting and drop every open connection (a host then sees the channel go down)."""
+        self._server.shutdown()
+        self._server.server_close()
+        with self._server.lock:
+            for sock in list(self._server.connections):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> "FrameServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
