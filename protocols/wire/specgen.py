@@ -270,7 +270,10 @@ This is the contract between a host and a DBT gantry (simulated or real) over a 
 (UART 921600 baud 8N1 by default, or any byte stream: pty, TCP). It is written so that a firmware
 engineer can implement the device side in C from this page alone; `protocols/wire/crescent_wire.h`
 is the matching header. Images never travel on this link: it carries commands, telemetry and
-*image-ready* events; pixels go over a separate data channel named in DEVICE_INFO.
+*image-ready* events; pixels go over a separate data channel named in DEVICE_INFO: a shared
+directory (`file:///dir`, frame file = IMAGE_READY.locator) or a frame server (`tcp://host:port`:
+the host sends the line `GET <locator>`, the device answers the line `OK <size>` and the raw frame,
+or the line `NO <reason>`; lines end in LF; details in `protocols/data_channel.py`). Either way the host checks size and CRC-32C against IMAGE_READY.
 
 Versions: this is version {version}; a receiver accepts versions {min_version}..{version}.
 
