@@ -174,6 +174,7 @@ class Gantry:
         problems = [v for v in validate_exam(model, self.session.limits)]
         if problems:
             raise ExamError(f"exam {model.name!r} is not safe on this device: " + "; ".join(str(v) for v in problems))
+        channel = open_data_channel(self.session.data_channel)  # a bad URL fails here, before anything is open
         self._exam_count += 1
         out = Path(out_dir) if out_dir is not None else Path(f"exam-{model.name}-{self._exam_count}")
         store = ExamStore(out)
@@ -184,7 +185,6 @@ class Gantry:
         old_progress = self.controller.progress
         self.controller.progress = progress
         plan_id = self.controller.rng.randrange(1, 0xFFF0)
-        channel = open_data_channel(self.session.data_channel)
         ctx = ExamContext(
             exam=model, session=self.session, store=store, channel=channel,
             mirror=self.controller.mirror, log=self.controller.log, plan_id=plan_id, session_id=self.session_id,

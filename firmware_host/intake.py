@@ -5,8 +5,9 @@ DEVICE_INFO.data_channel names the channel:
 * ``file:///dir``: the pixels of frame ``IMAGE_READY.locator`` are the file
   ``dir/locator`` (raw little-endian, ``bits`` per pixel, ``rows x cols``);
 * ``tcp://host:port``: the same bytes fetched from the device's frame server
-  (:mod:`protocols.data_channel`), over one kept-open connection with
-  bounded connect and read timeouts.
+  (:mod:`protocols.data_channel`) by a worker thread over one kept-open
+  connection with bounded connect and read timeouts, so the control loop
+  (heartbeats, events, abort) never waits on the network.
 
 :func:`check_frame` verifies size and CRC-32C against IMAGE_READY; a missing
 or short frame is reported so the exam plan can retry within its timeout
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -81,12 +83,20 @@ class FileDataChannel:
 class TcpDataChannel:
     """Frames from a device's frame server (``tcp://host:port``; :mod:`protocols.data_channel`).
 
-    :meth:`read` returns None when the frame is not there yet or the
-    connection fails (it is reopened on the next read), so the exam plan's
-    retry-until-timeout applies as for files. ``last_problem`` says why.
+    The socket work happens on a worker thread, so :meth:`read` never blocks
+    the control loop for more than ``poll_wait_s``: it returns a finished
+    fetch, or starts one and returns None (the exam plan sleeps and reads
+    again, as for a file not yet written). A fetch that fails (connection
+    refused, timed out, protocol error, frame not there yet) is reported once
+    by a None with ``last_problem`` saying why; the next read starts a new
+    fetch on a new connection.
     """
 
-    def __init__(self, url: str, *, connect_timeout_s: float = 2.0, read_timeout_s: float = 10.0) -> None:
+    #: Finished fetches kept for a read that has not collected them (oldest dropped first).
+    MAX_KEPT = 8
+
+    def __init__(self, url: str, *, connect_timeout_s: float = 2.0, read_timeout_s: float = 10.0,
+                 poll_wait_s: float = 0.02) -> None:
         parsed = urlparse(url)
         if parsed.scheme != "tcp" or not parsed.hostname or parsed.port is None:
             raise DataChannelError(f"data channel {url!r}: expected tcp://host:port")
@@ -94,25 +104,66 @@ class TcpDataChannel:
         self.address = (parsed.hostname, parsed.port)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
+        self.poll_wait_s = poll_wait_s
         self.last_problem = ""
         self._sock: socket.socket | None = None
-
-    def _connect(self) -> socket.socket:
-        if self._sock is None:
-            self._sock = socket.create_connection(self.address, timeout=self.connect_timeout_s)
-            self._sock.settimeout(self.read_timeout_s)
-        return self._sock
+        self._cond = threading.Condition()
+        self._pending: str | None = None
+        self._done: dict[str, tuple[bytes | None, str]] = {}
+        self._closed = False
+        self._thread: threading.Thread | None = None
 
     def read(self, locator: str) -> bytes | None:
-        """The frame's bytes, or None if the device has no such frame (yet) or the channel failed."""
+        """The frame's bytes if a fetch of it has finished; otherwise None (a fetch is started or under way)."""
         try:
-            request = encode_request(locator)
+            encode_request(locator)
         except DataChannelProtocolError as exc:
             self.last_problem = str(exc)
             return None
+        with self._cond:
+            if self._closed:
+                self.last_problem = f"{self.url}: channel closed"
+                return None
+            if locator not in self._done and self._pending is None:
+                self._pending = locator
+                self._ensure_worker()
+                self._cond.notify_all()
+            self._cond.wait_for(lambda: locator in self._done, timeout=self.poll_wait_s)
+            if locator in self._done:
+                data, self.last_problem = self._done.pop(locator)
+                return data
+            self.last_problem = f"{self.url}: fetching {self._pending or locator}"
+            return None
+
+    def _ensure_worker(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="tcp-data-channel", daemon=True)
+            self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                if self._closed:
+                    return
+                locator = self._pending
+            assert locator is not None
+            result = self._fetch(locator)
+            with self._cond:
+                self._done[locator] = result
+                while len(self._done) > self.MAX_KEPT:
+                    self._done.pop(next(iter(self._done)))
+                self._pending = None
+                self._cond.notify_all()
+
+    def _fetch(self, locator: str) -> tuple[bytes | None, str]:
+        """One request on the kept connection (opened if needed); (bytes, "") or (None, why)."""
         try:
-            sock = self._connect()
-            sock.sendall(request)
+            if self._sock is None:
+                self._sock = socket.create_connection(self.address, timeout=self.connect_timeout_s)
+                self._sock.settimeout(self.read_timeout_s)
+            sock = self._sock
+            sock.sendall(encode_request(locator))
             parser = ResponseParser()
             while True:
                 chunk = sock.recv(1 << 20)
@@ -120,24 +171,36 @@ class TcpDataChannel:
                     raise ConnectionError("the frame server closed the connection")
                 answers = parser.feed(chunk)
                 if answers:
-                    answer = answers[0]
                     break
         except (OSError, DataChannelProtocolError) as exc:
-            self.last_problem = f"{self.url}: {exc}"
-            self.close()
-            return None
+            self._drop_socket()
+            return None, f"{self.url}: {exc}"
+        answer = answers[0]
         if isinstance(answer, Missing):
-            self.last_problem = answer.reason
-            return None
-        self.last_problem = ""
-        return answer
+            return None, answer.reason
+        return answer, ""
 
-    def close(self) -> None:
+    def _drop_socket(self) -> None:
         if self._sock is not None:
             try:
                 self._sock.close()
             finally:
                 self._sock = None
+
+    def close(self) -> None:
+        """Stop the worker (an in-flight fetch is cut short) and close the connection."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._drop_socket()
 
 
 def open_data_channel(url: str) -> DataChannel:

@@ -4,14 +4,15 @@ Usage::
 
     crescent gantry [--pty | --tcp PORT] [--bind ADDR] [--config NAME_OR_FILE] [--faults FILE]
                     [--seed N] [--data-dir DIR] [--data-channel file|tcp] [--data-port PORT]
-                    [--event-log FILE] [--quiet]
+                    [--data-host NAME] [--event-log FILE] [--quiet]
 
 The first line on stdout says where it listens, machine-readable: ``listening pty /dev/pts/5``
 or ``listening tcp 127.0.0.1:5555``. The device event log (JSON lines) is echoed to stderr
 unless ``--quiet`` and written to ``<data-dir>/device-events.jsonl`` (or ``--event-log``).
 Images go to ``--data-dir``; with ``--data-channel tcp`` a frame server also serves them on
-``--bind:--data-port`` and DEVICE_INFO names ``tcp://ADDR:PORT``, for hosts that do not share
-the gantry's file system. Ctrl-C or SIGTERM stops it cleanly. Also runnable as ``python -m simulator.cli gantry ...``.
+``--bind:--data-port`` and DEVICE_INFO names ``tcp://HOST:PORT`` (HOST: ``--data-host``, else the
+bind address, else this machine's name for 0.0.0.0), for hosts that do not share the gantry's
+file system. Ctrl-C or SIGTERM stops it cleanly. Also runnable as ``python -m simulator.cli gantry ...``.
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ def register(subparsers: Any) -> None:
                    help="how the host fetches images: the data directory (file, default) or a TCP frame server "
                         "on --bind:--data-port (tcp; protocol in protocols/data_channel.py)")
     p.add_argument("--data-port", type=int, default=0, help="TCP port of the frame server (default 0: any free port)")
+    p.add_argument("--data-host", default=None,
+                   help="host name DEVICE_INFO gives for the frame server (default: --bind, or this machine's "
+                        "name when --bind is 0.0.0.0)")
     p.add_argument("--event-log", default="auto", help="device event log path (default <data-dir>/device-events.jsonl)")
     p.add_argument("--quiet", action="store_true", help="do not echo the event log to stderr")
     p.set_defaults(func=run)
@@ -78,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
         serve(config, mode="tcp" if args.tcp is not None else "pty", port=args.tcp or 0, bind=args.bind,
               seed=args.seed, faults=faults, data_dir=args.data_dir,
               event_log=None if args.event_log in ("none", "") else args.event_log,
-              on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port)
+              on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port,
+              data_host=args.data_host)
     except OSError as exc:
         print(f"crescent gantry: {exc}", file=sys.stderr)
         return 1

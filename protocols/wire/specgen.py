@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from protocols import data_channel
 from protocols.wire import crc, device_states, framing, link
 from protocols.wire.catalogue import SCALAR_TYPES, DeviceState, load_catalogue
 from protocols.wire.vectors import VECTORS
@@ -181,6 +182,8 @@ def render_spec() -> str:
         device_diagram=_mermaid(device_states.TRANSITIONS, "device states"),
         allowed=_allowed_table(),
         vectors=_vector_section(),
+        dc_max_line=data_channel.MAX_LINE,
+        dc_max_frame_mib=data_channel.MAX_FRAME_BYTES // (1024 * 1024),
     )
 
 
@@ -270,10 +273,18 @@ This is the contract between a host and a DBT gantry (simulated or real) over a 
 (UART 921600 baud 8N1 by default, or any byte stream: pty, TCP). It is written so that a firmware
 engineer can implement the device side in C from this page alone; `protocols/wire/crescent_wire.h`
 is the matching header. Images never travel on this link: it carries commands, telemetry and
-*image-ready* events; pixels go over a separate data channel named in DEVICE_INFO: a shared
-directory (`file:///dir`, frame file = IMAGE_READY.locator) or a frame server (`tcp://host:port`:
-the host sends the line `GET <locator>`, the device answers the line `OK <size>` and the raw frame,
-or the line `NO <reason>`; lines end in LF; details in `protocols/data_channel.py`). Either way the host checks size and CRC-32C against IMAGE_READY.
+*image-ready* events; pixels go over a separate data channel named in DEVICE_INFO:
+
+* `file:///dir`: a directory the host can read; the frame is the file `dir/<locator>`.
+* `tcp://host:port`: a frame server. The host sends the ASCII line `GET <locator>` (LF-terminated);
+  the device answers the line `OK <size>` followed by exactly `size` bytes of raw frame, or the line
+  `NO <reason>` when it has no such frame (yet). The connection stays open for the next request.
+  A locator is 1-200 characters from `[A-Za-z0-9_.-]` and does not start with `.`; lines are at
+  most {dc_max_line} bytes; a frame at most {dc_max_frame_mib} MiB. A malformed request is answered with `NO` and the
+  connection closed. (Reference codec: `protocols/data_channel.py`.)
+
+The frame bytes are raw little-endian pixels, `rows x cols` at `bits` per pixel, as IMAGE_READY
+describes them. Either way the host checks size and CRC-32C against IMAGE_READY.
 
 Versions: this is version {version}; a receiver accepts versions {min_version}..{version}.
 

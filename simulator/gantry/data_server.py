@@ -2,7 +2,9 @@
 
 A threaded server that answers ``GET <locator>`` with the frame file of that
 name from the detector's data directory (frames are written there atomically,
-so a file that exists is complete). Used by the real-time gantry when started
+so a file that exists is complete). Only ``frame_<id>.raw`` files are served.
+DEVICE_INFO names ``tcp://<advertised host>:<port>``: the bind address, or this
+machine's name when bound to every interface (override with ``advertise_host``). Used by the real-time gantry when started
 with ``--data-channel tcp``; the file channel stays the default.
 
 Each connection is served on its own daemon thread and closed after
@@ -13,14 +15,18 @@ the reason and the connection is closed.
 from __future__ import annotations
 
 import logging
+import re
 import socket
 import socketserver
 import threading
 from pathlib import Path
 
-from protocols.data_channel import RequestParser, encode_frame, encode_missing
+from protocols.data_channel import MAX_FRAME_BYTES, RequestParser, encode_frame, encode_missing
 
 log = logging.getLogger("crescent.gantry.data")
+
+#: The only files served: the detector's frames (not the event log or temporary files beside them).
+FRAME_NAME = re.compile(r"frame_\d+\.raw")
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -30,6 +36,8 @@ class _Handler(socketserver.BaseRequestHandler):
         sock: socket.socket = self.request
         sock.settimeout(self.server.idle_timeout_s)
         with self.server.lock:
+            if self.server.closing:
+                return
             self.server.connections.add(sock)
         try:
             self._serve(sock)
@@ -53,8 +61,13 @@ class _Handler(socketserver.BaseRequestHandler):
                 self._send(sock, self._answer(item))
 
     def _answer(self, locator: str) -> bytes:
+        if not FRAME_NAME.fullmatch(locator):
+            return encode_missing(f"{locator}: not a frame name (frame_<id>.raw)")
         path = self.server.root / locator
         try:
+            size = path.stat().st_size
+            if size > MAX_FRAME_BYTES:
+                return encode_missing(f"{locator}: {size} bytes exceeds the channel limit {MAX_FRAME_BYTES}")
             return encode_frame(path.read_bytes())
         except FileNotFoundError:
             return encode_missing(f"no frame {locator} (yet)")
@@ -78,14 +91,18 @@ class _Server(socketserver.ThreadingTCPServer):
         self.idle_timeout_s = idle_timeout_s
         self.connections: set[socket.socket] = set()
         self.lock = threading.Lock()
+        self.closing = False
         super().__init__(address, _Handler)
 
 
 class FrameServer:
     """Serve ``root``'s frame files on ``bind:port`` (port 0: any free port) until :meth:`close`."""
 
-    def __init__(self, root: str | Path, *, bind: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0) -> None:
+    def __init__(self, root: str | Path, *, bind: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0,
+                 advertise_host: str | None = None) -> None:
         self._server = _Server((bind, port), Path(root).resolve(), idle_timeout_s)
+        # the address a host should dial: a wildcard bind is not one, so name this machine instead
+        self.advertise_host = advertise_host or (socket.getfqdn() if bind in ("", "0.0.0.0", "::") else bind)
         self._thread = threading.Thread(target=self._server.serve_forever, name="frame-server", daemon=True)
         self._thread.start()
         log.info("data channel %s serving %s", self.url, self._server.root)
@@ -97,14 +114,18 @@ class FrameServer:
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"tcp://{host}:{port}"
+        """``tcp://<advertised host>:<port>``, what DEVICE_INFO names."""
+        host = self.advertise_host
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        return f"tcp://{host}:{self.address[1]}"
 
     def close(self) -> None:
         """Stop accepting and drop every open connection (a host then sees the channel go down)."""
         self._server.shutdown()
         self._server.server_close()
         with self._server.lock:
+            self._server.closing = True
             for sock in list(self._server.connections):
                 try:
                     sock.shutdown(socket.SHUT_RDWR)

@@ -163,12 +163,15 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
           event_log: str | Path | None = "auto", on_listening: Callable[[str], None] = print,
           stop: threading.Event | None = None, echo: Callable[[str], None] | None = None,
           poll_s: float = 0.001, run_for_s: float | None = None,
-          data_channel: Literal["file", "tcp"] = "file", data_port: int = 0) -> Gantry:
+          data_channel: Literal["file", "tcp"] = "file", data_port: int = 0,
+          data_host: str | None = None) -> Gantry:
     """Run the gantry in real time until ``stop`` is set (or ``run_for_s`` elapsed); returns the gantry.
 
     ``on_listening`` is called once with ``"pty /dev/pts/N"`` or ``"tcp HOST:PORT"``.
     ``data_channel="tcp"`` serves the frames on ``bind:data_port`` (0: any free
-    port; :mod:`protocols.data_channel`) and names that URL in DEVICE_INFO.
+    port; :mod:`protocols.data_channel`) and names that URL in DEVICE_INFO,
+    with ``data_host`` as the host part (default: the bind address, or this
+    machine's name when bound to every interface).
     """
     stop = stop or threading.Event()
     # Images render in a worker process (started before any thread) so the firmware never stalls on physics.
@@ -178,7 +181,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
                                     keep_log=False)
     gantry.log.echo = echo
     gantry.detector.executor = executor
-    frames = FrameServer(gantry.detector.data_dir, bind=bind, port=data_port) if data_channel == "tcp" else None
+    frames = (FrameServer(gantry.detector.data_dir, bind=bind, port=data_port, advertise_host=data_host)
+              if data_channel == "tcp" else None)
     if frames is not None:
         gantry.detector.data_channel_url = frames.url
     _warm_up(executor, config, seed)

@@ -19,45 +19,63 @@ def ready_for(frame) -> ImageReady:
                       checksum=frame.checksum, locator=frame.locator)
 
 
+def read_until(channel: TcpDataChannel, locator: str, done, timeout_s: float = 5.0) -> tuple[bytes | None, float]:
+    """Read as the exam plan does (read, sleep, read...) until ``done(data, channel)``; (last data, longest read s)."""
+    end, longest = time.monotonic() + timeout_s, 0.0
+    while True:
+        t0 = time.monotonic()
+        data = channel.read(locator)
+        longest = max(longest, time.monotonic() - t0)
+        if done(data, channel) or time.monotonic() > end:
+            return data, longest
+        time.sleep(0.01)
+
+
 def test_reads_a_frame_that_passes_the_crc_check(tmp_path) -> None:
     frame = write_frame(tmp_path, 3, np.full((8, 10), 1234, dtype=np.uint16))
     with FrameServer(tmp_path) as server:
         channel = open_data_channel(server.url)
         assert isinstance(channel, TcpDataChannel)
         try:
-            assert channel.read("frame_4.raw") is None and "frame_4.raw" in channel.last_problem
-            chk = check_frame(channel.read(frame.locator), ready_for(frame))
+            data, _ = read_until(channel, "frame_4.raw", lambda d, c: "no frame" in c.last_problem)
+            assert data is None and "frame_4.raw" in channel.last_problem
+            data, _ = read_until(channel, frame.locator, lambda d, c: d is not None)
+            chk = check_frame(data, ready_for(frame))
             assert chk.data is not None and chk.problem == ""
-            # the connection is kept: a second read on the same socket
-            assert channel.read(frame.locator) == chk.data
+            again, _ = read_until(channel, frame.locator, lambda d, c: d is not None)  # same kept connection
+            assert again == chk.data
         finally:
             channel.close()
 
 
-def test_a_dead_server_gives_none_within_the_timeouts_then_recovers(tmp_path) -> None:
+def test_a_dead_server_is_reported_then_the_channel_recovers(tmp_path) -> None:
     frame = write_frame(tmp_path, 1, np.zeros((4, 4), dtype=np.uint16))
     server = FrameServer(tmp_path)
     port = server.address[1]
     channel = TcpDataChannel(server.url, connect_timeout_s=0.5, read_timeout_s=0.5)
-    assert channel.read(frame.locator) is not None
+    assert read_until(channel, frame.locator, lambda d, c: d is not None)[0] is not None
     server.close()
-    t0 = time.monotonic()
-    assert channel.read(frame.locator) is None
-    assert time.monotonic() - t0 < 3.0 and channel.last_problem.startswith(server.url)
-    with FrameServer(tmp_path, port=port):  # back on the same port: the next read reconnects
-        assert channel.read(frame.locator) is not None
+    data, _ = read_until(channel, frame.locator, lambda d, c: c.last_problem.startswith(server.url + ": ")
+                         and "fetching" not in c.last_problem, timeout_s=3.0)
+    assert data is None and "fetching" not in channel.last_problem
+    with FrameServer(tmp_path, port=port):  # back on the same port: the next fetch reconnects
+        assert read_until(channel, frame.locator, lambda d, c: d is not None)[0] is not None
     channel.close()
 
 
-def test_a_server_that_never_answers_does_not_hang_the_host(tmp_path) -> None:
+def test_a_server_that_never_answers_never_blocks_the_reader(tmp_path) -> None:
+    """The control loop calls read(): it must return at once even while the fetch hangs."""
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(1)
     try:
-        channel = TcpDataChannel(f"tcp://127.0.0.1:{silent.getsockname()[1]}", read_timeout_s=0.3)
+        channel = TcpDataChannel(f"tcp://127.0.0.1:{silent.getsockname()[1]}", read_timeout_s=0.5)
+        data, longest = read_until(channel, "frame_1.raw", lambda d, c: "timed out" in c.last_problem, timeout_s=3.0)
+        assert data is None and "timed out" in channel.last_problem
+        assert longest < 0.1  # each read waited at most poll_wait_s (20 ms) plus scheduling
         t0 = time.monotonic()
-        assert channel.read("frame_1.raw") is None
-        assert time.monotonic() - t0 < 2.0 and "timed out" in channel.last_problem
+        channel.close()
+        assert time.monotonic() - t0 < 2.5
     finally:
         silent.close()
 

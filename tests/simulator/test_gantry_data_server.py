@@ -38,3 +38,26 @@ def test_a_request_outside_the_store_is_refused_and_the_connection_closed(tmp_pa
         got = ask(sock, b"GET ../secret.raw\n")
         assert isinstance(got[0], Missing) and "bad request" in got[0].reason
         assert sock.recv(10) == b""  # closed by the server
+
+
+def test_only_frame_files_are_served(tmp_path) -> None:
+    (tmp_path / "device-events.jsonl").write_text("{}\n")
+    with FrameServer(tmp_path) as server, socket.create_connection(server.address, timeout=5) as sock:
+        got = ask(sock, encode_request("device-events.jsonl"))
+    assert isinstance(got[0], Missing) and "not a frame name" in got[0].reason
+
+
+def test_a_wildcard_bind_advertises_a_dialable_name(tmp_path) -> None:
+    with FrameServer(tmp_path, bind="0.0.0.0") as server:
+        assert not server.url.startswith("tcp://0.0.0.0") and server.url.endswith(f":{server.address[1]}")
+    with FrameServer(tmp_path, advertise_host="rig-7.local") as server:
+        assert server.url == f"tcp://rig-7.local:{server.address[1]}"
+
+
+def test_close_drops_open_connections(tmp_path) -> None:
+    server = FrameServer(tmp_path)
+    sock = socket.create_connection(server.address, timeout=5)
+    ask(sock, encode_request("frame_1.raw"))  # served, so the connection is registered
+    server.close()
+    assert sock.recv(10) == b""  # the host sees the channel go down at once
+    sock.close()
