@@ -178,8 +178,22 @@ def move_arc(ctx: ExamContext, angle_deg: float) -> Plan:
     return done
 
 
-def focal_spot_code(focal_spot_mm: float) -> int:
-    return int(FocalSpot.SMALL) if focal_spot_mm < 0.2 else int(FocalSpot.LARGE)
+#: Focal spots (mm) assumed when a device does not report its own (DeviceLimits default).
+DEFAULT_FOCAL_SPOTS_MM: tuple[float, ...] = (0.1, 0.3)
+
+
+def focal_spot_code(focal_spot_mm: float, device_spots_mm: tuple[float, ...] = DEFAULT_FOCAL_SPOTS_MM) -> int:
+    """FocalSpot code for the device spot nearest ``focal_spot_mm``.
+
+    The wire selects SMALL (the device's smallest spot) or LARGE (its largest); a device with one
+    spot has only LARGE. Nearest, not a fixed threshold: a device with 0.3/0.5 mm spots gets SMALL
+    for 0.3 mm.
+    """
+    spots = sorted(device_spots_mm)
+    if len(spots) < 2:
+        return int(FocalSpot.LARGE)
+    nearest = min(spots, key=lambda s: abs(s - focal_spot_mm))
+    return int(FocalSpot.SMALL) if nearest == spots[0] else int(FocalSpot.LARGE)
 
 
 #: Relative lengthening of each planned pulse on the wire. Exposures planned at the tube's current
@@ -193,7 +207,8 @@ def _pulse_us(window_ms: float) -> int:
     return max(1, math.ceil(window_ms * 1000.0 * (1.0 + PULSE_MARGIN)))
 
 
-def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True) -> Message:
+def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True,
+                device_spots_mm: tuple[float, ...] = DEFAULT_FOCAL_SPOTS_MM) -> Message:
     """ARM_PLAN for ``planned`` (one anode/filter and focal spot per plan), digest filled in.
 
     ``final``: the exam's last plan (a device set to release after the exam does so when it
@@ -205,7 +220,7 @@ def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True
         plan_id=plan_id,
         motion=int(MotionMode.CONTINUOUS if continuous else MotionMode.STEP_AND_SHOOT),
         anode_filter=ANODE_FILTER_CODE[first.anode_filter],
-        focal_spot=focal_spot_code(first.focal_spot_mm),
+        focal_spot=focal_spot_code(first.focal_spot_mm, device_spots_mm),
         speed_mdeg_s=round(abs(first.speed_deg_s) * 1000) if continuous else 0,
         digest=0,
         final=int(final),
@@ -219,11 +234,11 @@ def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True
     return msg
 
 
-def technique_message(p: PlannedExposure) -> Message:
+def technique_message(p: PlannedExposure, device_spots_mm: tuple[float, ...] = DEFAULT_FOCAL_SPOTS_MM) -> Message:
     return SetTechnique(
         anode_filter=ANODE_FILTER_CODE[p.anode_filter], kv_ckv=round(p.kvp * 100),
         # floor: rounding up could pass the device's power limit (mA <= P / kV) by 0.05 mA
-        ma_dma=min(5000, max(1, math.floor(p.tube_current_ma * 10))), focal_spot=focal_spot_code(p.focal_spot_mm),
+        ma_dma=min(5000, max(1, math.floor(p.tube_current_ma * 10))), focal_spot=focal_spot_code(p.focal_spot_mm, device_spots_mm),
     )
 
 
@@ -343,8 +358,9 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
     """SET_TECHNIQUE, ARM_PLAN, FIRE, then follow exposures and images until all are in (or raise)."""
     n = len(planned)
     yield _ph(st, "arm" if not is_scout else phase)
-    yield Command(technique_message(planned[0]), retries=R)
-    arm = arm_message(plan_id, planned, final=not is_scout)
+    spots = ctx.session.limits.focal_spots_mm
+    yield Command(technique_message(planned[0], spots), retries=R)
+    arm = arm_message(plan_id, planned, final=not is_scout, device_spots_mm=spots)
     yield Command(arm, retries=R)
     st.armed[plan_id] = (planned, is_scout)
     ctx.log("armed", plan_id=plan_id, digest=arm.digest, is_scout=is_scout, fields=message_dict(arm))

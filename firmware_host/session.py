@@ -111,6 +111,9 @@ def limits_from_info(info: Message, limits_info: Message | None = None) -> Devic
             arc_acceleration_deg_s2=li.arc_acceleration_mdeg_s2 * 1e-3, arc_jerk_deg_s3=li.arc_jerk_mdeg_s3 * 1e-3,
             detector_readout_ms=float(li.detector_readout_ms),
             detector_min_frame_interval_ms=float(li.detector_min_frame_interval_ms),
+            arc_settle_ms=float(li.arc_settle_ms), max_projections=int(li.max_projections),
+            compression_thickness_min_mm=li.compression_thickness_min_um * 1e-3,
+            compression_thickness_max_mm=li.compression_thickness_max_um * 1e-3,
             anode_filters=tuple(text for code, text in sorted(ANODE_FILTER_TEXT.items()) if li.anode_filter_mask >> code & 1),
             focal_spots_mm=spots,
         )

@@ -244,6 +244,10 @@ typedef struct {
     uint32_t arc_jerk_mdeg_s3;
     uint16_t detector_readout_ms;
     uint16_t detector_min_frame_interval_ms;
+    uint16_t arc_settle_ms;
+    uint32_t compression_thickness_min_um;
+    uint32_t compression_thickness_max_um;
+    uint16_t max_projections;
     uint8_t anode_filter_mask;
     uint16_t small_focus_um;
     uint16_t large_focus_um;

@@ -121,6 +121,16 @@ def _u(value: float, hi: int) -> int:
     return max(0, min(hi, int(round(value))))
 
 
+def _down(value: float, hi: int) -> int:
+    """A maximum on the wire: rounded down (a hair of float error forgiven), clamped to [0, hi]."""
+    return max(0, min(hi, math.floor(value + 1e-9)))
+
+
+def _up(value: float, hi: int) -> int:
+    """A minimum on the wire: rounded up (a hair of float error forgiven), clamped to [0, hi]."""
+    return max(0, min(hi, math.ceil(value - 1e-9)))
+
+
 class Gantry:
     """The simulated gantry firmware (see module docstring).
 
@@ -353,17 +363,23 @@ class Gantry:
                             data_channel=self.detector.data_channel)
 
     def _cmd_get_limits(self, m: M.Message) -> M.Message:
+        """LIMITS_INFO: maximums rounded down, minimums up, so the host never plans past this device."""
         lim = self.limits
         spots = sorted(lim.focal_spots_mm)
         return M.LimitsInfo(
-            ma_min_dma=_u(lim.tube_current_min_ma * 10, 10000), ma_max_dma=_u(lim.tube_current_max_ma * 10, 10000),
-            power_max_w=_u(lim.tube_max_power_w, 100000), mas_min_uas=_u(lim.mas_min_mas * 1e6, 100_000_000),
-            exposure_max_ms=_u(lim.exposure_max_ms, 10000), backup_timer_ms=_u(lim.backup_timer_ms, 20000),
-            anode_heat_capacity_j=_u(lim.anode_heat_capacity_j, 2**32 - 1), anode_cooling_w=_u(lim.anode_cooling_w, 2**32 - 1),
-            arc_acceleration_mdeg_s2=_u(lim.arc_acceleration_deg_s2 * 1000, 1_000_000),
-            arc_jerk_mdeg_s3=_u(lim.arc_jerk_deg_s3 * 1000, 100_000_000),
-            detector_readout_ms=_u(lim.detector_readout_ms, 10000),
-            detector_min_frame_interval_ms=_u(lim.detector_min_frame_interval_ms, 20000),
+            ma_min_dma=_up(lim.tube_current_min_ma * 10, 5000), ma_max_dma=_down(lim.tube_current_max_ma * 10, 5000),
+            power_max_w=_down(lim.tube_max_power_w, 100000), mas_min_uas=_up(lim.mas_min_mas * 1e6, 100_000_000),
+            exposure_max_ms=_down(lim.exposure_max_ms, 10000), backup_timer_ms=_down(lim.backup_timer_ms, 20000),
+            anode_heat_capacity_j=_down(lim.anode_heat_capacity_j, 2**32 - 1),
+            anode_cooling_w=_down(lim.anode_cooling_w, 2**32 - 1),
+            arc_acceleration_mdeg_s2=_down(lim.arc_acceleration_deg_s2 * 1000, 1_000_000),
+            arc_jerk_mdeg_s3=_down(lim.arc_jerk_deg_s3 * 1000, 100_000_000),
+            detector_readout_ms=_up(lim.detector_readout_ms, 10000),
+            detector_min_frame_interval_ms=_up(lim.detector_min_frame_interval_ms, 20000),
+            arc_settle_ms=_up(lim.arc_settle_ms, 5000),
+            compression_thickness_min_um=_up(lim.compression_thickness_min_mm * 1000, 1_000_000),
+            compression_thickness_max_um=_down(lim.compression_thickness_max_mm * 1000, 1_000_000),
+            max_projections=_down(lim.max_projections, 1000),
             anode_filter_mask=sum(1 << ANODE_FILTER_CODE[a] for a in set(lim.anode_filters)),
             small_focus_um=_u(spots[0] * 1000, 0xFFFF) if len(spots) > 1 else 0,
             large_focus_um=_u(spots[-1] * 1000, 0xFFFF),

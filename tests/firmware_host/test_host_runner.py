@@ -181,7 +181,9 @@ def limits_reply(**override: int) -> LimitsInfo:
     values = dict(ma_min_dma=50, ma_max_dma=1200, power_max_w=3500, mas_min_uas=400000, exposure_max_ms=3000,
                   backup_timer_ms=4000, anode_heat_capacity_j=150000, anode_cooling_w=500,
                   arc_acceleration_mdeg_s2=15000, arc_jerk_mdeg_s3=120000, detector_readout_ms=180,
-                  detector_min_frame_interval_ms=240, anode_filter_mask=0b000111, small_focus_um=100, large_focus_um=300)
+                  detector_min_frame_interval_ms=240, arc_settle_ms=150, compression_thickness_min_um=8000,
+                  compression_thickness_max_um=120000, max_projections=31, anode_filter_mask=0b000111,
+                  small_focus_um=100, large_focus_um=300)
     values.update(override)
     return LimitsInfo(**values)
 
@@ -223,6 +225,8 @@ def test_connect_takes_generator_and_detector_limits_from_limits_info() -> None:
     assert (lim.detector_readout_ms, lim.detector_min_frame_interval_ms) == pytest.approx((180.0, 240.0))
     assert lim.anode_filters == ("W/Rh", "W/Ag", "W/Al") and lim.focal_spots_mm == pytest.approx((0.1, 0.3))
     assert (lim.anode_heat_capacity_j, lim.anode_cooling_w) == pytest.approx((150000.0, 500.0))
+    assert (lim.arc_settle_ms, lim.compression_thickness_min_mm, lim.compression_thickness_max_mm) == pytest.approx((150.0, 8.0, 120.0))
+    assert lim.max_projections == 31
 
 
 def test_inconsistent_device_limits_are_refused_by_name() -> None:
@@ -263,3 +267,14 @@ def test_phase_calls_progress_and_logs() -> None:
     drive(ctl, dev, plan()).outcome()
     assert calls == [("sweep", 3, 15)]
     assert audit.kinds("phase")[0]["phase"] == "sweep"
+
+
+def test_focal_spot_code_picks_the_device_spot_nearest_the_request() -> None:
+    from firmware_host.exam_plan import focal_spot_code
+    from protocols.wire.catalogue import FocalSpot
+
+    small, large = int(FocalSpot.SMALL), int(FocalSpot.LARGE)
+    assert focal_spot_code(0.1, (0.1, 0.3)) == small and focal_spot_code(0.3, (0.1, 0.3)) == large
+    # a 0.3/0.5 mm tube: 0.3 mm is its SMALL spot (a fixed 0.2 mm threshold would send LARGE = 0.5 mm)
+    assert focal_spot_code(0.3, (0.5, 0.3)) == small and focal_spot_code(0.5, (0.3, 0.5)) == large
+    assert focal_spot_code(0.1, (0.3,)) == large  # one spot: only LARGE exists
