@@ -53,7 +53,8 @@ def _cmd(args: argparse.Namespace) -> int:
     console = Console(stderr=False)
     try:
         opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
-                              virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning)
+                              virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning,
+                              image_timeout_s=args.image_timeout, watchdog_ms=args.watchdog_ms)
     except ValidationError as exc:
         for err in exc.errors():
             console.print(f"[red]crescent acquire:[/] --{'.'.join(map(str, err['loc']))}: {err['msg']}")
@@ -99,6 +100,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--binning", type=int, default=None, choices=range(1, 9), metavar="1..8",
                    help=f"read-out binning of the simulated 50 um panel (default {DEFAULT_BINNING} = 200 um; "
                    f"{STEREO_BINNING} for stereotactic exams)")
+    p.add_argument("--image-timeout", type=float, default=None, metavar="S",
+                   help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
+    p.add_argument("--watchdog-ms", type=int, default=None, metavar="MS",
+                   help="device watchdog to ask for with --port (default 2000 ms)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     p.set_defaults(func=_cmd)
 

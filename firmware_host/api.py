@@ -32,7 +32,7 @@ import simpy
 from firmware_host.audit import JsonlAudit, MemoryAudit
 from firmware_host.controller import Controller, ProgressCallback, TrafficTap
 from firmware_host.errors import ExamError
-from firmware_host.exam_plan import ExamContext, ExamOptions, exam_plan
+from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamContext, ExamOptions, exam_plan
 from firmware_host.intake import open_data_channel
 from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
@@ -43,7 +43,7 @@ from firmware_host.simpy_adapter import Endpoint, SimpyAdapter
 from firmware_host.store import ExamStore
 from protocols.exams import load_exam, load_standard_exam, validate_exam
 from protocols.exams.models import ExamModel
-from protocols.wire.catalogue import FaultCode, SimInput
+from protocols.wire.catalogue import Capability, FaultCode, SimInput
 from protocols.wire.link import LinkConfig
 from protocols.wire.messages import GetStatus, Message, SimInjectFault, SimSetInput
 
@@ -84,6 +84,19 @@ def resolve_exam(exam: str | os.PathLike[str] | ExamModel) -> ExamModel:
     return exam
 
 
+def exam_options_for(session: SessionInfo, options: ExamOptions, image_timeout_s: float | None = None) -> ExamOptions:
+    """``options`` with the image timeout chosen for the device behind ``session``.
+
+    ``image_timeout_s`` if given; otherwise a device announcing SIMULATION_CONTROLS (a simulated
+    gantry, perhaps started by hand with ``crescent gantry --pty``) gets at least
+    :data:`SIMULATED_IMAGE_TIMEOUT_S`, since it renders every frame, and a rig keeps ``options``'.
+    """
+    if image_timeout_s is None:
+        simulated = bool(session.device_capabilities & int(Capability.SIMULATION_CONTROLS))  # type: ignore[attr-defined]
+        image_timeout_s = max(options.image_timeout_s, SIMULATED_IMAGE_TIMEOUT_S) if simulated else options.image_timeout_s
+    return options.model_copy(update={"image_timeout_s": image_timeout_s})
+
+
 class Gantry:
     """A connected gantry (real or virtual). Use :func:`connect` or :func:`connect_virtual`."""
 
@@ -98,6 +111,10 @@ class Gantry:
             connect_plan(session_id, options.heartbeat_period_ms, options.watchdog_timeout_ms), "connect"
         )
         self._exam_count = 0
+
+    def exam_options(self, image_timeout_s: float | None = None) -> ExamOptions:
+        """This connection's options with the image timeout chosen for the device (:func:`exam_options_for`)."""
+        return exam_options_for(self.session, self.options, image_timeout_s)
 
     # -- context manager ---------------------------------------------------------------------------
     def __enter__(self) -> "Gantry":

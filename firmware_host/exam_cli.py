@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
     run.add_argument("--out", default=None, help="exam folder (default ./exam-<name>-1)")
     run.add_argument("--baud", type=int, default=921600)
     run.add_argument("--seed", type=int, default=None, help="seed of session and plan ids")
+    run.add_argument("--image-timeout", type=float, default=None, metavar="S",
+                     help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
     run.add_argument("--watchdog-ms", type=int, default=2000,
                      help="device watchdog asked for in HELLO; the host calls the device lost after as long (ms)")
     run.set_defaults(func=_run)
@@ -111,7 +113,8 @@ def _run(args: argparse.Namespace) -> int:
             s = gantry.session
             print(f"connected: firmware {s.firmware_version}, serial {s.serial_number}, state {s.state_at_connect}",
                   file=sys.stderr)
-            result = gantry.run_exam(args.exam, args.out, progress=_progress)
+            result = gantry.run_exam(args.exam, args.out, progress=_progress,
+                                     options=gantry.exam_options(args.image_timeout))
     except (HostError, KeyError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

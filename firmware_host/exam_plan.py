@@ -79,6 +79,11 @@ EXAM_PHASES: tuple[str, ...] = (
 )
 
 
+#: Image timeout for a simulated gantry, s. In real time it renders each image with the X-ray
+#: physics, which takes seconds (the first one also builds the phantom), far longer than a panel's readout.
+SIMULATED_IMAGE_TIMEOUT_S = 60.0
+
+
 class ExamOptions(BaseModel):
     """Host-side settings of an exam run (times in s, angles in deg, forces in N)."""
 

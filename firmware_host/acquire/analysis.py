@@ -101,13 +101,29 @@ def flat_fields(header: AcquisitionHeader, exposures: list[ExposureRecord], dete
     return np.stack([imager.image(e).astype(np.float32) for e in exposures])
 
 
+#: Percentile of a projection's dark-corrected signal taken as its open-field (unattenuated) level.
+OPEN_FIELD_PERCENTILE = 99.5
+
+
+def open_field_signal(raw: np.ndarray, dark: float) -> np.ndarray:
+    """Unattenuated signal of each projection ``(n, rows, cols)`` when no flat field is known, counts.
+
+    The direct-exposure area beside the breast is the brightest part of a mammogram, so the
+    :data:`OPEN_FIELD_PERCENTILE` percentile of each dark-corrected projection stands for I0. It does
+    not correct the heel effect or gain non-uniformity (a flat field would); the report says so.
+    """
+    a = np.asarray(raw, dtype=np.float32) - np.float32(dark)
+    return np.array([float(np.percentile(p, OPEN_FIELD_PERCENTILE)) for p in a])
+
+
 def reconstruct(raw: np.ndarray, header: AcquisitionHeader, *, flat: np.ndarray | None, dark: float,
-                voxel_mm: float, slice_mm: float = 1.0, spec: FilterSpec | None = None) -> Reconstruction:
-    """FBP of the breast region: log-normalise against the flat fields, then filtered backprojection."""
+                voxel_mm: float, slice_mm: float = 1.0, spec: FilterSpec | None = None,
+                i0: np.ndarray | None = None) -> Reconstruction:
+    """FBP of the breast region: log-normalise (flat fields, else ``i0`` per projection), then filtered backprojection."""
     import time
 
     t0 = time.perf_counter()
-    lines = line_integrals(raw, flat=flat, dark=dark, clip_negative=True)
+    lines = line_integrals(raw, flat=flat, dark=dark, i0=None if flat is not None else i0, clip_negative=True)
     x0, x1, y0, y1 = breast_roi(lines, header)
     g = header.geometry
     grid = VolumeGrid(voxel_mm=voxel_mm, x_min_mm=x0, x_max_mm=x1, y_min_mm=y0, y_max_mm=y1,

@@ -35,7 +35,7 @@ from firmware_host.acquire import analysis
 from firmware_host.acquire.gantry_launch import PtyGantryProcess, virtual_gantry, write_gantry_config
 from firmware_host.acquire.timeline import timeline_from_packets
 from firmware_host.api import ExamResult, connect, connect_virtual, resolve_exam
-from firmware_host.exam_plan import ExamOptions
+from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
 from hil.capture import Tap
 from hil.pcap import write_pcap
 from protocols.records import AcquisitionHeader, ExposureRecord
@@ -49,9 +49,6 @@ DEFAULT_PHANTOM_VOXEL_MM = 0.25
 DEFAULT_BINNING = 4
 #: Stereotactic exams read the panel at full resolution (50 um): biopsy needs sub-millimetre depth.
 STEREO_BINNING = 1
-#: In real time the simulated detector renders each image with the X-ray physics, which takes
-#: seconds (the first one also builds the phantom), far longer than a panel's readout.
-SIMULATED_IMAGE_TIMEOUT_S = 60.0
 #: Watchdog asked of the simulated gantry, ms: its real-time loop shares a small machine with the
 #: physics and the host, and a loaded 2-core machine can stall both for a second or two.
 SIMULATED_WATCHDOG_MS = 5000
@@ -74,6 +71,14 @@ class AcquireOptions(BaseModel):
     phantom_voxel_mm: float = Field(DEFAULT_PHANTOM_VOXEL_MM, gt=0.0, le=2.0)
     recon_voxel_mm: float | None = Field(None, gt=0.0, le=2.0, description="in-plane voxel (default: image pitch)")
     slice_mm: float = Field(1.0, gt=0.0, le=10.0, description="slice spacing, mm")
+    watchdog_ms: int | None = Field(
+        None, ge=100, le=60000,
+        description="device watchdog asked for on a --port connection, ms (default 2000; the simulated gantry "
+                    "this command starts gets 5000)")
+    image_timeout_s: float | None = Field(
+        None, gt=0.0, le=600.0,
+        description="wait for each image, s (default: 3 s on a rig, 60 s on a simulated gantry, which renders "
+                    "each frame)")
 
 
 @dataclass
@@ -93,6 +98,7 @@ class AcquireResult:
     scout_mgd_mgy: float = 0.0
     timings_s: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
+    normalisation: str = ""  # how raw counts became line integrals (flat fields, or open field on a rig)
 
     @property
     def scan_time_s(self) -> float:
@@ -118,6 +124,7 @@ class AcquireResult:
             "total_mgd_mgy": round(self.exam_mgd_mgy, 4),
             "projections_mgd_mgy": round(self.dose.total_mgd_mgy, 4),
             "scout_mgd_mgy": round(self.scout_mgd_mgy, 4),
+            "normalisation": self.normalisation,
             "lesions": [
                 {"kind": f.truth.kind, "x_mm": round(f.truth.x_mm, 3), "y_mm": round(f.truth.y_mm, 3),
                  "true_z_mm": round(f.truth.z_mm, 3), "diameter_mm": round(f.truth.diameter_mm, 3),
@@ -187,7 +194,8 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
         # the capture is written however the exam ends: it is what a failure is read from
         stack.callback(lambda: write_pcap(capture, tap.packets))
         if not simulated:
-            gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap))
+            port_options = ExamOptions(watchdog_timeout_ms=opts.watchdog_ms) if opts.watchdog_ms else None
+            gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap, options=port_options))
         elif opts.virtual_time:
             gdir.mkdir(parents=True, exist_ok=True)
             write_gantry_config(cfg, gdir / "gantry-config.yaml")
@@ -199,7 +207,9 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
             cfg_path = write_gantry_config(cfg, gdir / "gantry-config.yaml")
             proc = stack.enter_context(PtyGantryProcess(cfg_path, data_dir, gdir / "device-events.jsonl", opts.seed))
             gantry = stack.enter_context(connect(proc.url, seed=opts.seed, tap=tap, options=options))
-        result = gantry.run_exam(opts.exam, out / "exam", progress=progress)
+        result = gantry.run_exam(opts.exam, out / "exam", progress=progress,
+                                 options=gantry.exam_options(opts.image_timeout_s))
+        device_dark_adu = float(gantry.session.info.dark_offset_adu)  # type: ignore[attr-defined]
     timings["exam"] = time.perf_counter() - t0
     files = [result.record_path, result.audit_path, capture]
     rec = result.record
@@ -217,19 +227,24 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
         flat = analysis.flat_fields(header, exposures)
         dark = float(DetectorModel().offset_adu)
         lesions, phantom = _phantom_truth(data_dir, cfg, header)
-    else:
-        flat, dark, lesions, phantom = None, 0.0, [], None
+    else:  # a rig: no flat-field calibration or phantom truth here; the device's dark offset, open-field I0
+        flat, dark, lesions, phantom = None, device_dark_adu, [], None
+    i0 = analysis.open_field_signal(raw, dark) if flat is None else None
+    normalisation = ("flat fields of the simulated detector" if flat is not None else
+                     f"no flat field: each projection's open-field signal ({analysis.OPEN_FIELD_PERCENTILE:g}th "
+                     f"percentile after the device's dark offset {dark:g} ADU); heel effect and gain not corrected")
     say("reconstruction", 1, 3)
     angles = {round(e.mean_angle_deg, 2) for e in exposures}
     recon, findings, stereo = None, [], []
     if rec.exam_kind == "stereo":  # stereotactic pair (after any 0-degree view): triangulate the lesions
         pair = [i for i, e in enumerate(exposures) if abs(e.mean_angle_deg) > 1.0][-2:]
         if len(pair) == 2:
-            lines = line_integrals(raw[pair], flat=None if flat is None else flat[pair], dark=dark, clip_negative=True)
+            lines = line_integrals(raw[pair], flat=None if flat is None else flat[pair], dark=dark,
+                                   i0=None if i0 is None else i0[pair], clip_negative=True)
             stereo = analysis.stereo_localise(lines, header, [exposures[i] for i in pair], lesions)
     elif len(angles) >= 3:  # tomosynthesis: reconstruct slices and find the lesions in focus
         voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
-        recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm)
+        recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm, i0=i0)
         say("reconstruction", 2, 3)
         findings = analysis.find_lesions(recon, lesions)
     say("reconstruction", 3, 3)
@@ -248,7 +263,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     t3 = time.perf_counter()
     acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
                         recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files,
-                        exam_mgd_mgy=dose_all.total_mgd_mgy,
+                        exam_mgd_mgy=dose_all.total_mgd_mgy, normalisation=normalisation,
                         scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout))
     from firmware_host.acquire.writers import write_outputs
 

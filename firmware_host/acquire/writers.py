@@ -83,6 +83,7 @@ def _report_data(acq: "AcquireResult", raw: np.ndarray, timeline: Timeline, file
         "MGD of the exam": (f"{acq.exam_mgd_mgy:.3f} mGy (projections {acq.dose.total_mgd_mgy:.3f} "
                             f"+ AEC scout {acq.scout_mgd_mgy:.3f})"),
         "largest angle error": f"{max((abs(c.angle_error_deg) for c in rec.checks), default=0.0):.3f} deg",
+        "normalisation": acq.normalisation or "-",
         "run time": ", ".join(f"{k} {v:.1f} s" for k, v in acq.timings_s.items()),
     }
     for f in acq.findings:

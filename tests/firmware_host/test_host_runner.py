@@ -278,3 +278,22 @@ def test_focal_spot_code_picks_the_device_spot_nearest_the_request() -> None:
     # a 0.3/0.5 mm tube: 0.3 mm is its SMALL spot (a fixed 0.2 mm threshold would send LARGE = 0.5 mm)
     assert focal_spot_code(0.3, (0.5, 0.3)) == small and focal_spot_code(0.5, (0.3, 0.5)) == large
     assert focal_spot_code(0.1, (0.3,)) == large  # one spot: only LARGE exists
+
+
+def test_a_simulated_device_gets_the_simulated_image_timeout() -> None:
+    from dataclasses import replace
+
+    from firmware_host.api import exam_options_for
+    from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
+    from protocols.wire.catalogue import Capability
+
+    ctl = Controller(seed=21)
+    replies = {"HELLO": hello_reply(HOST_PROTOCOL_VERSION), "GET_INFO": info_reply(), "GET_STATUS": status_reply()}
+    rig = drive(ctl, ScriptedDevice(lambda m: replies[m.NAME] if m.NAME in replies else old_firmware(m)),
+                connect_plan(21)).outcome()
+    sim = replace(rig, device_capabilities=rig.device_capabilities | int(Capability.SIMULATION_CONTROLS))
+    base = ExamOptions()
+    assert exam_options_for(rig, base).image_timeout_s == base.image_timeout_s == 3.0
+    assert exam_options_for(sim, base).image_timeout_s == SIMULATED_IMAGE_TIMEOUT_S
+    assert exam_options_for(sim, base, 12.5).image_timeout_s == exam_options_for(rig, base, 12.5).image_timeout_s == 12.5
+    assert exam_options_for(sim, base).watchdog_timeout_ms == base.watchdog_timeout_ms  # nothing else changes
