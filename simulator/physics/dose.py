@@ -130,9 +130,8 @@ def s_factor(anode_filter: str, thickness_mm: float) -> float:
 
 def _mixture(glandularity: float, energies_kev: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """mu (1/mm) and mu_en/rho (cm^2/g) of glandular tissue, and mu (1/mm) of the mixture by weight."""
-    w = glandularity
-    rho = 1.0 / (w / materials.GLANDULAR.density_g_cm3 + (1 - w) / materials.ADIPOSE.density_g_cm3)
-    mu_rho = w * materials.mass_attenuation("glandular", energies_kev) + (1 - w) * materials.mass_attenuation("adipose", energies_kev)
+    rho = materials.breast_mixture_density_g_cm3(glandularity)
+    mu_rho = materials.breast_mixture_mass_attenuation(glandularity, energies_kev)
     return mu_rho * rho / 10.0, materials.mass_energy_absorption("glandular", energies_kev)
 
 

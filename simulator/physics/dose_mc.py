@@ -91,8 +91,7 @@ class BreastModel:
 
     @property
     def mixture_density_g_cm3(self) -> float:
-        w = self.glandularity
-        return 1.0 / (w / materials.GLANDULAR.density_g_cm3 + (1 - w) / materials.ADIPOSE.density_g_cm3)
+        return materials.breast_mixture_density_g_cm3(self.glandularity)
 
     @property
     def glandular_mass_g(self) -> float:
@@ -114,11 +113,6 @@ class DoseResult:
 # ----------------------------------------------------------------------------------- tables
 def _energy_grid(e_max_kev: float) -> np.ndarray:
     return np.arange(E_MIN_KEV, e_max_kev + 2 * E_STEP_KEV, E_STEP_KEV)
-
-
-def _mixture_coefficients(glandularity: float, e: np.ndarray, kind: str) -> np.ndarray:
-    w = glandularity
-    return w * materials.mass_attenuation("glandular", e, kind) + (1 - w) * materials.mass_attenuation("adipose", e, kind)
 
 
 @lru_cache(maxsize=64)
@@ -147,13 +141,13 @@ def interaction_tables(glandularity: float, e_max_kev: float) -> tuple[np.ndarra
     Region 0 is the adipose shell, region 1 the mixture.
     """
     e = _energy_grid(e_max_kev)
-    rho = BreastModel(20.0, glandularity).mixture_density_g_cm3
+    rho = materials.breast_mixture_density_g_cm3(glandularity)
     mu = np.empty((2, e.size))
     p_photo = np.empty_like(mu)
     p_incoh = np.empty_like(mu)
     for r, (coeff, density) in enumerate((
         (lambda kind: materials.mass_attenuation("adipose", e, kind), materials.ADIPOSE.density_g_cm3),
-        (lambda kind: _mixture_coefficients(glandularity, e, kind), rho),
+        (lambda kind: materials.breast_mixture_mass_attenuation(glandularity, e, kind), rho),
     )):
         photo, incoh, coh = coeff("photo"), coeff("incoh"), coeff("coh")
         total = photo + incoh + coh

@@ -1,7 +1,7 @@
 """The c and t factor tables of the Dance method, computed with :mod:`simulator.physics.dose_mc`.
 
 Run ``python -m simulator.physics.dose_tables`` to regenerate
-``simulator/physics/data/dose_factors_mc.json`` (about five minutes on one
+``simulator/physics/data/dose_factors_mc.json`` (about two minutes on one
 core); the file records how it was made and how long it took. ``tests/simulator/test_physics_dose_mc.py``
 recomputes entries with another seed, so the shipped file cannot drift from
 the code.
@@ -32,7 +32,7 @@ import numpy as np
 
 from protocols.geometry import AcquisitionGeometry
 from simulator.physics import spectra
-from simulator.physics.dose_mc import BreastModel, glandular_dose_per_kerma
+from simulator.physics.dose_mc import BreastModel, DoseResult, glandular_dose_per_kerma
 
 TABLE_PATH = Path(__file__).with_name("data") / "dose_factors_mc.json"
 
@@ -67,20 +67,28 @@ def _spectrum(af: str, kv: float) -> spectra.Spectrum:
     return spectra.beam_spectrum(af, kv, bin_kev=0.5, extra_pmma_mm=PADDLE_PMMA_MM)
 
 
+@lru_cache(maxsize=4096)
+def _run(thickness_mm: float, glandularity: float, af: str, kv: float, angle_deg: float, histories: int, seed: int,
+         geometry: AcquisitionGeometry) -> DoseResult:
+    """One transport run, kept: the 50 % and 0 deg runs are the denominators of many table entries."""
+    breast = BreastModel(thickness_mm, glandularity, bottom_z_mm=geometry.support_height_mm)
+    return glandular_dose_per_kerma(_spectrum(af, kv), breast, geometry.source_position(angle_deg),
+                                    histories=histories, seed=seed)
+
+
+def _ratio(num: DoseResult, den: DoseResult) -> tuple[float, float]:
+    """num / den and its standard error (an upper bound: it ignores the positive correlation that
+    the shared seed, i.e. correlated sampling, buys)."""
+    r = num.dose_per_kerma / den.dose_per_kerma
+    return r, r * math.hypot(num.std_error / num.dose_per_kerma, den.std_error / den.dose_per_kerma)
+
+
 def c_entry(thickness_mm: float, af: str, kv: float, glandularity: float, *, histories: int, seed: int,
             geometry: AcquisitionGeometry | None = None) -> tuple[float, float]:
     """One c value and its standard error (same seed for numerator and denominator: correlated sampling)."""
     g = geometry or AcquisitionGeometry()
-    s = _spectrum(af, kv)
-    src = g.source_position(0.0)
-    num = glandular_dose_per_kerma(s, BreastModel(thickness_mm, glandularity, bottom_z_mm=g.support_height_mm), src,
-                                   histories=histories, seed=seed)
-    den = glandular_dose_per_kerma(s, BreastModel(thickness_mm, 0.5, bottom_z_mm=g.support_height_mm), src,
-                                   histories=histories, seed=seed)
-    c = num.dose_per_kerma / den.dose_per_kerma
-    # upper bound on the error (ignores the positive correlation that correlated sampling buys)
-    err = c * math.hypot(num.std_error / num.dose_per_kerma, den.std_error / den.dose_per_kerma)
-    return c, err
+    return _ratio(_run(thickness_mm, glandularity, af, kv, 0.0, histories, seed, g),
+                  _run(thickness_mm, 0.5, af, kv, 0.0, histories, seed, g))
 
 
 def t_entry(thickness_mm: float, angle_deg: float, glandularity: float, *, histories: int, seed: int,
@@ -88,13 +96,8 @@ def t_entry(thickness_mm: float, angle_deg: float, glandularity: float, *, histo
     """One t value and its standard error."""
     g = geometry or AcquisitionGeometry()
     af, kv = hvl_matched_beam(T_TABLE_HVL)
-    s = _spectrum(af, kv)
-    breast = BreastModel(thickness_mm, glandularity, bottom_z_mm=g.support_height_mm)
-    tilted = glandular_dose_per_kerma(s, breast, g.source_position(angle_deg), histories=histories, seed=seed)
-    flat = glandular_dose_per_kerma(s, breast, g.source_position(0.0), histories=histories, seed=seed)
-    t = tilted.dose_per_kerma / flat.dose_per_kerma
-    err = t * math.hypot(tilted.std_error / tilted.dose_per_kerma, flat.std_error / flat.dose_per_kerma)
-    return t, err
+    return _ratio(_run(thickness_mm, glandularity, af, kv, angle_deg, histories, seed, g),
+                  _run(thickness_mm, glandularity, af, kv, 0.0, histories, seed, g))
 
 
 def build_tables(histories: int = HISTORIES, seed: int = SEED) -> dict:

@@ -194,6 +194,19 @@ def mass_energy_absorption(name: str, energies_kev: np.ndarray | list[float]) ->
     return mass_attenuation(name, e, "photo") + mass_attenuation(name, e, "incoh") * klein_nishina_transfer_fraction(e)
 
 
+def breast_mixture_density_g_cm3(glandularity: float) -> float:
+    """Density of an adipose/glandular mixture with ``glandularity`` by weight (volumes add), g/cm^3."""
+    w = glandularity
+    return 1.0 / (w / GLANDULAR.density_g_cm3 + (1 - w) / ADIPOSE.density_g_cm3)
+
+
+def breast_mixture_mass_attenuation(glandularity: float, energies_kev: np.ndarray | list[float],
+                                    kind: str = "total") -> np.ndarray:
+    """mu/rho (cm^2/g) of an adipose/glandular mixture by weight (``kind`` as in :func:`mass_attenuation`)."""
+    w = glandularity
+    return w * mass_attenuation("glandular", energies_kev, kind) + (1 - w) * mass_attenuation("adipose", energies_kev, kind)
+
+
 def attenuation_table(labels: np.ndarray | list[int], energies_kev: np.ndarray) -> np.ndarray:
     """mu in 1/mm, shape ``(len(labels), len(energies))``, for voxel labels."""
     return np.stack([linear_attenuation(int(k), energies_kev) for k in labels]) if len(labels) else np.zeros((0, len(energies_kev)))
