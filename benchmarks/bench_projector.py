@@ -38,13 +38,14 @@ import numpy as np
 
 from protocols.geometry import AcquisitionGeometry, DetectorGeometry
 from protocols.records import ExposureRecord
-from simulator.physics import materials, projector
-from simulator.physics.imaging import ExposureImager, make_phantom
-from simulator.physics.phantoms.breast import breast_phantom
-from simulator.physics.phantoms.voxel import VoxelPhantom
-from simulator.physics.projector import (label_lut, pixel_grid, polyenergetic, voxel_line_integrals,
+from physics import materials
+from simulator.imaging import projector
+from simulator.imaging.imager import ExposureImager, make_phantom
+from simulator.imaging.phantoms.breast import breast_phantom
+from simulator.imaging.phantoms.voxel import VoxelPhantom
+from simulator.imaging.projector import (label_lut, pixel_grid, polyenergetic, voxel_line_integrals,
                                          voxel_line_integrals_dense)
-from simulator.physics.spectra import beam_spectrum
+from physics.spectra import beam_spectrum
 
 
 @nb.njit(cache=True, parallel=True)

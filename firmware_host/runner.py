@@ -23,15 +23,38 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from firmware_host.errors import CommandFailed, CommandRefused, Interrupted, WaitTimeout
+from firmware_host.mirror import DeviceMirror
 from firmware_host.plans import Command, Guard, Now, Phase, Plan, Sleep, WaitFor
 from protocols.wire.catalogue import ErrorCode
+from protocols.wire.messages import Message
 
 if TYPE_CHECKING:
-    from firmware_host.controller import Controller
     from protocols.wire.link import Answered, SendFailed
+
+
+class PlanHost(Protocol):
+    """What the runner needs of the controller that owns it (:class:`firmware_host.controller.Controller`).
+
+    A protocol rather than an import, so that the controller (which creates runners) and the
+    runner do not import each other.
+    """
+
+    mirror: DeviceMirror
+
+    def send_command(self, message: Message, now: float, new_session: bool = False, log_note: str = "") -> None:
+        """Send ``message`` through the link at time ``now`` (s)."""
+
+    def on_phase(self, phase: Phase, now: float) -> None:
+        """The plan entered ``phase``."""
+
+    def log(self, kind: str, **fields: Any) -> None:
+        """Write an audit entry."""
+
+    def trouble(self) -> Interrupted | None:
+        """A condition that ends the exam, if any (suspenders)."""
 
 
 class RunnerState(enum.Enum):
@@ -50,9 +73,9 @@ class _Pending:
 
 
 class PlanRunner:
-    """Runs one plan on a :class:`~firmware_host.controller.Controller` (see module docstring)."""
+    """Runs one plan on a controller (a :class:`PlanHost`; see module docstring)."""
 
-    def __init__(self, plan: Plan, controller: "Controller", name: str = "plan") -> None:
+    def __init__(self, plan: Plan, controller: PlanHost, name: str = "plan") -> None:
         self.plan = plan
         self.controller = controller
         self.name = name

@@ -12,7 +12,7 @@
 3. From the delivered exposures (actual kV, mAs, anode/filter, window angles,
    scout included): scan time, anode heat (kV x mAs, J), largest angle and
    sweep speed, and the mean glandular dose per projection and in total for
-   each reference breast (Dance method, :mod:`simulator.physics.dose`), checked
+   each reference breast (Dance method, :mod:`physics.dose`), checked
    against that breast's limit.
 
 Dose limits (:data:`REFERENCE_BREASTS`): the European guidelines' *acceptable*
@@ -98,8 +98,8 @@ def projection_mgd_mgy(
     delivered mAs; the compression paddle's attenuation is ignored (K is
     overestimated, a conservative choice). MGD = K g c s t (Dance).
     """
-    from simulator.physics.dose import mean_glandular_dose_mgy
-    from simulator.physics.spectra import air_kerma_mgy_per_mas, beam_spectrum, half_value_layer_mm_al
+    from physics.dose import mean_glandular_dose_mgy
+    from physics.spectra import air_kerma_mgy_per_mas, beam_spectrum, half_value_layer_mm_al
 
     angle = 0.5 * (exposure.angle_start_deg + exposure.angle_end_deg)
     fx, fy, fz = focal_spot_mm(geometry, angle)

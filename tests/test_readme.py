@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from firmware_host.cli import build_parser
+from crescent.cli import build_parser
 from protocols.exams import parse_exam_yaml, validate_exam
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")

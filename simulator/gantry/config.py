@@ -132,7 +132,7 @@ class UartConfig(_Model):
 
 
 class PhantomConfig(_Model):
-    """What lies on the support (see simulator.physics.imaging.make_phantom)."""
+    """What lies on the support (see simulator.imaging.imager.make_phantom)."""
 
     name: str = "breast"
     seed: int = 1

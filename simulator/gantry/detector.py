@@ -1,9 +1,9 @@
 """Flat-panel detector: idle / ready / integrating / reading out, and the file data channel.
 
-Each exposure's image is rendered by :class:`simulator.physics.imaging.ExposureImager` from the
+Each exposure's image is rendered by :class:`simulator.imaging.imager.ExposureImager` from the
 *actual* :class:`protocols.records.ExposureRecord` (encoder angles at window start and end,
 measured kV, delivered mAs, anode/filter, focal spot). The phantom is built with
-:func:`simulator.physics.imaging.make_phantom` at the thickness the paddle actually reached
+:func:`simulator.imaging.imager.make_phantom` at the thickness the paddle actually reached
 (cached per thickness).
 
 Data channel: files ``<data_dir>/frame_<id>.raw`` (uint16 little-endian, ``[rows, cols]``
@@ -31,7 +31,7 @@ from protocols.wire.crc import crc32c
 from simulator.gantry.config import DetectorConfig, PhantomConfig
 
 if TYPE_CHECKING:
-    from simulator.physics.imaging import ExposureImager
+    from simulator.imaging.imager import ExposureImager
 
 
 #: Tube voltage range the X-ray physics renders (protocols.records.Technique), kV.
@@ -94,7 +94,7 @@ class Detector:
         self.data_channel_url: str | None = None  # set when a TCP frame server serves data_dir
         # Dark offset (pedestal) of every raw pixel, ADU, reported in DEVICE_INFO; read here, at boot,
         # because the physics import is heavy and must not stall the real-time loop on GET_INFO.
-        from simulator.physics.detector import DetectorModel
+        from simulator.imaging.detector import DetectorModel
 
         self.dark_offset_adu: float = DetectorModel().offset_adu
 
@@ -156,7 +156,7 @@ class Detector:
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
                  thickness_mm: float) -> ExposureImager:
     """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`."""
-    from simulator.physics.imaging import ExposureImager, make_phantom  # heavy (numba, spekpy): load on first use
+    from simulator.imaging.imager import ExposureImager, make_phantom  # heavy (numba, spekpy): load on first use
 
     ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
                       **phantom.options)

@@ -32,7 +32,7 @@ def test_sigkill_mid_sweep_is_made_safe_and_reported(tmp_path) -> None:
     out = tmp_path / "exam"
     gantry_proc = PtyGantry(tmp_path)
     try:
-        host = subprocess.Popen([sys.executable, "-m", "firmware_host.cli", "exam", "run", str(exam_file),
+        host = subprocess.Popen([sys.executable, "-m", "crescent", "exam", "run", str(exam_file),
                                  "--port", gantry_proc.path, "--out", str(out), "--seed", "4", "--watchdog-ms", "8000"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert wait_for(lambda: _exposures_logged(out / "audit.jsonl") >= 2 or host.poll() is not None, 90.0)

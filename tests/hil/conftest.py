@@ -61,7 +61,7 @@ def gantry_pty():  # type: ignore[no-untyped-def]
     with open(cfg_path, "w", encoding="utf-8") as fh:  # the default gantry with a small detector: fast images
         yaml.safe_dump(sim_config(None).model_dump(mode="json"), fh)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "gantry", "--pty", "--quiet", "--data-dir", data_dir, "--seed", "3",
+        [sys.executable, "-m", "crescent", "gantry", "--pty", "--quiet", "--data-dir", data_dir, "--seed", "3",
          "--config", cfg_path],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,

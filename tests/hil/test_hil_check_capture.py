@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from hil.check_capture import check_items
-from hil.cli import register  # noqa: F401  (the CLI module imports cheaply)
+from crescent.capture.command import register  # noqa: F401  (the command module imports cheaply)
 from hil.decode import decode_packets
 from hil.pcap import write_pcap
-from firmware_host.cli import main as crescent_main
+from crescent.cli import main as crescent_main
 
 H2D, D2H = 0, 1
 ANGLES = [-7500, 0, 7500]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xmlschema
 import pytest
 
-from firmware_host.cli import main as crescent_main
+from crescent.cli import main as crescent_main
 from hil.conformance import run_suite
 from hil.conformance.checks import CHECKS
 from hil.defects import DEFECTS, DefectProxy

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from firmware_host.cli import main as crescent_main
+from crescent.cli import main as crescent_main
 from hil.decode import decode_packets
 from hil.pcap import write_pcap
 from hil.rig import EXAMPLE_RIG_PATH, InterlockSource, RigFileError, load_rig, sim_rig

@@ -10,7 +10,7 @@ import pytest
 import xmlschema
 import yaml
 
-from firmware_host.cli import main as crescent_main
+from crescent.cli import main as crescent_main
 from hil.junit import JUNIT_XSD
 from hil.validate_exam import REFERENCE_BREASTS, STANDARD_BREAST, focal_spot_mm, projection_mgd_mgy, validate_file
 from protocols.exams.standard import list_standard_exams, standard_exam_yaml
@@ -135,8 +135,8 @@ def _exposure(angle: float, mas: float = 10.0) -> ExposureRecord:
 
 
 def test_dose_follows_mas_inverse_square_and_arc_symmetry() -> None:
-    from simulator.physics.dose import g_factor, s_factor
-    from simulator.physics.spectra import air_kerma_mgy_per_mas, beam_spectrum, half_value_layer_mm_al
+    from physics.dose import g_factor, s_factor
+    from physics.spectra import air_kerma_mgy_per_mas, beam_spectrum, half_value_layer_mm_al
 
     geo = AcquisitionGeometry(sid_mm=650.0, pivot_height_mm=0.0, support_height_mm=20.0)
     # focal spot by hand: 650 mm above the detector at 0 deg; at 30 deg, (325, 0, 562.9)

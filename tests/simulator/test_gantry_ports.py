@@ -31,7 +31,7 @@ def _vector(name: str) -> dict:
 
 
 def _start(args: list[str], tmp_path: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli", "gantry", *args, "--quiet",
+    proc = subprocess.Popen([sys.executable, "-m", "crescent", "gantry", *args, "--quiet",
                              "--data-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()

@@ -18,7 +18,7 @@ from simulator.gantry.client import LinkClient, make_plan, open_session
 from simulator.gantry.config import small_detector
 from simulator.gantry.detector import read_frame
 from simulator.gantry.firmware import exposure_record
-from simulator.physics.imaging import ExposureImager, make_phantom
+from simulator.imaging.imager import ExposureImager, make_phantom
 
 ANGLES = [-25.0 + 50.0 * i / 24 for i in range(25)]
 

@@ -1,0 +1,1 @@
+"""``crescent acquire``: the acquire pipeline (exam, reconstruction, analysis, outputs) and its command."""

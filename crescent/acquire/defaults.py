@@ -1,0 +1,11 @@
+"""Defaults of ``crescent acquire`` (no imports: ``crescent acquire --help`` reads them cheaply)."""
+
+#: Phantom voxel size of the default simulated breast, mm (physics team's recommendation).
+DEFAULT_PHANTOM_VOXEL_MM = 0.25
+#: Read-out binning of the default simulated panel: 50 um dels binned 4x4 = 200 um images.
+DEFAULT_BINNING = 4
+#: Stereotactic exams read the panel at full resolution (50 um): biopsy needs sub-millimetre depth.
+STEREO_BINNING = 1
+#: Watchdog asked of the simulated gantry, ms: its real-time loop shares a small machine with the
+#: physics and the host, and a loaded 2-core machine can stall both for a second or two.
+SIMULATED_WATCHDOG_MS = 5000

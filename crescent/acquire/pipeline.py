@@ -1,0 +1,164 @@
+"""``crescent acquire``: one simulated (or real) exam from compression to report.
+
+Steps: start or reach the gantry; run the exam through the host controller
+(every byte captured); reconstruct; find the lesions in focus and measure
+their SDNR; compute dose per projection; measure the detector MTF; write the
+outputs (DICOM, NumPy/TIFF, report, capture, records). Nothing here models the
+device or the physics: it calls the packages that do.
+
+Output folder layout (``out``)::
+
+    exam/                     audit.jsonl, exam_record.json, projections/*.npy + .json, scout (host store)
+    dicom/proj_NNN.dcm        Digital Mammography X-Ray Image - For Processing, one per projection
+    dicom/tomo.dcm            Breast Tomosynthesis Image (enhanced multi-frame)
+    arrays/                   projections .npy + exposure records JSON, volume .npy and .tif
+    report.html, *.png        the report and its figures
+    capture.pcap              serial traffic both ways (Wireshark: hil/wireshark/crescent.lua)
+    gantry/                   simulated gantry: config, device event log, data channel
+    summary.json              the figures of the summary table
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crescent.acquire import analysis
+from crescent.acquire.gantry_launch import PtyGantryProcess, virtual_gantry, write_gantry_config
+from crescent.acquire.defaults import DEFAULT_BINNING, SIMULATED_WATCHDOG_MS, STEREO_BINNING
+from crescent.acquire.options import AcquireOptions
+from crescent.acquire.result import AcquireResult
+from crescent.acquire.timeline import timeline_from_packets
+from crescent.acquire.writers import write_outputs
+from firmware_host.api import connect, connect_virtual, resolve_exam
+from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
+from hil.capture import Tap
+from hil.pcap import write_pcap
+from protocols.records import AcquisitionHeader, ExposureRecord
+from reconstruction.preprocess import line_integrals
+
+ProgressFn = Callable[[str, int, int], None]
+
+#: Glandularity (by weight) assumed for the dose of a rig exam, where the breast's is unknown: Dance's
+#: standard 50 % breast at the compressed thickness the device read back.
+RIG_DOSE_GLANDULARITY = 0.5
+
+
+def _gantry_config(opts: AcquireOptions) -> Any:
+    from simulator.gantry import load_config
+
+    cfg = load_config(opts.gantry_config)
+    binning = opts.binning or (STEREO_BINNING if resolve_exam(opts.exam).kind == "stereo" else DEFAULT_BINNING)
+    det = cfg.geometry.detector  # same active area, read out with the requested binning
+    rows = int(round(det.rows * det.binning / binning))
+    cols = int(round(det.cols * det.binning / binning))
+    detector = det.model_copy(update={"binning": binning, "rows": rows, "cols": cols})
+    return cfg.with_overrides(
+        geometry={"detector": detector.model_dump()},
+        phantom={"name": opts.phantom, "seed": opts.seed, "voxel_mm": opts.phantom_voxel_mm},
+    )
+
+
+def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> AcquireResult:
+    """Run the whole chain; ``progress(stage, index, total)`` reports exam phases, projections and slices."""
+    say = progress or (lambda stage, i, n: None)
+    out = opts.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    tap = Tap()
+    simulated = opts.port is None
+    cfg = _gantry_config(opts) if simulated else None
+    gdir = out / "gantry"
+    data_dir = gdir / "data-channel" if simulated else None
+    options = (ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S, watchdog_timeout_ms=SIMULATED_WATCHDOG_MS)
+               if simulated else None)
+    capture = out / "capture.pcap"
+    with ExitStack() as stack:
+        # the capture is written however the exam ends: it is what a failure is read from
+        stack.callback(lambda: write_pcap(capture, tap.packets))
+        if not simulated:
+            port_options = ExamOptions(watchdog_timeout_ms=opts.watchdog_ms) if opts.watchdog_ms else None
+            gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap, options=port_options))
+        elif opts.virtual_time:
+            gdir.mkdir(parents=True, exist_ok=True)
+            write_gantry_config(cfg, gdir / "gantry-config.yaml")
+            env, model, endpoint = virtual_gantry(cfg, opts.seed, data_dir, gdir / "device-events.jsonl")
+            stack.callback(model.log.close)
+            gantry = stack.enter_context(connect_virtual(env, endpoint, seed=opts.seed, tap=tap, options=options))
+        else:
+            gdir.mkdir(parents=True, exist_ok=True)
+            cfg_path = write_gantry_config(cfg, gdir / "gantry-config.yaml")
+            proc = stack.enter_context(PtyGantryProcess(cfg_path, data_dir, gdir / "device-events.jsonl", opts.seed))
+            gantry = stack.enter_context(connect(proc.url, seed=opts.seed, tap=tap, options=options))
+        result = gantry.run_exam(opts.exam, out / "exam", progress=progress,
+                                 options=gantry.exam_options(opts.image_timeout_s))
+        device_dark_adu = float(gantry.session.info.dark_offset_adu)  # type: ignore[attr-defined]
+    timings["exam"] = time.perf_counter() - t0
+    files = [result.record_path, result.audit_path, capture]
+    rec = result.record
+    if rec.header is None or not rec.header.projections:
+        raise RuntimeError(f"exam {rec.exam_name} produced no projections: {rec.status} ({rec.reason})")
+    header = rec.header
+    exposures = [p.exposure for p in header.projections]
+    raw = np.stack([np.load(p) for p in result.image_paths]).astype(np.float32)
+
+    t1 = time.perf_counter()
+    say("reconstruction", 0, 3)
+    if simulated:
+        from crescent.acquire import simulated as sim
+        from simulator.imaging.detector import DetectorModel
+
+        flat = sim.flat_fields(header, exposures)
+        dark = float(DetectorModel().offset_adu)
+        lesions, phantom = sim.phantom_truth(data_dir, cfg, header)
+        breast = (phantom.thickness_mm, phantom.glandularity)
+    else:  # a rig: no flat-field calibration or phantom truth here; the device's dark offset, open-field I0
+        flat, dark, lesions = None, device_dark_adu, []
+        breast = (header.compressed_thickness_mm, RIG_DOSE_GLANDULARITY)
+    i0 = analysis.open_field_signal(raw, dark) if flat is None else None
+    normalisation = ("flat fields of the simulated detector" if flat is not None else
+                     f"no flat field: each projection's open-field signal ({analysis.OPEN_FIELD_PERCENTILE:g}th "
+                     f"percentile after the device's dark offset {dark:g} ADU); heel effect and gain not corrected")
+    say("reconstruction", 1, 3)
+    angles = {round(e.mean_angle_deg, 2) for e in exposures}
+    recon, findings, stereo = None, [], []
+    if rec.exam_kind == "stereo":  # stereotactic pair (after any 0-degree view): triangulate the lesions
+        pair = [i for i, e in enumerate(exposures) if abs(e.mean_angle_deg) > 1.0][-2:]
+        if len(pair) == 2:
+            lines = line_integrals(raw[pair], flat=None if flat is None else flat[pair], dark=dark,
+                                   i0=None if i0 is None else i0[pair], clip_negative=True)
+            stereo = analysis.stereo_localise(lines, header, [exposures[i] for i in pair], lesions)
+    elif len(angles) >= 3:  # tomosynthesis: reconstruct slices and find the lesions in focus
+        voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
+        recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm, i0=i0)
+        say("reconstruction", 2, 3)
+        findings = analysis.find_lesions(recon, lesions)
+    say("reconstruction", 3, 3)
+    timings["reconstruction"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    thickness_mm, glandularity = breast
+    dose = analysis.dose(header, exposures, thickness_mm=thickness_mm, glandularity=glandularity)  # stored projections
+    dose_all = analysis.dose(header, list(rec.exposures), thickness_mm=thickness_mm,
+                             glandularity=glandularity)  # every exposure made: the patient's dose
+    mtf = sim.detector_mtf(header, exposures[0].kvp, exposures[0].anode_filter) if simulated else None
+    timings["dose_and_mtf"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
+                        recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files,
+                        exam_mgd_mgy=dose_all.total_mgd_mgy, normalisation=normalisation,
+                        scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout))
+    acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)
+    timings["outputs"] = time.perf_counter() - t3
+    timings["total"] = time.perf_counter() - t0
+    (out / "summary.json").write_text(json.dumps(acq.summary(), indent=2))
+    acq.files.append(out / "summary.json")
+    return acq

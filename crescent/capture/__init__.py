@@ -1,0 +1,1 @@
+"""``crescent capture``: see :mod:`crescent.capture.command`."""

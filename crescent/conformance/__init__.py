@@ -1,0 +1,1 @@
+"""``crescent conformance``: see :mod:`crescent.conformance.command`."""

@@ -1,0 +1,1 @@
+"""``crescent demo``: see :mod:`crescent.demo.command`."""

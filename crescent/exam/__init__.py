@@ -1,0 +1,1 @@
+"""``crescent exam``: see :mod:`crescent.exam.command`."""

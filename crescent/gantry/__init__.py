@@ -1,0 +1,1 @@
+"""``crescent gantry``: see :mod:`crescent.gantry.command`."""

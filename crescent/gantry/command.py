@@ -1,0 +1,91 @@
+"""``crescent gantry``: run the simulated gantry behind a pseudo-terminal or a TCP socket, in real time.
+
+Usage::
+
+    crescent gantry [--pty | --tcp PORT] [--bind ADDR] [--config NAME_OR_FILE] [--faults FILE]
+                    [--seed N] [--data-dir DIR] [--data-channel file|tcp] [--data-port PORT]
+                    [--data-host NAME] [--event-log FILE] [--quiet]
+
+The first line on stdout says where it listens, machine-readable: ``listening pty /dev/pts/5``
+or ``listening tcp 127.0.0.1:5555``. The device event log (JSON lines) is echoed to stderr
+unless ``--quiet`` and written to ``<data-dir>/device-events.jsonl`` (or ``--event-log``).
+Images go to ``--data-dir``; with ``--data-channel tcp`` a frame server also serves them on
+``--bind:--data-port`` and DEVICE_INFO names ``tcp://HOST:PORT`` (HOST: ``--data-host``, else the
+bind address, else this machine's name for 0.0.0.0), for hosts that do not share the gantry's
+file system. Ctrl-C or SIGTERM stops it cleanly. Also runnable as ``python -m crescent gantry ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from typing import Any
+
+log = logging.getLogger("crescent.gantry")
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``gantry`` subcommand to the ``crescent`` parser."""
+    p = subparsers.add_parser("gantry", help="run the simulated gantry on a pty or TCP socket (real time)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal (default)")
+    where.add_argument("--tcp", type=int, metavar="PORT", help="serve on a TCP port (0 = any free port)")
+    p.add_argument("--bind", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
+    p.add_argument("--config", default=None,
+                   help="gantry config: a YAML file or a preset (default, ge-like, siemens-like, hologic-like)")
+    p.add_argument("--faults", default=None, help="fault schedule YAML (see simulator/configs/faults-example.yaml)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random thing (default 0)")
+    p.add_argument("--data-dir", default=None, help="image data channel directory (default: a new temp dir)")
+    p.add_argument("--data-channel", choices=("file", "tcp"), default="file",
+                   help="how the host fetches images: the data directory (file, default) or a TCP frame server "
+                        "on --bind:--data-port (tcp; protocol in protocols/data_channel.py)")
+    p.add_argument("--data-port", type=int, default=0, help="TCP port of the frame server (default 0: any free port)")
+    p.add_argument("--data-host", default=None,
+                   help="host name DEVICE_INFO gives for the frame server (default: --bind, or this machine's "
+                        "name when --bind is 0.0.0.0)")
+    p.add_argument("--event-log", default="auto", help="device event log path (default <data-dir>/device-events.jsonl)")
+    p.add_argument("--quiet", action="store_true", help="do not echo the event log to stderr")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the gantry until Ctrl-C / SIGTERM; returns the exit status."""
+    from simulator.gantry.config import load_config
+    from simulator.gantry.faults import load_faults
+    from simulator.gantry.realtime import serve
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = load_config(args.config)
+        faults = load_faults(args.faults)
+    except (OSError, ValueError) as exc:
+        print(f"crescent gantry: {exc}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+
+    def listening(where: str) -> None:
+        print(f"listening {where}", flush=True)
+
+    echo = None if args.quiet else (lambda line: log.info("%s", line))
+    try:
+        serve(config, mode="tcp" if args.tcp is not None else "pty", port=args.tcp or 0, bind=args.bind,
+              seed=args.seed, faults=faults, data_dir=args.data_dir,
+              event_log=None if args.event_log in ("none", "") else args.event_log,
+              on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port,
+              data_host=args.data_host)
+    except OSError as exc:
+        print(f"crescent gantry: {exc}", file=sys.stderr)
+        return 1
+    log.info("stopped")
+    return 0

@@ -1,0 +1,227 @@
+"""DICOM building blocks shared by the projection and the tomosynthesis writers.
+
+Each function fills one DICOM module (or a piece of one) on a
+:class:`pydicom.dataset.Dataset`. Geometry follows the gantry frame of
+:mod:`protocols.geometry` (mm; detector ``z = 0``, ``x`` along the chest wall
+/ arc, ``y`` into the breast, ``z`` up); the DICOM patient frame (LPS) used
+for the Frame of Reference is the gantry frame rotated by the C-arm rotation
+``a`` of the view about the antero-posterior axis, with the breast pointing
+anterior::
+
+    patient = (x cos a, -y, x sin a + z)     (a = 0 for CC: x -> patient left)
+
+so ``y`` (chest wall -> nipple) is anterior, which is how the DICOM
+Patient Orientation of the images is derived.
+
+Codes are SNOMED CT (scheme ``SCT``), as the DICOM standard has used since
+2019 instead of the retired SNOMED-RT ``SRT`` codes (CID 4014 views, CID 4031
+breast).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID
+
+from crescent.outputs.study import StudyInfo
+from protocols.geometry import AcquisitionGeometry
+from protocols.records import AcquisitionHeader
+
+#: View codes, CID 4014 (SCT code value, code meaning) with the retired SRT equivalents in comments.
+VIEW_CODES: dict[str, tuple[str, str]] = {
+    "CC": ("399162004", "cranio-caudal"),  # SRT R-10242
+    "MLO": ("399368009", "medio-lateral oblique"),  # SRT R-10226
+}
+#: Anatomic region "Breast", CID 4031 (SRT T-04000).
+BREAST_CODE: tuple[str, str] = ("76752008", "Breast")
+
+#: Anode/filter pair -> (DICOM anode target material, DICOM filter material, nominal filter thickness mm).
+#: Thicknesses are the commercial values of Dance et al. 2000 (Phys. Med. Biol. 45:3225) and
+#: Dance, Young & van Engen 2009 (Phys. Med. Biol. 54:4361), the same the simulator uses.
+ANODE_FILTER_DICOM: dict[str, tuple[str, str, float]] = {
+    "W/Rh": ("TUNGSTEN", "RHODIUM", 0.050),
+    "W/Ag": ("TUNGSTEN", "SILVER", 0.050),
+    "W/Al": ("TUNGSTEN", "ALUMINUM", 0.700),
+    "Mo/Mo": ("MOLYBDENUM", "MOLYBDENUM", 0.030),
+    "Mo/Rh": ("MOLYBDENUM", "RHODIUM", 0.025),
+    "Rh/Rh": ("RHODIUM", "RHODIUM", 0.025),
+}
+
+
+def code_item(value: str, meaning: str, scheme: str = "SCT") -> Dataset:
+    """One Code Sequence item (Basic Code Sequence macro)."""
+    item = Dataset()
+    item.CodeValue = value
+    item.CodingSchemeDesignator = scheme
+    item.CodeMeaning = meaning
+    return item
+
+
+def da(t: datetime) -> str:
+    """DICOM DA (YYYYMMDD)."""
+    return t.strftime("%Y%m%d")
+
+
+def tm(t: datetime) -> str:
+    """DICOM TM with microseconds (HHMMSS.FFFFFF)."""
+    return t.strftime("%H%M%S.%f")
+
+
+def dt(t: datetime) -> str:
+    """DICOM DT (YYYYMMDDHHMMSS.FFFFFF)."""
+    return t.strftime("%Y%m%d%H%M%S.%f")
+
+
+def ds_str(value: float, digits: int = 6) -> str:
+    """A DS string of at most 16 characters for ``value``."""
+    for d in range(digits, -1, -1):
+        s = f"{value:.{d}f}".rstrip("0").rstrip(".") if d else f"{value:.0f}"
+        if s == "-0":
+            s = "0"
+        if len(s) <= 16:
+            return s
+    return f"{value:.6g}"
+
+
+def new_dataset(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """Dataset with file meta information and the SOP Common module (explicit VR little endian)."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = sop_instance_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "CRESCENT_010"
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = sop_instance_uid
+    return ds
+
+
+def add_patient_study(ds: Dataset, study: StudyInfo) -> None:
+    """Patient and General Study modules."""
+    ds.PatientName = study.patient_name
+    ds.PatientID = study.patient_id
+    ds.PatientBirthDate = study.patient_birth_date
+    ds.PatientSex = study.patient_sex
+    ds.StudyInstanceUID = study.uid("study")
+    ds.StudyDate = da(study.study_datetime)
+    ds.StudyTime = tm(study.study_datetime)
+    ds.ReferringPhysicianName = study.referring_physician_name
+    ds.StudyID = study.study_id
+    ds.AccessionNumber = study.accession_number
+    ds.StudyDescription = study.study_description
+
+
+def add_series(ds: Dataset, study: StudyInfo, series_number: int, description: str, series_time: datetime) -> None:
+    """General Series (Modality MG) and Frame of Reference modules."""
+    ds.Modality = "MG"
+    ds.SeriesInstanceUID = study.uid("series", series_number)
+    ds.SeriesNumber = series_number
+    ds.SeriesDescription = description
+    ds.SeriesDate = da(series_time)
+    ds.SeriesTime = tm(series_time)
+    ds.OperatorsName = study.operator_name
+    ds.BodyPartExamined = "BREAST"
+    ds.FrameOfReferenceUID = study.uid("frame-of-reference")
+    ds.PositionReferenceIndicator = ""
+
+
+def add_equipment(ds: Dataset, study: StudyInfo) -> None:
+    """General Equipment and Enhanced General Equipment modules."""
+    ds.Manufacturer = study.manufacturer
+    ds.InstitutionName = study.institution_name
+    ds.StationName = study.station_name
+    ds.ManufacturerModelName = study.model_name
+    ds.DeviceSerialNumber = study.device_serial_number
+    ds.SoftwareVersions = study.software_versions
+
+
+def add_breast_view(ds: Dataset, study: StudyInfo, *, single_frame: bool) -> None:
+    """View Code Sequence (with empty modifier sequence), implant and partial-view flags.
+
+    Single-frame images also carry Image Laterality and the Anatomic Region
+    Sequence here; the enhanced tomosynthesis object carries them per frame
+    (Frame Anatomy functional group) instead.
+    """
+    view = code_item(*VIEW_CODES[study.view])
+    view.ViewModifierCodeSequence = Sequence()
+    ds.ViewCodeSequence = Sequence([view])
+    if single_frame:
+        ds.ImageLaterality = study.laterality
+        ds.AnatomicRegionSequence = Sequence([code_item(*BREAST_CODE)])
+    ds.BreastImplantPresent = "NO"
+    ds.PartialView = "NO"
+
+
+def patient_axes(study: StudyInfo) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gantry ``x``, ``y``, ``z`` unit vectors expressed in the DICOM patient frame (LPS), see module doc."""
+    a = math.radians(study.gantry_rotation_deg)
+    ex = np.array([math.cos(a), 0.0, math.sin(a)])
+    ey = np.array([0.0, -1.0, 0.0])
+    ez = np.array([-math.sin(a), 0.0, math.cos(a)])
+    return ex, ey, ez
+
+
+def to_patient(study: StudyInfo, point_mm: tuple[float, float, float]) -> np.ndarray:
+    """A gantry-frame point (mm) in the DICOM patient frame (mm)."""
+    ex, ey, ez = patient_axes(study)
+    x, y, z = point_mm
+    return x * ex + y * ey + z * ez
+
+
+def orientation_letters(v: np.ndarray) -> str:
+    """DICOM Patient Orientation letters of a direction in LPS (largest components first)."""
+    names = (("L", "R"), ("P", "A"), ("H", "F"))
+    order = np.argsort(-np.abs(v))
+    out = ""
+    for axis in order:
+        if abs(v[axis]) > 1e-3:
+            out += names[axis][0 if v[axis] > 0 else 1]
+    return out
+
+
+def patient_orientation(study: StudyInfo) -> list[str]:
+    """Patient Orientation (row direction, column direction) of an image stored ``[row, col]``.
+
+    Columns run along gantry ``x``, rows from the chest wall toward the nipple (anterior).
+    """
+    ex, ey, _ = patient_axes(study)
+    return [orientation_letters(ex), orientation_letters(ey)]
+
+
+def exposure_control(header: AcquisitionHeader) -> tuple[str, str]:
+    """Exposure Control Mode and its description: AUTOMATIC when the header lists an AEC scout."""
+    if any(p.exposure.is_scout for p in header.projections):
+        return "AUTOMATIC", "AEC from a low-dose pre-exposure"
+    return "MANUAL", "technique set by the exam protocol"
+
+
+def central_ray_distances(geometry: AcquisitionGeometry, angle_deg: float, thickness_mm: float) -> dict[str, float]:
+    """Distances along the central ray (focal spot -> rotation axis) at arc angle ``angle_deg``, mm.
+
+    Returns source-to-detector, source-to-support (DICOM "Distance Source to
+    Patient": the support side closest to the subject), source-to-entrance
+    (the paddle, at support + thickness) and the magnification SID/SOD.
+    """
+    sx, _, sz = geometry.source_position(angle_deg)
+    c = math.cos(math.radians(angle_deg))
+    sid = sz / c
+    sod = (sz - geometry.support_height_mm) / c
+    entrance = (sz - geometry.support_height_mm - thickness_mm) / c
+    return {"sid": sid, "sod": sod, "entrance": entrance, "magnification": sid / sod}
+
+
+def save(ds: Dataset, path: str | Path) -> Path:
+    """Write ``ds`` as a DICOM Part 10 file (preamble, meta, explicit VR little endian)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(p, enforce_file_format=True)
+    return p

@@ -1,0 +1,1 @@
+"""``crescent validate``: see :mod:`crescent.validate.command`."""

@@ -1,0 +1,85 @@
+"""QA phantoms, all analytic (exact line integrals), all with ground truth.
+
+* :func:`uniform_phantom` -- nothing in the beam (flat field);
+* :func:`pmma_phantom` -- a PMMA slab (20-70 mm are the standard dosimetry
+  thicknesses, EUREF/European guidelines) on the support;
+* :func:`edge_phantom` -- a 1 mm tungsten plate on the detector surface
+  (z = 0..1 mm), its edge tilted ``tilt_deg`` (default 3 deg) from the column
+  direction, for the IEC 62220-1 slanted-edge MTF;
+* :func:`bead_phantom` -- 1 mm steel beads at known 3-D positions at several
+  heights above the support, for geometric calibration;
+* :func:`contrast_detail_phantom` -- aluminium discs of several diameters and
+  thicknesses embedded in a PMMA slab (CDMAM-like).
+"""
+
+from __future__ import annotations
+
+import math
+
+
+
+from physics.materials import LABEL_OF
+from simulator.imaging.phantoms.analytic import AnalyticObject, AnalyticPhantom, Box, Cylinder, HalfSpaceSlab, Sphere
+from simulator.imaging.phantoms.base import Phantom
+from simulator.imaging.phantoms.voxel import Lesion
+
+
+def uniform_phantom(support_height_mm: float) -> Phantom:
+    """Open field: no attenuator (the flat-field / gain calibration exposure)."""
+    return Phantom("uniform", 0.0, support_height_mm, glandularity=0.5)
+
+
+def _slab(support_height_mm: float, thickness_mm: float, width_mm: float, depth_mm: float) -> AnalyticObject:
+    return AnalyticObject(Box((0.0, 0.5 * depth_mm, support_height_mm + 0.5 * thickness_mm),
+                              (0.5 * width_mm, 0.5 * depth_mm, 0.5 * thickness_mm)), LABEL_OF["pmma"])
+
+
+def pmma_phantom(thickness_mm: float, support_height_mm: float, *, width_mm: float = 240.0,
+                 depth_mm: float = 180.0) -> Phantom:
+    """PMMA slab of ``thickness_mm`` on the support, covering the field from the chest wall."""
+    return Phantom("pmma", thickness_mm, support_height_mm, analytic=AnalyticPhantom([_slab(support_height_mm, thickness_mm, width_mm, depth_mm)]))
+
+
+def edge_phantom(*, tilt_deg: float = 3.0, plate_mm: float = 1.0, x_edge_mm: float = 0.0,
+                 extent_mm: float = 50.0, support_height_mm: float = 0.0) -> Phantom:
+    """Tungsten plate lying on the detector (z = 0..plate_mm) covering x > edge; edge tilted by ``tilt_deg``.
+
+    The edge line passes through ``(x_edge_mm, extent_mm/2)`` and runs mostly
+    along y (rows), so the MTF is measured along x (columns).
+    """
+    t = math.radians(tilt_deg)
+    normal = (-math.cos(t), math.sin(t), 0.0)  # inside: -cos t x + sin t y <= offset  <=> x >= ...
+    y_mid = 0.5 * extent_mm
+    offset = -math.cos(t) * x_edge_mm + math.sin(t) * y_mid
+    shape = HalfSpaceSlab(normal, offset, 0.0, plate_mm, ((x_edge_mm - extent_mm, x_edge_mm + extent_mm), (0.0, extent_mm)))
+    return Phantom("edge", plate_mm, support_height_mm, analytic=AnalyticPhantom([AnalyticObject(shape, LABEL_OF["tungsten"])]))
+
+
+def bead_phantom(support_height_mm: float, *, heights_mm: tuple[float, ...] = (5.0, 25.0, 45.0),
+                 diameter_mm: float = 1.0, spacing_mm: float = 30.0) -> Phantom:
+    """Steel beads on a 3 x 2 grid at each height above the support (in air)."""
+    objs, truth = [], []
+    for n, h in enumerate(heights_mm):
+        for ix in (-1, 0, 1):
+            for iy in (1, 2):
+                c = (ix * spacing_mm + n * 4.0, iy * spacing_mm + n * 4.0, support_height_mm + h)
+                objs.append(AnalyticObject(Sphere(c, 0.5 * diameter_mm), LABEL_OF["steel"]))
+                truth.append(Lesion("bead", c, diameter_mm, LABEL_OF["steel"]))
+    return Phantom("beads", max(heights_mm) + diameter_mm, support_height_mm, analytic=AnalyticPhantom(objs), lesions=truth)
+
+
+def contrast_detail_phantom(support_height_mm: float, *, slab_mm: float = 45.0,
+                            diameters_mm: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0),
+                            thicknesses_mm: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2)) -> Phantom:
+    """Aluminium discs (diameter x thickness grid) at mid-height in a PMMA slab; truth lists each disc."""
+    objs = [_slab(support_height_mm, slab_mm, 240.0, 180.0)]
+    truth = []
+    zc = support_height_mm + 0.5 * slab_mm
+    for i, d in enumerate(diameters_mm):
+        for j, t in enumerate(thicknesses_mm):
+            c = ((i - (len(diameters_mm) - 1) / 2) * 12.0, 20.0 + j * 12.0, zc)
+            objs.append(AnalyticObject(Cylinder(c, 0.5 * d, 0.5 * t), LABEL_OF["aluminium"], replaces=LABEL_OF["pmma"]))
+            truth.append(Lesion(f"disc t={t:g}mm", c, d, LABEL_OF["aluminium"]))
+    return Phantom("contrast-detail", slab_mm, support_height_mm, analytic=AnalyticPhantom(objs), lesions=truth)
+
+
