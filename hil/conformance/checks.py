@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.wire.catalogue import Capability, DeviceState, ErrorCode, Interlock, SimInput
-from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED
+from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED, PROTOCOL_VERSION
 from protocols.wire.messages import (
     Abort,
     ArmPlan,
@@ -93,8 +93,8 @@ def hello(ctx: Context, *, watchdog_ms: int | None = None, new_session: bool = T
     if new_session:
         s.link.new_session()
     msg = Hello(
-        protocol_version=1,
-        min_version=1,
+        protocol_version=PROTOCOL_VERSION,
+        min_version=PROTOCOL_VERSION,
         host_capabilities=0,
         session_id=s.session_id,
         heartbeat_period_ms=ctx.heartbeat_ms,
@@ -171,13 +171,13 @@ def raw_payload(name: str, values: tuple[int, ...]) -> bytes:
 # --------------------------------------------------------------------------------------------
 # checks
 def check_handshake(ctx: Context) -> CheckResult:
-    """HELLO opens a session: HELLO_REPLY with version 1, the session id echoed, the watchdog in force."""
+    """HELLO opens a session: HELLO_REPLY with this protocol version, the session id echoed, the watchdog in force."""
     resp = hello(ctx)
     if resp.NAME != "HELLO_REPLY":
         return failed(f"HELLO answered with {describe(resp)}")
     problems = []
-    if resp.protocol_version != 1:  # type: ignore[attr-defined]
-        problems.append(f"protocol_version {resp.protocol_version}, expected 1")  # type: ignore[attr-defined]
+    if resp.protocol_version != PROTOCOL_VERSION:  # type: ignore[attr-defined]
+        problems.append(f"protocol_version {resp.protocol_version}, expected {PROTOCOL_VERSION}")  # type: ignore[attr-defined]
     if resp.session_id != ctx.session.session_id:  # type: ignore[attr-defined]
         problems.append(f"session_id {resp.session_id} does not echo {ctx.session.session_id}")  # type: ignore[attr-defined]
     if resp.watchdog_timeout_ms != ctx.watchdog_ms:  # type: ignore[attr-defined]

@@ -135,7 +135,7 @@ def test_releasing_the_hand_switch_ends_the_exposure(tmp_path: Path) -> None:
     (d,) = client.of("EXPOSURE_DONE")
     assert d.status == int(ExposureStatus.INTERLOCK)
     assert 100_000 <= d.window_end_us - d.window_start_us < 110_000
-    assert 5.0 <= d.mas_uas / 1e6 < 5.6  # 50 mA for ~0.1 s, not the planned 20 mAs
+    assert 5.0 <= d.mas_nas / 1e6 < 5.6  # 50 mA for ~0.1 s, not the planned 20 mAs
     assert gantry.state == int(DeviceState.IDLE)
 
 
@@ -218,7 +218,7 @@ def test_anode_heat_refusal_happens_when_it_should_and_not_before(tmp_path: Path
         yield from open_session(client)
         for pid in range(1, 6):
             plan = make_plan(pid, [0.0] * 5, kv=29.0, mas=2.0, continuous=False)
-            heat_before.append(sum(d.kv_ckv / 100.0 * d.mas_uas / 1e6 for d in client.of("EXPOSURE_DONE")))
+            heat_before.append(sum(d.kv_ckv / 100.0 * d.mas_nas / 1e6 for d in client.of("EXPOSURE_DONE")))
             r = yield client.request(plan)
             answers.append(r)
             if r.NAME != "ACK":
