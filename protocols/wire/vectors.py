@@ -151,7 +151,7 @@ VECTORS: tuple[Vector, ...] = (
     Vector("arm_plan_largest", "The largest frame: ARM_PLAN with 44 entries (digest computed).", "ARM_PLAN",
            0x0105, FLAG_ACK_REQ, _largest_plan()),
     Vector("arm_plan_mas_unit", "One exposure at +2.5 deg, 28 kV, 4.522636 mAs in 60 ms: `mas_nas` = 4522636 "
-           "(nanoampere-seconds, 1 nAs = 1e-6 mAs; bytes 4c 02 45 00), pulse_us = 60000.", "ARM_PLAN", 0x0106,
+           "(nanoampere-seconds, 1 nAs = 1e-6 mAs; bytes 8c 02 45 00), pulse_us = 60000.", "ARM_PLAN", 0x0106,
            FLAG_ACK_REQ, dict(plan_id=9, motion=0, anode_filter=0, focal_spot=0, speed_mdeg_s=0, digest="auto", final=1,
                               entries=[dict(angle_mdeg=2500, kv_ckv=2800, mas_nas=4_522_636, pulse_us=60000)])),
     Vector("nak_plan_not_monotonic", "NAK of an ARM_PLAN whose entry 2 turns back (angles 0, 1, 0.5 deg): "
