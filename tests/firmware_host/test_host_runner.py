@@ -9,7 +9,7 @@ from firmware_host.controller import Controller
 from firmware_host.errors import (CommandFailed, CommandRefused, DeviceLimitsInvalid, Interrupted, VersionMismatch,
                                   WaitTimeout)
 from firmware_host.plans import Command, Guard, Now, Phase, Sleep, WaitFor
-from firmware_host.session import HOST_PROTOCOL_VERSION, connect_plan, geometry_from_info, limits_from_info
+from firmware_host.session import HOST_MIN_VERSION, HOST_PROTOCOL_VERSION, connect_plan, geometry_from_info, limits_from_info
 from host_peer import ScriptedDevice, ack, drive
 from protocols.limits import DeviceLimits
 from protocols.wire.catalogue import ALL_INTERLOCKS, DeviceState, ErrorCode, Interlock
@@ -251,7 +251,7 @@ def test_version_mismatch_names_both_versions(how: str) -> None:
     with pytest.raises(VersionMismatch) as info:
         runner.outcome()
     device_version = HOST_PROTOCOL_VERSION + 1 if how == "reply" else 7
-    assert f"host speaks 1..{HOST_PROTOCOL_VERSION}" in str(info.value)
+    assert f"host speaks {HOST_MIN_VERSION}..{HOST_PROTOCOL_VERSION}" in str(info.value)
     assert f"device answered {device_version}" in str(info.value)
 
 
