@@ -231,7 +231,7 @@ def arm_message(plan_id: int, planned: list[PlannedExposure], final: bool = True
         final=int(final),
         entries=[
             {"angle_mdeg": round(p.planned_angle_deg * 1000), "kv_ckv": round(p.kvp * 100),
-             "mas_uas": round(p.mas * 1e6), "pulse_us": _pulse_us(p.window_ms)}
+             "mas_nas": round(p.mas * 1e6), "pulse_us": _pulse_us(p.window_ms)}
             for p in planned
         ],
     )
@@ -252,7 +252,7 @@ def exposure_record(done: Message, planned: PlannedExposure, is_scout: bool) -> 
     return ExposureRecord(
         index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg * 1e-3,
         angle_start_deg=done.start_mdeg * 1e-3, angle_end_deg=done.end_mdeg * 1e-3, kvp=done.kv_ckv * 0.01,
-        mas=done.mas_uas * 1e-6, anode_filter=planned.anode_filter, focal_spot_mm=planned.focal_spot_mm,
+        mas=done.mas_nas * 1e-6, anode_filter=planned.anode_filter, focal_spot_mm=planned.focal_spot_mm,
         window_start_s=done.window_start_us * 1e-6, window_end_s=done.window_end_us * 1e-6,
         terminated_early=done.status != int(ExposureStatus.OK), is_scout=is_scout,
     )

@@ -5,7 +5,7 @@ DEVICE_INFO becomes the shared :class:`protocols.geometry.AcquisitionGeometry`
 and, with LIMITS_INFO (generator, tube, arc dynamics, detector timing), the
 :class:`protocols.limits.DeviceLimits` the host plans with (units converted
 from the wire's fixed point: um -> mm, nm -> mm, mdeg -> deg, dN -> N,
-ckV -> kV, uAs -> mAs, 0.1 mA -> mA). GET_LIMITS is optional: a device that
+ckV -> kV, nAs -> mAs, 0.1 mA -> mA). GET_LIMITS is optional: a device that
 answers NAK UNKNOWN_MESSAGE (or UNSUPPORTED) leaves those limits at the
 :class:`DeviceLimits` defaults, and the session says so.
 """
@@ -98,14 +98,14 @@ def limits_from_info(info: Message, limits_info: Message | None = None) -> Devic
         arc_max_speed_deg_s=info.arc_max_speed_mdeg_s * 1e-3,
         compression_force_max_n=force, compression_initial_drive_max_n=min(force, 200.0),
         kvp_min_kv=info.kv_min_ckv * 0.01, kvp_max_kv=info.kv_max_ckv * 0.01,
-        mas_max_mas=info.mas_max_uas * 1e-6,
+        mas_max_mas=info.mas_max_nas * 1e-6,
     )
     if limits_info is not None:
         li = limits_info
         spots = tuple(s * 1e-3 for s in (li.small_focus_um, li.large_focus_um) if s)
         values.update(
             tube_current_min_ma=li.ma_min_dma * 0.1, tube_current_max_ma=li.ma_max_dma * 0.1,
-            tube_max_power_w=float(li.power_max_w), mas_min_mas=li.mas_min_uas * 1e-6,
+            tube_max_power_w=float(li.power_max_w), mas_min_mas=li.mas_min_nas * 1e-6,
             exposure_max_ms=float(li.exposure_max_ms), backup_timer_ms=float(li.backup_timer_ms),
             anode_heat_capacity_j=float(li.anode_heat_capacity_j), anode_cooling_w=float(li.anode_cooling_w),
             arc_acceleration_deg_s2=li.arc_acceleration_mdeg_s2 * 1e-3, arc_jerk_deg_s3=li.arc_jerk_mdeg_s3 * 1e-3,

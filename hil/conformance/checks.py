@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocols.wire.catalogue import Capability, DeviceState, ErrorCode, Interlock, SimInput
-from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED
+from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED, PROTOCOL_VERSION
 from protocols.wire.messages import (
     Abort,
     ArmPlan,
@@ -93,8 +93,8 @@ def hello(ctx: Context, *, watchdog_ms: int | None = None, new_session: bool = T
     if new_session:
         s.link.new_session()
     msg = Hello(
-        protocol_version=1,
-        min_version=1,
+        protocol_version=PROTOCOL_VERSION,
+        min_version=PROTOCOL_VERSION,
         host_capabilities=0,
         session_id=s.session_id,
         heartbeat_period_ms=ctx.heartbeat_ms,
@@ -171,13 +171,13 @@ def raw_payload(name: str, values: tuple[int, ...]) -> bytes:
 # --------------------------------------------------------------------------------------------
 # checks
 def check_handshake(ctx: Context) -> CheckResult:
-    """HELLO opens a session: HELLO_REPLY with version 1, the session id echoed, the watchdog in force."""
+    """HELLO opens a session: HELLO_REPLY with this protocol version, the session id echoed, the watchdog in force."""
     resp = hello(ctx)
     if resp.NAME != "HELLO_REPLY":
         return failed(f"HELLO answered with {describe(resp)}")
     problems = []
-    if resp.protocol_version != 1:  # type: ignore[attr-defined]
-        problems.append(f"protocol_version {resp.protocol_version}, expected 1")  # type: ignore[attr-defined]
+    if resp.protocol_version != PROTOCOL_VERSION:  # type: ignore[attr-defined]
+        problems.append(f"protocol_version {resp.protocol_version}, expected {PROTOCOL_VERSION}")  # type: ignore[attr-defined]
     if resp.session_id != ctx.session.session_id:  # type: ignore[attr-defined]
         problems.append(f"session_id {resp.session_id} does not echo {ctx.session.session_id}")  # type: ignore[attr-defined]
     if resp.watchdog_timeout_ms != ctx.watchdog_ms:  # type: ignore[attr-defined]
@@ -195,26 +195,28 @@ def check_handshake(ctx: Context) -> CheckResult:
 
 
 def check_version_negotiation(ctx: Context) -> CheckResult:
-    """A host that speaks only version 2 gets NAK VERSION_MISMATCH; so does a frame with header version 2."""
+    """A host that speaks only a later version gets NAK VERSION_MISMATCH; so does a frame with that header version."""
     s = ctx.session
     fixed = BY_NAME["HELLO"].FIXED
-    payload = fixed.pack(2, 2, 0, s.session_id, ctx.heartbeat_ms, ctx.watchdog_ms)
+    later = PROTOCOL_VERSION + 1
+    payload = fixed.pack(later, later, 0, s.session_id, ctx.heartbeat_ms, ctx.watchdog_ms)
     seq, wire = s.raw_frame(0x01, payload, flags=FLAG_ACK_REQ | FLAG_SYN)
     mark = s.send_raw(wire)
     got = s.responses_to(seq, mark, 1.0)
     problems = []
     if not got or got[0].message is None or not is_nak(got[0].message, ErrorCode.VERSION_MISMATCH):
-        problems.append(f"HELLO(version 2 only): {describe(got[0].message) if got else 'no answer'}")
-    seq, wire = s.raw_frame(0x06, b"", version=2)
+        problems.append(f"HELLO(version {later} only): {describe(got[0].message) if got else 'no answer'}")
+    seq, wire = s.raw_frame(0x06, b"", version=later)
     mark = s.send_raw(wire)
     got = s.responses_to(seq, mark, 1.0)
     if not got or got[0].message is None or not is_nak(got[0].message, ErrorCode.VERSION_MISMATCH):
-        problems.append(f"frame version 2: {describe(got[0].message) if got else 'no answer'}")
-    # the device must still talk version 1 afterwards
+        problems.append(f"frame version {later}: {describe(got[0].message) if got else 'no answer'}")
+    # the device must still talk this version afterwards
     resp = hello(ctx)
     if resp.NAME != "HELLO_REPLY":
-        problems.append(f"HELLO v1 afterwards: {describe(resp)}")
-    return failed("; ".join(problems)) if problems else passed("NAK VERSION_MISMATCH for HELLO v2 and for a v2 frame; v1 still accepted")
+        problems.append(f"HELLO v{PROTOCOL_VERSION} afterwards: {describe(resp)}")
+    return failed("; ".join(problems)) if problems else passed(
+        f"NAK VERSION_MISMATCH for HELLO v{later} and for a v{later} frame; v{PROTOCOL_VERSION} still accepted")
 
 
 def check_crc_and_resync(ctx: Context) -> CheckResult:
@@ -333,12 +335,12 @@ def check_heartbeat_watchdog(ctx: Context) -> CheckResult:
 
 
 def check_fire_without_arm(ctx: Context) -> CheckResult:
-    """FIRE in IDLE (nothing armed) is refused (NOT_ARMED or BAD_STATE) and nothing is exposed."""
+    """FIRE in IDLE (nothing armed) is refused with NOT_ARMED (SPEC section 3, vector nak_not_armed); nothing is exposed."""
     s = ctx.session
     mark = len(s.frames)
     resp = s.request(Fire(plan_id=4242, digest=0x12345678))
     s.pump(0.3)
-    if not is_nak(resp, ErrorCode.NOT_ARMED, ErrorCode.BAD_STATE):
+    if not is_nak(resp, ErrorCode.NOT_ARMED):
         return failed(f"FIRE without ARM answered {describe(resp)}")
     if exposures_since(s, mark):
         return failed("EXPOSURE_DONE after a refused FIRE")
@@ -515,7 +517,7 @@ def check_range_rejection(ctx: Context) -> CheckResult:
         beyond = int(info.arc_max_mdeg) + 5000  # type: ignore[attr-defined]
         if beyond <= 90_000:
             resp = s.request(MoveArc(target_mdeg=beyond, speed_mdeg_s=0))
-            if not is_nak(resp, ErrorCode.OUT_OF_RANGE):
+            if not is_nak(resp, ErrorCode.BEYOND_LIMITS):
                 problems.append(f"MOVE_ARC {beyond} mdeg beyond travel {info.arc_max_mdeg}: {describe(resp)}")  # type: ignore[attr-defined]
                 if resp.NAME == "ACK":
                     s.request(Abort(reason=0))
@@ -524,7 +526,7 @@ def check_range_rejection(ctx: Context) -> CheckResult:
         force = int(info.force_limit_dn) + 100  # type: ignore[attr-defined]
         if force <= 3000:
             resp = s.request(BY_NAME["COMPRESS"](target_force_dn=force, min_thickness_um=0, speed_um_s=0))
-            if not is_nak(resp, ErrorCode.FORCE_LIMIT, ErrorCode.OUT_OF_RANGE):
+            if not is_nak(resp, ErrorCode.FORCE_LIMIT):
                 problems.append(f"COMPRESS {force} dN above the limit {info.force_limit_dn} dN: {describe(resp)}")  # type: ignore[attr-defined]
                 if resp.NAME == "ACK":
                     s.request(Abort(reason=0))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from protocols.wire.errors import FrameError, PayloadError
-from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, Frame, FrameDecoder, encode_frame
+from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame
 from protocols.wire.link import Answered, Link, LinkConfig, Received, SendFailed
 from protocols.wire.messages import BY_ID, Ack, Message
 
@@ -169,7 +169,7 @@ class Session:
         self._raw_seq = RAW_SEQ_BASE + ((self._raw_seq - RAW_SEQ_BASE + 1) & 0x3FFF)
         return self._raw_seq
 
-    def raw_frame(self, msg_id: int, payload: bytes, *, seq: int | None = None, flags: int = FLAG_ACK_REQ, version: int = 1) -> tuple[int, bytes]:
+    def raw_frame(self, msg_id: int, payload: bytes, *, seq: int | None = None, flags: int = FLAG_ACK_REQ, version: int = PROTOCOL_VERSION) -> tuple[int, bytes]:
         """(seq, wire bytes) of a hand-made request frame."""
         seq = self.new_raw_seq() if seq is None else seq
         return seq, encode_frame(msg_id, seq, flags, payload, version)

@@ -82,7 +82,7 @@ UNIT_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_dn", "decinewton"),
     ("_ckv", "centi-kV"),
     ("_dma", "0.1 mA"),
-    ("_uas", "micro-mAs (uAs)"),
+    ("_nas", "nanoampere-second (nAs = 1e-6 mAs)"),
     ("_us", "microsecond"),
     ("_ms", "millisecond"),
     ("_um_s", "micrometre/s"),
@@ -103,6 +103,7 @@ class MessageDef:
     description: str
     fields: tuple[FieldDef, ...]
     response: str | None = None
+    ack_detail: str = ""
 
     @property
     def needs_answer(self) -> bool:
@@ -121,6 +122,7 @@ class Catalogue:
     interlock_bits: dict[str, int]
     capability_bits: dict[str, int]
     error_codes: dict[str, tuple[int, str]]
+    error_details: dict[str, str] = field(default_factory=dict)
     by_id: dict[int, MessageDef] = field(default_factory=dict)
     by_name: dict[str, MessageDef] = field(default_factory=dict)
 
@@ -168,10 +170,21 @@ def parse_catalogue(text: str) -> Catalogue:
         name: (str(spec.get("description", "")), {k: int(v) for k, v in spec["values"].items()})
         for name, spec in raw["enums"].items()
     }
+    for k, v in raw["error_codes"].items():
+        if not isinstance(v, dict) or set(v) != {"code", "text", "detail"}:
+            raise CatalogueError(f"error code {k}: needs exactly code, text and detail (quote texts with commas)")
     errors = {k: (int(v["code"]), str(v["text"])) for k, v in raw["error_codes"].items()}
+    error_details = {k: str(v["detail"]) for k, v in raw["error_codes"].items()}
+    if len({c for c, _ in errors.values()}) != len(errors):
+        raise CatalogueError("error codes: duplicate code")
     messages: list[MessageDef] = []
     for m in raw["messages"]:
         where = m.get("name", "?")
+        unknown = set(m) - {"name", "id", "kind", "description", "fields", "response", "ack_detail"}
+        if unknown:
+            raise CatalogueError(f"{where}: unknown keys {sorted(unknown)}")
+        if "ack_detail" in m and m.get("response") != "ACK":
+            raise CatalogueError(f"{where}: ack_detail on a command not answered by ACK")
         if m.get("kind") not in KINDS:
             raise CatalogueError(f"{where}: kind must be one of {KINDS}")
         fields = tuple(_field(f, f"{where}.{f.get('name')}") for f in m.get("fields") or [])
@@ -189,6 +202,7 @@ def parse_catalogue(text: str) -> Catalogue:
                 description=" ".join(str(m.get("description", "")).split()),
                 fields=fields,
                 response=m.get("response"),
+                ack_detail=" ".join(str(m.get("ack_detail", "")).split()),
             )
         )
     cat = Catalogue(
@@ -199,6 +213,7 @@ def parse_catalogue(text: str) -> Catalogue:
         interlock_bits={k: int(v) for k, v in raw["interlock_bits"].items()},
         capability_bits={k: int(v) for k, v in raw["capability_bits"].items()},
         error_codes=errors,
+        error_details=error_details,
     )
     for msg in cat.messages:
         if not 0 < msg.id < 256:
@@ -236,6 +251,7 @@ DetectorState = _make_enum("DetectorState", _CAT.enums["DetectorState"][1])
 AbortReason = _make_enum("AbortReason", _CAT.enums["AbortReason"][1])
 SimInput = _make_enum("SimInput", _CAT.enums["SimInput"][1])
 FaultCode = _make_enum("FaultCode", _CAT.enums["FaultCode"][1])
+PlanInvalidReason = _make_enum("PlanInvalidReason", _CAT.enums["PlanInvalidReason"][1])
 ErrorCode = enum.IntEnum("ErrorCode", {k: v[0] for k, v in _CAT.error_codes.items()})  # type: ignore[misc]
 Interlock = enum.IntFlag("Interlock", {k: 1 << v for k, v in _CAT.interlock_bits.items()})  # type: ignore[misc]
 Capability = enum.IntFlag("Capability", {k: 1 << v for k, v in _CAT.capability_bits.items()})  # type: ignore[misc]

@@ -3,7 +3,7 @@
 Unstuffed frame (all integers little-endian)::
 
     offset  size  field
-    0       1     version     protocol version (1)
+    0       1     version     protocol version (catalogue protocol_version)
     1       1     flags       bit0 ACK_REQ, bit1 RESPONSE, bit2 SYN, bit3 RETRANSMIT, bits 4-7 reserved (0)
     2       2     seq         sequence number (u16, wraps)
     4       1     msg_id      catalogue message id
@@ -25,10 +25,11 @@ from dataclasses import dataclass
 
 from cobs import cobs
 
+from protocols.wire.catalogue import load_catalogue
 from protocols.wire.crc import crc32c
 from protocols.wire.errors import FrameError, FrameErrorKind
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = load_catalogue().protocol_version
 HEADER = struct.Struct("<BBHBH")
 HEADER_SIZE = HEADER.size  # 7
 CRC_SIZE = 4

@@ -513,7 +513,8 @@ class Link:
     def _decode_request(frame: Frame) -> Message:
         if frame.version != PROTOCOL_VERSION:
             raise PayloadError(
-                ErrorCode.VERSION_MISMATCH, frame.version, f"frame version {frame.version}, this end speaks {PROTOCOL_VERSION}"
+                # detail: the highest version this end speaks (SPEC.md section 5)
+                ErrorCode.VERSION_MISMATCH, PROTOCOL_VERSION, f"frame version {frame.version}, this end speaks {PROTOCOL_VERSION}"
             )
         if frame.flags & FLAGS_RESERVED:
             raise PayloadError(ErrorCode.BAD_FLAGS, frame.flags, f"reserved flag bits set: 0x{frame.flags:02X}")

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from protocols import data_channel
+from protocols.geometry import AcquisitionGeometry
 from protocols.wire import crc, device_states, framing, link
 from protocols.wire.catalogue import SCALAR_TYPES, DeviceState, load_catalogue
 from protocols.wire.vectors import VECTORS
@@ -23,6 +24,11 @@ ROOT = Path(__file__).resolve().parent
 SPEC_PATH = ROOT.parent / "SPEC.md"
 VECTORS_PATH = ROOT / "test_vectors.yaml"
 HEADER_PATH = ROOT / "crescent_wire.h"
+
+#: Spec constants that are not a property of the codec or the link code.
+SAFE_HOLD_WITHIN_MS = 100  # the device enters SAFE_HOLD this soon after its watchdog expires
+UART_BAUD = 921600
+TELEMETRY_PERIOD_MS = 20  # default TELEMETRY period (SET_TELEMETRY changes it)
 
 C_TYPES = {"u8": "uint8_t", "u16": "uint16_t", "u32": "uint32_t", "u64": "uint64_t",
            "i8": "int8_t", "i16": "int16_t", "i32": "int32_t", "i64": "int64_t"}
@@ -101,8 +107,15 @@ def _enum_sections() -> str:
         out.append(f"**{title}**\n\n| bit | mask | name |\n|---|---|---|")
         out += [f"| {b} | 0x{1 << b:02X} | {k} |" for k, b in bits.items()]
         out.append("")
-    out.append("**NAK error codes**\n\n| code | name | meaning |\n|---|---|---|")
-    out += [f"| {c} | {k} | {t} |" for k, (c, t) in cat.error_codes.items()]
+    out.append("**NAK error codes** (NAK.error_code) and what NAK.detail carries with each\n")
+    out.append("| code | name | meaning | NAK.detail |\n|---|---|---|---|")
+    out += [f"| {c} | {k} | {t} | {cat.error_details[k]} |" for k, (c, t) in cat.error_codes.items()]
+    out.append("")
+    out.append("**ACK detail** (ACK.detail) per request answered by ACK\n")
+    out.append("| request | ACK.detail |\n|---|---|")
+    for m in cat.messages:
+        if m.response == "ACK" or m.kind == "event":
+            out.append(f"| {m.name} | {m.ack_detail or '0'} |")
     return "\n".join(out)
 
 
@@ -122,9 +135,47 @@ def _allowed_table() -> str:
     states = list(DeviceState)
     out = ["| command | " + " | ".join(s.name for s in states) + " |", "|---|" + "---|" * len(states)]
     for c in commands:
-        cells = ["✔" if device_states.command_allowed(s, c) else "·" for s in states]
+        cells = []
+        for s in states:
+            code = device_states.refusal(s, c)
+            cells.append("✔" if code is None else code.name)
         out.append(f"| {c} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def _hello_table() -> str:
+    """What HELLO does in each state (from the transition table)."""
+    effect = {
+        DeviceState.BOOT: "opens the session",
+        DeviceState.IDLE: "new session; nothing else changes",
+        DeviceState.BUSY: "new session; the motion in progress continues and its MOTION_DONE goes to the new session",
+        DeviceState.ARMED: "new session; the armed plan is disarmed and reported in resumed_plan_id",
+        DeviceState.EXPOSING: "new session; the plan is stopped as by ABORT (a window in progress ends with "
+                              "EXPOSURE_DONE status ABORTED) and reported in resumed_plan_id / resumed_exposures_done",
+        DeviceState.SAFE_HOLD: "new session; the hold is kept. RESET_FAULT (cause gone) leaves it",
+        DeviceState.FAULT: "new session; the fault stays latched. RESET_FAULT (cause gone) leaves it",
+    }
+    out = ["| state | HELLO_REPLY.state | effect |", "|---|---|---|"]
+    for st in DeviceState:
+        nxt = device_states.next_state(st, device_states.Trigger.HELLO)
+        out.append(f"| {st.name} | {nxt.name} | {effect[st]} |")
+    return "\n".join(out)
+
+
+def _geometry_example() -> str:
+    g = AcquisitionGeometry()
+    d = g.detector
+    x15, _, z15 = g.source_position(15.0)
+    c = d.col_centres_mm()
+    r = d.row_centres_mm()
+    return (
+        f"Example (the simulated gantry's default geometry): sid = {g.sid_mm:g} mm, pivot height = "
+        f"{g.pivot_height_mm:g} mm (R = {g.arm_radius_mm:g} mm), support height = {g.support_height_mm:g} mm, "
+        f"{d.rows} x {d.cols} pixels at {d.native_pitch_mm:g} mm x {d.binning} = {d.pitch_mm:g} mm, offsets 0. "
+        f"At +15 deg (`arc_mdeg` = 15000) the focal spot is at x = {x15:.3f} mm, y = 0, z = {z15:.3f} mm; at "
+        f"-15 deg at x = {-x15:.3f} mm. Pixel (0, 0) is centred at (x, y) = ({c[0]:.3f}, {r[0]:.3f}) mm and pixel "
+        f"({d.rows - 1}, {d.cols - 1}) at ({c[-1]:.3f}, {r[-1]:.3f}) mm."
+    )
 
 
 def _vector_section() -> str:
@@ -184,6 +235,15 @@ def render_spec() -> str:
         vectors=_vector_section(),
         dc_max_line=data_channel.MAX_LINE,
         dc_max_frame_mib=data_channel.MAX_FRAME_BYTES // (1024 * 1024),
+        hello_table=_hello_table(),
+        safe_hold_ms=SAFE_HOLD_WITHIN_MS,
+        baud=UART_BAUD,
+        byte_us=10e6 / UART_BAUD,
+        tele_ms=TELEMETRY_PERIOD_MS,
+        geometry_example=_geometry_example(),
+        release_id=load_catalogue().by_name["RELEASE"].id,
+        wd_min=load_catalogue().by_name["HELLO"].fields[5].lo,
+        wd_max=load_catalogue().by_name["HELLO"].fields[5].hi,
     )
 
 
@@ -205,8 +265,11 @@ def render_vectors() -> str:
 def render_c_header() -> str:
     """A C header with ids, enums, error codes and packed payload structs."""
     cat = load_catalogue()
+    cfg = link.LinkConfig()
+    wd = cat.by_name["HELLO"].fields[5]
+    assert wd.name == "watchdog_timeout_ms"
     out = [
-        "/* Crescent wire protocol - generated by `python -m protocols.wire.specgen`. Do not edit. */",
+        "/* Crescent wire protocol - generated from the message catalogue (protocols/SPEC.md). Do not edit. */",
         "#ifndef CRESCENT_WIRE_H", "#define CRESCENT_WIRE_H", "#include <stdint.h>", "",
         f"#define CRESCENT_PROTOCOL_VERSION {cat.protocol_version}u",
         f"#define CRESCENT_HEADER_SIZE {framing.HEADER_SIZE}u",
@@ -216,10 +279,43 @@ def render_c_header() -> str:
         f"#define CRESCENT_CRC32C_POLY_REFLECTED 0x{crc.POLY_REFLECTED:08X}u",
         f"#define CRESCENT_CRC32C_CHECK 0x{crc.CHECK:08X}u",
         "#define CRESCENT_FLAG_ACK_REQ 0x01u", "#define CRESCENT_FLAG_RESPONSE 0x02u",
-        "#define CRESCENT_FLAG_SYN 0x04u", "#define CRESCENT_FLAG_RETRANSMIT 0x08u", "",
+        "#define CRESCENT_FLAG_SYN 0x04u", "#define CRESCENT_FLAG_RETRANSMIT 0x08u",
+        "#define CRESCENT_FLAGS_RESERVED 0xF0u", "",
+        "/* Link timing, queue and de-duplication constants (SPEC.md section 2.4): defaults. */",
+        f"#define CRESCENT_HEARTBEAT_PERIOD_MS {round(cfg.heartbeat_period_s * 1000)}u",
+        f"#define CRESCENT_WATCHDOG_TIMEOUT_MS {round(cfg.peer_timeout_s * 1000)}u",
+        f"#define CRESCENT_WATCHDOG_TIMEOUT_MIN_MS {wd.lo}u",
+        f"#define CRESCENT_WATCHDOG_TIMEOUT_MAX_MS {wd.hi}u",
+        f"#define CRESCENT_SAFE_HOLD_WITHIN_MS {SAFE_HOLD_WITHIN_MS}u",
+        f"#define CRESCENT_ACK_TIMEOUT_MS {round(cfg.ack_timeout_s * 1000)}u",
+        f"#define CRESCENT_MAX_RETRIES {cfg.max_retries}u",
+        f"#define CRESCENT_REQUEST_QUEUE {cfg.max_queue}u",
+        f"#define CRESCENT_DEDUP_WINDOW {cfg.dedup_window}u",
+        f"#define CRESCENT_UART_BAUD {UART_BAUD}u",
+        f"#define CRESCENT_TELEMETRY_PERIOD_MS {TELEMETRY_PERIOD_MS}u",
+        f"#define CRESCENT_DATA_CHANNEL_MAX_LINE {data_channel.MAX_LINE}u",
+        f"#define CRESCENT_DATA_CHANNEL_MAX_FRAME {data_channel.MAX_FRAME_BYTES}u", "",
+        "/* ARM_PLAN NAK details: record r (0-based), field j -> 1000 * (r + 1) + j; PLAN_INVALID -> 1000 * reason + entry. */",
+        "#define CRESCENT_RECORD_FIELD_INDEX(r, j) (1000 * ((r) + 1) + (j))",
+        "#define CRESCENT_ARM_PLAN_ENTRY_TUBE_CURRENT 4 /* record field index of the implied tube current */",
+        "#define CRESCENT_PLAN_INVALID_DETAIL(reason, entry) (1000 * (reason) + (entry))", "",
     ]
     for m in cat.messages:
         out.append(f"#define CRESCENT_MSG_{m.name} 0x{m.id:02X}u")
+    out.append("")
+    out.append("/* Payload lengths on the wire. A fixed layout's payload is exactly CRESCENT_LEN_<MSG> bytes (0 for")
+    out.append("   the empty payloads, which have no struct). A message ending in a string or an array has")
+    out.append("   CRESCENT_LEN_<MSG> bytes of scalars plus the u8 length/count byte, then the tail:")
+    out.append("   length = CRESCENT_LEN_<MSG> + 1 + n * element size, at most CRESCENT_LEN_MAX_<MSG>. Never send")
+    out.append("   sizeof(struct) for those: the struct reserves room for the largest tail. */")
+    for m in cat.messages:
+        fixed = sum(SCALAR_TYPES[f.type][1] for f in m.fields if f.is_scalar)
+        out.append(f"#define CRESCENT_LEN_{m.name} {fixed}u")
+        tail = next((f for f in m.fields if not f.is_scalar), None)
+        if tail is not None:
+            elem = 1 if tail.type == "str" else sum(SCALAR_TYPES[r.type][1] for r in tail.record)
+            cap = tail.max_len if tail.type == "str" else tail.max_count
+            out.append(f"#define CRESCENT_LEN_MAX_{m.name} {fixed + 1 + cap * elem}u")
     out.append("")
     for name, (_, values) in cat.enums.items():
         out.append(f"enum crescent_{name.lower()} {{")
@@ -234,13 +330,14 @@ def render_c_header() -> str:
     for m in cat.messages:
         scalars = [f for f in m.fields if f.is_scalar]
         tail = next((f for f in m.fields if not f.is_scalar), None)
+        if not scalars and tail is None:
+            out.append(f"/* {m.name}: empty payload (CRESCENT_LEN_{m.name} = 0), no struct. */")
+            continue
         if tail is not None and tail.type == "array":
             out.append(f"typedef struct {{")
             out += [f"    {C_TYPES[r.type]} {r.name};" for r in tail.record]
             out.append(f"}} crescent_{m.name.lower()}_{tail.name}_t;")
         out.append(f"typedef struct {{")
-        if not scalars and tail is None:
-            out.append("    uint8_t _empty[1]; /* zero-length payload; do not send this byte */")
         out += [f"    {C_TYPES[f.type]} {f.name};" for f in scalars]
         if tail is not None:
             out.append(f"    uint8_t {tail.name}_len;")
@@ -266,13 +363,15 @@ def main() -> int:
 SPEC_TEMPLATE = """\
 # Crescent wire protocol, version {version}
 
-<!-- Generated by `python -m protocols.wire.specgen` from protocols/wire/catalogue.yaml, link.py,
-     device_states.py and vectors.py. Do not edit by hand: edit those and regenerate. -->
+<!-- Generated from the message catalogue (protocols/wire/catalogue.yaml) and the project's state and
+     vector tables by `python -m protocols.wire.specgen`. Do not edit by hand: edit those and regenerate. -->
 
 This is the contract between a host and a DBT gantry (simulated or real) over a serial line
-(UART 921600 baud 8N1 by default, or any byte stream: pty, TCP). It is written so that a firmware
-engineer can implement the device side in C from this page alone; `protocols/wire/crescent_wire.h`
-is the matching header. Images never travel on this link: it carries commands, telemetry and
+(UART {baud} baud 8N1 by default, or any byte stream: pty, TCP). It is written so that a firmware
+engineer can implement either side in C from this page and `protocols/wire/crescent_wire.h` (the
+matching header: ids, enumerations, packed payload structs, payload lengths and the constants of
+section 2.4) alone. This page is normative; where any implementation disagrees with it, the
+implementation is wrong. Section 7 walks through a complete exposure sequence. Images never travel on this link: it carries commands, telemetry and
 *image-ready* events; pixels go over a separate data channel named in DEVICE_INFO:
 
 * `file:///dir`: a directory the host can read; the frame is the file `dir/<locator>`.
@@ -281,10 +380,13 @@ is the matching header. Images never travel on this link: it carries commands, t
   `NO <reason>` when it has no such frame (yet). The connection stays open for the next request.
   A locator is 1-200 characters from `[A-Za-z0-9_.-]` and does not start with `.`; lines are at
   most {dc_max_line} bytes; a frame at most {dc_max_frame_mib} MiB. A malformed request is answered with `NO` and the
-  connection closed. (Reference codec: `protocols/data_channel.py`.)
+  connection closed.
 
-The frame bytes are raw little-endian pixels, `rows x cols` at `bits` per pixel, as IMAGE_READY
-describes them. Either way the host checks size and CRC-32C against IMAGE_READY.
+The frame bytes are raw pixels, row 0 first, `rows x cols` of them, each little-endian in the
+smallest container that holds IMAGE_READY's `bits`: 1 byte for 8 bits, 2 bytes for 9..16, 4 bytes
+for 17..32, the value in the low bits and the unused high bits zero (so a 14-bit image is stored
+as uint16 and `size_bytes = rows x cols x 2`). Either way the host checks size and CRC-32C against
+IMAGE_READY. Pixel (row, col) lies where section 6 says.
 
 Versions: this is version {version}; a receiver accepts versions {min_version}..{version}.
 
@@ -353,36 +455,59 @@ The first request of a session (the host's HELLO; the device's first event after
 
 ### 2.2 Receiving: exactly once
 
-A receiver remembers the last {window} requests it accepted: seq, msg_id, payload and the encoded
-response it sent. A request whose (seq, msg_id, payload) equals one of them is a **retransmission**:
-the cached response frame is sent again (nothing is sent if the application has not answered yet)
-and the request is **not executed again**. This is what makes a retransmitted FIRE fire once. A
-request that differs in any of the three is new. SYN clears the memory (a new peer session).
+A receiver remembers the last {window} requests it received with a good CRC: seq, msg_id, payload
+and the encoded response it sent. **Every answered request counts, whether it was answered with ACK,
+a typed reply or NAK** (a refusal by the codec or by the device). A request whose (seq, msg_id,
+payload) equals one of them is a **retransmission**: the cached response frame is sent again
+(nothing is sent if the application has not answered yet) and the request is **not executed or
+evaluated again** — a retransmitted refused request gets the same NAK even if the device's state
+has changed since; to try again, send a new request (a new seq). This is what makes a
+retransmitted FIRE fire once. A request that differs in any of the three is new. SYN clears the
+memory (a new peer session). When the memory is full the oldest entry is forgotten.
 
 A request whose CRC is good but which cannot be executed as sent is answered with NAK and not
 executed: unknown msg id (UNKNOWN_MESSAGE), payload size wrong for the layout (BAD_LENGTH), a field
-outside its valid range (OUT_OF_RANGE, detail = field index; for array records 1000 × (record + 1)
-+ field index), an undefined enum value (BAD_ENUM), version not spoken (VERSION_MISMATCH), reserved
-flags set (BAD_FLAGS). A device adds its own refusals (state, limits, interlocks: section 5).
+outside its valid range of section 4 (OUT_OF_RANGE), an undefined enum value (BAD_ENUM), version
+not spoken (VERSION_MISMATCH), reserved flags set (BAD_FLAGS). These checks are the same for every
+device. A device adds its own refusals (state: section 3; its own limits: BEYOND_LIMITS; interlocks
+and the rest: section 5). NAK.detail is defined for every code in section 5.
+
+**Field index** (NAK.detail of OUT_OF_RANGE, BAD_ENUM, BEYOND_LIMITS and UNSUPPORTED): the 0-based
+position of the field in the message's field table of section 4 (the `offset` column's order;
+a string or array field counts as one field, including for a bad length byte or record count).
+A field of record r (0-based) of an array is 1000 × (r + 1) + j, where j is the 0-based position of
+the field in the record table: ARM_PLAN entry 0's `kv_ckv` is 1001, entry 3's `pulse_us` is 4003.
+For ARM_PLAN, j = 4 (no field of its own) is the tube current the entry implies, `mas_nas` ÷
+`pulse_us`, when it exceeds the device's current limit at the entry's kV.
 
 ### 2.3 Liveness and the watchdog
 
 Both sides send HEARTBEAT every heartbeat period (any frame also proves liveness). A side that has
 received no valid frame for the watchdog timeout declares the peer lost. **The device then enters
-SAFE_HOLD within 100 ms: motion stopped, any exposure terminated, the plan disarmed**; a host
-reports the loss to its user. HELLO sets the device's watchdog timeout for the session.
+SAFE_HOLD within {safe_hold_ms} ms: motion stopped, any exposure terminated, the plan disarmed**; a host
+reports the loss to its user.
+
+HELLO sets both for the session. `watchdog_timeout_ms` is the device's watchdog: the only
+liveness judgement it makes (every valid frame, not just HEARTBEAT, restarts it). HELLO's
+`heartbeat_period_ms` is the period at which both sides send HEARTBEAT from then on: the device
+adopts it for its own heartbeats (before a session it uses the default below). The device does not
+police the host's heartbeat rate — a late heartbeat matters only through the watchdog — so a host
+must pick `watchdog_timeout_ms` ≥ 3 × `heartbeat_period_ms` (two heartbeats may be lost without a
+hold). HELLO_REPLY echoes the watchdog timeout in force.
 
 ### 2.4 Timing constants (defaults)
 
 | constant | value | note |
 |---|---|---|
-| heartbeat period | {hb_ms} ms | HELLO.heartbeat_period_ms |
-| watchdog timeout | {peer_ms} ms | HELLO.watchdog_timeout_ms (50..10000 ms) |
-| ACK timeout | {ack_ms} ms | per attempt; fixed, no back-off |
-| retries | {retries} | after the first attempt; then the request fails |
-| request queue | {queue} | per side |
-| de-duplication memory | {window} requests | |
-| UART | 921600 baud, 8N1 | a byte costs 10 bit times (10.85 µs) |
+| heartbeat period | {hb_ms} ms | `CRESCENT_HEARTBEAT_PERIOD_MS`; HELLO.heartbeat_period_ms sets it per session |
+| watchdog timeout | {peer_ms} ms | `CRESCENT_WATCHDOG_TIMEOUT_MS`; HELLO.watchdog_timeout_ms ({wd_min}..{wd_max} ms) sets it per session |
+| SAFE_HOLD after the watchdog expires | ≤ {safe_hold_ms} ms | `CRESCENT_SAFE_HOLD_WITHIN_MS` |
+| ACK timeout | {ack_ms} ms | `CRESCENT_ACK_TIMEOUT_MS`; per attempt; fixed, no back-off |
+| retries | {retries} | `CRESCENT_MAX_RETRIES`; after the first attempt; then the request fails |
+| request queue | {queue} | `CRESCENT_REQUEST_QUEUE`; per side; a full queue refuses new requests locally |
+| de-duplication memory | {window} requests | `CRESCENT_DEDUP_WINDOW`; ACKed and NAKed requests alike (2.2) |
+| telemetry period | {tele_ms} ms | `CRESCENT_TELEMETRY_PERIOD_MS`; SET_TELEMETRY changes it |
+| UART | {baud} baud, 8N1 | `CRESCENT_UART_BAUD`; a byte costs 10 bit times ({byte_us:.2f} µs) |
 
 ### 2.5 Link state diagrams
 
@@ -396,15 +521,28 @@ Peer liveness:
 
 ## 3. Device state machine
 
-A gantry is in one of the DeviceState states. It moves between them as the table says; any other
-command is refused with NAK BAD_STATE (NO_SESSION before HELLO), and the device reports every
-change with STATE_CHANGED.
+A gantry is in one of the DeviceState states. It moves between them as the diagram says and
+reports every change with STATE_CHANGED.
 
 {device_diagram}
 
-Commands accepted per state (✔ accepted, · refused):
+Commands accepted per state: ✔ accepted, otherwise the NAK error code the device answers with.
+Before HELLO (BOOT) the code is NO_SESSION; FIRE in a state where no plan can be armed is
+NOT_ARMED (detail 0), in EXPOSING BAD_STATE; every other refusal is BAD_STATE (detail = the
+current DeviceState). ABORT is accepted in every state (in BOOT it does nothing); it stops and
+disarms but never leaves SAFE_HOLD or FAULT.
 
 {allowed}
+
+HELLO is accepted in every state. A new session never inherits a plan, and never clears a hold or
+a fault:
+
+{hello_table}
+
+SAFE_HOLD and FAULT are left only by RESET_FAULT, and only once every cause is gone (the e-stop
+released, the fault's condition cleared; a watchdog hold's cause is gone once a session is open).
+While a cause is present RESET_FAULT is refused with FAULT_ACTIVE (detail = the cause's FaultCode).
+RELEASE is accepted in SAFE_HOLD and FAULT so that a patient can always be freed.
 
 Safety rules the device enforces on its own, whatever the host sends:
 
@@ -413,9 +551,16 @@ Safety rules the device enforces on its own, whatever the host sends:
   detector ready, generator ready). An interlock opening ends the exposure at once.
 - ARM_PLAN's digest is the CRC-32C of the ARM_PLAN payload with its 4 digest bytes removed; a
   mismatch is refused with DIGEST_MISMATCH.
-- Every value is checked against the device's limits (DEVICE_INFO); the compression force never
-  exceeds the powered-drive limit, whatever the target; an independent backup timer ends any
-  exposure that overruns; the anode heat budget is checked before FIRE.
+- Every value is checked against the device's own limits (DEVICE_INFO, LIMITS_INFO): a value valid
+  on the wire (section 4) but beyond them is refused with BEYOND_LIMITS (OUT_OF_RANGE is only for
+  the catalogue's ranges). The compression force never exceeds the powered-drive limit, whatever
+  the target (FORCE_LIMIT); an independent backup timer ends any exposure that overruns; the anode
+  heat budget is checked at ARM_PLAN and before FIRE (HEAT_LIMIT).
+- ARM_PLAN entries are checked in order; their angles must be monotonic in firing order: never
+  turning back (all non-decreasing or all non-increasing). A continuous sweep passes each angle
+  once, so there they must be strictly monotonic; step-and-shoot may repeat an angle (several
+  exposures at one position). Otherwise PLAN_INVALID with reason NOT_MONOTONIC and the index of
+  the first entry that breaks the order.
 - A retransmitted command is answered from the cache and never executed twice (section 2.2).
 - Watchdog: section 2.3.
 
@@ -427,9 +572,123 @@ Safety rules the device enforces on its own, whatever the host sends:
 
 {enums}
 
-## 6. Test vectors
+## 6. Gantry frame: axes, signs, origin
 
-Every vector below is checked by the test suite in both directions.
+Every position and angle on the wire (DEVICE_INFO, `*_mdeg` angles, `*_um` heights) is in the
+*gantry frame*, in which the detector is stationary:
+
+* **z** is up, normal to the detector; z = 0 is the detector's sensitive surface. The top of the
+  breast support is at z = `support_height_um`; STATUS/TELEMETRY `thickness_um` is the paddle's
+  height above the support (not above the detector).
+* **y** is perpendicular to the chest wall, pointing into the breast (toward the nipple).
+* **x** is along the chest wall, the direction in which the focal spot moves for a positive arc
+  angle. (x, y, z) is right-handed. Which side of the patient +x is depends on the view and is not
+  part of the protocol.
+* **Origin**: on the detector surface (z = 0), in the plane y = 0 that contains the focal spot's
+  arc, directly below the focal spot at arc angle 0. The arc's rotation axis is parallel to y
+  through (0, 0, `pivot_height_um`).
+* **Arc angle** θ (`arc_mdeg`, `target_mdeg`, plan `angle_mdeg`, in millidegrees): 0 with the
+  focal spot straight above the origin, positive toward +x. The focal spot is at
+
+      x = R sin θ,  y = 0,  z = pivot_height + R cos θ,   R = sid − pivot_height
+
+  so `sid_um` is the focal spot's height above the detector surface at θ = 0.
+* **Detector**: `rows` × `cols` pixels at pitch p = `native_pitch_nm` × `binning` (the delivered,
+  binned image). `offset_x_um` is the x of the active area's centre and `offset_y_um` the y of its
+  chest-wall edge (both 0 when the active area is centred under the arc with its chest-wall edge on
+  the origin). Pixel (row, col), 0-based, has its centre at
+
+      x = offset_x + (col − (cols − 1) / 2) × p,   y = offset_y + (row + 0.5) × p,   z = 0
+
+  Row 0 lies along the chest wall; images are stored row by row, row 0 first (see the data
+  channel in the introduction).
+
+{geometry_example}
+
+## 7. A complete exposure sequence
+
+One exam as a host runs it. **M** = mandatory, **O** = optional. Every command is a request
+answered by one response (section 2); every device event (STATE_CHANGED, MOTION_DONE,
+EXPOSURE_DONE, IMAGE_READY, INTERLOCK_CHANGED, FAULT) must be answered with ACK, and HEARTBEATs
+flow both ways throughout (section 2.3).
+
+1. **M — HELLO** (SYN set). Check `HELLO_REPLY.protocol_version` and `state`. If the state is
+   SAFE_HOLD or FAULT, HELLO has not changed it: read STATUS, have the cause removed (e-stop
+   released, door closed) and send **RESET_FAULT** until it is ACKed and STATE_CHANGED says IDLE.
+   A non-zero `resumed_plan_id` names a plan the previous session left unfinished (it is not armed
+   any more).
+2. **M — GET_INFO** → DEVICE_INFO: the geometry of section 6, the device's limits and the data
+   channel. **O — GET_LIMITS** → LIMITS_INFO (a device may answer NAK UNKNOWN_MESSAGE; the host
+   then plans with conservative limits of its own). **O — SET_TELEMETRY**, **O — GET_STATUS**.
+3. **M (once per power-up) — HOME** if `STATUS.homed` is 0 (after power-up or a device reset):
+   until the axis is homed, MOVE_ARC and ARM_PLAN are refused with NOT_HOMED. ACK.detail is the
+   estimated duration; wait for MOTION_DONE (`ok` = 1) and STATE_CHANGED BUSY → IDLE.
+4. **O for the device, M for a clinical exam — COMPRESS** with the target force. The device does
+   not condition X-rays on a force, only on the PADDLE_IN_RANGE interlock (paddle mounted and
+   within its travel). Wait for MOTION_DONE; its `force_dn` and `thickness_um` (the compressed
+   breast thickness) go into the plan.
+5. **O — SET_TECHNIQUE**. Not needed for a plan: each ARM_PLAN entry carries its own kV and mAs
+   and the plan its anode/filter and focal spot; the device exposes with those, whatever
+   SET_TECHNIQUE said. SET_TECHNIQUE only pre-selects the generator's standby kV and current (seen
+   in TELEMETRY between exposures) and is checked against the limits like an entry.
+6. **O — an AEC scout**: ARM_PLAN with one entry (`final` = 0), FIRE, wait for its EXPOSURE_DONE
+   and IMAGE_READY, read the image and compute the main technique from it (the compression holds).
+7. **M — ARM_PLAN** with the exposures in firing order (angles monotonic, section 3), the plan's
+   motion mode, anode/filter, focal spot and `final` = 1 for the exam's last plan, and the digest
+   (CRC-32C of the payload without the digest bytes). ACK.detail is the estimated duration once
+   fired; state ARMED. Refusals: BEYOND_LIMITS / PLAN_INVALID / HEAT_LIMIT / NOT_HOMED /
+   DIGEST_MISMATCH (section 5).
+8. **M — FIRE** with the plan id and digest. Every interlock must be safe, including HAND_SWITCH:
+   on a real gantry the operator holds the exposure hand switch for the whole sweep and releasing
+   it ends the exposure (EXPOSURE_DONE status INTERLOCK). **In the simulated gantry the hand switch
+   starts held** (as do door closed, e-stop released and paddle mounted) and stays held unless a
+   test releases it with SIM_SET_INPUT HAND_SWITCH 0. State EXPOSING.
+9. For every exposure the device sends **EXPOSURE_DONE** (actual angles, kV, delivered mAs in nAs,
+   window times; status OK or why it ended) and, once read out, **IMAGE_READY** (frame id, size,
+   CRC-32C, locator). The host fetches each frame from the data channel (introduction) and checks
+   size and CRC. After the last image the device sends STATE_CHANGED EXPOSING → IDLE. ABORT at any
+   time stops the sweep (EXPOSURE_DONE status ABORTED for a window in progress).
+10. **M — RELEASE** to lift the paddle, unless the device released on its own: a device configured
+   to release after the exam does so when a `final` = 1 plan completes, and reports it with
+   MOTION_DONE (`cause_msg_id` = 0x{release_id:02X}) after STATE_CHANGED IDLE → BUSY with cause 0. The simulated
+   gantry does this by default. RELEASE is accepted in every state after HELLO except EXPOSING
+   (ABORT first), SAFE_HOLD and FAULT included.
+
+```mermaid
+sequenceDiagram
+    participant H as host
+    participant D as device
+    H->>D: HELLO (SYN)
+    D-->>H: HELLO_REPLY
+    H->>D: GET_INFO
+    D-->>H: DEVICE_INFO
+    H->>D: HOME
+    D-->>H: ACK (detail = est. ms)
+    D->>H: MOTION_DONE, STATE_CHANGED BUSY→IDLE
+    H->>D: COMPRESS
+    D-->>H: ACK (detail = -1)
+    D->>H: MOTION_DONE (force, thickness)
+    H->>D: ARM_PLAN (entries, digest)
+    D-->>H: ACK (detail = est. ms)
+    H->>D: FIRE (plan id, digest)
+    D-->>H: ACK
+    loop every entry
+        D->>H: EXPOSURE_DONE
+        D->>H: IMAGE_READY
+        H->>D: data channel: GET locator
+    end
+    D->>H: STATE_CHANGED EXPOSING→IDLE
+    H->>D: RELEASE (unless auto-released)
+    D-->>H: ACK
+    D->>H: MOTION_DONE
+```
+
+(Device events are acknowledged with ACK; the ACKs and heartbeats are left out of the diagram.)
+
+## 8. Test vectors
+
+Every vector below is checked by the test suite in both directions, and a C program built on
+`crescent_wire.h` alone encodes each one byte for byte.
 
 {vectors}
 """

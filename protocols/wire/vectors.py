@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocols.wire.catalogue import ALL_INTERLOCKS, Capability
-from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, FLAG_RETRANSMIT, FLAG_SYN, build_frame, encode_frame
+from protocols.wire.framing import (
+    FLAG_ACK_REQ,
+    FLAG_RESPONSE,
+    FLAG_RETRANSMIT,
+    FLAG_SYN,
+    PROTOCOL_VERSION,
+    build_frame,
+    encode_frame,
+)
 from protocols.wire.messages import BY_NAME, plan_digest
 
 #: Capabilities of the simulated gantry in its default configuration.
@@ -27,15 +35,15 @@ SIM_DEVICE_CAPABILITIES = int(
 )
 
 HELLO_FIELDS: dict[str, int] = dict(
-    protocol_version=1,
-    min_version=1,
+    protocol_version=PROTOCOL_VERSION,
+    min_version=PROTOCOL_VERSION,
     host_capabilities=0,
     session_id=0x12345678,
     heartbeat_period_ms=100,
     watchdog_timeout_ms=500,
 )
 HELLO_REPLY_FIELDS: dict[str, int] = dict(
-    protocol_version=1,
+    protocol_version=PROTOCOL_VERSION,
     device_capabilities=SIM_DEVICE_CAPABILITIES,
     session_id=0x12345678,
     firmware_version=0x000100,
@@ -85,7 +93,7 @@ class Vector:
 
 def _largest_plan() -> dict[str, Any]:
     entries = [
-        {"angle_mdeg": -21500 + 1000 * i, "kv_ckv": 2900 + (i % 5) * 100, "mas_uas": 50000 + 1000 * i, "pulse_us": 60000}
+        {"angle_mdeg": -21500 + 1000 * i, "kv_ckv": 2900 + (i % 5) * 100, "mas_nas": 50000 + 1000 * i, "pulse_us": 60000}
         for i in range(44)
     ]
     return dict(plan_id=7, motion=1, anode_filter=0, focal_spot=0, speed_mdeg_s=6000, digest="auto", entries=entries)
@@ -110,7 +118,7 @@ def _length_mismatch() -> str:
 
     from protocols.wire.crc import crc32c
 
-    head = bytes([1, FLAG_ACK_REQ, 0x03, 0x01, 0x18, 3, 0]) + b"\x00\x00"
+    head = bytes([PROTOCOL_VERSION, FLAG_ACK_REQ, 0x03, 0x01, 0x18, 3, 0]) + b"\x00\x00"
     return (b"\x00" + cobs.encode(head + crc32c(head).to_bytes(4, "little")) + b"\x00").hex()
 
 
@@ -128,20 +136,30 @@ VECTORS: tuple[Vector, ...] = (
            dict(acked_msg_id=0x11, detail=1830)),
     Vector("fire_retransmitted", "FIRE sent again after an ACK timeout (RETRANSMIT set, same seq).", "FIRE",
            0x0104, FLAG_ACK_REQ | FLAG_RETRANSMIT, dict(plan_id=7, digest=0x5EB0C1A2)),
-    Vector("nak_not_armed", "NAK of a FIRE without an armed plan (error NOT_ARMED = 5).", "NAK", 0x0104,
-           FLAG_RESPONSE, dict(acked_msg_id=0x16, error_code=5, detail=0)),
+    Vector("nak_not_armed", "NAK of a FIRE in IDLE, no plan armed (error NOT_ARMED = 5, detail 0 = none armed).",
+           "NAK", 0x0104, FLAG_RESPONSE, dict(acked_msg_id=0x16, error_code=5, detail=0)),
     Vector("telemetry", "A 50 Hz telemetry frame during a sweep.", "TELEMETRY", 0x2A10, 0,
            dict(device_time_us=12_345_678, arc_mdeg=-3250, arc_speed_mdeg_s=3571, force_dn=1187, thickness_um=52340,
                 kv_ckv=2905, ma_dma=1000, anode_heat_permille=42, state=4, interlocks=ALL_INTERLOCKS, detector_state=2)),
     Vector("exposure_done", "Device event: projection 3 of plan 7, actual angles at window start and end.",
            "EXPOSURE_DONE", 0x0800, FLAG_ACK_REQ,
            dict(plan_id=7, index=3, frame_id=104, status=0, planned_mdeg=-5000, start_mdeg=-5180, end_mdeg=-4820,
-                kv_ckv=2902, mas_uas=49870, window_start_us=4_100_000, window_end_us=4_160_000)),
+                kv_ckv=2902, mas_nas=49870, window_start_us=4_100_000, window_end_us=4_160_000)),
     Vector("image_ready", "Device event: frame 104 is on the data channel.", "IMAGE_READY", 0x0801, FLAG_ACK_REQ,
            dict(frame_id=104, rows=1200, cols=1500, bits=16, checksum=0x1B2C3D4E, size_bytes=3_600_000,
                 locator="frame_000104.raw")),
     Vector("arm_plan_largest", "The largest frame: ARM_PLAN with 44 entries (digest computed).", "ARM_PLAN",
            0x0105, FLAG_ACK_REQ, _largest_plan()),
+    Vector("arm_plan_mas_unit", "One exposure at +2.5 deg, 28 kV, 4.522636 mAs in 60 ms: `mas_nas` = 4522636 "
+           "(nanoampere-seconds, 1 nAs = 1e-6 mAs; bytes 8c 02 45 00), pulse_us = 60000.", "ARM_PLAN", 0x0106,
+           FLAG_ACK_REQ, dict(plan_id=9, motion=0, anode_filter=0, focal_spot=0, speed_mdeg_s=0, digest="auto", final=1,
+                              entries=[dict(angle_mdeg=2500, kv_ckv=2800, mas_nas=4_522_636, pulse_us=60000)])),
+    Vector("nak_plan_not_monotonic", "NAK of an ARM_PLAN whose entry 2 turns back (angles 0, 1, 0.5 deg): "
+           "PLAN_INVALID = 15, detail 1000 x NOT_MONOTONIC (2) + entry 2 = 2002.", "NAK", 0x0107, FLAG_RESPONSE,
+           dict(acked_msg_id=0x15, error_code=15, detail=2002)),
+    Vector("nak_beyond_limits_current", "NAK of an ARM_PLAN whose entry 0 needs 1000 mA (60 mAs in 60 ms): "
+           "BEYOND_LIMITS = 19, detail 1000 x (0 + 1) + 4 = 1004 (the implied tube current).", "NAK", 0x0108,
+           FLAG_RESPONSE, dict(acked_msg_id=0x15, error_code=19, detail=1004)),
     Vector("corrupted_hello", "`hello` with one bit flipped.", raw_wire_hex=_corrupted_hello(),
            receiver="CRC (or COBS) error: drop silently, send nothing; the sender's retransmission recovers"),
     Vector("garbage_then_frame", "Six bytes of line noise, then a GET_STATUS frame.",

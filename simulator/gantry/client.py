@@ -6,7 +6,7 @@ device's events with ACK, keeps what arrived, and can fall silent to simulate a 
 Example (inside a SimPy process)::
 
     client = LinkClient(env, endpoint)
-    reply = yield client.request(Hello(protocol_version=1, min_version=1, session_id=1,
+    reply = yield client.request(hello(session_id=1,
                                        heartbeat_period_ms=100, watchdog_timeout_ms=500))
 """
 
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import simpy
 
 from protocols.wire import messages as M
+from protocols.wire.framing import PROTOCOL_VERSION
 from protocols.wire.link import Answered, Link, LinkConfig, Received, SendFailed
 from simulator.gantry.linkio import SimLinkDriver
 from simulator.gantry.uart import SerialEndpoint
@@ -95,8 +96,8 @@ class LinkClient:
 
 
 def hello(session_id: int = 0x12345678, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 500) -> M.Message:
-    """A HELLO for protocol version 1."""
-    return M.Hello(protocol_version=1, min_version=1, host_capabilities=0, session_id=session_id,
+    """A HELLO for this catalogue's protocol version."""
+    return M.Hello(protocol_version=PROTOCOL_VERSION, min_version=M.CATALOGUE.min_supported_version, host_capabilities=0, session_id=session_id,
                    heartbeat_period_ms=heartbeat_period_ms, watchdog_timeout_ms=watchdog_timeout_ms)
 
 
@@ -105,7 +106,7 @@ def make_plan(plan_id: int, angles_deg: list[float], *, kv: float = 29.0, mas: f
               final: bool = True) -> M.Message:
     """An ARM_PLAN with its digest filled in (angles deg, kV, mAs, ms, deg/s); ``final``: the exam's last plan."""
     entries = [M.ArmPlan.ENTRY(angle_mdeg=int(round(a * 1000)), kv_ckv=int(round(kv * 100)),
-                               mas_uas=int(round(mas * 1e6)), pulse_us=int(round(pulse_ms * 1000)))
+                               mas_nas=int(round(mas * 1e6)), pulse_us=int(round(pulse_ms * 1000)))
                for a in angles_deg]
     plan = M.ArmPlan(plan_id=plan_id, motion=1 if continuous else 0, anode_filter=anode_filter, focal_spot=focal_spot,
                      speed_mdeg_s=int(round(speed_deg_s * 1000)), digest=0, final=int(final), entries=entries)

@@ -10,12 +10,14 @@ exactly once (retransmissions are answered from its cache and never reach the di
 duplicated FIRE exposes once.
 
 Commands follow :mod:`protocols.wire.device_states`: a command outside ``ALLOWED_COMMANDS`` of the
-present state is refused with NAK ``BAD_STATE`` (``NO_SESSION`` in BOOT; a FIRE while no plan is
-armed gets the more specific ``NOT_ARMED``). State changes go through ``next_state`` with the
-table's triggers and are reported with STATE_CHANGED. Accepted commands are validated against the
-device's own limits (``DeviceLimits``): OUT_OF_RANGE (detail = field index; plan entries
-``1000 * (i + 1) + j`` as the codec does), FORCE_LIMIT, HEAT_LIMIT, PLAN_INVALID, DIGEST_MISMATCH,
-NOT_HOMED, INTERLOCK_OPEN (detail = open bits).
+present state is refused with the code :func:`~protocols.wire.device_states.refusal` gives
+(``NO_SESSION`` in BOOT, ``NOT_ARMED`` for a FIRE where no plan can be armed, else ``BAD_STATE`` with
+detail = the state). State changes go through ``next_state`` with the table's triggers and are
+reported with STATE_CHANGED. Accepted commands are validated against the device's own limits
+(``DeviceLimits``): BEYOND_LIMITS (detail = field index; plan entries ``1000 * (i + 1) + j`` as the
+codec does, j = 4 for the tube current an entry implies), FORCE_LIMIT, HEAT_LIMIT, PLAN_INVALID
+(``1000 * reason + entry``), DIGEST_MISMATCH, NOT_HOMED, INTERLOCK_OPEN (detail = open bits). NAK
+and ACK details follow SPEC.md section 5.
 
 Safety, independent of the host: X-rays only inside a FIRE of the armed plan (id + digest) with
 every interlock safe; an interlock opening, ABORT, the heartbeat watchdog (link ``PeerLost`` after
@@ -61,7 +63,7 @@ from protocols.wire.catalogue import (
     Interlock,
     MotionMode,
 )
-from protocols.wire.device_states import Trigger, command_allowed, next_state
+from protocols.wire.device_states import Trigger, next_state, refusal
 from protocols.wire.framing import MAX_PAYLOAD, PROTOCOL_VERSION
 from protocols.wire.link import (
     Answered,
@@ -101,8 +103,8 @@ DEVICE_CAPABILITIES: int = int(
     | Capability.FILE_DATA_CHANNEL
 )
 
-#: Oldest protocol version this device speaks.
-MIN_PROTOCOL_VERSION = 1
+#: Oldest protocol version this device speaks (the catalogue's min_supported_version).
+MIN_PROTOCOL_VERSION = M.CATALOGUE.min_supported_version
 
 
 @dataclass
@@ -281,13 +283,9 @@ class Gantry:
         self.log.write(now_us, "command", msg=name, seq=seq, fields=msg.to_dict())
         self._deferring = True
         try:
-            if not command_allowed(S(self.state), name):
-                if self.state == int(S.BOOT):
-                    resp = self._nak(msg, ErrorCode.NO_SESSION)
-                elif name == "FIRE" and self.armed is None:
-                    resp = self._nak(msg, ErrorCode.NOT_ARMED)
-                else:
-                    resp = self._nak(msg, ErrorCode.BAD_STATE, self.state)
+            refused = refusal(S(self.state), name)
+            if refused is not None:
+                resp = self._nak(msg, refused, self.state if refused == ErrorCode.BAD_STATE else 0)
             else:
                 resp = getattr(self, "_cmd_" + name.lower())(msg)
         finally:
@@ -318,12 +316,17 @@ class Gantry:
                                    heartbeat_period_s=m.heartbeat_period_ms / 1000.0)
         self.session_open = True
         self.session_id = int(m.session_id)
+        # A new session never inherits a plan: an armed plan is disarmed, a running one stopped (and
+        # reported in resumed_*). SAFE_HOLD and FAULT are kept: only RESET_FAULT leaves them (SPEC 3).
+        plan = self.armed
+        if plan is not None and self.state in (int(S.ARMED), int(S.EXPOSING)):
+            self.interrupted = (plan.plan_id, plan.exposures_done)
+            if self.state == int(S.EXPOSING):
+                self._stop_plan(int(ExposureStatus.ABORTED))
+            self._disarm()
         plan_id, done = self.interrupted or (0, 0)
         self.interrupted = None
-        if self.state == int(S.BOOT) or (self.state == int(S.SAFE_HOLD) and self.hold_cause == int(FaultCode.WATCHDOG)):
-            if self.state == int(S.SAFE_HOLD):
-                self.hold_cause = 0
-            self._transition(Trigger.HELLO, cause_msg_id=m.ID)
+        self._transition(Trigger.HELLO, cause_msg_id=m.ID)
         ident = self.cfg.identity
         return M.HelloReply(protocol_version=min(int(m.protocol_version), PROTOCOL_VERSION),
                             device_capabilities=DEVICE_CAPABILITIES, session_id=self.session_id,
@@ -358,7 +361,7 @@ class Gantry:
                             arc_max_mdeg=_mdeg(lim.arc_max_deg), arc_max_speed_mdeg_s=_mdeg(lim.arc_max_speed_deg_s),
                             force_limit_dn=_u(self.paddle.force_limit_n * 10, 0xFFFF),
                             kv_min_ckv=_u(lim.kvp_min_kv * 100, 0xFFFF), kv_max_ckv=_u(lim.kvp_max_kv * 100, 0xFFFF),
-                            mas_max_uas=_u(lim.mas_max_mas * 1e6, 2**32 - 1),
+                            mas_max_nas=_u(lim.mas_max_mas * 1e6, 2**32 - 1),
                             dark_offset_adu=_u(self.detector.dark_offset_adu, 2**16 - 1),
                             data_channel=self.detector.data_channel)
 
@@ -368,7 +371,7 @@ class Gantry:
         spots = sorted(lim.focal_spots_mm)
         return M.LimitsInfo(
             ma_min_dma=_up(lim.tube_current_min_ma * 10, 5000), ma_max_dma=_down(lim.tube_current_max_ma * 10, 5000),
-            power_max_w=_down(lim.tube_max_power_w, 100000), mas_min_uas=_up(lim.mas_min_mas * 1e6, 100_000_000),
+            power_max_w=_down(lim.tube_max_power_w, 100000), mas_min_nas=_up(lim.mas_min_mas * 1e6, 100_000_000),
             exposure_max_ms=_down(lim.exposure_max_ms, 10000), backup_timer_ms=_down(lim.backup_timer_ms, 20000),
             anode_heat_capacity_j=_down(lim.anode_heat_capacity_j, 2**32 - 1),
             anode_cooling_w=_down(lim.anode_cooling_w, 2**32 - 1),
@@ -458,9 +461,9 @@ class Gantry:
         target = m.target_mdeg / 1000.0
         speed = m.speed_mdeg_s / 1000.0
         if not self.axis.within_soft_limits(target):
-            return self._nak(m, ErrorCode.OUT_OF_RANGE, 0)
+            return self._nak(m, ErrorCode.BEYOND_LIMITS, 0)
         if speed > self.limits.arc_max_speed_deg_s:
-            return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
+            return self._nak(m, ErrorCode.BEYOND_LIMITS, 1)
         if not self.axis.homed:
             return self._nak(m, ErrorCode.NOT_HOMED)
         t0 = self.env.now
@@ -477,16 +480,16 @@ class Gantry:
             return self._nak(m, ErrorCode.FORCE_LIMIT, _u(self.paddle.force_limit_n * 10, 2**31 - 1))
         floor_mm = m.min_thickness_um / 1000.0
         if floor_mm > lim.compression_thickness_max_mm:
-            return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
+            return self._nak(m, ErrorCode.BEYOND_LIMITS, 1)
         speed = m.speed_um_s / 1000.0
         if speed != 0.0 and not self.cfg.paddle.min_speed_mm_s <= speed <= self.cfg.paddle.max_speed_mm_s:
-            return self._nak(m, ErrorCode.OUT_OF_RANGE, 2)
+            return self._nak(m, ErrorCode.BEYOND_LIMITS, 2)
         if not self.paddle.in_range(lim.compression_thickness_max_mm):
             return self._nak(m, ErrorCode.INTERLOCK_OPEN, int(Interlock.PADDLE_IN_RANGE))
         self._start_motion("paddle", m.ID, self.paddle.compress(target_n, floor_mm, speed))
         self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
         self._phase("COMPRESS")
-        return self._ack(m)
+        return self._ack(m, -1)  # no estimate: the motion ends on force
 
     def _release(self, cause_msg_id: int) -> None:
         """Start the paddle release (stopping a compression in progress)."""
@@ -502,8 +505,10 @@ class Gantry:
             self._transition(Trigger.RELEASE_ACCEPTED, cause_msg_id=m.ID)
         elif self.state == int(S.IDLE):
             self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
+        pcfg = self.cfg.paddle
+        est_s = max(0.0, pcfg.park_height_mm - self.paddle.height_mm) / pcfg.release_speed_mm_s
         self._release(m.ID)
-        return self._ack(m)
+        return self._ack(m, int(math.ceil(est_s * 1000.0)))
 
     def _auto_release(self, why: str) -> None:
         self.log.write(self.now_us(), "auto_release", why=why)
@@ -519,10 +524,10 @@ class Gantry:
             return self._nak(m, ErrorCode.UNSUPPORTED, 0)
         kv = m.kv_ckv / 100.0
         if not lim.kvp_min_kv <= kv <= lim.kvp_max_kv:
-            return self._nak(m, ErrorCode.OUT_OF_RANGE, 1)
+            return self._nak(m, ErrorCode.BEYOND_LIMITS, 1)
         ma = m.ma_dma / 10.0
         if not lim.tube_current_min_ma <= ma <= lim.max_tube_current_ma(kv):
-            return self._nak(m, ErrorCode.OUT_OF_RANGE, 2)
+            return self._nak(m, ErrorCode.BEYOND_LIMITS, 2)
         self.technique = {"anode_filter": af, "kv": kv, "ma": ma, "focal_spot_mm": focal_spot_mm(self.limits, m.focal_spot)}
         self.generator.kv_set = kv
         self.generator.tube_current_ma = ma
@@ -620,7 +625,7 @@ class Gantry:
     def _cmd_sim_inject_fault(self, m: M.Message) -> M.Message:
         name = FaultCode(m.fault_code).name
         if name not in INJECTABLE:
-            return self._nak(m, ErrorCode.UNSUPPORTED, m.fault_code)
+            return self._nak(m, ErrorCode.UNSUPPORTED, 0)  # field 0, fault_code
         self._after.append(lambda: self.inject(name, m.param))
         return self._ack(m)
 
@@ -909,7 +914,7 @@ class Gantry:
         # The record is what EXPOSURE_DONE says, in wire units, so a host can re-render the same image from it.
         done = M.ExposureDone(plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
                               planned_mdeg=_mdeg(plan.angles_deg[i]), start_mdeg=_mdeg(a0), end_mdeg=_mdeg(a1),
-                              kv_ckv=_u(res.kv_mean * 100, 0xFFFF), mas_uas=_u(res.mas * 1e6, 2**32 - 1),
+                              kv_ckv=_u(res.kv_mean * 100, 0xFFFF), mas_nas=_u(res.mas * 1e6, 2**32 - 1),
                               window_start_us=int(round(res.t_on_s * 1e6)), window_end_us=int(round(res.t_off_s * 1e6)))
         record = exposure_record(done, plan.anode_filter, plan.focal_spot_mm)
         self.log.write(self.now_us(), "exposure", plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,

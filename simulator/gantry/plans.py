@@ -18,7 +18,7 @@ from protocols.exams.motion import move_time_s, runup_deg
 from protocols.limits import DeviceLimits
 from protocols.records import ExposureRecord
 from protocols.wire import messages as M
-from protocols.wire.catalogue import ANODE_FILTER_TEXT, ErrorCode, ExposureStatus, FocalSpot, MotionMode
+from protocols.wire.catalogue import ANODE_FILTER_TEXT, ErrorCode, ExposureStatus, FocalSpot, MotionMode, PlanInvalidReason
 from protocols.wire.messages import plan_digest
 
 
@@ -49,7 +49,7 @@ def exposure_record(done: M.Message, anode_filter: str, focal_spot_mm: float) ->
     """
     return ExposureRecord(index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg / 1000.0,
                           angle_start_deg=done.start_mdeg / 1000.0, angle_end_deg=done.end_mdeg / 1000.0,
-                          kvp=done.kv_ckv / 100.0, mas=done.mas_uas / 1e6, anode_filter=anode_filter,  # type: ignore[arg-type]
+                          kvp=done.kv_ckv / 100.0, mas=done.mas_nas / 1e6, anode_filter=anode_filter,  # type: ignore[arg-type]
                           focal_spot_mm=focal_spot_mm, window_start_s=done.window_start_us / 1e6,
                           window_end_s=done.window_end_us / 1e6,
                           terminated_early=done.status != int(ExposureStatus.OK))
@@ -76,9 +76,13 @@ def sweep_ends(limits: DeviceLimits, angles: list[float], pulses: list[float], s
 def validate_plan(m: M.Message, limits: DeviceLimits, homed: bool) -> tuple[ErrorCode, int] | ArmedPlan:
     """Check an ARM_PLAN; the armed plan, or the NAK (error, detail) to answer.
 
-    Details: OUT_OF_RANGE gives the field index (plan entries ``1000 * (i + 1) + j``, j = 0 angle,
-    1 kV, 2 mAs, 3 pulse; a pulse too short for its mAs at the tube's current limit is j = 3);
-    PLAN_INVALID gives the offending entry (1000: the sweep's travel leaves the arc).
+    Details (SPEC.md section 5): BEYOND_LIMITS gives the field index (4 = speed; plan entries
+    ``1000 * (i + 1) + j``, i and j 0-based, j = 0 angle, 1 kV, 2 mAs, 3 pulse, and j = 4 the tube
+    current the entry implies, mAs / pulse, above the tube's limit at that kV); PLAN_INVALID gives
+    ``1000 * PlanInvalidReason + entry index`` (COUNT: the entry count; NOT_MONOTONIC: the first entry
+    that turns back, or repeats an angle in a continuous sweep; TOO_CLOSE: the later entry of a pair too close for the
+    detector; TRAVEL: the end entry whose run-up leaves the arc's travel). Angles must be monotonic
+    in firing order (never turning back); strictly so in a continuous sweep.
     """
     lim = limits
     if plan_digest(m) != m.digest:
@@ -90,40 +94,49 @@ def validate_plan(m: M.Message, limits: DeviceLimits, homed: bool) -> tuple[Erro
         return ErrorCode.UNSUPPORTED, 2
     speed = m.speed_mdeg_s / 1000.0 or lim.arc_max_speed_deg_s
     if speed > lim.arc_max_speed_deg_s:
-        return ErrorCode.OUT_OF_RANGE, 4
+        return ErrorCode.BEYOND_LIMITS, 4
     n = len(m.entries)
     if n == 0 or n > lim.max_projections:
-        return ErrorCode.PLAN_INVALID, n
+        return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.COUNT) + n
     angles, kvs, mass, pulses = [], [], [], []
     for i, e in enumerate(m.entries):
         base = 1000 * (i + 1)
-        a, kv, mas, pulse = e.angle_mdeg / 1000.0, e.kv_ckv / 100.0, e.mas_uas / 1e6, e.pulse_us / 1e6
+        a, kv, mas, pulse = e.angle_mdeg / 1000.0, e.kv_ckv / 100.0, e.mas_nas / 1e6, e.pulse_us / 1e6
         if not within_travel(lim, a):
-            return ErrorCode.OUT_OF_RANGE, base + 0
+            return ErrorCode.BEYOND_LIMITS, base + 0
         if not lim.kvp_min_kv <= kv <= lim.kvp_max_kv:
-            return ErrorCode.OUT_OF_RANGE, base + 1
+            return ErrorCode.BEYOND_LIMITS, base + 1
         if not lim.mas_min_mas <= mas <= lim.mas_max_mas:
-            return ErrorCode.OUT_OF_RANGE, base + 2
+            return ErrorCode.BEYOND_LIMITS, base + 2
         if pulse * 1000.0 > lim.exposure_max_ms + 1e-9:
-            return ErrorCode.OUT_OF_RANGE, base + 3
+            return ErrorCode.BEYOND_LIMITS, base + 3
         if mas / pulse > lim.max_tube_current_ma(kv) * (1 + 1e-9):
-            return ErrorCode.OUT_OF_RANGE, base + 3  # the pulse is too short for this mAs
+            return ErrorCode.BEYOND_LIMITS, base + 4  # the tube current mas / pulse, not a field of its own
         angles.append(a)
         kvs.append(kv)
         mass.append(mas)
         pulses.append(pulse)
+    # Monotonic in firing order: never turning back; a repeated angle only in step-and-shoot (e.g. two
+    # exposures at one angle), never in a continuous sweep, which passes each angle once.
+    strict = m.motion == int(MotionMode.CONTINUOUS)
+    direction = 0.0
+    for i in range(1, n):
+        step = angles[i] - angles[i - 1]
+        if step == 0.0 and not strict:
+            continue
+        if step == 0.0 or step * direction < 0:
+            return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.NOT_MONOTONIC) + i
+        direction = 1.0 if step > 0 else -1.0
     if m.motion == int(MotionMode.CONTINUOUS):
-        if n > 1:
-            diffs = np.diff(angles)
-            if not (np.all(diffs > 0) or np.all(diffs < 0)):
-                return ErrorCode.PLAN_INVALID, 0
-            for i in range(1, n):
-                need_ms = max(lim.detector_min_frame_interval_ms, pulses[i - 1] * 1000.0 + lim.detector_readout_ms)
-                if abs(angles[i] - angles[i - 1]) / speed * 1000.0 < need_ms * (1 - 1e-9):
-                    return ErrorCode.PLAN_INVALID, i
+        for i in range(1, n):
+            need_ms = max(lim.detector_min_frame_interval_ms, pulses[i - 1] * 1000.0 + lim.detector_readout_ms)
+            if abs(angles[i] - angles[i - 1]) / speed * 1000.0 < need_ms * (1 - 1e-9):
+                return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.TOO_CLOSE) + i
         lo, hi = sweep_ends(lim, angles, pulses, speed)
-        if not (within_travel(lim, lo) and within_travel(lim, hi)):
-            return ErrorCode.PLAN_INVALID, 1000
+        if not within_travel(lim, lo):
+            return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.TRAVEL) + 0
+        if not within_travel(lim, hi):
+            return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.TRAVEL) + n - 1
     energy = float(sum(kv * mas for kv, mas in zip(kvs, mass)))
     return ArmedPlan(m.plan_id, m.digest, m.motion, af, focal_spot_mm(lim, m.focal_spot), speed, angles, kvs, mass,
                      pulses, energy, final=bool(m.final))

@@ -9,7 +9,7 @@ from firmware_host.controller import Controller
 from firmware_host.errors import (CommandFailed, CommandRefused, DeviceLimitsInvalid, Interrupted, VersionMismatch,
                                   WaitTimeout)
 from firmware_host.plans import Command, Guard, Now, Phase, Sleep, WaitFor
-from firmware_host.session import HOST_PROTOCOL_VERSION, connect_plan, geometry_from_info, limits_from_info
+from firmware_host.session import HOST_MIN_VERSION, HOST_PROTOCOL_VERSION, connect_plan, geometry_from_info, limits_from_info
 from host_peer import ScriptedDevice, ack, drive
 from protocols.limits import DeviceLimits
 from protocols.wire.catalogue import ALL_INTERLOCKS, DeviceState, ErrorCode, Interlock
@@ -168,7 +168,7 @@ def info_reply() -> DeviceInfo:
     return DeviceInfo(sid_um=650000, pivot_height_um=47000, support_height_um=20000, native_pitch_nm=85000, binning=2,
                       rows=100, cols=120, offset_x_um=1500, offset_y_um=-2000, arc_min_mdeg=-30000, arc_max_mdeg=30000,
                       arc_max_speed_mdeg_s=10000, force_limit_dn=2000, kv_min_ckv=2200, kv_max_ckv=4900,
-                      mas_max_uas=500000000, data_channel="file:///tmp/frames")
+                      mas_max_nas=500000000, data_channel="file:///tmp/frames")
 
 
 def hello_reply(version: int) -> HelloReply:
@@ -178,7 +178,7 @@ def hello_reply(version: int) -> HelloReply:
 
 
 def limits_reply(**override: int) -> LimitsInfo:
-    values = dict(ma_min_dma=50, ma_max_dma=1200, power_max_w=3500, mas_min_uas=400000, exposure_max_ms=3000,
+    values = dict(ma_min_dma=50, ma_max_dma=1200, power_max_w=3500, mas_min_nas=400000, exposure_max_ms=3000,
                   backup_timer_ms=4000, anode_heat_capacity_j=150000, anode_cooling_w=500,
                   arc_acceleration_mdeg_s2=15000, arc_jerk_mdeg_s3=120000, detector_readout_ms=180,
                   detector_min_frame_interval_ms=240, arc_settle_ms=150, compression_thickness_min_um=8000,
@@ -218,7 +218,7 @@ def test_connect_takes_generator_and_detector_limits_from_limits_info() -> None:
     session = drive(ctl, ScriptedDevice(lambda m: replies[m.NAME]), connect_plan(19)).outcome()
     lim = session.limits
     assert session.limits_source == "device"
-    # by hand from the fixed point: 50 x 0.1 mA, 1200 x 0.1 mA, 400000 uAs, 15000 mdeg/s^2
+    # by hand from the fixed point: 50 x 0.1 mA, 1200 x 0.1 mA, 400000 nAs, 15000 mdeg/s^2
     assert (lim.tube_current_min_ma, lim.tube_current_max_ma, lim.tube_max_power_w) == pytest.approx((5.0, 120.0, 3500.0))
     assert (lim.mas_min_mas, lim.mas_max_mas, lim.exposure_max_ms, lim.backup_timer_ms) == pytest.approx((0.4, 500.0, 3000.0, 4000.0))
     assert (lim.arc_acceleration_deg_s2, lim.arc_jerk_deg_s3) == pytest.approx((15.0, 120.0))
@@ -235,7 +235,7 @@ def test_inconsistent_device_limits_are_refused_by_name() -> None:
                "GET_LIMITS": limits_reply(ma_min_dma=2000, ma_max_dma=1000)}
     runner = drive(ctl, ScriptedDevice(lambda m: replies[m.NAME]), connect_plan(20))
     with pytest.raises(DeviceLimitsInvalid, match=r"mas_min_mas = 700\.0"):
-        limits_from_info(info_reply(), limits_reply(mas_min_uas=700_000_000))
+        limits_from_info(info_reply(), limits_reply(mas_min_nas=700_000_000))
     with pytest.raises(DeviceLimitsInvalid, match="tube_current_min_ma = 200.0 must be below tube_current_max_ma = 100.0"):
         runner.outcome()
 
@@ -251,7 +251,7 @@ def test_version_mismatch_names_both_versions(how: str) -> None:
     with pytest.raises(VersionMismatch) as info:
         runner.outcome()
     device_version = HOST_PROTOCOL_VERSION + 1 if how == "reply" else 7
-    assert f"host speaks 1..{HOST_PROTOCOL_VERSION}" in str(info.value)
+    assert f"host speaks {HOST_MIN_VERSION}..{HOST_PROTOCOL_VERSION}" in str(info.value)
     assert f"device answered {device_version}" in str(info.value)
 
 

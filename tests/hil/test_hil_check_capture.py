@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from protocols.wire.framing import PROTOCOL_VERSION
+
 import pytest
 
 from hil.check_capture import check_items
@@ -22,8 +24,8 @@ def exam_capture(cb, *, skip: str = "", extra=None):  # type: ignore[no-untyped-
     ``skip`` names one step to leave out; ``extra(b)`` adds frames afterwards.
     """
     b = cb()
-    b.request(0.000, H2D, "HELLO", 1, protocol_version=1, min_version=1, session_id=9, heartbeat_period_ms=100, watchdog_timeout_ms=500)
-    b.respond(0.002, D2H, "HELLO_REPLY", 1, protocol_version=1, session_id=9, watchdog_timeout_ms=500, max_payload=640, state=1)
+    b.request(0.000, H2D, "HELLO", 1, protocol_version=PROTOCOL_VERSION, min_version=PROTOCOL_VERSION, session_id=9, heartbeat_period_ms=100, watchdog_timeout_ms=500)
+    b.respond(0.002, D2H, "HELLO_REPLY", 1, protocol_version=PROTOCOL_VERSION, session_id=9, watchdog_timeout_ms=500, max_payload=640, state=1)
     if skip != "arm":
         b.request(0.010, H2D, "ARM_PLAN", 2, plan_id=5, motion=1, anode_filter=0, focal_spot=0, entries=ENTRIES)
         b.respond(0.012, D2H, "ACK", 2, acked_msg_id=0x15)
@@ -33,7 +35,7 @@ def exam_capture(cb, *, skip: str = "", extra=None):  # type: ignore[no-untyped-
     dseq = 100
     for i, a in enumerate(ANGLES):
         t = 0.1 + 0.1 * i
-        b.request(t, D2H, "EXPOSURE_DONE", dseq, plan_id=5, index=i, frame_id=i, status=0, planned_mdeg=a, start_mdeg=a, end_mdeg=a + 200, kv_ckv=2800, mas_uas=40_000)
+        b.request(t, D2H, "EXPOSURE_DONE", dseq, plan_id=5, index=i, frame_id=i, status=0, planned_mdeg=a, start_mdeg=a, end_mdeg=a + 200, kv_ckv=2800, mas_nas=40_000)
         b.respond(t + 0.001, H2D, "ACK", dseq, acked_msg_id=0x42)
         dseq += 1
     b.request(0.45, D2H, "STATE_CHANGED", dseq, old_state=4, new_state=1)

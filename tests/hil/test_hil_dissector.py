@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from protocols.wire.framing import PROTOCOL_VERSION
+
 import os
 import shutil
 import subprocess
@@ -51,7 +53,7 @@ def linked_capture() -> tuple[Tap, list[str]]:
                 if isinstance(ev, Received) and ev.needs_answer:
                     m = ev.message
                     if m.NAME == "HELLO":
-                        r = HelloReply(protocol_version=1, session_id=m.session_id, state=1, max_payload=640)
+                        r = HelloReply(protocol_version=PROTOCOL_VERSION, session_id=m.session_id, state=1, max_payload=640)
                     elif m.NAME == "MOVE_ARC":
                         r = Nak(acked_msg_id=m.ID, error_code=13)
                     else:
@@ -60,7 +62,7 @@ def linked_capture() -> tuple[Tap, list[str]]:
             host.events()
             t += 0.001
 
-    host.send(Hello(protocol_version=1, min_version=1, session_id=77, heartbeat_period_ms=100, watchdog_timeout_ms=500), t)
+    host.send(Hello(protocol_version=PROTOCOL_VERSION, min_version=PROTOCOL_VERSION, session_id=77, heartbeat_period_ms=100, watchdog_timeout_ms=500), t)
     pump()
     plan = ArmPlan(plan_id=3, motion=1, anode_filter=0, focal_spot=0, speed_mdeg_s=4000, entries=[(-7500, 2800, 5000, 50000), (7500, 2900, 5000, 50000)])
     plan.digest = plan_digest(plan)

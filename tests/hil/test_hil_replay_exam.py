@@ -98,4 +98,4 @@ def test_replay_to_gantry_reports_a_changed_answer(exam_capture) -> None:
             p = Packet(p.t_s, p.direction, encode_frame(f.msg_id, f.seq, FLAG_ACK_REQ, beyond))
         out.append(p)
     report = replay_to_virtual_gantry(out, cfg)
-    assert any("MOVE_ARC" in d and "NAK OUT_OF_RANGE" in d for d in report.divergences), report.text()
+    assert any("MOVE_ARC" in d and "NAK BEYOND_LIMITS" in d for d in report.divergences), report.text()

@@ -72,7 +72,7 @@ def test_encode_out_of_range_names_the_field() -> None:
     with pytest.raises(FieldRangeError, match="anode_filter"):
         ArmPlan(plan_id=1, anode_filter=99).pack()
     with pytest.raises(FieldRangeError, match=r"entries\[\]\.kv_ckv"):
-        ArmPlan(plan_id=1, entries=[dict(angle_mdeg=0, kv_ckv=5000, mas_uas=1, pulse_us=1)]).pack()
+        ArmPlan(plan_id=1, entries=[dict(angle_mdeg=0, kv_ckv=5000, mas_nas=1, pulse_us=1)]).pack()
     with pytest.raises(FieldRangeError, match="not an integer"):
         MoveArc(target_mdeg=1.5).pack()
 
@@ -86,16 +86,16 @@ def test_decode_out_of_range_gives_nak_code_and_field_index() -> None:
     with pytest.raises(PayloadError) as info:
         MoveArc.unpack(bytes(raw[:-1]))
     assert info.value.code == ErrorCode.BAD_LENGTH
-    plan = ArmPlan(plan_id=1, entries=[dict(angle_mdeg=0, kv_ckv=2800, mas_uas=5, pulse_us=7)] * 2)
+    plan = ArmPlan(plan_id=1, entries=[dict(angle_mdeg=0, kv_ckv=2800, mas_nas=5, pulse_us=7)] * 2)
     raw = bytearray(plan.pack())
-    raw[-8:-4] = (0).to_bytes(4, "little")  # second entry mas_uas = 0 < min 1
+    raw[-8:-4] = (0).to_bytes(4, "little")  # second entry mas_nas = 0 < min 1
     with pytest.raises(PayloadError) as info:
         ArmPlan.unpack(bytes(raw))
     assert info.value.code == ErrorCode.OUT_OF_RANGE and info.value.detail == 2002
 
 
 def test_plan_digest_covers_every_entry() -> None:
-    entries = [dict(angle_mdeg=1000 * i, kv_ckv=2900, mas_uas=40000, pulse_us=50000) for i in range(5)]
+    entries = [dict(angle_mdeg=1000 * i, kv_ckv=2900, mas_nas=40000, pulse_us=50000) for i in range(5)]
     a = ArmPlan(plan_id=3, motion=1, entries=entries)
     d = plan_digest(a)
     entries[4] = dict(entries[4], angle_mdeg=4001)

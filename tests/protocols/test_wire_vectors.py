@@ -13,7 +13,7 @@ import yaml
 from protocols.wire import specgen
 from protocols.wire.crc import CHECK, RESIDUE, crc32c, crc32c_reference
 from protocols.wire.errors import FrameError, FrameErrorKind
-from protocols.wire.framing import Frame, FrameDecoder
+from protocols.wire.framing import PROTOCOL_VERSION, Frame, FrameDecoder
 from protocols.wire.messages import BY_NAME
 
 VECTORS = yaml.safe_load(specgen.VECTORS_PATH.read_text())
@@ -61,7 +61,7 @@ def test_message_vector_both_ways(vec: dict) -> None:
     frame = cobs_decode_reference(wire[1:-1])
     assert frame.hex() == vec["frame_hex"]
     version, flags, seq, msg_id, length = struct.unpack_from("<BBHBH", frame)
-    assert (version, flags, seq) == (1, vec["flags"], vec["seq"])
+    assert (version, flags, seq) == (PROTOCOL_VERSION, vec["flags"], vec["seq"])
     assert length == len(frame) - 11
     assert crc32c_reference(frame[:-4]) == int.from_bytes(frame[-4:], "little")
     cls = BY_NAME[vec["message"]]

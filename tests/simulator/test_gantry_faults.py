@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from protocols.wire.framing import PROTOCOL_VERSION
+
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +81,7 @@ def test_kv_drop_lengthens_the_window_until_the_independent_backup_timer_ends_it
     cut = done[2]
     assert cut.status == int(ExposureStatus.BACKUP_TIMER)
     assert cut.window_end_us - cut.window_start_us == 90_000
-    assert abs(cut.mas_uas / 1e6 - 0.7**1.5 * 2.0 / 0.060 * 0.090) < 0.05  # 59 % of the current for 90 ms
+    assert abs(cut.mas_nas / 1e6 - 0.7**1.5 * 2.0 / 0.060 * 0.090) < 0.05  # 59 % of the current for 90 ms
     assert abs(cut.kv_ckv / 100.0 - 0.7 * 29.0) < 0.3
     codes = [(f.fault_code, f.latched) for f in client.of("FAULT")]
     assert (int(FaultCode.KV_DROP), 0) in codes and (int(FaultCode.BACKUP_TIMER), 1) in codes
@@ -147,7 +149,7 @@ def test_device_reset_needs_a_new_hello(tmp_path: Path) -> None:
         yield client.request(M.SimInjectFault(fault_code=int(FaultCode.DEVICE_RESET), param=0))
         yield env.timeout(0.2)
         out["status"] = yield client.request(M.GetStatus())
-        out["hello"] = yield client.request(M.Hello(protocol_version=1, min_version=1, host_capabilities=0,
+        out["hello"] = yield client.request(M.Hello(protocol_version=PROTOCOL_VERSION, min_version=PROTOCOL_VERSION, host_capabilities=0,
                                                     session_id=2, heartbeat_period_ms=100, watchdog_timeout_ms=500))
         out["move"] = yield client.request(M.MoveArc(target_mdeg=1000, speed_mdeg_s=0))
 

@@ -91,7 +91,7 @@ def test_no_commanded_target_drives_the_force_past_the_limit(tmp_path: Path, tar
         if target > limit_n * 10:
             assert r.error_code == int(ErrorCode.FORCE_LIMIT)
         elif not speed_ok:
-            assert (r.error_code, r.detail) == (int(ErrorCode.OUT_OF_RANGE), 2)
+            assert (r.error_code, r.detail) == (int(ErrorCode.BEYOND_LIMITS), 2)
         else:
             assert r.NAME == "ACK"
     accepted = [t for t, r in zip((target_dn, second_dn), answers) if r.NAME == "ACK"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from protocols.wire.framing import PROTOCOL_VERSION
+
 import os
 import signal
 import subprocess
@@ -17,9 +19,9 @@ from protocols.wire import messages as M
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, FLAG_SYN, Frame, FrameDecoder, encode_frame
 from simulator.gantry.firmware import DEVICE_CAPABILITIES
 
-HELLO = M.Hello(protocol_version=1, min_version=1, host_capabilities=0, session_id=0x12345678,
+HELLO = M.Hello(protocol_version=PROTOCOL_VERSION, min_version=PROTOCOL_VERSION, host_capabilities=0, session_id=0x12345678,
                 heartbeat_period_ms=100, watchdog_timeout_ms=500)
-EXPECTED_REPLY = M.HelloReply(protocol_version=1, device_capabilities=DEVICE_CAPABILITIES, session_id=0x12345678,
+EXPECTED_REPLY = M.HelloReply(protocol_version=PROTOCOL_VERSION, device_capabilities=DEVICE_CAPABILITIES, session_id=0x12345678,
                               firmware_version=0x000100, serial_number=1001, watchdog_timeout_ms=500, max_payload=640,
                               state=1, resumed_plan_id=0, resumed_exposures_done=0)
 

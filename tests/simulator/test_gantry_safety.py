@@ -55,6 +55,8 @@ def test_heartbeat_loss_reaches_safe_hold_within_100ms_and_a_new_host_learns_the
         # a new host session on the same line
         new = LinkClient(env, ep, initial_seq=0x4000)
         out["reply"] = yield new.request(hello(session_id=0xBEEF))
+        out["reset"] = yield new.request(M.ResetFault(fault_code=0))  # HELLO keeps the hold (SPEC 3)
+        out["after_reset"] = gantry.state
         out["t_k"] = t_k
 
     env.run(until=env.process(script()))
@@ -78,7 +80,8 @@ def test_heartbeat_loss_reaches_safe_hold_within_100ms_and_a_new_host_learns_the
     assert gantry.axis.velocity(t_hold + 0.05) == 0.0  # braked within 50 ms (5 deg/s at 200 deg/s^2: 25 ms)
     assert gantry.exposure_count == len(done)
     reply = out["reply"]
-    assert reply.NAME == "HELLO_REPLY" and reply.state == int(DeviceState.IDLE)
+    assert reply.NAME == "HELLO_REPLY" and reply.state == int(DeviceState.SAFE_HOLD)
+    assert out["reset"].NAME == "ACK" and out["after_reset"] == int(DeviceState.IDLE)
     assert reply.resumed_plan_id == 21 and reply.resumed_exposures_done == len(done)
 
 
@@ -135,7 +138,7 @@ def test_releasing_the_hand_switch_ends_the_exposure(tmp_path: Path) -> None:
     (d,) = client.of("EXPOSURE_DONE")
     assert d.status == int(ExposureStatus.INTERLOCK)
     assert 100_000 <= d.window_end_us - d.window_start_us < 110_000
-    assert 5.0 <= d.mas_uas / 1e6 < 5.6  # 50 mA for ~0.1 s, not the planned 20 mAs
+    assert 5.0 <= d.mas_nas / 1e6 < 5.6  # 50 mA for ~0.1 s, not the planned 20 mAs
     assert gantry.state == int(DeviceState.IDLE)
 
 
@@ -184,13 +187,13 @@ def test_commands_follow_the_state_table(tmp_path: Path) -> None:
     assert out["move_unhomed"].error_code == int(E.NOT_HOMED)
     assert out["arm_unhomed"].error_code == int(E.NOT_HOMED)
     assert out["home_busy"].error_code == int(E.BAD_STATE)
-    assert (out["far"].error_code, out["far"].detail) == (int(E.OUT_OF_RANGE), 0)
-    assert (out["fast"].error_code, out["fast"].detail) == (int(E.OUT_OF_RANGE), 1)
+    assert (out["far"].error_code, out["far"].detail) == (int(E.BEYOND_LIMITS), 0)
+    assert (out["fast"].error_code, out["fast"].detail) == (int(E.BEYOND_LIMITS), 1)
     assert (out["force"].error_code, out["force"].detail) == (int(E.FORCE_LIMIT), 2000)
-    assert (out["angle"].error_code, out["angle"].detail) == (int(E.OUT_OF_RANGE), 2000)  # entry 1, field 0
+    assert (out["angle"].error_code, out["angle"].detail) == (int(E.BEYOND_LIMITS), 2000)  # entry 1, field 0
     assert out["digest"].error_code == int(E.DIGEST_MISMATCH)
-    assert (out["spacing"].error_code, out["spacing"].detail) == (int(E.PLAN_INVALID), 1)
-    assert (out["current"].error_code, out["current"].detail) == (int(E.OUT_OF_RANGE), 1003)
+    assert (out["spacing"].error_code, out["spacing"].detail) == (int(E.PLAN_INVALID), 3001)  # TOO_CLOSE, entry 1
+    assert (out["current"].error_code, out["current"].detail) == (int(E.BEYOND_LIMITS), 1004)  # implied current
     assert out["arm"].NAME == "ACK"
     assert out["home_armed"].error_code == int(E.BAD_STATE)
     assert (out["fire_door"].error_code, out["fire_door"].detail) == (int(E.INTERLOCK_OPEN), 1)
@@ -218,7 +221,7 @@ def test_anode_heat_refusal_happens_when_it_should_and_not_before(tmp_path: Path
         yield from open_session(client)
         for pid in range(1, 6):
             plan = make_plan(pid, [0.0] * 5, kv=29.0, mas=2.0, continuous=False)
-            heat_before.append(sum(d.kv_ckv / 100.0 * d.mas_uas / 1e6 for d in client.of("EXPOSURE_DONE")))
+            heat_before.append(sum(d.kv_ckv / 100.0 * d.mas_nas / 1e6 for d in client.of("EXPOSURE_DONE")))
             r = yield client.request(plan)
             answers.append(r)
             if r.NAME != "ACK":
