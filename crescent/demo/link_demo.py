@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import serial
 
-from protocols.wire.framing import FrameDecoder
+from protocols.wire.framing import PROTOCOL_VERSION, FrameDecoder
 from protocols.wire.link import Answered, DuplicateAnswered, FrameDropped, Link, LinkConfig, Received
 from protocols.wire.messages import Ack, GetStatus, Hello, HelloReply, Message, MoveArc, Status
 
@@ -55,7 +55,7 @@ class _Responder:
     @staticmethod
     def _answer(msg: Message) -> Message:
         if msg.NAME == "HELLO":
-            return HelloReply(protocol_version=1, session_id=msg.session_id, max_payload=640, state=1,  # type: ignore[attr-defined]
+            return HelloReply(protocol_version=PROTOCOL_VERSION, session_id=msg.session_id, max_payload=640, state=1,  # type: ignore[attr-defined]
                               watchdog_timeout_ms=500, serial_number=1, firmware_version=0x000100)
         if msg.NAME == "GET_STATUS":
             return Status(state=1, interlocks=0x3F, homed=1)
@@ -98,7 +98,7 @@ def run_demo(say: Callable[[str], None] = print) -> dict[str, int]:
     host = Link(LinkConfig(send_heartbeats=False, ack_timeout_s=0.05), initial_seq=0x0100)
     try:
         say("1. handshake")
-        _exchange(host, port, dev, Hello(protocol_version=1, min_version=1, session_id=0x12345678,
+        _exchange(host, port, dev, Hello(protocol_version=PROTOCOL_VERSION, min_version=PROTOCOL_VERSION, session_id=0x12345678,
                                           heartbeat_period_ms=100, watchdog_timeout_ms=500), say)
         say("2. a command and its acknowledgement")
         _exchange(host, port, dev, MoveArc(target_mdeg=-12_500), say)
