@@ -56,28 +56,15 @@ def run_sweep(cfg: GantryConfig, tmp: Path, seed: int = 1, plan: M.Message | Non
     return env, gantry, client, time.perf_counter() - t0
 
 
-def test_sweep_runs_50x_faster_than_real_time(tmp_path: Path) -> None:
-    """Virtual / wall time of a whole session (HELLO, HOME, COMPRESS, ARM, 25-exposure sweep, release).
+def test_a_whole_25_exposure_session_runs_in_virtual_time(tmp_path: Path) -> None:
+    """HELLO, HOME, COMPRESS, ARM, a 25-exposure sweep and release, all in virtual time.
 
-    Best of five runs (as ``timeit`` does): the machine is shared with other test processes.
+    How much faster than real time this runs is measured by ``benchmarks/bench_virtual_time.py``
+    (a wall-clock ratio has no place in a unit test on a shared machine).
     """
-    import numba
-
-    cfg = small_config()
-    run_sweep(cfg, tmp_path / "warm")  # numba kernels of the imager compiled outside the timed runs
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)  # 24 x 30 pixel frames: parallel kernels would only add thread start-up costs
-    try:
-        runs = [run_sweep(cfg, tmp_path / f"timed{i}") for i in range(5)]
-    finally:
-        numba.set_num_threads(threads)
-    env, gantry, client, _ = runs[0]
-    wall = min(r[3] for r in runs)
-    ratio = env.now / wall
-    print(f"\n25-projection continuous sweep session: {env.now:.2f} s virtual in {wall:.3f} s wall "
-          f"(best of 5) -> {ratio:.0f}x real time")
+    env, gantry, client, _ = run_sweep(small_config(), tmp_path)
     assert len(client.of("EXPOSURE_DONE")) == 25 and len(client.of("IMAGE_READY")) == 25
-    assert ratio >= 50.0
+    assert env.now > 5.0  # the sweep took its virtual seconds
 
 
 def test_window_is_centred_on_planned_angle_and_travel_matches_speed(tmp_path: Path) -> None:
