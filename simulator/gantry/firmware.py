@@ -472,6 +472,11 @@ class Gantry:
 
     def _motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> Generator[Any, None, None]:
         ok = yield from body
+        while key == "arc" and self.axis.braking(self.env.now):  # a stopped move is done when the arm is at rest, not when told to stop
+            try:
+                yield self.env.timeout(max(0.0, self.axis.end_time() - self.env.now))
+            except simpy.Interrupt:
+                continue
         if self._motions.get(key) is self.env.active_process:
             del self._motions[key]
         self._update_interlocks()
