@@ -14,7 +14,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocols.wire.catalogue import Capability, DeviceState, ErrorCode, Interlock, SimInput
+from protocols.wire.catalogue import Capability, DeviceState, ErrorCode, FaultCode, Interlock, SimInput
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED, PROTOCOL_VERSION
 from protocols.wire.messages import (
     Abort,
@@ -24,12 +24,14 @@ from protocols.wire.messages import (
     GetInfo,
     GetLimits,
     GetStatus,
+    Heartbeat,
     Hello,
     Home,
     Message,
     MoveArc,
     ResetFault,
     SetTelemetry,
+    SimInjectFault,
     SimSetInput,
     plan_digest,
 )
@@ -581,6 +583,171 @@ def check_device_info_matches_rig(ctx: Context) -> CheckResult:
     return passed(f"{len(pairs)} geometry and limit values in {source} agree with the rig description ({ctx.rig.name})")
 
 
+def _estop(ctx: Context, pressed: bool) -> Message:
+    return ctx.session.request(SimSetInput(input=int(SimInput.ESTOP_RELEASED), value=0 if pressed else 1))
+
+
+def _reach(ctx: Context, state: DeviceState) -> str | None:
+    """Bring the device to ``state`` (a session open, except BOOT); None, or why it could not."""
+    s = ctx.session
+    if state is DeviceState.BOOT:
+        s.request(SimInjectFault(fault_code=int(FaultCode.DEVICE_RESET), param=0))
+        s.pump(0.2)
+        s.link.new_session()  # the device's RAM (and duplicate memory) is gone
+        st = status(ctx)
+        return None if is_nak(st, ErrorCode.NO_SESSION) else f"after DEVICE_RESET GET_STATUS answered {describe(st)}"
+    if state is DeviceState.IDLE:
+        return None
+    if state is DeviceState.SAFE_HOLD:
+        wd_ms = 300
+        hello(ctx, watchdog_ms=wd_ms)
+        s.go_silent()
+        s.pump((wd_ms + ctx.rig.timeouts.watchdog_margin_ms) / 1000.0 + 0.3)
+        s.resume()  # heartbeats again; the device stays in SAFE_HOLD until HELLO or RESET_FAULT
+    elif state is DeviceState.FAULT:
+        ensure_homed(ctx)
+        resp = s.request(SimInjectFault(fault_code=int(FaultCode.ENCODER_GLITCH), param=5000))
+        if resp.NAME != "ACK":
+            return f"SIM_INJECT_FAULT ENCODER_GLITCH answered {describe(resp)}"
+        s.pump(0.1)
+    elif state is DeviceState.BUSY:
+        ensure_homed(ctx)
+        angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+        resp = s.request(MoveArc(target_mdeg=-20000 if angle > 0 else 20000, speed_mdeg_s=2000))
+        if resp.NAME != "ACK":
+            return f"MOVE_ARC answered {describe(resp)}"
+    elif state in (DeviceState.ARMED, DeviceState.EXPOSING):
+        ensure_homed(ctx)
+        plan = single_plan(ctx, plan_id=13)
+        resp = s.request(plan)
+        if resp.NAME != "ACK":
+            return f"ARM_PLAN answered {describe(resp)}"
+        if state is DeviceState.EXPOSING:
+            resp = s.request(Fire(plan_id=plan.plan_id, digest=plan.digest))  # type: ignore[attr-defined]
+            if resp.NAME != "ACK":
+                return f"FIRE answered {describe(resp)}"
+    st = status(ctx)
+    if st.state != state:  # type: ignore[attr-defined]
+        return f"device in {DeviceState(st.state).name}, not {state.name}"  # type: ignore[attr-defined]
+    return None
+
+
+def check_estop_latches_in_every_state(ctx: Context) -> CheckResult:
+    """The e-stop pressed in each state (BOOT, IDLE, BUSY, ARMED, EXPOSING, SAFE_HOLD, FAULT) latches.
+
+    With it pressed, neither HELLO nor RESET_FAULT leaves SAFE_HOLD, HOME is refused and nothing
+    moves or exposes; once released, HELLO + RESET_FAULT bring the device back to IDLE.
+    """
+    if not ctx.sim_controls:
+        return skipped("device lacks SIMULATION_CONTROLS; rig-only")
+    src = ctx.rig.interlocks.get("ESTOP_RELEASED")
+    if src is not InterlockSource.SIMULATED:
+        return skipped("the e-stop is wired for real on this rig; press it by hand (rig-only)")
+    s = ctx.session
+    problems, done = [], []
+    for state in (DeviceState.IDLE, DeviceState.BUSY, DeviceState.ARMED, DeviceState.EXPOSING,
+                  DeviceState.SAFE_HOLD, DeviceState.FAULT, DeviceState.BOOT):
+        where = state.name
+        try:
+            why = _reach(ctx, state)
+            if why is not None:
+                problems.append(f"{where}: could not reach it: {why}")
+                continue
+            _estop(ctx, True)
+            s.pump(0.15)
+            mark = len(s.frames)
+            reply = hello(ctx)
+            reset = s.request(ResetFault(fault_code=0))
+            home = s.request(Home())
+            s.pump(0.3)
+            st = status(ctx)
+            moved = [f for f in s.frames[mark:] if f.name in ("MOTION_DONE", "EXPOSURE_DONE") and f.message is not None
+                     and getattr(f.message, "cause_msg_id", 0) == Home.ID]
+            bad = []
+            if reply.NAME != "HELLO_REPLY" or reply.state != DeviceState.SAFE_HOLD:  # type: ignore[attr-defined]
+                bad.append(f"HELLO -> {describe(reply)}")
+            if not is_nak(reset, ErrorCode.FAULT_ACTIVE):
+                bad.append(f"RESET_FAULT -> {describe(reset)}")
+            if home.NAME != "NAK":
+                bad.append(f"HOME accepted ({describe(home)})")
+                s.request(Abort(reason=0))
+            if st.state != DeviceState.SAFE_HOLD:  # type: ignore[attr-defined]
+                bad.append(f"STATUS state {DeviceState(st.state).name}")  # type: ignore[attr-defined]
+            left = (DeviceState.BUSY,) if state is DeviceState.BOOT else (DeviceState.IDLE, DeviceState.BUSY)
+            if moved or any(stt in left for _, stt in s.states_seen(mark)):  # (BOOT -> IDLE -> SAFE_HOLD on HELLO)
+                bad.append("left SAFE_HOLD with the e-stop pressed")
+            if bad:
+                problems.append(f"e-stop pressed in {where}: " + "; ".join(bad))
+            else:
+                done.append(where)
+        except SessionError as exc:
+            problems.append(f"{where}: {exc}")
+        finally:
+            try:
+                _estop(ctx, False)
+                s.pump(0.1)
+                recover(ctx)
+                hello(ctx)
+                if not status(ctx).homed:  # type: ignore[attr-defined]
+                    ensure_homed(ctx)
+            except SessionError as exc:
+                problems.append(f"{where}: no recovery after releasing the e-stop: {exc}")
+    if problems:
+        return failed("; ".join(problems))
+    return passed(f"e-stop latched in {', '.join(done)}: HELLO and RESET_FAULT kept SAFE_HOLD, HOME refused")
+
+
+def check_duplicate_burst(ctx: Context) -> CheckResult:
+    """A burst of copies, heartbeats and another request in one write: each executed once, all answered alike.
+
+    After a stall a device may read, at once, a request with its retransmitted copies, heartbeats and
+    the next request. Each distinct request is answered (copies read before the answer get none, or
+    the same answer); the motion runs once; copies sent after the answer each get the cached answer.
+    """
+    s = ctx.session
+    ensure_homed(ctx)
+    angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+    target = angle + 1000 if angle < 20000 else angle - 1000
+    move = MoveArc(target_mdeg=target, speed_mdeg_s=5000).pack()
+    seq_a, wire_a = s.raw_frame(MoveArc.ID, move)
+    _, copy_a = s.raw_frame(MoveArc.ID, move, seq=seq_a, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)
+    seq_b, wire_b = s.raw_frame(GetStatus.ID, b"")
+    _, copy_b = s.raw_frame(GetStatus.ID, b"", seq=seq_b, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)
+    _, beat = s.raw_frame(Heartbeat.ID, Heartbeat(uptime_ms=1, state=int(DeviceState.IDLE)).pack(), flags=0)
+    mark = s.send_raw(wire_a + copy_a + beat + copy_a + wire_b + copy_a + beat + copy_b + copy_b)
+    got_a = s.responses_to(seq_a, mark, 1.0)
+    got_b = s.responses_to(seq_b, mark, 1.0)
+    done = s.wait_for(lambda f: f.name == "MOTION_DONE", ctx.rig.timeouts.motion_timeout_s, since=mark)
+    mark2 = s.send_raw(copy_a * 3 + copy_b * 2)
+    again_a = s.responses_to(seq_a, mark2, 1.0, count=3)
+    again_b = s.responses_to(seq_b, mark2, 1.0, count=2)
+    s.pump(0.6)  # room for a second (wrong) execution to show up
+    motions = {f.frame.seq for f in s.frames[mark:] if f.name == "MOTION_DONE"}
+    problems = []
+    if not got_a or not got_b:
+        problems.append(f"burst: MOVE_ARC answered {len(got_a)}x, GET_STATUS {len(got_b)}x")
+    else:
+        if got_a[0].name != "ACK":
+            problems.append(f"MOVE_ARC refused: {describe(got_a[0].message)}")
+        for name, first, later in (("MOVE_ARC", got_a, again_a), ("GET_STATUS", got_b, again_b)):
+            ref = (first[0].frame.msg_id, first[0].frame.payload)
+            if any((x.frame.msg_id, x.frame.payload) != ref for x in first + later):
+                problems.append(f"{name}: copies answered differently")
+    if len(again_a) != 3 or len(again_b) != 2:
+        problems.append(f"copies after the answer: {len(again_a)}/3 MOVE_ARC and {len(again_b)}/2 GET_STATUS answered")
+    if done is None:
+        problems.append("no MOTION_DONE")
+    if len(motions) > 1:
+        problems.append(f"executed more than once: {len(motions)} MOTION_DONE events")
+    st = status(ctx)
+    if st.NAME != "STATUS":
+        problems.append(f"device silent after the burst: {describe(st)}")
+    if problems:
+        return failed("; ".join(problems))
+    return passed("burst of 4 MOVE_ARC copies, 3 GET_STATUS copies and heartbeats: 1 motion, identical answers; "
+                  "5 later copies answered from the cache")
+
+
 #: The suite in its default order (name -> check).
 CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "handshake": check_handshake,
@@ -588,10 +755,12 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "version_negotiation": check_version_negotiation,
     "crc_and_resync": check_crc_and_resync,
     "deduplication": check_deduplication,
+    "duplicate_burst": check_duplicate_burst,
     "fire_without_arm": check_fire_without_arm,
     **{f"fire_interlock_{n.lower()}": _interlock_check(n) for n in Interlock.__members__},
     "abort_latency": check_abort_latency,
     "telemetry_rate": check_telemetry_rate,
     "range_rejection": check_range_rejection,
     "heartbeat_watchdog": check_heartbeat_watchdog,
+    "estop_latches_in_every_state": check_estop_latches_in_every_state,
 }

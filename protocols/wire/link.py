@@ -26,6 +26,16 @@ again, so a retransmitted FIRE is answered but never executed twice. A frame
 with ``SYN`` starts a new peer session. Requests whose payload does not
 decode are answered with NAK by the link itself.
 
+Answers and what arrives meanwhile. Nothing that arrives on the wire makes
+:meth:`Link.answer` fail: a request handed up as :class:`Received` stays owed
+an answer until the application gives it, whatever arrives in between (copies
+of it, other requests, a request reusing its seq, a SYN, more than
+``dedup_window`` newer requests). Answers to one seq are matched to its owed
+requests oldest first. An answer owed to a previous peer session (a SYN
+arrived after the request was handed up) is accepted and discarded, not sent:
+the peer dropped that request when it began its new session, and a response
+could collide with a new request's seq (``stats.answers_discarded``).
+
 Liveness. Every ``heartbeat_period_s`` the link sends HEARTBEAT. If no valid
 frame has arrived for ``peer_timeout_s`` the peer is reported lost once
 (:class:`PeerLost`), and found again with the next frame (:class:`PeerAlive`).
@@ -231,6 +241,7 @@ class LinkStats:
     rejected: int = 0
     send_failures: int = 0
     stale_responses: int = 0
+    answers_discarded: int = 0
 
 
 @dataclass
@@ -248,6 +259,7 @@ class _InFlight:
 class _Seen:
     msg_id: int
     payload: bytes
+    session: int  # the peer session (count of SYNs received) the request belongs to
     response: bytes | None = None  # encoded response frame, once answered
 
 
@@ -274,7 +286,10 @@ class Link:
         self._peer_state = PeerState.UNKNOWN
         self._seq = self.initial_seq & 0xFFFF
         self._syn_pending = True
-        self._seen: OrderedDict[int, _Seen] = OrderedDict()
+        # the last dedup_window requests accepted, keyed by (seq, msg_id, payload), oldest first
+        self._seen: OrderedDict[tuple[int, int, bytes], _Seen] = OrderedDict()
+        self._owed: dict[int, deque[_Seen]] = {}  # seq -> requests handed up and not yet answered, oldest first
+        self._peer_session = 0
         self._last_rx_s: float | None = None
         self._next_heartbeat_s: float | None = None
         self._started_s: float | None = None
@@ -330,17 +345,29 @@ class Link:
             self._start_next(now)
 
     def answer(self, seq: int, response: Message, now: float) -> None:
-        """Answer the peer's request ``seq`` (from :class:`Received`) with ``response``; cached for retries."""
+        """Answer the peer's request ``seq`` (from :class:`Received`) with ``response``; cached for retries.
+
+        Whatever arrived since the request was handed up, this never fails (see "Answers and what
+        arrives meanwhile"). Raises :class:`LinkError` only for a misuse: ``response`` is not a
+        response message, or no request with ``seq`` is owed an answer (never handed up, or
+        answered already).
+        """
         self._clock(now)
         if response.DEF.kind != "response":
             raise LinkError(f"{response.NAME} is not a response message")
-        seen = self._seen.get(seq)
-        if seen is None:
+        owed = self._owed.get(seq)
+        if not owed:
+            if any(k[0] == seq and v.response is not None for k, v in self._seen.items()):
+                raise LinkError(f"request seq {seq} is already answered")
             raise LinkError(f"no request with seq {seq} awaits an answer")
-        if seen.response is not None:
-            raise LinkError(f"request seq {seq} is already answered")
-        seen.response = encode_frame(response.ID, seq, FLAG_RESPONSE, response.pack())
-        self._write(seen.response)
+        entry = owed.popleft()
+        if not owed:
+            del self._owed[seq]
+        entry.response = encode_frame(response.ID, seq, FLAG_RESPONSE, response.pack())
+        if entry.session != self._peer_session:
+            self.stats.answers_discarded += 1  # the peer began a new session since: it waits for no such answer
+            return
+        self._write(entry.response)
 
     def receive(self, data: bytes, now: float) -> None:
         """Feed bytes read from the line."""
@@ -484,8 +511,9 @@ class Link:
             self._start_next(now)
 
     def _on_request(self, frame: Frame, now: float) -> None:
-        seen = self._seen.get(frame.seq)
-        if seen is not None and seen.msg_id == frame.msg_id and seen.payload == frame.payload:
+        key = (frame.seq, frame.msg_id, frame.payload)
+        seen = self._seen.get(key)
+        if seen is not None:
             self.stats.duplicates_answered += 1
             if seen.response is not None:
                 self._write(seen.response)
@@ -493,9 +521,9 @@ class Link:
             return
         if frame.flags & FLAG_SYN:
             self._seen.clear()
-        entry = _Seen(frame.msg_id, frame.payload)
-        self._seen[frame.seq] = entry
-        self._seen.move_to_end(frame.seq)
+            self._peer_session += 1
+        entry = _Seen(frame.msg_id, frame.payload, self._peer_session)
+        self._seen[key] = entry
         while len(self._seen) > self.config.dedup_window:
             self._seen.popitem(last=False)
         try:
@@ -507,6 +535,7 @@ class Link:
             self.stats.rejected += 1
             self._events.append(Rejected(frame.seq, frame.msg_id, int(exc.code), exc.detail, str(exc)))
             return
+        self._owed.setdefault(frame.seq, deque()).append(entry)
         self._events.append(Received(message, frame.seq, True, now))
 
     @staticmethod

@@ -220,6 +220,10 @@ class ArcAxis:
     def moving(self, t: float) -> bool:
         return self._seg is not None and self._frozen is None and t < self.end_time()
 
+    def braking(self, t: float) -> bool:
+        """True while a quick stop is still decelerating the load at ``t``."""
+        return isinstance(self._seg, Brake) and self.moving(t)
+
     # -- commands ---------------------------------------------------------------
     def within_soft_limits(self, angle_deg: float) -> bool:
         return self.limits.arc_min_deg - 1e-9 <= angle_deg <= self.limits.arc_max_deg + 1e-9

@@ -27,6 +27,22 @@ puts the device in SAFE_HOLD at the moment the link declares the peer lost (0 ms
 timeout in virtual time) and remembers the interrupted plan for the next HELLO_REPLY
 (``resumed_plan_id`` / ``resumed_exposures_done``).
 
+Latched causes (one place: :meth:`Gantry._latch_cause` records them, :meth:`Gantry._transition`
+enforces them). Every cause of a hold latches in every state (BOOT, IDLE, BUSY, ARMED,
+EXPOSING, SAFE_HOLD, FAULT): the e-stop and the heartbeat watchdog (SAFE_HOLD causes) and the
+latched faults (MOTOR_STALL, ENCODER_GLITCH, TUBE_ARC, DETECTOR_TIMEOUT, BACKUP_TIMER: FAULT
+causes; SAFE_HOLD wins when both are latched). While any cause is latched no transition leads
+to IDLE, BUSY, ARMED or EXPOSING, whatever asks for it (RESET_FAULT, HELLO, any command); a
+transition out of BOOT (HELLO) into a normal state is followed at once by the latched cause's
+transition. A cause is unlatched only by: RESET_FAULT (``fault_code`` 0 or the cause's code) for
+a fault, for the watchdog, and for the e-stop once it is released; HELLO for the watchdog. A
+RESET_FAULT that would leave any cause latched clears nothing and is refused (NAK FAULT_ACTIVE,
+detail = a remaining cause). The e-stop input is read at boot and after a device reset, so a
+device that starts with the e-stop pressed has it latched.
+
+MOTION_DONE is sent once the axis is at rest: after a stop (ABORT, e-stop, fault) it waits for the
+quick-stop deceleration to end, so its ``arc_mdeg`` is where the arm came to rest.
+
 Events (STATE_CHANGED, MOTION_DONE, EXPOSURE_DONE, IMAGE_READY, INTERLOCK_CHANGED, FAULT) are link
 requests (retransmitted until acknowledged); TELEMETRY is a stream at the configured rate once a
 session is open. Events raised while a command is being handled are sent after its answer.
@@ -161,8 +177,7 @@ class Gantry:
         self.detector = Detector(env, config.detector, config.geometry, lim, config.phantom, data_dir, self.seed)
         self.inputs = OperatorInputs(paddle_present=config.paddle.paddle_present)
         self.state = int(S.BOOT)
-        self.fault_code = 0
-        self.hold_cause = 0
+        self.latched: dict[int, int] = {}  # FaultCode -> the hold state it calls for (SAFE_HOLD / FAULT), oldest first
         self.session_open = False
         self.session_id = 0
         self.armed: ArmedPlan | None = None
@@ -183,6 +198,7 @@ class Gantry:
         self._seq_rng = np.random.default_rng([self.seed, 3])
         self._driver = SimLinkDriver(env, line, self._new_link(), self._handle_link_events)
         self.interlocks = self._compute_interlocks()
+        self._scan_inputs()
         self.log.write(0, "boot", config=config.name, seed=self.seed, firmware_version=config.identity.firmware_version,
                        serial_number=config.identity.serial_number, interlocks=self.interlocks)
         env.process(self._telemetry_loop())
@@ -205,7 +221,10 @@ class Gantry:
         self._driver.flush()
 
     def _handle_link_events(self) -> None:
-        for ev in self.link.events():
+        link = self.link
+        for ev in link.events():
+            if self.link is not link:
+                break  # a device reset during this batch: RAM lost, the rest of the old link's input with it
             if isinstance(ev, Received):
                 if ev.needs_answer:
                     self._on_command(ev.message, ev.seq)
@@ -242,17 +261,79 @@ class Gantry:
         self._flush()
 
     # ================================================================ state
-    def _transition(self, trigger: Trigger, cause_msg_id: int = 0, fault: int = 0) -> None:
+    # ================================================================ latched causes
+    @property
+    def fault_code(self) -> int:
+        """The latest latched fault of the FAULT kind (STATUS.fault_code), 0 if none."""
+        faults = [c for c, st in self.latched.items() if st == int(S.FAULT)]
+        return faults[-1] if faults else 0
+
+    @property
+    def hold_cause(self) -> int:
+        """The latest latched SAFE_HOLD cause (ESTOP, WATCHDOG), 0 if none."""
+        holds = [c for c, st in self.latched.items() if st == int(S.SAFE_HOLD)]
+        return holds[-1] if holds else 0
+
+    def _hold_trigger(self) -> tuple[Trigger, int] | None:
+        """The transition the latched causes call for: (trigger, fault code), or None if nothing is latched."""
+        if int(FaultCode.ESTOP) in self.latched:
+            return Trigger.ESTOP, int(FaultCode.ESTOP)
+        if int(FaultCode.WATCHDOG) in self.latched:
+            return Trigger.WATCHDOG, int(FaultCode.WATCHDOG)
+        if self.latched:
+            return Trigger.LATCHED_FAULT, self.fault_code
+        return None
+
+    def _latch_cause(self, code: int) -> None:
+        """Record cause ``code`` (any state) and put the device where it calls for (see module docstring)."""
+        hold = int(S.SAFE_HOLD) if code in (int(FaultCode.ESTOP), int(FaultCode.WATCHDOG)) else int(S.FAULT)
+        self.latched.pop(code, None)
+        self.latched[code] = hold
+        self.log.write(self.now_us(), "latched", fault=FaultCode(code).name, causes=[FaultCode(c).name for c in self.latched])
+        self._enforce_causes()
+
+    def _enforce_causes(self) -> None:
+        held = self._hold_trigger()
+        if held is None or self.state == int(S.BOOT):
+            return  # BOOT: applied when HELLO leaves it
+        trigger, code = held
+        if self.state == int(S.EXPOSING):
+            self._stop_plan(int(ExposureStatus.INTERLOCK) if trigger is Trigger.ESTOP
+                            else int(ExposureStatus.WATCHDOG) if trigger is Trigger.WATCHDOG else int(ExposureStatus.ABORTED))
+        elif self.state == int(S.ARMED):
+            self._disarm()
+        if self.state not in (int(S.SAFE_HOLD), int(S.FAULT)):
+            self._stop_motions()  # (in a hold only a paddle release may be moving: it goes on)
+        self._transition(trigger, fault=code)
+
+    def _cause_gone(self, code: int) -> bool:
+        """Whether RESET_FAULT may unlatch ``code`` now (the e-stop only once released)."""
+        return code != int(FaultCode.ESTOP) or self.inputs.estop_released
+
+    def _scan_inputs(self) -> None:
+        """Read the hard-wired inputs (at boot and after a device reset): a pressed e-stop latches."""
+        if not self.inputs.estop_released:
+            self._latch_cause(int(FaultCode.ESTOP))
+
+    def _transition(self, trigger: Trigger, cause_msg_id: int = 0, fault: int = 0) -> bool:
+        """Change state by the table; False if refused (no change, or a latched cause forbids the new state)."""
         old = self.state
         new = int(next_state(S(old), trigger))
         if new == old:
-            return
+            return False
+        if self.latched and old in (int(S.SAFE_HOLD), int(S.FAULT)) and new not in (int(S.SAFE_HOLD), int(S.FAULT)):
+            self.log.write(self.now_us(), "exit_refused", state=S(old).name, trigger=trigger.name,
+                           causes=[FaultCode(c).name for c in self.latched])
+            return False
         self.state = new
         self.link.heartbeat_state = new
         self.log.write(self.now_us(), "state", old=S(old).name, new=S(new).name, trigger=trigger.name,
                        cause_msg_id=cause_msg_id, fault=fault)
         self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=new,
                                  cause_msg_id=cause_msg_id, fault_code=fault))
+        if self.latched and new not in (int(S.SAFE_HOLD), int(S.FAULT), int(S.BOOT)):
+            self._enforce_causes()  # leaving BOOT with a cause latched: straight on to its hold
+        return True
 
     def _compute_interlocks(self) -> int:
         return interlock_mask(self.inputs,
@@ -326,7 +407,9 @@ class Gantry:
             self._disarm()
         plan_id, done = self.interrupted or (0, 0)
         self.interrupted = None
-        self._transition(Trigger.HELLO, cause_msg_id=m.ID)
+        if self.latched.pop(int(FaultCode.WATCHDOG), None) is not None:  # the host is back
+            self.log.write(self.now_us(), "fault_cleared", fault="WATCHDOG")
+        self._transition(Trigger.HELLO, cause_msg_id=m.ID)  # SAFE_HOLD/FAULT stay: only RESET_FAULT leaves them
         ident = self.cfg.identity
         return M.HelloReply(protocol_version=min(int(m.protocol_version), PROTOCOL_VERSION),
                             device_capabilities=DEVICE_CAPABILITIES, session_id=self.session_id,
@@ -395,6 +478,11 @@ class Gantry:
 
     def _motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> Generator[Any, None, None]:
         ok = yield from body
+        while key == "arc" and self.axis.braking(self.env.now):  # a stopped move is done when the arm is at rest, not when told to stop
+            try:
+                yield self.env.timeout(max(0.0, self.axis.end_time() - self.env.now))
+            except simpy.Interrupt:
+                continue
         if self._motions.get(key) is self.env.active_process:
             del self._motions[key]
         self._update_interlocks()
@@ -593,25 +681,25 @@ class Gantry:
         return self._ack(m)
 
     def _cmd_reset_fault(self, m: M.Message) -> M.Message:
-        if self.state == int(S.FAULT):
-            if m.fault_code not in (0, self.fault_code):
-                return self._nak(m, ErrorCode.FAULT_ACTIVE, self.fault_code)
-            if self.axis.stalled:
-                self.axis.clear_stall(self.env.now)
-            self.generator.faulted = False
-            if self.detector.state == int(DetectorState.ERROR):
-                self.detector.state = int(DetectorState.IDLE)
-            self.log.write(self.now_us(), "fault_cleared", fault=self.fault_code)
-            self.fault_code = 0
-            self._update_interlocks()
-            self._transition(Trigger.RESET_FAULT, cause_msg_id=m.ID)
-        elif self.state == int(S.SAFE_HOLD):
-            cause = self.hold_cause
-            if cause == int(FaultCode.ESTOP) and not self.inputs.estop_released:
-                return self._nak(m, ErrorCode.FAULT_ACTIVE, cause)
-            self.hold_cause = 0
-            self.fault_code = 0
-            self._transition(Trigger.RESET_FAULT, cause_msg_id=m.ID)
+        if self.state not in (int(S.FAULT), int(S.SAFE_HOLD)):
+            return self._ack(m)
+        want = int(m.fault_code)
+        if want != 0 and want not in self.latched:
+            return self._nak(m, ErrorCode.FAULT_ACTIVE, self.fault_code or self.hold_cause)
+        clear = [c for c in self.latched if want in (0, c)]
+        stays = [c for c in self.latched if c not in clear or not self._cause_gone(c)]
+        if stays:  # all or nothing: a refused RESET_FAULT changes nothing
+            return self._nak(m, ErrorCode.FAULT_ACTIVE, stays[0])
+        for code in clear:
+            del self.latched[code]
+            self.log.write(self.now_us(), "fault_cleared", fault=FaultCode(code).name)
+        if self.axis.stalled:
+            self.axis.clear_stall(self.env.now)
+        self.generator.faulted = False
+        if self.detector.state == int(DetectorState.ERROR):
+            self.detector.state = int(DetectorState.IDLE)
+        self._update_interlocks()
+        self._transition(Trigger.RESET_FAULT, cause_msg_id=m.ID)
         return self._ack(m)
 
     def _cmd_set_telemetry(self, m: M.Message) -> M.Message:
@@ -718,10 +806,7 @@ class Gantry:
         elif self.state == int(S.ARMED):
             self._disarm()
         self._stop_motions(("arc",))
-        if self.state in (int(S.IDLE), int(S.BUSY), int(S.ARMED), int(S.EXPOSING)):
-            self.fault_code = code
-            self._stop_motions()
-            self._transition(Trigger.LATCHED_FAULT, fault=code)
+        self._latch_cause(code)
         self._update_interlocks()
         if FaultCode(code).name in self.cfg.paddle.release_on_faults:
             self._release(M.Release.ID)
@@ -754,16 +839,14 @@ class Gantry:
         if self.state == int(S.ARMED):
             self._disarm()
         self._stop_motions()
-        if self.state != int(S.SAFE_HOLD) and self.state != int(S.BOOT):
-            self.hold_cause = int(FaultCode.ESTOP)
-            self._transition(Trigger.ESTOP, fault=int(FaultCode.ESTOP))
+        self._latch_cause(int(FaultCode.ESTOP))
         self._fault_event(int(FaultCode.ESTOP), 1, 0, "emergency stop pressed")
         if "ESTOP" in self.cfg.paddle.release_on_faults:
             self._release(M.Release.ID)
 
     def _watchdog(self) -> None:
-        if not self.session_open or self.state in (int(S.BOOT), int(S.SAFE_HOLD)):
-            return
+        if not self.session_open or self.state == int(S.BOOT):
+            return  # no session, no host to lose
         plan = self.armed
         if plan is not None and self.state in (int(S.ARMED), int(S.EXPOSING)):
             self.interrupted = (plan.plan_id, plan.exposures_done)
@@ -772,8 +855,7 @@ class Gantry:
         elif self.state == int(S.ARMED):
             self._disarm()
         self._stop_motions()
-        self.hold_cause = int(FaultCode.WATCHDOG)
-        self._transition(Trigger.WATCHDOG, fault=int(FaultCode.WATCHDOG))
+        self._latch_cause(int(FaultCode.WATCHDOG))
         self._fault_event(int(FaultCode.WATCHDOG), 0, 0, "host heartbeat lost: safe hold")
         if "WATCHDOG" in self.cfg.paddle.release_on_faults:
             self._release(M.Release.ID)
@@ -797,11 +879,11 @@ class Gantry:
         self.log.write(self.now_us(), "state", old=S(old).name, new=S(self.state).name, trigger="DEVICE_RESET",
                        cause_msg_id=0, fault=int(FaultCode.DEVICE_RESET))
         self.session_open = False
-        self.fault_code = 0
-        self.hold_cause = 0
+        self.latched.clear()  # RAM lost; the hard-wired inputs are read again below
         self._driver.replace_link(self._new_link())  # RAM lost: a fresh link, no de-duplication state
         self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=self.state, cause_msg_id=0,
                                  fault_code=int(FaultCode.DEVICE_RESET)))
+        self._scan_inputs()
 
     # ================================================================ the sweep
     def _stop_plan(self, status: int) -> None:

@@ -134,6 +134,8 @@ class Paddle:
                 yield self.env.timeout(period)
                 if self.height_mm - cfg.approach_speed_mm_s * period > h0 + 2.0:
                     # free travel toward the breast: one step per period
+                    if self.height_mm <= floor:
+                        return False  # at the thickness floor above the breast: nothing more to drive
                     self._step(max(floor, self.height_mm - cfg.approach_speed_mm_s * period), period)
                     continue
                 h, q = self.height_mm, breast.q_n

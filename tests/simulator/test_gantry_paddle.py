@@ -99,3 +99,24 @@ def test_no_commanded_target_drives_the_force_past_the_limit(tmp_path: Path, tar
         assert gantry.paddle.max_force_seen_n <= max(accepted) / 10.0 + 1e-9  # never past the target either
     else:
         assert gantry.paddle.max_force_seen_n == 0.0  # refused commands move nothing
+
+
+def test_a_floor_above_the_breast_ends_the_drive_at_the_floor(tmp_path: Path) -> None:
+    """COMPRESS with a thickness floor above the uncompressed breast stops at the floor (MOTION_DONE), never hangs BUSY."""
+    cfg = load_config().with_overrides(breast={"free_thickness_mm": 30.0})
+    env = simpy.Environment()
+    gantry, ep = start_virtual_gantry(env, cfg, seed=1, data_dir=tmp_path, event_log=None)
+    client = LinkClient(env, ep)
+    answers: list[M.Message] = []
+
+    def script():
+        yield from open_session(client, home=False)
+        for _ in range(2):
+            done = client.wait_event(lambda m: m.NAME == "MOTION_DONE")
+            answers.append((yield client.request(M.Compress(target_force_dn=10, min_thickness_um=38388, speed_um_s=0))))
+            yield done | env.timeout(200.0)
+            answers.append(done.triggered)
+
+    env.run(until=env.process(script()))
+    assert [a if isinstance(a, bool) else a.NAME for a in answers] == ["ACK", True, "ACK", True]
+    assert gantry.paddle.max_force_seen_n == 0.0 and abs(gantry.paddle.height_mm - 38.388) < 0.5

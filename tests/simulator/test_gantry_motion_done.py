@@ -1,0 +1,52 @@
+"""MOTION_DONE only once the axis is at rest (issue 13, defect 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import simpy
+
+from protocols.wire import messages as M
+from protocols.wire.catalogue import SimInput
+from simulator.gantry import load_config, start_virtual_gantry
+from simulator.gantry.client import LinkClient, open_session
+from simulator.gantry.config import small_detector
+
+
+@pytest.mark.parametrize("stop", ["abort", "estop"])
+def test_motion_done_after_a_stop_reports_where_the_arm_came_to_rest(tmp_path: Path, stop: str) -> None:
+    """After ABORT, MOTION_DONE said 227 mdeg while STATUS 0.2 s later read 249 mdeg (the arm was still braking)."""
+    cfg = load_config().with_overrides(geometry={"detector": small_detector(16, 20, 8).model_dump()},
+                                       phantom={"name": "uniform"})
+    env = simpy.Environment()
+    gantry, ep = start_virtual_gantry(env, cfg, seed=21, data_dir=tmp_path, event_log=None)
+    host = LinkClient(env, ep)
+    out: dict = {}
+
+    def script():
+        yield from open_session(host)
+        done = host.wait_event(lambda m: m.NAME == "MOTION_DONE" and m.cause_msg_id == M.MoveArc.ID)
+        ack = yield host.request(M.MoveArc(target_mdeg=25_000, speed_mdeg_s=0))  # full speed
+        assert ack.NAME == "ACK"
+        while abs(gantry.axis.velocity(env.now)) < 0.99 * gantry.limits.arc_max_speed_deg_s:
+            yield env.timeout(0.005)
+        out["t_stop"] = env.now
+        if stop == "abort":
+            yield host.request(M.Abort(reason=0))
+        else:
+            yield host.request(M.SimSetInput(input=int(SimInput.ESTOP_RELEASED), value=0))
+        out["done"] = yield done
+        out["t_done"] = env.now
+        out["speed_at_done"] = gantry.axis.velocity(env.now)
+        yield env.timeout(0.2)
+        out["status"] = yield host.request(M.GetStatus())
+
+    env.run(until=env.process(script()))
+    brake_s = gantry.limits.arc_max_speed_deg_s / cfg.axis.estop_decel_deg_s2
+    print(f"\n{stop}: MOTION_DONE {out['t_done'] - out['t_stop']:.4f} s after the stop (brake {brake_s:.4f} s), "
+          f"arc {out['done'].arc_mdeg} mdeg, STATUS 0.2 s later {out['status'].arc_mdeg} mdeg")
+    assert out["done"].ok == 0
+    assert out["speed_at_done"] == 0.0
+    assert out["done"].arc_mdeg == out["status"].arc_mdeg
+    assert out["t_done"] - out["t_stop"] >= brake_s - 1e-6
