@@ -68,6 +68,9 @@ class StudyInfo(BaseModel):
     patient_birth_date: str = Field("19760101", pattern=r"^(\d{8})?$", description="YYYYMMDD or empty")
     patient_sex: Literal["F", "M", "O", ""] = "F"
     patient_age: str = Field("050Y", pattern=r"^\d{3}[DWMY]$", description="DICOM AS, e.g. 050Y")
+    patient_size_m: float = Field(1.62, gt=0.0, lt=3.0, description="nominal height of the (phantom) patient, m")
+    patient_weight_kg: float = Field(65.0, gt=0.0, lt=500.0, description="nominal weight, kg")
+    admitting_diagnosis: str = "Screening"
     study_id: str = Field("1", max_length=16)
     accession_number: str = Field("", max_length=16)
     study_description: str = "Simulated digital breast tomosynthesis"
