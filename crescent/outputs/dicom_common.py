@@ -111,7 +111,15 @@ def add_patient_study(ds: Dataset, study: StudyInfo) -> None:
     ds.PatientID = study.patient_id
     ds.PatientBirthDate = study.patient_birth_date
     ds.PatientSex = study.patient_sex
-    ds.PatientAge = study.patient_age  # Patient Study module; IHE DBT and REM want it
+    # Patient Study module, the same in every object of the study (dcentvfy): IHE DBT and REM want these
+    ds.PatientAge = study.patient_age
+    ds.PatientSize = f"{study.patient_size_m:.2f}"
+    ds.PatientWeight = f"{study.patient_weight_kg:.1f}"
+    ds.AdmittingDiagnosesDescription = study.admitting_diagnosis
+    diag = Dataset()  # SNOMED CT "Screening for malignant neoplasm of breast"
+    diag.CodeValue, diag.CodingSchemeDesignator = "268547008", "SCT"
+    diag.CodeMeaning = "Screening for malignant neoplasm of breast"
+    ds.AdmittingDiagnosesCodeSequence = Sequence([diag])
     ds.StudyInstanceUID = study.uid("study")
     ds.StudyDate = da(study.study_datetime)
     ds.StudyTime = tm(study.study_datetime)

@@ -319,7 +319,8 @@ def write_tomo_dicom(
     orient.ImageOrientationPatient = [ds_str(float(v), 10) for v in (*ex, *ey)]
     shared.PlaneOrientationSequence = Sequence([orient])
     voi = Dataset()  # the breast's 1st..99th percentile (the stored values span the whole volume's range)
-    sample = stored[:, ::4, ::4]
+    step = max(1, min(ny, nx) // 256)  # a subsample of a large volume is enough for percentiles
+    sample = stored[:, ::step, ::step]
     breast = sample > 0.25 * float(np.percentile(sample, 99.0))
     centre, width = voi_window(sample, breast)
     voi.WindowCenter = ds_str(centre)

@@ -222,11 +222,6 @@ def write_dose_sr(path: str | Path, study: StudyInfo, events: Seq[IrradiationEve
     pps.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.3"
     pps.ReferencedSOPInstanceUID = study.uid("mpps")
     ds.ReferencedPerformedProcedureStepSequence = Sequence([pps])
-    # Patient Study: IHE REM asks for size, weight and the admitting diagnosis
-    ds.PatientSize = f"{study.patient_size_m:.2f}"
-    ds.PatientWeight = f"{study.patient_weight_kg:.1f}"
-    ds.AdmittingDiagnosesDescription = study.admitting_diagnosis
-    ds.AdmittingDiagnosesCodeSequence = Sequence([_code(SCREENING_DIAGNOSIS)])
     ds.InstanceNumber = 1
     ds.ContentDate, ds.ContentTime = da(t_end), tm(t_end)
     ds.CompletionFlag = "COMPLETE" if completed else "PARTIAL"

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import calendar
 import secrets
 from datetime import datetime, timedelta
 from typing import Literal
@@ -36,6 +37,10 @@ from pydicom.uid import generate_uid
 #: Study date/time of a bit-for-bit reproducible (virtual-time) run: fixed, so outputs are reproducible.
 #: Every other run stamps the real date and time.
 DEFAULT_STUDY_DATETIME = datetime(2026, 1, 5, 9, 30, 0)
+
+
+#: Epoch (s) of a virtual-time run's clock zero in its pcap: the fixed study date read as UTC.
+VIRTUAL_EPOCH_S = float(calendar.timegm(DEFAULT_STUDY_DATETIME.timetuple()))
 
 
 def fresh_uid_seed() -> str:
