@@ -2,7 +2,13 @@
 
 A :class:`Tap` sits beside a link (it never changes the bytes). The adapter
 that moves bytes between host and device calls :meth:`Tap.record` with the
-direction, the bytes and the time (seconds, wall clock or SimPy virtual time).
+direction, the bytes and the time on its own clock (seconds: ``time.monotonic``
+or SimPy virtual time). The tap adds ``clock_offset_s`` so that packet times are
+wall-clock epoch seconds (``time.time() - time.monotonic()`` for a real-time
+run; a fixed epoch for a virtual-time run, so its capture stays reproducible),
+and stamps every packet with its own microsecond: frames cut from one read
+get the read's time plus 1 us per earlier packet, so stamps are strictly
+increasing in capture order and a pcap reader can tell them apart.
 The tap cuts each direction's byte stream at the 0x00 frame delimiter, so one
 :class:`Packet` holds one complete COBS frame *including* its delimiter -
 exactly what one pcap record carries (see :mod:`hil.pcap`). The leading 0x00
@@ -20,6 +26,9 @@ Example
 >>> tap.record(HOST_TO_DEVICE, wire[3:], 0.012)
 >>> [(p.t_s, p.direction, p.data == wire) for p in tap.packets]
 [(0.012, 0, True)]
+>>> tap.record(HOST_TO_DEVICE, wire + wire, 0.012)  # two frames in one read: distinct stamps
+>>> [p.t_s for p in tap.packets]
+[0.012, 0.012001, 0.012002]
 """
 
 from __future__ import annotations
@@ -53,8 +62,11 @@ class Tap:
     """Records both directions of a link as :class:`Packet` objects (sans-IO)."""
 
     packets: list[Packet] = field(default_factory=list)
+    #: Added to every ``now`` passed to :meth:`record`: the epoch (s) of the recorder's clock zero.
+    clock_offset_s: float = 0.0
 
     def __post_init__(self) -> None:
+        self._last_us = -1
         self._partial: dict[int, bytearray] = {HOST_TO_DEVICE: bytearray(), DEVICE_TO_HOST: bytearray()}
         self._last_t: dict[int, float] = {HOST_TO_DEVICE: 0.0, DEVICE_TO_HOST: 0.0}
 
@@ -71,20 +83,24 @@ class Tap:
                 break
             buf += data[start : end + 1]
             if buf.count(0) < len(buf):  # a run with content: one frame (idle 0x00 fill stays in front of it)
-                self.packets.append(Packet(now, direction, bytes(buf)))
-                buf.clear()
+                self._emit(now, direction, buf)
             start = end + 1
         buf += data[start:]
         if len(buf) > MAX_RUN:
-            self.packets.append(Packet(now, direction, bytes(buf)))
-            buf.clear()
+            self._emit(now, direction, buf)
+
+    def _emit(self, now: float, direction: int, buf: bytearray) -> None:
+        """Append one packet stamped ``now + clock_offset_s``, at least 1 us after the previous packet."""
+        us = max(round((now + self.clock_offset_s) * 1e6), self._last_us + 1)
+        self._last_us = us
+        self.packets.append(Packet(us / 1e6, direction, bytes(buf)))
+        buf.clear()
 
     def flush(self) -> None:
         """Emit any partial run (bytes after the last delimiter) as a final packet per direction."""
         for direction, buf in self._partial.items():
             if buf:
-                self.packets.append(Packet(self._last_t[direction], direction, bytes(buf)))
-                buf.clear()
+                self._emit(self._last_t[direction], direction, buf)
 
     def bytes_each_way(self) -> tuple[bytes, bytes]:
         """All captured bytes (host->device, device->host), in order, partial runs included."""

@@ -13,6 +13,7 @@ Example
 >>> from hil.capture import Packet
 >>> buf = io.BytesIO()
 >>> write_pcap(buf, [Packet(1.5, 0, b"\\x02\\x01\\x00")])
+1
 >>> read_pcap(io.BytesIO(buf.getvalue()))
 [Packet(t_s=1.5, direction=0, data=b'\\x02\\x01\\x00')]
 """
@@ -41,7 +42,7 @@ class PcapError(ValueError):
 def write_pcap(dest: str | Path | BinaryIO, packets: Iterable[Packet]) -> int:
     """Write ``packets`` to ``dest`` (path or binary file); return the number of records.
 
-    Times must be >= 0 s (virtual-time captures start at 0).
+    Times are epoch seconds (the :class:`~hil.capture.Tap` adds its clock offset) and must be >= 0.
     """
     if isinstance(dest, (str, Path)):
         with open(dest, "wb") as fh:

@@ -21,13 +21,18 @@ def _summary_table(acq: "AcquireResult") -> Any:
     from rich.table import Table
 
     s = acq.summary()
-    t = Table(title=f"Crescent acquire: {s['exam']} ({s['status']})", show_header=False)
+    status = s["status"] + (f": {s['reason']}" if s["reason"] else "")
+    if s["warnings"] and s["status"] == "complete":
+        status += f", {len(s['warnings'])} warning(s)"
+    t = Table(title=f"Crescent acquire: {s['exam']} ({status})", show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value")
     t.add_row("projections", f"{s['projections']} at {s['angles_deg'][0]:+.2f} .. {s['angles_deg'][-1]:+.2f} deg"
               if s["angles_deg"] else "0")
     t.add_row("largest angle error", f"{s['max_angle_error_deg']:.3f} deg")
-    t.add_row("scan time", f"{s['scan_time_s']:.2f} s (first X-ray on to last off)")
+    t.add_row("scan time", f"{s['scan_time_s']:.2f} s (first X-ray on to last off of the sweep)")
+    for sc in s["scout"]:
+        t.add_row("AEC scout", f"{sc['kvp']:.1f} kV, {sc['mas']:.2f} mAs (not part of the scan time)")
     if s["technique"]:
         tq = s["technique"]
         t.add_row("technique", f"{tq['anode_filter']} {tq['kvp']:.1f} kV, {tq['mas']:.2f} mAs per projection")
@@ -48,6 +53,10 @@ def _summary_table(acq: "AcquireResult") -> Any:
     child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the gantry and its render worker
     t.add_row("peak memory", f"host {peak_mb:.0f} MB" + (f", simulated gantry {child_mb:.0f} MB" if child_mb else ""))
     t.add_row("outputs", str(acq.out))
+    t.add_row("report", s["report"])
+    t.add_row("UIDs", s["uids"])
+    for w in s["warnings"]:
+        t.add_row("[yellow]warning[/]", w)
     return t
 
 

@@ -11,6 +11,7 @@ Output folder layout (``out``)::
     exam/                     audit.jsonl, exam_record.json, projections/*.npy + .json, scout (host store)
     dicom/proj_NNN.dcm        Digital Mammography X-Ray Image - For Processing, one per projection
     dicom/tomo.dcm            Breast Tomosynthesis Image (enhanced multi-frame)
+    dicom/dose_sr.dcm         X-Ray Radiation Dose SR (TID 10001): every exposure, AEC scout included
     arrays/                   projections .npy + exposure records JSON, volume .npy and .tif
     report.html, *.png        the report and its figures
     capture.pcap              serial traffic both ways (Wireshark: hil/wireshark/crescent.lua)
@@ -36,6 +37,7 @@ from crescent.acquire.options import AcquireOptions
 from crescent.acquire.result import AcquireResult
 from crescent.acquire.timeline import timeline_from_packets
 from crescent.acquire.writers import write_outputs
+from crescent.outputs.study import VIRTUAL_EPOCH_S
 from firmware_host.api import connect, connect_virtual, resolve_exam
 from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
 from hil.capture import Tap
@@ -72,7 +74,10 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    tap = Tap()
+    # pcap stamps in wall-clock epoch: the controller's clock is time.monotonic (real time) or SimPy's
+    # (virtual time, mapped to the fixed study date so the capture stays reproducible)
+    tap = Tap(clock_offset_s=VIRTUAL_EPOCH_S if opts.virtual_time and opts.port is None
+              else time.time() - time.monotonic())
     simulated = opts.port is None
     cfg = _gantry_config(opts) if simulated else None
     gdir = out / "gantry"
@@ -154,7 +159,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     t3 = time.perf_counter()
     acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
                         recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files,
-                        exam_mgd_mgy=dose_all.total_mgd_mgy, normalisation=normalisation,
+                        exam_mgd_mgy=dose_all.total_mgd_mgy, normalisation=normalisation, dose_all=dose_all,
                         scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout))
     acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)
     timings["outputs"] = time.perf_counter() - t3

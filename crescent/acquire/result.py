@@ -12,6 +12,20 @@ from crescent.acquire import analysis
 from firmware_host.api import ExamResult
 from protocols.records import AcquisitionHeader, ExposureRecord
 
+def exam_warnings(rec: Any) -> list[str]:
+    """Every warning of an exam record, in words: record warnings, images never received, fault, abort."""
+    out = [str(w) for w in (getattr(rec, "warnings", None) or [])]
+    missing = list(getattr(rec, "missing_images", None) or [])
+    if missing:
+        out.append(f"{len(missing)} image(s) never received: {missing[:8]}{' ...' if len(missing) > 8 else ''}")
+    fault = getattr(rec, "fault", None)
+    if fault:
+        out.append(f"device fault: {fault}")
+    if rec.status != "complete":
+        out.append(f"exam {rec.status} in phase {getattr(rec, 'phase', '?')}: {rec.reason or 'no reason given'}")
+    return out
+
+
 @dataclass
 class AcquireResult:
     """Everything the summary shows, plus where the files are."""
@@ -30,12 +44,21 @@ class AcquireResult:
     timings_s: dict[str, float] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     normalisation: str = ""  # how raw counts became line integrals (flat fields, or open field on a rig)
+    dose_all: analysis.DoseSummary | None = None  # every exposure made, in exam-record order (scout included)
+    study: Any = None  # the StudyInfo the outputs were written with
+    forces_n: list[float] = field(default_factory=list)  # force during each stored exposure's window, N
 
     @property
     def scan_time_s(self) -> float:
-        if not self.exposures:
+        """First X-ray on to last X-ray off of the sweep (the stored projections; the AEC scout is not in it), s."""
+        sweep = [e for e in self.exposures if not e.is_scout]
+        if not sweep:
             return 0.0
-        return self.exposures[-1].window_end_s - self.exposures[0].window_start_s
+        return max(e.window_end_s for e in sweep) - min(e.window_start_s for e in sweep)
+
+    @property
+    def warnings(self) -> list[str]:
+        return exam_warnings(self.exam.record)
 
     def summary(self) -> dict[str, Any]:
         rec = self.exam.record
@@ -47,6 +70,18 @@ class AcquireResult:
             "angles_deg": [round(e.mean_angle_deg, 3) for e in self.exposures],
             "max_angle_error_deg": max((abs(c.angle_error_deg) for c in rec.checks), default=0.0),
             "scan_time_s": round(self.scan_time_s, 3),
+            "scan_time_definition": "first X-ray on to last X-ray off of the sweep (AEC scout excluded)",
+            "scout": [{"kvp": e.kvp, "mas": e.mas, "window_start_s": e.window_start_s,
+                       "window_end_s": e.window_end_s} for e in rec.exposures if e.is_scout],
+            "warnings": self.warnings,
+            "report": str(self.out / "report.html"),
+            "uids": ("derived from the exam and seed, fixed date (reproducible virtual-time run)"
+                     if self.study is not None and self.study.reproducibility_note else "fresh (random) per acquisition"),
+            "determinism": ("bit for bit: same seed, same arrays, files and UIDs" if self.study is not None
+                            and self.study.reproducibility_note else
+                            "real time: the noise and phantom of exposure k depend only on (seed, k); timing "
+                            "(positions, force, thickness) and so dose may differ run to run"),
+            "compression_force_during_exposures_n": [round(f, 2) for f in self.forces_n],
             "technique": rec.technique.model_dump() if rec.technique else None,
             "thickness_mm": self.header.compressed_thickness_mm,
             "force_n": self.header.compression_force_n,

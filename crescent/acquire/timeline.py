@@ -21,12 +21,14 @@ def timeline_from_packets(packets: Iterable[Packet]) -> Timeline:
     """Timeline (device clock, s) of the telemetry and exposure windows in a capture."""
     t, angle, speed, kv, ma, force = [], [], [], [], [], []
     windows: dict[tuple[int, int], tuple[float, float]] = {}
+    offsets: list[float] = []  # host capture time - device time of each telemetry frame, s
     for item in decode_packets(packets):
         if item.direction != DEVICE_TO_HOST or item.message is None:
             continue
         m = item.message
         if m.NAME == "TELEMETRY":
             t.append(m.device_time_us * 1e-6)
+            offsets.append(item.t_s - m.device_time_us * 1e-6)
             angle.append(m.arc_mdeg * 1e-3)
             speed.append(m.arc_speed_mdeg_s * 1e-3)
             kv.append(m.kv_ckv * 1e-2)
@@ -42,4 +44,5 @@ def timeline_from_packets(packets: Iterable[Packet]) -> Timeline:
 
     return Timeline(t_s=arr(t), angle_deg=arr(angle), velocity_deg_s=arr(speed), kvp=arr(kv),
                     tube_current_ma=arr(ma), force_n=arr(force),
-                    exposure_windows_s=sorted(windows.values()))
+                    exposure_windows_s=sorted(windows.values()),
+                    device_clock_epoch_s=min(offsets) if offsets else None)

@@ -1,4 +1,8 @@
-"""DICOM Digital Mammography X-Ray Image (For Processing) for each DBT projection.
+"""DICOM Digital Mammography X-Ray Image (For Processing) for each DBT projection (``--projection-sop dx``).
+
+The default projection objects of ``crescent acquire`` are Breast Projection X-Ray
+Images (:mod:`crescent.outputs.dicom_projection`); this single-frame form stays for
+archives that do not know that SOP Class.
 
 One file per projection, SOP Class 1.2.840.10008.5.1.4.1.1.1.2.1, with the
 modules of the Digital Mammography IOD (PS3.3 A.27): Patient, General Study,
@@ -69,6 +73,8 @@ def write_projection_dicom(
     mgd_mgy: float | None,
     instance_number: int,
     half_value_layer_mm_al: float | None = None,
+    compression_force_n: float | None = None,
+    aec: bool | None = None,
 ) -> Path:
     """Write one projection as a Digital Mammography X-Ray Image, For Processing.
 
@@ -86,6 +92,10 @@ def write_projection_dicom(
     instance_number: 1-based position in the projection series (the tomosynthesis object references
         the projections by this number: use the 1-based position among the non-scout projections).
     half_value_layer_mm_al: first HVL of the beam, mm Al, or None if unknown.
+    compression_force_n: force on the breast during this exposure's X-ray window (N, from telemetry);
+        None: the header's force at settle.
+    aec: whether the technique came from an AEC scout (Exposure Control Mode AUTOMATIC); None: only
+        if the header lists a scout.
     """
     img = np.asarray(image)
     if img.ndim != 2 or img.dtype != np.uint16:
@@ -111,7 +121,7 @@ def write_projection_dicom(
     ds.ContentDate, ds.ContentTime = da(t_acq), tm(t_acq)
     ds.AcquisitionDate, ds.AcquisitionTime = da(t_acq), tm(t_acq)
     ds.AcquisitionDateTime = dt(t_acq)
-    ds.AcquisitionNumber = exposure.index + 1
+    ds.AcquisitionNumber = study.acquisition_number  # one acquisition: the whole sweep
     ds.ImageType = ["ORIGINAL", "PRIMARY"]
     ds.BurnedInAnnotation = "NO"
     ds.RecognizableVisualFeatures = "NO"
@@ -120,6 +130,7 @@ def write_projection_dicom(
         f"exposure {exposure.index} frame {exposure.frame_id}; planned {exposure.planned_angle_deg:.3f} deg; "
         f"actual {exposure.angle_start_deg:.3f}..{exposure.angle_end_deg:.3f} deg"
         + ("; terminated early" if exposure.terminated_early else "")
+        + (f"; {study.reproducibility_note}" if study.reproducibility_note else "")
     )
 
     # Image Pixel / DX Image
@@ -132,6 +143,9 @@ def write_projection_dicom(
     ds.PixelIntensityRelationshipSign = 1
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "0", "1", "US"
     ds.PresentationLUTShape = "IDENTITY"
+    ds.PixelPaddingValue = 0  # IHE Mammo: no pixel is padding unless it reads exactly 0
+    ds.RelativeXRayExposure = int(round(float(img.mean())))  # mean raw detector signal, ADU
+    # no VOI window: the DX IODs allow one only in For Presentation images (dciodvfy enforces it)
     ds.PixelData = np.ascontiguousarray(img, dtype="<u2").tobytes()
 
     # DX Anatomy Imaged / Mammography Image / Breast view
@@ -148,6 +162,8 @@ def write_projection_dicom(
     ds.DetectorType = "DIRECT"
     ds.DetectorConfiguration = "AREA"
     ds.DetectorID = study.detector_id
+    cal = study.detector_calibration if study.detector_calibration is not None else study.study_datetime
+    ds.DateOfLastDetectorCalibration, ds.TimeOfLastDetectorCalibration = da(cal), tm(cal)
     ds.DetectorBinning = [det.binning, det.binning]
     pitch = ds_str(det.pitch_mm)
     ds.ImagerPixelSpacing = [pitch, pitch]
@@ -172,7 +188,8 @@ def write_projection_dicom(
     ds.DistanceSourceToPatient = ds_str(dist["sod"])
     ds.EstimatedRadiographicMagnificationFactor = ds_str(dist["magnification"])
     ds.BodyPartThickness = ds_str(header.compressed_thickness_mm)
-    ds.CompressionForce = ds_str(header.compression_force_n)
+    force = header.compression_force_n if compression_force_n is None else compression_force_n
+    ds.CompressionForce = ds_str(force)
 
     # X-Ray Acquisition Dose / Generation / Filtration / Grid
     ev = exposure_values(exposure)
@@ -184,7 +201,7 @@ def write_projection_dicom(
     ds.XRayTubeCurrent = int(round(ev["ma"]))
     ds.ExposureTime = int(round(ev["ms"]))
     ds.Exposure = int(round(ev["mas"]))
-    ds.ExposureControlMode, ds.ExposureControlModeDescription = exposure_control(header)
+    ds.ExposureControlMode, ds.ExposureControlModeDescription = exposure_control(header, aec)
     ds.ExposureStatus = "ABORTED" if exposure.terminated_early else "NORMAL"
     ds.FocalSpots = ds_str(exposure.focal_spot_mm)
     ds.AnodeTargetMaterial = anode

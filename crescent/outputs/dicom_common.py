@@ -111,6 +111,15 @@ def add_patient_study(ds: Dataset, study: StudyInfo) -> None:
     ds.PatientID = study.patient_id
     ds.PatientBirthDate = study.patient_birth_date
     ds.PatientSex = study.patient_sex
+    # Patient Study module, the same in every object of the study (dcentvfy): IHE DBT and REM want these
+    ds.PatientAge = study.patient_age
+    ds.PatientSize = f"{study.patient_size_m:.2f}"
+    ds.PatientWeight = f"{study.patient_weight_kg:.1f}"
+    ds.AdmittingDiagnosesDescription = study.admitting_diagnosis
+    diag = Dataset()  # SNOMED CT "Screening for malignant neoplasm of breast"
+    diag.CodeValue, diag.CodingSchemeDesignator = "268547008", "SCT"
+    diag.CodeMeaning = "Screening for malignant neoplasm of breast"
+    ds.AdmittingDiagnosesCodeSequence = Sequence([diag])
     ds.StudyInstanceUID = study.uid("study")
     ds.StudyDate = da(study.study_datetime)
     ds.StudyTime = tm(study.study_datetime)
@@ -138,6 +147,8 @@ def add_equipment(ds: Dataset, study: StudyInfo) -> None:
     """General Equipment and Enhanced General Equipment modules."""
     ds.Manufacturer = study.manufacturer
     ds.InstitutionName = study.institution_name
+    ds.InstitutionAddress = study.institution_address
+    ds.InstitutionalDepartmentName = study.institutional_department_name
     ds.StationName = study.station_name
     ds.ManufacturerModelName = study.model_name
     ds.DeviceSerialNumber = study.device_serial_number
@@ -197,11 +208,44 @@ def patient_orientation(study: StudyInfo) -> list[str]:
     return [orientation_letters(ex), orientation_letters(ey)]
 
 
-def exposure_control(header: AcquisitionHeader) -> tuple[str, str]:
-    """Exposure Control Mode and its description: AUTOMATIC when the header lists an AEC scout."""
-    if any(p.exposure.is_scout for p in header.projections):
-        return "AUTOMATIC", "AEC from a low-dose pre-exposure"
+def exposure_control(header: AcquisitionHeader, aec: bool | None = None) -> tuple[str, str]:
+    """Exposure Control Mode and its description.
+
+    ``aec``: whether the technique came from an automatic exposure control scout (the exam record
+    knows: its exposures include the scout, which the header's stored projections do not). None:
+    AUTOMATIC when the header itself lists a scout.
+    """
+    if aec is None:
+        aec = any(p.exposure.is_scout for p in header.projections)
+    if aec:
+        return "AUTOMATIC", "AEC from a low-dose pre-exposure (scout)"
     return "MANUAL", "technique set by the exam protocol"
+
+
+#: Percentiles of the breast's pixel values that bound the VOI window of every image object.
+VOI_PERCENTILES = (1.0, 99.0)
+
+
+def voi_window(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float]:
+    """(Window Center, Window Width) spanning the 1st..99th percentile of ``values[mask]`` (stored values).
+
+    ``mask`` selects the breast (None: every value). Falls back to all values when the mask holds
+    fewer than 100 pixels, and to a width of 1 for a flat image. DICOM LINEAR window: centre c and
+    width w map ``c - 0.5 - (w - 1) / 2 .. c - 0.5 + (w - 1) / 2`` onto the output range, so
+    ``c = (lo + hi + 1) / 2`` and ``w = hi - lo + 1`` put lo and hi at the ends.
+    """
+    v = np.asarray(values)
+    sel = v[mask] if mask is not None and int(np.count_nonzero(mask)) >= 100 else v.ravel()
+    lo, hi = (float(x) for x in np.percentile(sel, VOI_PERCENTILES))
+    width = max(hi - lo + 1.0, 1.0)
+    return lo + 0.5 * (width - 1.0) + 0.5, width
+
+
+def projection_breast_mask(image: np.ndarray, dark_adu: float = 0.0) -> np.ndarray:
+    """Pixels of a raw projection behind the breast: below 90 % of the open-field level (99.5th percentile)."""
+    a = np.asarray(image, dtype=np.float32) - np.float32(dark_adu)
+    open_field = float(np.percentile(a, 99.5))
+    return a < 0.9 * open_field
 
 
 def central_ray_distances(geometry: AcquisitionGeometry, angle_deg: float, thickness_mm: float) -> dict[str, float]:

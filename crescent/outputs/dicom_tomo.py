@@ -20,6 +20,7 @@ frame derived from the gantry frame (see :mod:`crescent.outputs.dicom_common`).
 from __future__ import annotations
 
 from collections.abc import Sequence as Seq
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,7 @@ from crescent.outputs.dicom_common import (
     new_dataset,
     patient_axes,
     exposure_control,
+    voi_window,
     save,
     tm,
     to_patient,
@@ -114,8 +116,20 @@ def _acquisition_item(
     mgd_mgy: float | None,
     half_value_layer_mm_al: float,
     relative_exposures: Seq[float] | None,
+    *,
+    forces_n: Seq[float] | None = None,
+    entrance_dose_mgy: float | None = None,
+    aec: bool | None = None,
+    source_sop_class: str = "1.2.840.10008.5.1.4.1.1.1.2.1",
+    source_uids: Seq[str] | None = None,
 ) -> Dataset:
-    """One X-Ray 3D Acquisition Sequence item: the whole sweep with a Per Projection Acquisition item each."""
+    """One X-Ray 3D Acquisition Sequence item: the whole sweep with a Per Projection Acquisition item each.
+
+    ``forces_n``: compression force during each exposure (N); its mean is the item's Compression
+    Force. ``entrance_dose_mgy``: incident air kerma of the sweep at the breast entrance (mGy).
+    ``source_sop_class`` / ``source_uids``: the projection objects this volume was reconstructed
+    from (default: one single-frame Digital Mammography object per exposure, numbered 1..n).
+    """
     geom, det = header.geometry, header.geometry.detector
     item = Dataset()
     dist = central_ray_distances(geom, 0.0, header.compressed_thickness_mm)
@@ -141,8 +155,9 @@ def _acquisition_item(
     item.FilterThicknessMinimum = ds_str(filt_mm)
     item.FilterThicknessMaximum = ds_str(filt_mm)
     item.BodyPartThickness = ds_str(header.compressed_thickness_mm)
-    item.CompressionForce = ds_str(header.compression_force_n)
-    item.ExposureControlMode, item.ExposureControlModeDescription = exposure_control(header)
+    force = header.compression_force_n if not forces_n else float(np.mean(forces_n))
+    item.CompressionForce = ds_str(force)
+    item.ExposureControlMode, item.ExposureControlModeDescription = exposure_control(header, aec)
     item.XRayReceptorType = "DIGITAL_DETECTOR"
     item.DetectorTemperature = ds_str(study.detector_temperature_c)
     item.PaddleDescription = study.paddle_description
@@ -154,6 +169,8 @@ def _acquisition_item(
         item.PrimaryPositionerIncrement = float((angles[-1] - angles[0]) / (len(angles) - 1))
     if mgd_mgy is not None:
         item.OrganDose = ds_str(mgd_mgy * 0.01)  # dGy
+    if entrance_dose_mgy is not None:
+        item.EntranceDoseInmGy = ds_str(entrance_dose_mgy)
     per = []
     if relative_exposures is None:
         relative_exposures = [v["uas"] for v in values]
@@ -169,14 +186,37 @@ def _acquisition_item(
         p.PositionerPrimaryAngle = ds_str(study.gantry_rotation_deg + e.mean_angle_deg)
         per.append(p)
     item.PerProjectionAcquisitionSequence = Sequence(per)
+    if source_uids is None:
+        source_uids = [projection_sop_uid(study, e, n) for n, e in enumerate(exposures, start=1)]
     srcs = []
-    for n, e in enumerate(exposures, start=1):
+    for uid in dict.fromkeys(source_uids):  # a multi-frame source is referenced once
         ref = Dataset()
-        ref.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.2.1"
-        ref.ReferencedSOPInstanceUID = projection_sop_uid(study, e, n)
+        ref.ReferencedSOPClassUID = source_sop_class
+        ref.ReferencedSOPInstanceUID = uid
         srcs.append(ref)
     item.SourceImageSequence = Sequence(srcs)
     return item
+
+
+def contributing_source(study: StudyInfo, acquired: datetime, header: AcquisitionHeader) -> Dataset:
+    """One Contributing Sources item: the device and detector that acquired the projections, and when (IHE DBT)."""
+    det = header.geometry.detector
+    src = Dataset()
+    src.Manufacturer = study.manufacturer
+    src.ManufacturerModelName = study.model_name
+    src.DeviceSerialNumber = study.device_serial_number
+    src.SoftwareVersions = study.software_versions
+    src.StationName = study.station_name
+    src.AcquisitionDateTime = dt(acquired)
+    src.DetectorID = study.detector_id
+    src.DetectorType = "DIRECT"
+    src.DetectorElementSpacing = [ds_str(det.native_pitch_mm)] * 2
+    cal = study.detector_calibration if study.detector_calibration is not None else study.study_datetime
+    src.DateOfLastDetectorCalibration, src.TimeOfLastDetectorCalibration = da(cal), tm(cal)
+    src.Rows, src.Columns = det.rows, det.cols  # the projections' matrix
+    src.BitsStored = 16
+    src.LossyImageCompression = "00"
+    return src
 
 
 def write_tomo_dicom(
@@ -189,6 +229,11 @@ def write_tomo_dicom(
     mgd_mgy: float | None,
     half_value_layer_mm_al: float,
     relative_exposures: Seq[float] | None = None,
+    forces_n: Seq[float] | None = None,
+    entrance_dose_mgy: float | None = None,
+    aec: bool | None = None,
+    source_sop_class: str = "1.2.840.10008.5.1.4.1.1.1.2.1",
+    source_uids: Seq[str] | None = None,
 ) -> Path:
     """Write a reconstructed volume as a Breast Tomosynthesis Image (one frame per slice).
 
@@ -238,7 +283,8 @@ def write_tomo_dicom(
     ds.PixelPresentation = "MONOCHROME"
     ds.VolumetricProperties = "VOLUME"
     ds.VolumeBasedCalculationTechnique = "TOMOSYNTHESIS"
-    ds.ImageComments = f"linear attenuation 1/mm = stored * {slope:.9e} + {intercept:.9e}"
+    ds.ImageComments = (f"linear attenuation 1/mm = stored * {slope:.9e} + {intercept:.9e}"
+                        + (f"; {study.reproducibility_note}" if study.reproducibility_note else ""))
 
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
@@ -272,9 +318,14 @@ def write_tomo_dicom(
     orient = Dataset()
     orient.ImageOrientationPatient = [ds_str(float(v), 10) for v in (*ex, *ey)]
     shared.PlaneOrientationSequence = Sequence([orient])
-    voi = Dataset()  # stored values span 0..65535 (the full range of the volume)
-    voi.WindowCenter = "32767.5"
-    voi.WindowWidth = "65536"
+    voi = Dataset()  # the breast's 1st..99th percentile (the stored values span the whole volume's range)
+    step = max(1, min(ny, nx) // 256)  # a subsample of a large volume is enough for percentiles
+    sample = stored[:, ::step, ::step]
+    breast = sample > 0.25 * float(np.percentile(sample, 99.0))
+    centre, width = voi_window(sample, breast)
+    voi.WindowCenter = ds_str(centre)
+    voi.WindowWidth = ds_str(width)
+    voi.WindowCenterWidthExplanation = "breast 1st-99th percentile"
     voi.VOILUTFunction = "LINEAR"
     shared.FrameVOILUTSequence = Sequence([voi])
     pvt = Dataset()  # the Breast Tomosynthesis IOD requires the identity transformation here
@@ -328,8 +379,11 @@ def write_tomo_dicom(
         frames.append(f)
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
 
-    acquisition = _acquisition_item(header, exposures, study, mgd_mgy, half_value_layer_mm_al, relative_exposures)
+    acquisition = _acquisition_item(header, exposures, study, mgd_mgy, half_value_layer_mm_al, relative_exposures,
+                                    forces_n=forces_n, entrance_dose_mgy=entrance_dose_mgy, aec=aec,
+                                    source_sop_class=source_sop_class, source_uids=source_uids)
     ds.XRay3DAcquisitionSequence = Sequence([acquisition])
+    ds.ContributingSourcesSequence = Sequence([contributing_source(study, t0, header)])
     rec = Dataset()
     rec.ReconstructionDescription = "filtered backprojection of the DBT projections"
     rec.ApplicationName = "crescent"

@@ -125,6 +125,7 @@ def slice_montage(path: str | Path, stack: SliceStack, lesions: Sequence[Lesion]
     for n, k in enumerate(idx):
         ax = axes.flat[n]
         ax.imshow(vol[k, ::s, ::s], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        scale_bar(ax, 10.0, stack.voxel_mm * s)
         in_focus = [l for l in lesions if stack.nearest_slice(l.z_mm) == k]
         for l in in_focus:
             c, r = stack.pixel_of(l.x_mm, l.y_mm)
@@ -137,6 +138,51 @@ def slice_montage(path: str | Path, stack: SliceStack, lesions: Sequence[Lesion]
         ax.set_title(f"z = {stack.z_mm[k]:.1f} mm" + ("  (lesion)" if in_focus else ""), fontsize=9,
                      color="#e63946" if in_focus else "black")
     fig.suptitle("Reconstructed slices (height above the detector); lesions circled on their slice", fontsize=11)
+    return _save(fig, path)
+
+
+def scale_bar(ax: plt.Axes, length_mm: float, mm_per_px: float, label: str | None = None) -> None:
+    """Draw a white ``length_mm`` bar in the lower-left corner of an image axis (``mm_per_px`` display pixel)."""
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()  # image axes: y0 is the bottom edge (largest row)
+    w = abs(x1 - x0)
+    n = length_mm / mm_per_px
+    xs = min(x0, x1) + 0.05 * w
+    ys = max(y0, y1) - 0.06 * abs(y1 - y0)
+    ax.plot([xs, xs + n], [ys, ys], color="white", lw=3, solid_capstyle="butt")
+    ax.text(xs + n / 2, ys - 0.02 * abs(y1 - y0), label or f"{length_mm:g} mm", color="white", ha="center",
+            va="bottom", fontsize=7)
+
+
+def lesion_crops(path: str | Path, stack: SliceStack, lesions: Sequence[Lesion], half_mm: float = 6.0,
+                 max_cols: int = 5) -> Path:
+    """Full-resolution crops (no decimation) of each lesion on the slice nearest its depth, with a 2 mm bar.
+
+    Every lesion gets its own panel, also when several share a height.
+    """
+    vol = np.asarray(stack.volume)
+    half = max(4, int(round(half_mm / stack.voxel_mm)))
+    rows, cols = _grid(len(lesions), max_cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False, layout="compressed")
+    for ax in axes.flat:
+        ax.axis("off")
+    for n, l in enumerate(lesions):
+        k = stack.nearest_slice(l.z_mm)
+        c, r = (int(round(v)) for v in stack.pixel_of(l.x_mm, l.y_mm))
+        r0, r1 = max(r - half, 0), min(r + half + 1, vol.shape[1])
+        c0, c1 = max(c - half, 0), min(c + half + 1, vol.shape[2])
+        crop = vol[k, r0:r1, c0:c1]
+        ax = axes.flat[n]
+        if crop.size == 0:
+            ax.set_title(f"{l.kind} {l.diameter_mm:g} mm: outside the volume", fontsize=7)
+            continue
+        lo, hi = _window(crop)
+        ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        ax.add_patch(Circle((c - c0, r - r0), 0.5 * l.diameter_mm / stack.voxel_mm * 1.6 + 1, fill=False,
+                            color="#e63946", lw=1.0))
+        scale_bar(ax, 2.0, stack.voxel_mm)
+        ax.set_title(f"{l.kind} {l.diameter_mm:g} mm\nz = {stack.z_mm[k]:.1f} mm", fontsize=8)
+    fig.suptitle("Lesions at full resolution", fontsize=11)
     return _save(fig, path)
 
 

@@ -34,6 +34,7 @@ header { background: #1f4e79; color: white; padding: 18px 32px; }
 header h1 { margin: 0 0 4px 0; font-size: 24px; }
 header p { margin: 0; opacity: 0.85; font-size: 14px; }
 main { max-width: 1120px; margin: 0 auto; padding: 8px 32px 40px 32px; }
+section.warn { border-left: 6px solid #e9a23b; }
 section { background: white; border-radius: 6px; padding: 12px 20px 16px 20px; margin: 18px 0;
           box-shadow: 0 1px 3px rgba(0,0,0,0.12); }
 h2 { font-size: 18px; margin: 6px 0 10px 0; color: #1f4e79; }
@@ -73,15 +74,17 @@ def summary_rows(d: ReportData) -> list[list[str]]:
         w = d.timeline.exposure_windows_s
         scan = max(t1 for _, t1 in w) - min(t0 for t0, _ in w)
     if scan is not None:
-        rows.append(["Scan time (first X-ray on to last off)", f"{scan:.2f} s"])
+        rows.append(["Scan time (first X-ray on to last off of the sweep)", f"{scan:.2f} s"])
     angles = [r.angle_deg for r in d.dose] or list(d.projection_angles_deg)
     if angles:
         rows.append(["Projections", str(len(angles))])
         step = f", mean step {(max(angles) - min(angles)) / (len(angles) - 1):.2f} deg" if len(angles) > 1 else ""
         rows.append(["Arc angles (actual)", f"{min(angles):+.2f} to {max(angles):+.2f} deg{step}"])
+    for sc in d.scout:
+        rows.append(["AEC scout (not in the scan time)", f"{sc.kvp:.1f} kV, {sc.mas:.2f} mAs, MGD {sc.mgd_mgy:.4f} mGy"])
     if d.dose:
-        rows.append(["Total incident air kerma", f"{sum(r.incident_air_kerma_mgy for r in d.dose):.3f} mGy"])
-        rows.append(["Total mean glandular dose", f"{sum(r.mgd_mgy for r in d.dose):.3f} mGy"])
+        rows.append(["Total incident air kerma", f"{total_kerma(d):.3f} mGy"])
+        rows.append(["Total mean glandular dose (every exposure, scout included)", f"{total_mgd(d):.3f} mGy"])
     if d.thickness_mm is not None:
         rows.append(["Compressed thickness", f"{d.thickness_mm:.1f} mm"])
     if d.force_n is not None:
@@ -91,6 +94,17 @@ def summary_rows(d: ReportData) -> list[list[str]]:
         rows.append(["Lesion SDNR (in-focus slice)", "; ".join(sd)])
     rows += [[k, v] for k, v in d.notes.items()]
     return rows
+
+
+def total_mgd(d: ReportData) -> float:
+    """The one total MGD of the report: every exposure made (projections and scout), mGy."""
+    if d.exam_mgd_mgy is not None:
+        return d.exam_mgd_mgy
+    return sum(r.mgd_mgy for r in d.dose) + sum(r.mgd_mgy for r in d.scout)
+
+
+def total_kerma(d: ReportData) -> float:
+    return sum(r.incident_air_kerma_mgy for r in d.dose) + sum(r.incident_air_kerma_mgy for r in d.scout)
 
 
 def frequency_at(freq_lp_mm: np.ndarray, mtf: np.ndarray, level: float) -> float | None:
@@ -113,7 +127,14 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     d = data
     parts: list[str] = []
+    if d.warnings:
+        items = "".join(f"<li>{_e(w)}</li>" for w in d.warnings)
+        parts.append(f'<section class="warn"><h2>Warnings ({len(d.warnings)})</h2><ul>{items}</ul></section>')
     parts.append(f"<section><h2>Summary</h2>{_table(['Quantity', 'Value'], summary_rows(d), left=2)}</section>")
+    if d.verdicts:
+        vrows = [[v.name, v.value, v.limit, v.result, v.source] for v in d.verdicts]  # type: ignore[attr-defined]
+        parts.append("<section><h2>Verdict</h2>" + _table(["Check", "Measured", "Limit", "Result", "Source"],
+                                                           vrows, left=5) + "</section>")
 
     if d.timeline is not None:
         figures.timeline_figure(out / "timeline.png", d.timeline)
@@ -128,8 +149,13 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
     if d.slices is not None:
         figures.slice_montage(out / "slices.png", d.slices, d.lesions)
         cap = "Reconstructed slices; red circles mark each lesion's true position and diameter on the slice " \
-              "nearest its true depth."
-        parts.append("<section><h2>Reconstructed slices</h2>" + _figure("slices.png", cap) + "</section>")
+              "nearest its true depth; the bar is 10 mm."
+        sec = "<section><h2>Reconstructed slices</h2>" + _figure("slices.png", cap)
+        if d.lesions:
+            figures.lesion_crops(out / "lesions.png", d.slices, d.lesions)
+            sec += _figure("lesions.png", "Full-resolution crops (one display pixel per voxel, no interpolation) "
+                           "centred on each lesion in the slice nearest its depth; the bar is 2 mm.")
+        parts.append(sec + "</section>")
     if d.mtf is not None:
         figures.mtf_figure(out / "mtf.png", d.mtf)
         f50v = frequency_at(d.mtf.freq_lp_mm, d.mtf.mtf, 0.5)
@@ -138,10 +164,12 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
             "mtf.png", f"{f50}Dashed: the ideal sinc of a {d.mtf.aperture_mm * 1000:.0f} um del aperture.")
             + "</section>")
     if d.dose:
-        rows = [[str(i + 1), f"{r.angle_deg:+.2f}", f"{r.kvp:.1f}", f"{r.mas:.2f}", f"{r.incident_air_kerma_mgy:.4f}",
-                 f"{r.mgd_mgy:.4f}"] for i, r in enumerate(d.dose)]
-        total = ["Total", "", "", f"{sum(r.mas for r in d.dose):.2f}",
-                 f"{sum(r.incident_air_kerma_mgy for r in d.dose):.4f}", f"{sum(r.mgd_mgy for r in d.dose):.4f}"]
+        rows = [["scout", f"{r.angle_deg:+.2f}", f"{r.kvp:.1f}", f"{r.mas:.2f}", f"{r.incident_air_kerma_mgy:.4f}",
+                 f"{r.mgd_mgy:.4f}"] for r in d.scout]
+        rows += [[str(i + 1), f"{r.angle_deg:+.2f}", f"{r.kvp:.1f}", f"{r.mas:.2f}", f"{r.incident_air_kerma_mgy:.4f}",
+                  f"{r.mgd_mgy:.4f}"] for i, r in enumerate(d.dose)]
+        total = ["Total", "", "", f"{sum(r.mas for r in (*d.scout, *d.dose)):.2f}",
+                 f"{total_kerma(d):.4f}", f"{total_mgd(d):.4f}"]
         head = ["#", "Angle (deg)", "kVp", "mAs", "Incident air kerma (mGy)", "MGD (mGy)"]
         parts.append(f"<section><h2>Dose per projection</h2>{_table(head, rows, total=total)}</section>")
     if d.lesions:
@@ -157,10 +185,10 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
         parts.append(f'<section><h2>Files</h2><ul class="files">{items}</ul></section>')
 
     doc = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{_e(d.title)}: {_e(d.exam)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{_e(d.title)}</title>
 <style>{CSS}</style></head>
 <body><header><h1>{_e(d.title)}</h1>
-<p>Exam <b>{_e(d.exam)}</b>. Positions in the gantry frame: x along the chest wall (arc direction), y from the
+<p>Positions in the gantry frame: x along the chest wall (arc direction), y from the
 chest wall into the breast, z up from the detector surface; angles are actual arc angles.</p></header>
 <main>
 {chr(10).join(parts)}

@@ -29,6 +29,22 @@ class Timeline:
     tube_current_ma: np.ndarray
     force_n: np.ndarray
     exposure_windows_s: Sequence[tuple[float, float]] = ()
+    device_clock_epoch_s: float | None = None
+
+    def mean_in(self, name: str, t0_s: float, t1_s: float) -> float | None:
+        """Mean of trace ``name`` (e.g. ``"force_n"``) over the samples in ``[t0_s, t1_s]``.
+
+        With no sample inside (a window shorter than the telemetry period) the value is linearly
+        interpolated at the window's middle; None if the timeline is empty.
+        """
+        t = np.asarray(self.t_s, dtype=np.float64)
+        y = np.asarray(getattr(self, name), dtype=np.float64)
+        if t.size == 0:
+            return None
+        inside = (t >= t0_s) & (t <= t1_s)
+        if inside.any():
+            return float(y[inside].mean())
+        return float(np.interp(0.5 * (t0_s + t1_s), t, y))
 
     def __post_init__(self) -> None:
         n = np.asarray(self.t_s).shape
@@ -111,7 +127,10 @@ class ReportData:
     dose: one row per projection; thickness_mm / force_n: compressed thickness (mm) and force (N);
     scan_time_s: first X-ray on to last X-ray off (s), taken from the timeline windows if None;
     files: output files (paths relative to the report's folder); notes: extra summary rows
-    (label -> text), e.g. seed, anode/filter, run time.
+    (label -> text), e.g. seed, anode/filter, run time; scout: the AEC pre-exposure(s), listed on
+    their own (not in the scan time); exam_mgd_mgy: MGD of every exposure made (the one total MGD
+    row; default the sum of ``dose`` and ``scout``); warnings: every exam-record warning;
+    verdicts: :class:`crescent.outputs.verdict.Verdict` items.
     """
 
     exam: str
@@ -128,3 +147,7 @@ class ReportData:
     scan_time_s: float | None = None
     files: Sequence[str] = ()
     notes: dict[str, str] = field(default_factory=dict)
+    scout: Sequence[DoseRow] = ()
+    exam_mgd_mgy: float | None = None
+    warnings: Sequence[str] = ()
+    verdicts: Sequence[object] = ()

@@ -77,7 +77,7 @@ def report() -> tuple[Path, _Collect]:
 
 def test_every_image_exists_decodes_and_is_not_blank(report: tuple[Path, _Collect]) -> None:
     path, parser = report
-    assert sorted(parser.imgs) == ["mtf.png", "projections.png", "slices.png", "timeline.png"]
+    assert sorted(parser.imgs) == ["lesions.png", "mtf.png", "projections.png", "slices.png", "timeline.png"]
     for src in parser.imgs:
         assert not Path(src).is_absolute() and "/" not in src  # relative, next to report.html
         img = mpimg.imread(path.parent / src)
