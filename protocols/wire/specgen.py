@@ -556,11 +556,11 @@ Safety rules the device enforces on its own, whatever the host sends:
   the catalogue's ranges). The compression force never exceeds the powered-drive limit, whatever
   the target (FORCE_LIMIT); an independent backup timer ends any exposure that overruns; the anode
   heat budget is checked at ARM_PLAN and before FIRE (HEAT_LIMIT).
-- ARM_PLAN entries are checked in order; their angles must be monotonic in firing order: never
-  turning back (all non-decreasing or all non-increasing). A continuous sweep passes each angle
-  once, so there they must be strictly monotonic; step-and-shoot may repeat an angle (several
-  exposures at one position). Otherwise PLAN_INVALID with reason NOT_MONOTONIC and the index of
-  the first entry that breaks the order.
+- ARM_PLAN entries are checked in order. A continuous sweep passes each angle once, so its
+  angles must be strictly monotonic in firing order (all increasing or all decreasing); otherwise
+  PLAN_INVALID with reason NOT_MONOTONIC and the index of the first entry that breaks the order.
+  Step-and-shoot stops the arm at each entry, so its entries may come in any order and repeat an
+  angle (a stereotactic pair fires 0, +15 and -15 deg in one plan).
 - A retransmitted command is answered from the cache and never executed twice (section 2.2).
 - Watchdog: section 2.3.
 
@@ -633,7 +633,7 @@ flow both ways throughout (section 2.3).
    in TELEMETRY between exposures) and is checked against the limits like an entry.
 6. **O — an AEC scout**: ARM_PLAN with one entry (`final` = 0), FIRE, wait for its EXPOSURE_DONE
    and IMAGE_READY, read the image and compute the main technique from it (the compression holds).
-7. **M — ARM_PLAN** with the exposures in firing order (angles monotonic, section 3), the plan's
+7. **M — ARM_PLAN** with the exposures in firing order (a continuous sweep strictly monotonic, section 3), the plan's
    motion mode, anode/filter, focal spot and `final` = 1 for the exam's last plan, and the digest
    (CRC-32C of the payload without the digest bytes). ACK.detail is the estimated duration once
    fired; state ARMED. Refusals: BEYOND_LIMITS / PLAN_INVALID / HEAT_LIMIT / NOT_HOMED /

@@ -154,7 +154,7 @@ VECTORS: tuple[Vector, ...] = (
            "(nanoampere-seconds, 1 nAs = 1e-6 mAs; bytes 8c 02 45 00), pulse_us = 60000.", "ARM_PLAN", 0x0106,
            FLAG_ACK_REQ, dict(plan_id=9, motion=0, anode_filter=0, focal_spot=0, speed_mdeg_s=0, digest="auto", final=1,
                               entries=[dict(angle_mdeg=2500, kv_ckv=2800, mas_nas=4_522_636, pulse_us=60000)])),
-    Vector("nak_plan_not_monotonic", "NAK of an ARM_PLAN whose entry 2 turns back (angles 0, 1, 0.5 deg): "
+    Vector("nak_plan_not_monotonic", "NAK of a continuous ARM_PLAN whose entry 2 turns back (angles 0, 1, 0.5 deg): "
            "PLAN_INVALID = 15, detail 1000 x NOT_MONOTONIC (2) + entry 2 = 2002.", "NAK", 0x0107, FLAG_RESPONSE,
            dict(acked_msg_id=0x15, error_code=15, detail=2002)),
     Vector("nak_beyond_limits_current", "NAK of an ARM_PLAN whose entry 0 needs 1000 mA (60 mAs in 60 ms): "

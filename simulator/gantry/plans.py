@@ -80,9 +80,10 @@ def validate_plan(m: M.Message, limits: DeviceLimits, homed: bool) -> tuple[Erro
     ``1000 * (i + 1) + j``, i and j 0-based, j = 0 angle, 1 kV, 2 mAs, 3 pulse, and j = 4 the tube
     current the entry implies, mAs / pulse, above the tube's limit at that kV); PLAN_INVALID gives
     ``1000 * PlanInvalidReason + entry index`` (COUNT: the entry count; NOT_MONOTONIC: the first entry
-    that turns back, or repeats an angle in a continuous sweep; TOO_CLOSE: the later entry of a pair too close for the
-    detector; TRAVEL: the end entry whose run-up leaves the arc's travel). Angles must be monotonic
-    in firing order (never turning back); strictly so in a continuous sweep.
+    of a continuous sweep that turns back or repeats an angle; TOO_CLOSE: the later entry of a pair too close
+    for the detector; TRAVEL: the end entry whose run-up leaves the arc's travel). A continuous sweep
+    passes each angle once, so its angles are strictly monotonic in firing order; step-and-shoot stops
+    at each entry, so its entries may come in any order (a stereotactic pair 0, +15, -15 deg) and repeat.
     """
     lim = limits
     if plan_digest(m) != m.digest:
@@ -116,18 +117,15 @@ def validate_plan(m: M.Message, limits: DeviceLimits, homed: bool) -> tuple[Erro
         kvs.append(kv)
         mass.append(mas)
         pulses.append(pulse)
-    # Monotonic in firing order: never turning back; a repeated angle only in step-and-shoot (e.g. two
-    # exposures at one angle), never in a continuous sweep, which passes each angle once.
-    strict = m.motion == int(MotionMode.CONTINUOUS)
-    direction = 0.0
-    for i in range(1, n):
-        step = angles[i] - angles[i - 1]
-        if step == 0.0 and not strict:
-            continue
-        if step == 0.0 or step * direction < 0:
-            return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.NOT_MONOTONIC) + i
-        direction = 1.0 if step > 0 else -1.0
     if m.motion == int(MotionMode.CONTINUOUS):
+        # one pass of the arc: strictly monotonic in firing order (step-and-shoot stops at each entry,
+        # so its entries may come in any order and repeat)
+        direction = 0.0
+        for i in range(1, n):
+            step = angles[i] - angles[i - 1]
+            if step == 0.0 or step * direction < 0:
+                return ErrorCode.PLAN_INVALID, 1000 * int(PlanInvalidReason.NOT_MONOTONIC) + i
+            direction = 1.0 if step > 0 else -1.0
         for i in range(1, n):
             need_ms = max(lim.detector_min_frame_interval_ms, pulses[i - 1] * 1000.0 + lim.detector_readout_ms)
             if abs(angles[i] - angles[i - 1]) / speed * 1000.0 < need_ms * (1 - 1e-9):

@@ -45,8 +45,9 @@ def test_answers_match_the_spec_vectors_and_detail_table(tmp_path: Path) -> None
         out["home"] = yield client.request(M.Home())
         yield done
         out["fire_idle"] = yield client.request(M.Fire(plan_id=7, digest=0x5EB0C1A2))
-        out["turn_back"] = yield client.request(make_plan(4, [0.0, 1.0, 0.5], continuous=False))
-        out["turn_back_cont"] = yield client.request(make_plan(4, [0.0, 10.0, 5.0], continuous=True, speed_deg_s=4.0))
+        out["turn_back"] = yield client.request(make_plan(4, [0.0, 10.0, 5.0], continuous=True, speed_deg_s=4.0))
+        out["stereo_step"] = yield client.request(make_plan(4, [0.0, 15.0, -15.0], continuous=False))
+        out["abort_stereo"] = yield client.request(M.Abort(reason=0))
         out["repeat_cont"] = yield client.request(make_plan(4, [0.0, 5.0, 5.0], continuous=True, speed_deg_s=4.0))
         out["repeat_step"] = yield client.request(make_plan(6, [0.0, 0.0, 1.0], continuous=False))
         out["abort_armed"] = yield client.request(M.Abort(reason=0))
@@ -67,9 +68,10 @@ def test_answers_match_the_spec_vectors_and_detail_table(tmp_path: Path) -> None
     assert out["home"].NAME == "ACK" and out["home"].detail > 0  # estimated duration, ms
     # FIRE in IDLE: exactly the vector nak_not_armed
     assert _fields(out["fire_idle"]) == VECTORS["nak_not_armed"]["fields"]
-    # angles turning back (either motion mode) or repeated in a sweep: PLAN_INVALID, 1000 x NOT_MONOTONIC + entry
+    # a continuous sweep turning back or repeating an angle: PLAN_INVALID, 1000 x NOT_MONOTONIC + entry
     assert _fields(out["turn_back"]) == VECTORS["nak_plan_not_monotonic"]["fields"]
-    assert (out["turn_back_cont"].error_code, out["turn_back_cont"].detail) == (int(E.PLAN_INVALID), 2002)
+    # step-and-shoot stops at each entry: the stereotactic pair 0, +15, -15 deg is one plan
+    assert out["stereo_step"].NAME == "ACK" and out["abort_stereo"].NAME == "ACK"
     assert (out["repeat_cont"].error_code, out["repeat_cont"].detail) == (int(E.PLAN_INVALID), 2002)
     assert out["repeat_step"].NAME == "ACK" and out["abort_armed"].NAME == "ACK"  # step-and-shoot may repeat an angle
     # 60 mAs in 60 ms = 1000 mA: the implied tube current (record field 4), not pulse_us (3)
