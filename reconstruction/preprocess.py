@@ -53,19 +53,19 @@ def line_integrals(
     max_line_integral: cap on the result (dimensionless).
     clip_negative: clip negative line integrals to 0.
     """
-    a = np.asarray(raw, dtype=np.float64)
+    a = np.asarray(raw)
     single = a.ndim == 2
     if single:
         a = a[None]
     if a.ndim != 3:
         raise ValueError(f"raw images must be (n, rows, cols) or (rows, cols), got shape {np.shape(raw)}")
+    n = a.shape[0]
     d = 0.0 if dark is None else np.asarray(dark, dtype=np.float64)
-    sig = a - d
+    fl = None
     if flat is not None:
-        fl = np.asarray(flat, dtype=np.float64) - d
-        fl = np.maximum(fl, min_counts)
-        ref = fl if fl.ndim == 3 else fl[None]
-        ratio = np.maximum(sig, min_counts) / ref
+        fl = np.asarray(flat)
+        if fl.ndim == 2:
+            fl = fl[None]
     else:
         if i0 is not None:
             ref = np.asarray(i0, dtype=np.float64)
@@ -73,15 +73,24 @@ def line_integrals(
                 ref = ref[:, None, None]
         elif i0_region is not None:
             rs, cs = i0_region
-            ref = sig[:, rs, cs].mean(axis=(1, 2))[:, None, None]
+            ref = np.array([(a[k, rs, cs].astype(np.float64) - d).mean() for k in range(n)])[:, None, None]
         else:
             raise ValueError("give a flat field, an i0 value or an unattenuated i0_region")
         if np.any(ref <= 0):
             raise ValueError("the unattenuated signal I0 must be positive")
-        ratio = np.maximum(sig, min_counts) / ref
-    out = -np.log(ratio)
-    out = np.minimum(out, max_line_integral)
-    if clip_negative:
-        out = np.maximum(out, 0.0)
-    out = out.astype(np.float32)
+        ref = np.broadcast_to(ref, (n,) + ref.shape[1:]) if ref.ndim == 3 else ref
+    # one projection at a time (float64 inside, float32 out): a stack of 50 um frames in float64
+    # temporaries would be several GB
+    out = np.empty(a.shape, dtype=np.float32)
+    for k in range(n):
+        sig = a[k].astype(np.float64) - d
+        if fl is not None:
+            den = np.maximum(fl[k if fl.shape[0] > 1 else 0].astype(np.float64) - d, min_counts)
+        else:
+            den = ref[k] if np.ndim(ref) == 3 else ref
+        line = -np.log(np.maximum(sig, min_counts) / den)
+        np.minimum(line, max_line_integral, out=line)
+        if clip_negative:
+            np.maximum(line, 0.0, out=line)
+        out[k] = line
     return out[0] if single else out

@@ -105,6 +105,9 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
         result = gantry.run_exam(opts.exam, out / "exam", progress=progress,
                                  options=gantry.exam_options(opts.image_timeout_s))
         device_dark_adu = float(gantry.session.info.dark_offset_adu)  # type: ignore[attr-defined]
+    # a virtual gantry lives in this process: let it go (its phantom, imager and line-integral cache
+    # are hundreds of MB at 50 um) before flat fields and reconstruction need the memory
+    gantry = env = model = endpoint = None  # noqa: F841
     timings["exam"] = time.perf_counter() - t0
     files = [result.record_path, result.audit_path, capture]
     rec = result.record

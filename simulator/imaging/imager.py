@@ -99,11 +99,14 @@ class ExposureImager:
     focal_spot: model the finite focal spot (uniform square of ``focal_spot_mm``);
         ``False`` gives an ideal point focus.
     noise: ``False`` returns the expected (noiseless) image.
+    cache_bytes: most bytes of per-material line integrals kept for reuse (LRU by source position;
+        a repeated position, e.g. the AEC scout and the 0-degree view, is projected once). A 50 um
+        panel's line integrals (~0.6 GB) are larger than the default and are not kept.
     """
 
     def __init__(self, phantom: Phantom, geometry: AcquisitionGeometry, detector: DetectorModel | None = None, *,
                  seed: int, scatter: bool = False, motion_substeps: int = 5, focal_spot: bool = True,
-                 noise: bool = True, cache_size: int = 4) -> None:
+                 noise: bool = True, cache_bytes: int = 256 * 2**20) -> None:
         self.phantom = phantom
         self.geometry = geometry
         self.detector = detector or DetectorModel()
@@ -114,7 +117,7 @@ class ExposureImager:
         self.noise = noise
         self.labels = phantom.material_labels()
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
+        self._cache_bytes = int(cache_bytes)
 
     # ----------------------------------------------------------------- geometry
     def source_samples(self, exposure: ExposureRecord) -> np.ndarray:
@@ -164,9 +167,10 @@ class ExposureImager:
             L = np.zeros((len(self.labels), ys.size, xs.size), dtype=np.float32)
         if self.phantom.analytic.objects:
             analytic_line_integrals(self.phantom.analytic, tuple(source), det, self.labels, oversample=q, out=L)
-        self._cache[key] = L
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        if L.nbytes <= self._cache_bytes:  # a full-resolution panel's line integrals may not fit: not kept
+            self._cache[key] = L
+            while sum(v.nbytes for v in self._cache.values()) > self._cache_bytes:
+                self._cache.popitem(last=False)
         return L
 
     def expected_signal(self, exposure: ExposureRecord) -> tuple[np.ndarray, np.ndarray]:
