@@ -79,6 +79,30 @@ def short_repr(value: Any, limit: int = QUOTE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def describe_validation_error(error: Any, limit: int = 20) -> str:
+    """A pydantic ``ValidationError`` as "field = value: rule" items joined by "; ", values cut by :func:`short_repr`.
+
+    At most ``limit`` items are listed, then "... and N more"; no pydantic URL or type dump.
+    """
+    items = []
+    errors = error.errors(include_url=False)
+    for err in errors[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "<document>"
+        loc = loc if len(loc) <= QUOTE_CHARS else loc[: QUOTE_CHARS - 3] + "..."
+        msg = err["msg"] if len(err["msg"]) <= 4 * QUOTE_CHARS else err["msg"][: 4 * QUOTE_CHARS - 3] + "..."
+        if err["type"] == "missing":
+            items.append(f"{loc}: required field is missing")
+        elif err["type"] == "extra_forbidden":
+            items.append(f"{loc}: unknown field")
+        elif err["loc"]:
+            items.append(f"{loc} = {short_repr(err.get('input'))}: {msg}")
+        else:
+            items.append(f"{loc}: {msg}")
+    if len(errors) > limit:
+        items.append(f"... and {len(errors) - limit} more")
+    return "; ".join(items)
+
+
 def _where(mark: Any) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "unknown position"
 

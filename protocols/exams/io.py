@@ -56,6 +56,7 @@ class ExamFileError(ValueError):
     def __init__(self, source: str, violations: list[Violation] | None = None, detail: str | None = None) -> None:
         self.source = source
         self.violations = violations or []
+        self.detail = detail
         lines = [detail] if detail else [f"- {v.message}" for v in self.violations[:MAX_LISTED_PROBLEMS]]
         if not detail and len(self.violations) > MAX_LISTED_PROBLEMS:
             lines.append(f"- ... and {len(self.violations) - MAX_LISTED_PROBLEMS} more")
