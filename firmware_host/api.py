@@ -41,7 +41,8 @@ from firmware_host.serial_adapter import SerialAdapter
 from firmware_host.session import SessionInfo, connect_plan
 from firmware_host.simpy_adapter import Endpoint, SimpyAdapter
 from firmware_host.store import ExamStore
-from protocols.exams import load_exam, load_standard_exam, validate_exam
+from protocols.exams import validate_exam
+from protocols.exams.standard import load_exam_arg
 from protocols.exams.models import ExamModel
 from protocols.wire.catalogue import Capability, FaultCode, SimInput
 from protocols.wire.link import LinkConfig
@@ -75,12 +76,13 @@ class _SwitchAudit:
 
 
 def resolve_exam(exam: str | os.PathLike[str] | ExamModel) -> ExamModel:
-    """An exam model from a model, a YAML path, or a standard exam name."""
+    """An exam model from a model, a YAML path, or a standard exam name.
+
+    Names and paths are told apart by :func:`protocols.exams.standard.load_exam_arg` (as ``crescent
+    validate`` does); an unknown one raises ``ExamFileError`` (a ValueError) naming where the shipped exams are.
+    """
     if isinstance(exam, (str, os.PathLike)):
-        p = Path(exam)
-        if p.suffix in (".yaml", ".yml") or p.exists():
-            return load_exam(p)
-        return load_standard_exam(str(exam))
+        return load_exam_arg(exam)
     return exam
 
 

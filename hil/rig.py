@@ -20,12 +20,12 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from protocols.geometry import AcquisitionGeometry
 from protocols.limits import DeviceLimits
 from protocols.wire.catalogue import Interlock
+from protocols.yamlsafe import YamlInputError, describe_validation_error, load_yaml_file
 
 #: The example rig shipped with the package: the simulated gantry behind a pty.
 EXAMPLE_RIG_PATH = Path(__file__).with_name("rigs") / "sim-pty.yaml"
@@ -92,16 +92,13 @@ def load_rig(path: str | Path) -> Rig:
     """Read and validate a rig YAML file."""
     p = Path(path)
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise RigFileError(f"{p}: cannot read rig file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise RigFileError(f"{p}: not valid YAML: {exc}") from None
+        data = load_yaml_file(p, what="rig file")  # size-capped, UTF-8, no aliases or duplicate keys
+    except YamlInputError as exc:
+        raise RigFileError(str(exc)) from None
     try:
         return Rig.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<rig>'}: {e['msg']}" for e in exc.errors())
-        raise RigFileError(f"{p}: {problems}") from None
+        raise RigFileError(f"{p}: {describe_validation_error(exc)}") from None
 
 
 def sim_rig(port: str = "sim", name: str = "simulated gantry") -> Rig:

@@ -39,10 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from protocols.exams import load_exam
-from protocols.exams.io import ExamFileError
+from protocols.exams.io import ExamFileError, exam_from_data, parse_exam_data
+from protocols.exams.standard import resolve_exam_source
 from protocols.exams.models import AecTechnique, ExamModel
 from protocols.exams.validate import validate_exam_data
 from protocols.exams.violations import Code, Violation
@@ -194,10 +192,12 @@ class ValidationReport:
     doses: list[BreastDose] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
     steps: list[CaseResult] = field(default_factory=list)
+    #: Why the file could not be read (not found, too large, not UTF-8, not YAML...): no verdict on the exam.
+    input_error: str | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.violations and all(s.status in (PASS, SKIP) for s in self.steps)
+        return self.input_error is None and not self.violations and all(s.status in (PASS, SKIP) for s in self.steps)
 
     def text(self) -> str:
         lines = [f"exam {self.exam_name or '?'} ({self.exam_path}):"]
@@ -212,9 +212,12 @@ class ValidationReport:
         for v in self.violations:
             lines.append(f"  VIOLATION {v.field}: {v}")
         for s in self.steps:
-            if s.status not in (PASS, SKIP):
+            if s.status not in (PASS, SKIP) and not (s.name == "read" and self.input_error is not None):
                 lines.append(f"  {s.status.upper()} {s.name}: {s.message}")
-        lines.append("SAFE" if self.ok else "UNSAFE: exam rejected")
+        if self.input_error is not None:
+            lines.append(f"ERROR: {self.input_error}")
+        else:
+            lines.append("SAFE" if self.ok else "UNSAFE: exam rejected")
         return "\n".join(lines)
 
 
@@ -282,7 +285,15 @@ def validate_file(
     seed: int = 0,
     dry: bool = True,
 ) -> ValidationReport:
-    """Validate one exam file: static checks, then (if they pass and ``dry``) the dry run(s) and dose."""
+    """Validate one exam: static checks, then (if they pass and ``dry``) the dry run(s) and dose.
+
+    ``exam_path`` is a file or a shipped library name (``dbt-standard``). A
+    file that cannot be read (not found, too large, binary, not UTF-8, not
+    YAML, aliases, duplicate keys) gives a report with ``input_error`` set and
+    a failed ``read`` step naming the file; it never raises for the exam, so a
+    multi-file run gives every file its verdict. Static-only and full
+    validation read the file the same way.
+    """
     from simulator.gantry.config import load_config
 
     report = ValidationReport(str(exam_path))
@@ -290,18 +301,18 @@ def validate_file(
     limits = cfg.limits
     t0 = time.monotonic()
     try:
-        text = Path(exam_path).read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        report.steps.append(CaseResult("read", FAIL, f"{exam_path}: cannot read: {exc.strerror}"))
-        return report
-    except yaml.YAMLError as exc:
-        report.steps.append(CaseResult("read", FAIL, f"{exam_path}: not valid YAML: {exc}"))
+        src = resolve_exam_source(exam_path)
+        data = parse_exam_data(src.text, src.source)
+    except ExamFileError as exc:
+        reason = f"{exc.source}: {exc.detail}" if exc.detail else str(exc)
+        report.input_error = reason
+        report.steps.append(CaseResult("read", FAIL, reason, time.monotonic() - t0))
         return report
     if not isinstance(data, dict):
-        report.steps.append(CaseResult("read", FAIL, f"{exam_path}: an exam file is a YAML mapping"))
+        report.input_error = f"{exam_path}: an exam file is a YAML mapping, got {type(data).__name__}"
+        report.steps.append(CaseResult("read", FAIL, report.input_error))
         return report
-    report.exam_name = str(data.get("name", ""))
+    report.exam_name = str(data.get("name", ""))[:64]
     report.violations.extend(validate_exam_data(data, limits))
     static_msg = "; ".join(str(v) for v in report.violations)
     report.steps.append(
@@ -311,7 +322,7 @@ def validate_file(
     if report.violations or not dry:
         return report
     try:
-        exam = load_exam(exam_path)
+        exam = exam_from_data(data, src.source)
     except ExamFileError as exc:
         report.steps.append(CaseResult("static", FAIL, str(exc)))
         return report

@@ -6,8 +6,12 @@ Errors name the file, the field path, the value and the rule, e.g.::
       - technique.kvp = 'high': Input should be a valid number ...
       - arc: give either start_deg/stop_deg/count or angles_deg, not both (also given: count)
 
-Duplicate keys in a YAML mapping are rejected (PyYAML would silently keep the
-last one, which is no way to treat a safety-relevant file).
+YAML is read through :mod:`protocols.yamlsafe`: files over
+:data:`MAX_EXAM_BYTES` are refused before they are read, as are binary and
+non-UTF-8 files, anchors/aliases (alias bombs), floods of nodes and
+duplicate keys (PyYAML would silently keep the last one, which is no way to
+treat a safety-relevant file). :func:`resolve_exam_source` turns an exam
+argument, a shipped library name or a path, into its text and its name.
 
 The text functions (:func:`parse_exam_yaml`, :func:`dump_exam_yaml`) do no
 I/O; :func:`load_exam` and :func:`save_exam` are the thin file wrappers.
@@ -26,6 +30,8 @@ from typing import Any
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
+from protocols import yamlsafe
+
 from protocols.exams.models import Exam, ExamModel
 from protocols.exams.violations import Violation, violations_from_error
 
@@ -33,6 +39,11 @@ SCHEMA_PATH = Path(__file__).with_name("exam.schema.json")
 SCHEMA_ID = "https://crescent.invalid/schemas/exam.schema.json"
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(Exam)
+
+#: Largest exam file accepted (bytes); a shipped exam is about 1 kB.
+MAX_EXAM_BYTES = yamlsafe.MAX_YAML_BYTES
+#: Most problems listed in an :class:`ExamFileError` message (all are kept in ``violations``).
+MAX_LISTED_PROBLEMS = 20
 
 
 class ExamFileError(ValueError):
@@ -45,29 +56,12 @@ class ExamFileError(ValueError):
     def __init__(self, source: str, violations: list[Violation] | None = None, detail: str | None = None) -> None:
         self.source = source
         self.violations = violations or []
-        lines = [detail] if detail else [f"- {v.message}" for v in self.violations]
+        self.detail = detail
+        lines = [detail] if detail else [f"- {v.message}" for v in self.violations[:MAX_LISTED_PROBLEMS]]
+        if not detail and len(self.violations) > MAX_LISTED_PROBLEMS:
+            lines.append(f"- ... and {len(self.violations) - MAX_LISTED_PROBLEMS} more")
         head = f"{source}: " + (f"{len(self.violations)} problem(s)" if not detail else "cannot read exam")
         super().__init__("\n  ".join([head, *lines]))
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """Safe loader that refuses duplicate mapping keys."""
-
-
-def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (line {mark.line + 1}, column {mark.column + 1})", mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep=deep)
-
-
-_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
 def exam_from_data(data: Any, source: str = "<data>") -> ExamModel:
@@ -82,21 +76,28 @@ def exam_from_data(data: Any, source: str = "<data>") -> ExamModel:
 
 def parse_exam_yaml(text: str, source: str = "<string>") -> ExamModel:
     """Parse one exam from YAML text; ``source`` names it in errors. Raises :class:`ExamFileError`."""
+    return exam_from_data(parse_exam_data(text, source), source)
+
+
+def parse_exam_data(text: str, source: str = "<string>") -> Any:
+    """The plain data of exam YAML text (not yet checked against the model); raises :class:`ExamFileError`."""
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        raise ExamFileError(source, detail=f"invalid YAML: {err}") from None
-    return exam_from_data(data, source)
+        return yamlsafe.load_yaml_text(text, source, max_bytes=MAX_EXAM_BYTES)
+    except yamlsafe.YamlInputError as err:
+        raise ExamFileError(source, detail=err.reason) from None
+
+
+def read_exam_text(path: str | Path) -> str:
+    """Text of an exam file, size-capped and UTF-8 checked; raises :class:`ExamFileError` naming the file."""
+    try:
+        return yamlsafe.read_text_capped(path, MAX_EXAM_BYTES, what="exam file")
+    except yamlsafe.YamlInputError as err:
+        raise ExamFileError(str(path), detail=err.reason) from None
 
 
 def load_exam(path: str | Path) -> ExamModel:
     """Read and validate an exam YAML file; raises :class:`ExamFileError` naming the file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ExamFileError(str(path), detail=f"cannot open: {err.strerror or err}") from None
-    return parse_exam_yaml(text, str(path))
+    return parse_exam_yaml(read_exam_text(path), str(path))
 
 
 def exam_to_data(exam: ExamModel) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 from pydantic_core import PydanticCustomError
 
 from protocols.records import AnodeFilter
@@ -44,8 +44,17 @@ _ANGLE_BOUND_DEG = 90.0
 _KVP_BOUND = 150.0
 
 
+#: A number in an exam: int or float, never a bool (``kvp: true`` is refused, not read as 1.0) nor a string.
+Float = Annotated[float, Strict()]
+#: A whole number in an exam: never a bool, a float or a string.
+Int = Annotated[int, Strict()]
+#: A yes/no field: ``true``/``false`` only, not 1 or "yes" strings.
+Bool = Annotated[bool, Strict()]
+
+
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # unknown keys refused; .inf / .nan refused in every number
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 def _exactly_one(model: BaseModel, fields: tuple[str, ...], what: str) -> None:
@@ -73,11 +82,11 @@ class ManualTechnique(_Strict):
 
     mode: Literal["manual"] = "manual"
     anode_filter: AnodeFilter
-    kvp: float = Field(..., gt=0.0, le=_KVP_BOUND, description="tube voltage, kV")
-    mas_per_projection: float | None = Field(None, gt=0.0, description="mAs of each projection")
-    mas_total: float | None = Field(None, gt=0.0, description="mAs of the whole exam, split evenly")
-    tube_current_ma: float | None = Field(None, gt=0.0, description="tube current of static exposures, mA")
-    focal_spot_mm: float = Field(0.3, gt=0.0, description="nominal focal spot, mm")
+    kvp: Float = Field(..., gt=0.0, le=_KVP_BOUND, description="tube voltage, kV")
+    mas_per_projection: Float | None = Field(None, gt=0.0, description="mAs of each projection")
+    mas_total: Float | None = Field(None, gt=0.0, description="mAs of the whole exam, split evenly")
+    tube_current_ma: Float | None = Field(None, gt=0.0, description="tube current of static exposures, mA")
+    focal_spot_mm: Float = Field(0.3, gt=0.0, description="nominal focal spot, mm")
 
     @model_validator(mode="after")
     def _one_mas(self) -> "ManualTechnique":
@@ -97,18 +106,18 @@ class AecTechnique(_Strict):
     """
 
     mode: Literal["aec"] = "aec"
-    target_signal_fraction: float | None = Field(
+    target_signal_fraction: Float | None = Field(
         None, gt=0.0, le=1.0, description="mean detector signal in the AEC region, fraction of full scale"
     )
-    target_mgd_mgy: float | None = Field(None, gt=0.0, le=20.0, description="mean glandular dose of the exam, mGy")
+    target_mgd_mgy: Float | None = Field(None, gt=0.0, le=20.0, description="mean glandular dose of the exam, mGy")
     anode_filters: tuple[AnodeFilter, ...] = Field(..., min_length=1, description="pairs the AEC may choose")
-    kvp_min: float = Field(..., gt=0.0, le=_KVP_BOUND, description="lowest kVp the AEC may choose, kV")
-    kvp_max: float = Field(..., gt=0.0, le=_KVP_BOUND, description="highest kVp the AEC may choose, kV")
-    mas_max_per_projection: float = Field(..., gt=0.0, description="ceiling of the chosen mAs per projection")
+    kvp_min: Float = Field(..., gt=0.0, le=_KVP_BOUND, description="lowest kVp the AEC may choose, kV")
+    kvp_max: Float = Field(..., gt=0.0, le=_KVP_BOUND, description="highest kVp the AEC may choose, kV")
+    mas_max_per_projection: Float = Field(..., gt=0.0, description="ceiling of the chosen mAs per projection")
     scout_anode_filter: AnodeFilter | None = Field(None, description="scout pair; default the first allowed")
-    scout_kvp: float = Field(..., gt=0.0, le=_KVP_BOUND, description="scout tube voltage, kV")
-    scout_mas: float = Field(..., gt=0.0, description="scout mAs")
-    focal_spot_mm: float = Field(0.3, gt=0.0, description="nominal focal spot, mm")
+    scout_kvp: Float = Field(..., gt=0.0, le=_KVP_BOUND, description="scout tube voltage, kV")
+    scout_mas: Float = Field(..., gt=0.0, description="scout mAs")
+    focal_spot_mm: Float = Field(0.3, gt=0.0, description="nominal focal spot, mm")
 
     @model_validator(mode="after")
     def _check(self) -> "AecTechnique":
@@ -142,12 +151,12 @@ class Compression(_Strict):
     ``release_on_fault`` lifts it when the exam ends on a fault.
     """
 
-    target_force_n: float = Field(..., gt=0.0, description="compression force to reach, N")
-    settle_time_s: float = Field(3.0, ge=0.0, le=60.0, description="wait for the force to relax, s")
-    min_thickness_mm: float = Field(20.0, gt=0.0, description="thinnest acceptable compressed breast, mm")
-    max_thickness_mm: float = Field(110.0, gt=0.0, description="thickest acceptable compressed breast, mm")
+    target_force_n: Float = Field(..., gt=0.0, description="compression force to reach, N")
+    settle_time_s: Float = Field(3.0, ge=0.0, le=60.0, description="wait for the force to relax, s")
+    min_thickness_mm: Float = Field(20.0, gt=0.0, description="thinnest acceptable compressed breast, mm")
+    max_thickness_mm: Float = Field(110.0, gt=0.0, description="thickest acceptable compressed breast, mm")
     release: Literal["after_exam", "hold"] = "after_exam"
-    release_on_fault: bool = True
+    release_on_fault: Bool = True
 
     @model_validator(mode="after")
     def _order(self) -> "Compression":
@@ -171,10 +180,10 @@ class Arc(_Strict):
     stop). An explicit list must be strictly monotonic; it is the sweep order.
     """
 
-    start_deg: float | None = Field(None, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
-    stop_deg: float | None = Field(None, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
-    count: int | None = Field(None, ge=2, le=1000, description="number of projections")
-    angles_deg: tuple[float, ...] | None = Field(None, min_length=2, max_length=1000)
+    start_deg: Float | None = Field(None, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
+    stop_deg: Float | None = Field(None, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
+    count: Int | None = Field(None, ge=2, le=1000, description="number of projections")
+    angles_deg: tuple[Float, ...] | None = Field(None, min_length=2, max_length=1000)
 
     @model_validator(mode="after")
     def _one_form(self) -> "Arc":
@@ -225,8 +234,8 @@ class StepAndShoot(_Strict):
     """
 
     mode: Literal["step_and_shoot"] = "step_and_shoot"
-    settle_ms: float = Field(100.0, ge=0.0, le=10000.0, description="wait after each move before exposing, ms")
-    sweep_time_s: float | None = Field(None, gt=0.0, le=600.0, description="time budget of the sweep, s")
+    settle_ms: Float = Field(100.0, ge=0.0, le=10000.0, description="wait after each move before exposing, ms")
+    sweep_time_s: Float | None = Field(None, gt=0.0, le=600.0, description="time budget of the sweep, s")
 
 
 class Continuous(_Strict):
@@ -237,9 +246,9 @@ class Continuous(_Strict):
     """
 
     mode: Literal["continuous"] = "continuous"
-    speed_deg_s: float | None = Field(None, gt=0.0, le=1000.0, description="arc speed, deg/s")
-    sweep_time_s: float | None = Field(None, gt=0.0, le=600.0, description="first-to-last angle travel time, s")
-    pulse_ms: float = Field(..., gt=0.0, le=10000.0, description="X-ray pulse width, ms")
+    speed_deg_s: Float | None = Field(None, gt=0.0, le=1000.0, description="arc speed, deg/s")
+    sweep_time_s: Float | None = Field(None, gt=0.0, le=600.0, description="first-to-last angle travel time, s")
+    pulse_ms: Float = Field(..., gt=0.0, le=10000.0, description="X-ray pulse width, ms")
 
     @model_validator(mode="after")
     def _one_speed(self) -> "Continuous":
@@ -274,7 +283,7 @@ class FfdmExam(_ExamBase):
     """A 2D mammogram (full-field digital mammography), normally at 0 deg."""
 
     kind: Literal["ffdm"] = "ffdm"
-    angle_deg: float = Field(0.0, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
+    angle_deg: Float = Field(0.0, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
 
 
 class StereoExam(_ExamBase):
@@ -286,10 +295,10 @@ class StereoExam(_ExamBase):
     """
 
     kind: Literal["stereo"] = "stereo"
-    offset_deg: float = Field(15.0, gt=0.0, le=_ANGLE_BOUND_DEG, description="half the pair's separation, deg")
-    center_deg: float = Field(0.0, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
-    zero_view: bool = Field(False, description="take a scout image at center_deg before the pair")
-    settle_ms: float = Field(100.0, ge=0.0, le=10000.0, description="wait after each move before exposing, ms")
+    offset_deg: Float = Field(15.0, gt=0.0, le=_ANGLE_BOUND_DEG, description="half the pair's separation, deg")
+    center_deg: Float = Field(0.0, ge=-_ANGLE_BOUND_DEG, le=_ANGLE_BOUND_DEG)
+    zero_view: Bool = Field(False, description="take a scout image at center_deg before the pair")
+    settle_ms: Float = Field(100.0, ge=0.0, le=10000.0, description="wait after each move before exposing, ms")
 
 
 Exam = Annotated[Union[DbtExam, FfdmExam, StereoExam], Field(discriminator="kind")]

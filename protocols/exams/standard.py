@@ -15,17 +15,27 @@ Each file's stem is the exam's ``name``. The library:
 * ``stereo-biopsy`` - the +-15 deg stereotactic pair with a 0 deg scout view;
   compression is held after the exam for the needle.
 
+An exam argument (``crescent acquire --exam``, ``exam show``, ``validate``)
+is either a library name or a path; :func:`resolve_exam_source` tells them
+apart the same way everywhere, and a missing file is "not found" with where
+the shipped exams are.
+
 Example
 -------
 >>> "dbt-standard" in list_standard_exams()
 True
+>>> resolve_exam_source("dbt-standard").source
+'library/dbt-standard.yaml'
 """
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 
-from protocols.exams.io import parse_exam_yaml
+from protocols.exams.io import ExamFileError, parse_exam_yaml, read_exam_text
 from protocols.exams.models import ExamModel
 
 _LIBRARY = resources.files("protocols.exams.library")
@@ -46,3 +56,42 @@ def standard_exam_yaml(name: str) -> str:
 def load_standard_exam(name: str) -> ExamModel:
     """A shipped exam by name (e.g. ``"dbt-standard"``); raises ``KeyError`` for unknown names."""
     return parse_exam_yaml(standard_exam_yaml(name), source=f"library/{name}.yaml")
+
+
+def library_location() -> str:
+    """Where the shipped exams are: the library folder's path and how to list them."""
+    return f"shipped exams are in {_LIBRARY} and listed by `crescent exam list`: {', '.join(list_standard_exams())}"
+
+
+@dataclass(frozen=True)
+class ExamSource:
+    """An exam argument resolved: its YAML ``text``, the ``source`` named in messages, and ``path`` for a file."""
+
+    text: str
+    source: str
+    path: Path | None
+
+
+def resolve_exam_source(exam: str | os.PathLike[str]) -> ExamSource:
+    """The YAML text of an exam argument: an existing file, else a shipped library name.
+
+    A path that exists is read as a file (size-capped, UTF-8 checked); a
+    shipped name (``dbt-standard``) gives the library's text. Anything else
+    raises :class:`ExamFileError` "not found" naming the argument and
+    :func:`library_location`.
+    """
+    arg = os.fspath(exam)
+    p = Path(arg)
+    if p.exists():
+        return ExamSource(read_exam_text(p), str(p), p)
+    if arg in list_standard_exams():
+        return ExamSource(standard_exam_yaml(arg), f"library/{arg}.yaml", None)
+    looks_like_path = p.suffix in (".yaml", ".yml") or os.sep in arg or (os.altsep or os.sep) in arg
+    what = "exam file not found" if looks_like_path else "not found: no exam file and no shipped exam of that name"
+    raise ExamFileError(arg, detail=f"{what}; {library_location()}")
+
+
+def load_exam_arg(exam: str | os.PathLike[str]) -> ExamModel:
+    """The exam an argument names (shipped name or path), validated; raises :class:`ExamFileError`."""
+    src = resolve_exam_source(exam)
+    return parse_exam_yaml(src.text, src.source)

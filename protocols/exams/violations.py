@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from protocols.yamlsafe import short_repr
+
 
 class Code(StrEnum):
     """Machine-readable kind of a violation (stable; used by CI reports and tests)."""
@@ -59,18 +61,23 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(part) for part in loc if part not in _UNION_TAGS)
 
 
+def _short_msg(msg: str, limit: int = 4 * 80) -> str:
+    """Text cut to ``limit`` characters with "..." (custom rules quote values, e.g. a whole angle list)."""
+    return msg if len(msg) <= limit else msg[: limit - 3] + "..."
+
+
 def _describe(err: dict[str, Any]) -> str:
-    path = field_path(err["loc"]) or "<exam>"
+    path = _short_msg(field_path(err["loc"]) or "<exam>", 80)  # an unknown key may be long
     kind = err["type"]
     if kind == "missing":
         return f"{path}: required field is missing"
     if kind == "extra_forbidden":
-        return f"{path}: unknown field (value {err.get('input')!r}); check the spelling"
+        return f"{path}: unknown field (value {short_repr(err.get('input'))}); check the spelling"
     if kind == "union_tag_invalid":
-        return f"{path}: {err['msg']}"
+        return f"{path}: {_short_msg(err['msg'])}"
     if err["loc"] and kind not in {"exactly_one", "arc_form", "arc_monotonic", "arc_span", "range_order"}:
-        return f"{path} = {err.get('input')!r}: {err['msg']}"
-    return f"{path}: {err['msg']}"
+        return f"{path} = {short_repr(err.get('input'))}: {_short_msg(err['msg'])}"
+    return f"{path}: {_short_msg(err['msg'])}"
 
 
 def violations_from_error(error: ValidationError) -> list[Violation]:

@@ -23,11 +23,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from protocols.geometry import AcquisitionGeometry, DetectorGeometry
 from protocols.limits import DeviceLimits
+from protocols.yamlsafe import describe_validation_error, load_yaml_text, read_text_capped
 
 
 class _Model(BaseModel):
@@ -197,18 +197,18 @@ def load_config(source: str | Path | None = None) -> GantryConfig:
     if source is None:
         return GantryConfig()
     if isinstance(source, str) and source in SHIPPED:
-        text = resources.files("simulator.configs").joinpath(f"{source}.yaml").read_text()
+        text = resources.files("simulator.configs").joinpath(f"{source}.yaml").read_text(encoding="utf-8")
         where = f"simulator/configs/{source}.yaml"
     else:
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"gantry config {path} not found (presets: {', '.join(SHIPPED)})")
-        text = path.read_text()
+        text = read_text_capped(path, what="gantry config")  # size-capped, UTF-8 checked (YamlInputError)
         where = str(path)
-    data = yaml.safe_load(text) or {}
+    data = load_yaml_text(text, where) or {}  # no aliases, no duplicate keys (YamlInputError, a ValueError)
     if not isinstance(data, dict):
         raise ValueError(f"{where}: a gantry config is a YAML mapping")
     try:
         return GantryConfig.model_validate(data)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from exc
+    except ValidationError as exc:
+        raise ValueError(f"{where}: {describe_validation_error(exc)}") from None

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocols.wire.catalogue import FaultCode
+from protocols.yamlsafe import describe_validation_error, load_yaml_file
 
 #: Faults the simulator can inject.
 INJECTABLE: tuple[str, ...] = (
@@ -120,11 +120,14 @@ def load_faults(source: str | Path | dict | None) -> FaultPlan:
     path = Path(source)
     if not path.is_file():
         raise FileNotFoundError(f"fault file {path} not found")
-    data = yaml.safe_load(path.read_text()) or {}
+    # size-capped, UTF-8, no aliases or duplicate keys: YamlInputError (a ValueError) naming the file
+    data = load_yaml_file(path, what="fault file") or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a fault file is a YAML mapping, got {type(data).__name__}")
     try:
         return FaultPlan.model_validate(data)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except ValidationError as exc:
+        raise ValueError(f"{path}: {describe_validation_error(exc)}") from None
 
 
 def random_fault_times(plan: RandomFaults, seed: int) -> list[tuple[float, str]]:

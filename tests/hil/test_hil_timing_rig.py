@@ -71,7 +71,7 @@ def test_rig_file_errors_name_the_field(tmp_path) -> None:
     with pytest.raises(RigFileError) as err:
         load_rig(p)
     assert "limits.kvp_max_kv" in str(err.value) and "unknown interlock" in str(err.value)
-    with pytest.raises(RigFileError, match="cannot read"):
+    with pytest.raises(RigFileError, match="none.yaml: rig file not found"):
         load_rig(tmp_path / "none.yaml")
 
 

@@ -89,7 +89,7 @@ def test_unreadable_documents(text, words):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ExamFileError, match="cannot open"):
+    with pytest.raises(ExamFileError, match="nope.yaml: cannot read exam\n  exam file not found"):
         load_exam(tmp_path / "nope.yaml")
 
 
