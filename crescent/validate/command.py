@@ -1,6 +1,7 @@
 """``crescent validate EXAM... [--gantry FILE] [--junit FILE]``: exam validation for CI (:mod:`hil.validate_exam`).
 
-Exit status: 0 every exam safe, 1 an exam unsafe, 2 bad input.
+Exit status: 0 every exam safe; 1 an exam unsafe, or a file that cannot be read (each file gets its own
+verdict and the JUnit is always written); 2 a bad option.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         description="Exit status 0 only when every exam is safe: no static violation, the dry run completes, "
         "and the mean glandular dose of every reference breast is within its limit.",
     )
-    p.add_argument("exam", nargs="+", help="exam YAML file(s)")
+    p.add_argument("exam", nargs="+", help="exam YAML files or shipped exam names (crescent exam list)")
     p.add_argument("--gantry", default=None, help="gantry config (preset name or YAML; default: default)")
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     p.add_argument("--static-only", action="store_true", help="skip the dry run and the dose")

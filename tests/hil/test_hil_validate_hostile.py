@@ -53,7 +53,7 @@ def test_missing_exam_is_not_found_with_the_library_location(arg: str, what: str
 
 
 def test_every_file_of_a_multi_file_run_gets_a_verdict_and_the_junit_is_written(tmp_path: Path, capsys) -> None:
-    from firmware_host.cli import main as crescent_main
+    from crescent.cli import main as crescent_main
 
     latin1 = tmp_path / "latin1.yaml"
     latin1.write_bytes(GOOD.replace("Full-field", "Full-fi\xe9ld").encode("latin-1"))
