@@ -28,12 +28,18 @@ from crescent.acquire.result import AcquireResult
 
 
 def study_info(opts: AcquireOptions, exam_name: str) -> StudyInfo:
-    """Study description of the run; UIDs derive from the seed and exam, so a seed reproduces the files."""
+    """Study description of the run; UIDs derive from the seed and exam, so a seed reproduces the files.
+
+    ``opts.study`` (a worklist entry's patient, accession, procedure and study UID) overrides the defaults
+    and is part of the UID seed, so two worklist entries never share UIDs.
+    """
     model = resolve_exam(opts.exam)
     view = "MLO" if getattr(model, "view", "CC") == "MLO" else "CC"
-    return StudyInfo(uid_seed=f"crescent-{exam_name}-seed-{opts.seed}", view=view,
-                     laterality=getattr(model, "laterality", None) or "R",
-                     gantry_rotation_deg=45.0 if view == "MLO" else 0.0)
+    wl = dict(opts.study)
+    salt = "".join(f"-{wl[k]}" for k in ("accession_number", "study_instance_uid") if wl.get(k))
+    return StudyInfo(**{"uid_seed": f"crescent-{exam_name}-seed-{opts.seed}{salt}", "view": view,
+                        "laterality": getattr(model, "laterality", None) or "R",
+                        "gantry_rotation_deg": 45.0 if view == "MLO" else 0.0, **wl})
 
 
 def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts: AcquireOptions) -> list[Path]:
