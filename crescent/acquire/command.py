@@ -57,7 +57,6 @@ def _cmd(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from crescent.acquire.options import AcquireOptions
-    from crescent.acquire.pipeline import run_acquire
 
     console = Console(stderr=False)
     try:
@@ -79,8 +78,12 @@ def _cmd(args: argparse.Namespace) -> int:
         try:
             opts = net.before()
         except WorklistError as exc:
-            console.print(f"[red]crescent acquire: worklist:[/] {exc}; no exam was run", highlight=False)
+            from rich.markup import escape
+
+            console.print(f"[red]crescent acquire: worklist:[/] {escape(str(exc))}; no exam was run", highlight=False)
             return 2
+    from crescent.acquire.pipeline import run_acquire  # after the worklist: a RIS that is down fails fast
+
     where = args.port or ("simulated gantry, virtual time" if args.virtual_time else "simulated gantry on a pty")
     console.print(f"[bold]crescent acquire[/] {opts.exam} on {where}, phantom {opts.phantom}, seed {opts.seed}")
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

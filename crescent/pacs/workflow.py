@@ -12,7 +12,8 @@ Order, for ``--worklist W``, ``--mpps M`` and ``--send P`` (each optional):
 4. MPPS N-SET to M: COMPLETED if the exam completed, else DISCONTINUED with the record's status and
    reason (code 110501 "Equipment failure" when the exam aborted on a device fault, else 110513).
 5. C-STORE of every DICOM object in ``OUT/dicom`` to P, one line per object; failures are reported,
-   the files stay on disk, to be sent later with ``crescent send OUT/dicom --to P``.
+   the files stay on disk, to be sent later with ``crescent send OUT/dicom --to P``. An incomplete exam
+   is sent (what it produced is real); an acquisition that raised is not (its outputs may be partial).
 
 MPPS goes only where ``--mpps`` says: it is not sent to the worklist or PACS AE by default, because many
 archives (Orthanc among them) have no MPPS SCP and would refuse the association.
@@ -94,8 +95,10 @@ class ExamNetwork:
         files = find_dicom_files(dicom_dir) if dicom_dir.is_dir() else []
         if self.mpps is not None and self.mpps_uid is not None:
             self._mpps_end(files, record, error)
-        if self.pacs is not None:
+        if self.pacs is not None and error is None:
             self._send(files, dicom_dir)
+        elif self.pacs is not None:
+            self._fail(f"nothing sent to {self.pacs}: the acquisition failed; what was written is in {out}")
 
     def _mpps_end(self, files: list, record: Any, error: BaseException | None) -> None:
         from crescent.pacs.mpps import mpps_completed, mpps_discontinued
