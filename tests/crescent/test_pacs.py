@@ -175,3 +175,60 @@ def test_send_bad_input_exits_2(tmp_path: Path) -> None:
     for args, why in cases:
         res = _send(*args)
         assert res.returncode == 2 and why in res.stderr, (args, res.stdout, res.stderr)
+
+
+def test_worklist_fields_reach_the_study(tmp_path: Path) -> None:
+    from crescent.acquire.options import AcquireOptions
+    from crescent.acquire.writers import study_info
+    from crescent.pacs.worklist import ScheduledStep, WorklistItem
+
+    item = WorklistItem(patient_name="Doe^Jane", patient_id="P-1", patient_birth_date="19680214", patient_sex="F",
+                        accession_number="ACC-1", requested_procedure_id="RP-1",
+                        requested_procedure_description="DBT screening", study_instance_uid="1.2.3.4.5",
+                        scheduled_step=ScheduledStep(step_id="SPS-1"))
+    plain = study_info(AcquireOptions(exam="ffdm-cc", out=tmp_path), "ffdm-cc")
+    fields = {**item.study_fields(), "study_instance_uid": item.study_instance_uid}
+    s = study_info(AcquireOptions(exam="ffdm-cc", out=tmp_path, study=fields), "ffdm-cc")
+    assert (s.patient_name, s.patient_id, s.patient_birth_date, s.patient_sex) == ("Doe^Jane", "P-1", "19680214", "F")
+    assert (s.accession_number, s.study_id, s.study_description) == ("ACC-1", "RP-1", "DBT screening")
+    assert s.uid("study") == "1.2.3.4.5" and plain.uid("study") != "1.2.3.4.5"
+    assert s.uid("series", 1) != plain.uid("series", 1)  # another entry, same seed: other UIDs
+
+
+@pytest.mark.parametrize("status, reason, code, meaning", [
+    ("aborted", "WATCHDOG fault", "110501", "Equipment failure"),
+    ("incomplete", "8 images never announced", "110513", "Discontinued for unspecified reason"),
+])
+def test_exam_network_discontinues_an_unfinished_exam(tmp_path: Path, status: str, reason: str, code: str,
+                                                      meaning: str) -> None:
+    from types import SimpleNamespace
+
+    from crescent.acquire.options import AcquireOptions
+    from crescent.pacs.workflow import ExamNetwork
+    from orthanc import MppsScp
+
+    scp = MppsScp()
+    said: list[str] = []
+    try:
+        net = ExamNetwork(AcquireOptions(exam="ffdm-cc", out=tmp_path, mpps=scp.address), said.append)
+        net.before()
+        net.after(tmp_path, SimpleNamespace(status=status, reason=reason))
+    finally:
+        scp.stop()
+    (uid, mods), = scp.updated
+    assert scp.created[uid].PerformedProcedureStepStatus == "DISCONTINUED" and not net.failures
+    c = mods.PerformedProcedureStepDiscontinuationReasonCodeSequence[0]
+    assert (c.CodeValue, c.CodeMeaning) == (code, meaning)
+    assert mods.CommentsOnThePerformedProcedureStep == f"exam {status}: {reason}"
+    assert any("DISCONTINUED" in line for line in said)
+
+
+def test_exam_network_mpps_down_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    from crescent.acquire.options import AcquireOptions
+    from crescent.pacs.workflow import ExamNetwork
+
+    port = free_port()
+    net = ExamNetwork(AcquireOptions(exam="ffdm-cc", out=tmp_path, mpps=f"RIS@127.0.0.1:{port}"), lambda m: None)
+    net.before()
+    assert net.mpps_uid is None and len(net.failures) == 1
+    assert f"MPPS N-CREATE not sent: cannot associate with AE 'RIS' at 127.0.0.1:{port}" in net.failures[0]
