@@ -38,6 +38,7 @@ CRESCENT_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.1.2.1": "Digital Mammography X-Ray Image Storage - For Processing",
     "1.2.840.10008.5.1.4.1.1.88.67": "X-Ray Radiation Dose SR Storage",
 }
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # Media Storage Directory (DICOMDIR)
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # explicit, implicit VR little endian
 
 
@@ -109,8 +110,8 @@ def is_dicom_file(path: Path) -> bool:
 
 
 def find_dicom_files(folder: Path) -> list[DicomFile]:
-    """Every DICOM Part 10 file under ``folder`` (sorted by path); ValueError if it is not a folder or a file
-    cannot be read or lacks a SOP Class/Instance UID. ``folder`` may also be one file."""
+    """Every DICOM Part 10 file under ``folder`` (sorted by path; a DICOMDIR is skipped); ValueError if it is
+    not a folder or a file cannot be read or lacks a SOP Class/Instance UID. ``folder`` may also be one file."""
     import pydicom
 
     folder = Path(folder)
@@ -128,6 +129,8 @@ def find_dicom_files(folder: Path) -> list[DicomFile]:
         meta = ds.file_meta
         sop_class = str(meta.get("MediaStorageSOPClassUID", "") or ds.get("SOPClassUID", ""))
         sop_inst = str(meta.get("MediaStorageSOPInstanceUID", "") or ds.get("SOPInstanceUID", ""))
+        if sop_class == MEDIA_DIRECTORY:
+            continue  # a DICOMDIR indexes the objects, it is not one to store
         if not sop_class or not sop_inst:
             raise ValueError(f"{p}: DICOM file without a SOP Class UID or SOP Instance UID")
         found.append(DicomFile(path=p, sop_class_uid=sop_class, sop_instance_uid=sop_inst,

@@ -232,3 +232,20 @@ def test_exam_network_mpps_down_is_a_failure_not_a_crash(tmp_path: Path) -> None
     net.before()
     assert net.mpps_uid is None and len(net.failures) == 1
     assert f"MPPS N-CREATE not sent: cannot associate with AE 'RIS' at 127.0.0.1:{port}" in net.failures[0]
+
+
+def test_find_skips_non_dicom_and_dicomdir_and_names_a_broken_file(tmp_path: Path) -> None:
+    _write(tmp_path / "exam", "1.2.840.10008.5.1.4.1.1.13.1.4", 2)
+    (tmp_path / "exam" / "report.html").write_text("<html></html>")
+    d = Dataset()
+    d.FileSetID = "CRESCENT"
+    d.file_meta = FileMetaDataset()
+    d.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    d.file_meta.MediaStorageSOPClassUID, d.file_meta.MediaStorageSOPInstanceUID = "1.2.840.10008.1.3.10", generate_uid()
+    d.save_as(tmp_path / "DICOMDIR", enforce_file_format=True)
+    found = find_dicom_files(tmp_path)
+    assert [f.path.name for f in found] == ["obj_000.dcm", "obj_001.dcm"]  # no html, no DICOMDIR
+    broken = tmp_path / "exam" / "broken.dcm"
+    broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")
+    with pytest.raises(ValueError, match="broken.dcm: (not a readable DICOM file|DICOM file without)"):
+        find_dicom_files(tmp_path)
