@@ -10,7 +10,7 @@ Example
 >>> parse_address("[::1]:104", what="--to")
 Traceback (most recent call last):
 ...
-ValueError: --to '[::1]:104': expected AE@HOST:PORT (e.g. ORTHANC@127.0.0.1:4242): no AE title before '@'
+ValueError: --to '[::1]:104': expected AE@HOST:PORT (e.g. ORTHANC@127.0.0.1:4242): no '@' between the AE title and the host
 """
 
 from __future__ import annotations

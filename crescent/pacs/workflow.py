@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from crescent.pacs.address import PacsAddress, parse_address
+from crescent.pacs.address import parse_address
 from crescent.pacs.association import PacsError
 
 Say = Callable[[str], None]
@@ -150,7 +150,3 @@ class ExamNetwork:
         self.failures.append(msg)
         self.say(f"[network] {msg}")
 
-
-def check_addresses(**addresses: str | None) -> dict[str, PacsAddress | None]:
-    """Parse each ``name=AE@HOST:PORT`` (None stays None); ValueError names the option."""
-    return {k: parse_address(v, f"--{k}") if v else None for k, v in addresses.items()}

@@ -249,3 +249,29 @@ def test_find_skips_non_dicom_and_dicomdir_and_names_a_broken_file(tmp_path: Pat
     broken.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00garbage")
     with pytest.raises(ValueError, match="broken.dcm: (not a readable DICOM file|DICOM file without)"):
         find_dicom_files(tmp_path)
+
+
+def test_mpps_discontinued_round_trip() -> None:
+    from crescent.outputs.study import StudyInfo
+    from crescent.pacs.address import parse_address
+    from crescent.pacs.association import PacsError
+    from crescent.pacs.mpps import mpps_completed, mpps_discontinued, mpps_in_progress
+
+    from orthanc import MppsScp
+
+    scp = MppsScp()
+    try:
+        addr, study = parse_address(scp.address), StudyInfo(patient_id="P-9", accession_number="ACC-9")
+        uid = mpps_in_progress(addr, study, procedure="crescent dbt-standard")
+        mpps_discontinued(addr, uid, "exam aborted: WATCHDOG fault", code="110501")
+        (_, mods), = scp.updated
+        assert mods.PerformedProcedureStepStatus == "DISCONTINUED"
+        code = mods.PerformedProcedureStepDiscontinuationReasonCodeSequence[0]
+        assert (code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning) == ("110501", "DCM",
+                                                                                   "Equipment failure")
+        assert mods.CommentsOnThePerformedProcedureStep == "exam aborted: WATCHDOG fault"
+        assert scp.created[uid].ScheduledStepAttributesSequence[0].AccessionNumber == "ACC-9"
+        with pytest.raises(PacsError, match=r"N-SET \(COMPLETED\) refused, status 0x0110"):  # a final step stays
+            mpps_completed(addr, uid, [], study)
+    finally:
+        scp.stop()
