@@ -74,7 +74,7 @@ def _cmd(args: argparse.Namespace) -> int:
     if opts.send or opts.worklist or opts.mpps:  # DICOM network steps around the exam (crescent.pacs.workflow)
         from crescent.pacs.workflow import ExamNetwork, WorklistError
 
-        net = ExamNetwork(opts, lambda msg: console.print(msg, markup=False, highlight=False))
+        net = ExamNetwork(opts, lambda msg: console.print(msg, markup=False, highlight=False, soft_wrap=True))
         try:
             opts = net.before()
         except WorklistError as exc:
@@ -113,6 +113,9 @@ def _cmd(args: argparse.Namespace) -> int:
     console.print(_summary_table(acq))
     if net is not None:
         net.after(acq.out, acq.exam.record)
+    if net is not None and net.failures:
+        console.print(f"[red]network:[/] {len(net.failures)} step(s) failed (above); the outputs are in {acq.out}",
+                      highlight=False)
     if acq.exam.record.status != "complete":
         return 2
     return 1 if net is not None and net.failures else 0
