@@ -59,6 +59,9 @@ def _cmd(args: argparse.Namespace) -> int:
     from crescent.acquire.options import AcquireOptions
 
     console = Console(stderr=False)
+    if args.accession and not args.worklist:
+        console.print("[red]crescent acquire:[/] --accession chooses a worklist entry: it needs --worklist")
+        return 2
     try:
         opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
                               virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning,

@@ -57,6 +57,8 @@ def _cmd(args: argparse.Namespace) -> int:
     try:
         report = send_files(files, address, calling, retries=args.retries, backoff_s=args.backoff,
                             timeout_s=args.timeout, on_result=show)
+    except ValueError as exc:  # more SOP classes than one association can carry
+        return fail(str(exc))
     except PacsError as exc:
         print(f"crescent send: {exc}", file=sys.stderr)
         print(f"crescent send: 0 of {len(files)} stored; the files are still in {folder}", file=sys.stderr)

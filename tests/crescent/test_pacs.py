@@ -3,6 +3,7 @@ and `crescent send`'s exit statuses for bad input. The Orthanc round trips are i
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -275,3 +276,19 @@ def test_mpps_discontinued_round_trip() -> None:
             mpps_completed(addr, uid, [], study)
     finally:
         scp.stop()
+
+
+def test_acquire_bad_network_options_exit_2_before_any_exam(tmp_path: Path) -> None:
+    cases = [
+        (["--send", "ORTHANC@127.0.0.1"], "--send: address 'ORTHANC@127.0.0.1': expected AE@HOST:PORT"),
+        (["--worklist", "RIS@ris:0"], "--worklist: address 'RIS@ris:0': expected AE@HOST:PORT"),
+        (["--mpps", "127.0.0.1:104"], "--mpps: address '127.0.0.1:104': expected AE@HOST:PORT"),
+        (["--accession", "ACC-1"], "--accession chooses a worklist entry: it needs --worklist"),
+        (["--send", "A@h:104", "--calling-ae", "X" * 17], "--calling-ae: calling AE title"),
+    ]
+    for args, why in cases:
+        res = subprocess.run([sys.executable, "-m", "crescent", "acquire", "--virtual-time", "--no-progress",
+                              "--out", str(tmp_path / "out"), *args], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120, env={**os.environ, "COLUMNS": "200"})
+        assert res.returncode == 2 and why in res.stdout, (args, res.stdout, res.stderr)
+        assert not (tmp_path / "out").exists()
