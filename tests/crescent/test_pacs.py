@@ -187,9 +187,9 @@ def test_worklist_fields_reach_the_study(tmp_path: Path) -> None:
                         accession_number="ACC-1", requested_procedure_id="RP-1",
                         requested_procedure_description="DBT screening", study_instance_uid="1.2.3.4.5",
                         scheduled_step=ScheduledStep(step_id="SPS-1"))
-    plain = study_info(AcquireOptions(exam="ffdm-cc", out=tmp_path), "ffdm-cc")
+    plain = study_info(AcquireOptions(exam="ffdm-cc", out=tmp_path, virtual_time=True), "ffdm-cc")
     fields = {**item.study_fields(), "study_instance_uid": item.study_instance_uid}
-    s = study_info(AcquireOptions(exam="ffdm-cc", out=tmp_path, study=fields), "ffdm-cc")
+    s = study_info(AcquireOptions(exam="ffdm-cc", out=tmp_path, study=fields, virtual_time=True), "ffdm-cc")
     assert (s.patient_name, s.patient_id, s.patient_birth_date, s.patient_sex) == ("Doe^Jane", "P-1", "19680214", "F")
     assert (s.accession_number, s.study_id, s.study_description) == ("ACC-1", "RP-1", "DBT screening")
     assert s.uid("study") == "1.2.3.4.5" and plain.uid("study") != "1.2.3.4.5"

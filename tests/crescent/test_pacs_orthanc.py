@@ -78,12 +78,21 @@ def sent_first(orthanc: Orthanc, first_exam: Path) -> subprocess.CompletedProces
 
 
 def _stored(orthanc: Orthanc, path: Path) -> tuple[dict[str, str], bytes]:
-    """Orthanc's main tags of the instance stored from ``path``, and the pixel data of its stored copy."""
+    """Orthanc's main tags of the instance stored from ``path``, and the content of its stored copy: the pixel
+    data of an image, the whole data set (JSON) of an object without pixels (a dose SR)."""
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     iid = orthanc.instance_id(ds.SOPInstanceUID)
     tags = orthanc.get(f"/instances/{iid}/simplified-tags")
     stored = pydicom.dcmread(pydicom.filebase.DicomBytesIO(orthanc.get(f"/instances/{iid}/file", raw=True)))
-    return tags, bytes(stored.PixelData)
+    return tags, _content(stored)
+
+
+def _content(ds: pydicom.Dataset) -> bytes:
+    return bytes(ds.PixelData) if "PixelData" in ds else ds.to_json().encode()
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.dcm"))
 
 
 def _digest(folder: Path) -> dict[str, str]:
@@ -93,22 +102,24 @@ def _digest(folder: Path) -> dict[str, str]:
 
 def test_send_stores_every_object_of_an_exam(orthanc: Orthanc, first_exam: Path,
                                             sent_first: subprocess.CompletedProcess[str]) -> None:
-    files = sorted((first_exam / "dicom").glob("*.dcm"))
+    files = _files(first_exam / "dicom")
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in files]
     res = sent_first
     assert res.returncode == 0, res.stdout + res.stderr
-    assert sum(line.lstrip().startswith("stored ") for line in res.stdout.splitlines()) == len(files) == 10
+    assert sum(line.lstrip().startswith("stored ") for line in res.stdout.splitlines()) == len(files) >= 2
     assert f"{len(files)} of {len(files)} stored on {orthanc.address}" in res.stdout
-    study_uid = str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+    assert {h.SOPClassUID for h in headers} >= {"1.2.840.10008.5.1.4.1.1.13.1.3"}  # the tomosynthesis object
+    (study_uid,) = {h.StudyInstanceUID for h in headers}
     study = [h["ID"] for h in orthanc.post("/tools/lookup", study_uid) if h["Type"] == "Study"]
     assert len(study) == 1
-    assert len(orthanc.get(f"/studies/{study[0]}/instances")) == 10  # 9 projections and the tomosynthesis object
-    assert len(orthanc.get(f"/studies/{study[0]}/series")) == 2
+    assert len(orthanc.get(f"/studies/{study[0]}/instances")) == len(files)
+    assert len(orthanc.get(f"/studies/{study[0]}/series")) == len({h.SeriesInstanceUID for h in headers})
     for path in files:
         ds = pydicom.dcmread(path)
-        tags, pixels = _stored(orthanc, path)
+        tags, content = _stored(orthanc, path)
         for key in ("SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "Modality"):
             assert tags[key] == str(ds[key].value), (path.name, key)
-        assert pixels == bytes(ds.PixelData), path.name
+        assert content == _content(ds), path.name
 
 
 def test_every_crescent_sop_class_is_negotiated_and_stored(orthanc: Orthanc, tmp_path: Path) -> None:
@@ -159,7 +170,7 @@ def test_acquire_with_worklist_mpps_and_send_adds_a_second_study(
         worklist: dict[str, dict[str, str]], tmp_path: Path) -> None:
     assert sent_first.returncode == 0
     first_study = orthanc.get("/studies")
-    before = {p.name: _stored(orthanc, p)[1] for p in sorted((first_exam / "dicom").glob("*.dcm"))}
+    before = {p.name: _stored(orthanc, p)[1] for p in _files(first_exam / "dicom")}
     n_before = orthanc.get("/statistics")["CountInstances"]
     mpps = MppsScp()
     try:
@@ -171,7 +182,7 @@ def test_acquire_with_worklist_mpps_and_send_adds_a_second_study(
         mpps.stop()
     assert res.returncode == 0, res.stdout + res.stderr
     entry = worklist["ACC-0002"]
-    files = sorted((out / "dicom").glob("*.dcm"))
+    files = _files(out / "dicom")
     assert files and "COMPLETED" in res.stdout and f"{len(files)} of {len(files)} stored" in res.stdout
     # the worklist's patient and study reached the stored objects
     new = [s for s in orthanc.get("/studies") if s not in first_study]
@@ -183,7 +194,7 @@ def test_acquire_with_worklist_mpps_and_send_adds_a_second_study(
     assert study["PatientMainDicomTags"]["PatientID"] == entry["patient_id"]
     assert orthanc.get("/statistics")["CountInstances"] == n_before + len(files)
     # nothing of the first exam was overwritten
-    assert {p.name: _stored(orthanc, p)[1] for p in sorted((first_exam / "dicom").glob("*.dcm"))} == before
+    assert {p.name: _stored(orthanc, p)[1] for p in _files(first_exam / "dicom")} == before
     # MPPS: IN PROGRESS with the scheduled step, then COMPLETED listing exactly the instances stored
     assert len(mpps.created) == 1 and mpps.calling == [CALLING_AE]
     uid, created = next(iter(mpps.created.items()))
@@ -195,7 +206,8 @@ def test_acquire_with_worklist_mpps_and_send_adds_a_second_study(
     assert [u for u, _ in mpps.updated] == [uid]
     done = mpps.updated[0][1]
     assert done.PerformedProcedureStepStatus == "COMPLETED" and done.PerformedProcedureStepEndDate
-    referenced = {r.ReferencedSOPInstanceUID for s in done.PerformedSeriesSequence for r in s.ReferencedImageSequence}
+    referenced = {r.ReferencedSOPInstanceUID for s in done.PerformedSeriesSequence
+                  for r in (*s.ReferencedImageSequence, *s.ReferencedNonImageCompositeSOPInstanceSequence)}
     in_orthanc = {i["MainDicomTags"]["SOPInstanceUID"] for i in orthanc.get(f"/studies/{new[0]}/instances")}
     assert referenced == in_orthanc == {str(pydicom.dcmread(p).SOPInstanceUID) for p in files}
 
@@ -219,7 +231,7 @@ def test_pacs_down_send_fails_clearly_and_keeps_the_files(first_exam: Path) -> N
     assert res.returncode == 1
     assert f"cannot associate with AE 'ORTHANC' at 127.0.0.1:{port} (calling AE 'CRESCENT'): Connection refused" \
         in res.stderr, res.stderr
-    assert "after 2 attempts; files left on disk" in res.stderr and "0 of 10 stored" in res.stderr
+    assert "after 2 attempts; files left on disk" in res.stderr and f"0 of {len(before)} stored" in res.stderr
     assert _digest(first_exam / "dicom") == before
 
 
