@@ -48,7 +48,7 @@ def _cmd(args: argparse.Namespace) -> int:
     print(f"crescent send: {len(files)} object(s) from {folder} to {address} as {calling}")
 
     def show(r: StoreResult) -> None:
-        rel = r.path.relative_to(folder) if r.path.is_relative_to(folder) else r.path
+        rel = r.path.relative_to(folder) if folder.is_dir() and r.path.is_relative_to(folder) else r.path.name
         status = "-" if r.status is None else f"0x{r.status:04X}"
         tries = f", {r.attempts} attempts" if r.attempts > 1 else ""
         print(f"  {'stored' if r.stored else 'FAILED'}  {rel}  {r.sop_class_name}  status {status}{tries}"
