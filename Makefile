@@ -2,8 +2,8 @@
 #   make run    -- a full simulated DBT exam end to end (simulated gantry embedded)
 #   make test   -- the test suite
 # Each creates .venv on first use. As root with apt-get (CI, containers) the test set-up also
-# installs tshark and dicom3tools, which the capture-dissector and DICOM-validation tests use;
-# elsewhere those tests are skipped with a note.
+# installs tshark, dicom3tools and orthanc, which the capture-dissector, DICOM-validation and
+# DICOM-network (a real Orthanc PACS) tests use; elsewhere those tests are skipped with a note.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,14 +20,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(TOOLS): | $(STAMP)
-	@if command -v tshark >/dev/null && command -v dciodvfy >/dev/null; then \
-	  echo "system tools: tshark and dciodvfy present"; \
+	@if command -v tshark >/dev/null && command -v dciodvfy >/dev/null && test -x /usr/sbin/Orthanc; then \
+	  echo "system tools: tshark, dciodvfy and Orthanc present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  echo "system tools: installing tshark and dicom3tools with apt-get"; \
+	  echo "system tools: installing tshark, dicom3tools and orthanc with apt-get"; \
 	  apt-get update -qq >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tshark dicom3tools >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends tshark dicom3tools orthanc >/dev/null; \
 	else \
-	  echo "note: tshark/dicom3tools not installed (needs root + apt-get); their tests will be skipped"; \
+	  echo "note: tshark/dicom3tools/orthanc not installed (needs root + apt-get); their tests will be skipped"; \
 	fi
 	touch $(TOOLS)
 

@@ -66,17 +66,36 @@ def _cmd(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from crescent.acquire.options import AcquireOptions
-    from crescent.acquire.pipeline import run_acquire
 
     console = Console(stderr=False)
+    if args.accession and not args.worklist:
+        console.print("[red]crescent acquire:[/] --accession chooses a worklist entry: it needs --worklist")
+        return 2
     try:
         opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
                               virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning,
-                              image_timeout_s=args.image_timeout, watchdog_ms=args.watchdog_ms)
+                              image_timeout_s=args.image_timeout, watchdog_ms=args.watchdog_ms,
+                              send=args.send, worklist=args.worklist, mpps=args.mpps, calling_ae=args.calling_ae,
+                              accession=args.accession, send_retries=args.send_retries)
     except ValidationError as exc:
         for err in exc.errors():
-            console.print(f"[red]crescent acquire:[/] --{'.'.join(map(str, err['loc']))}: {err['msg']}")
+            console.print(f"[red]crescent acquire:[/] --{'.'.join(map(str, err['loc'])).replace('_', '-')}: "
+                          f"{err['msg'].removeprefix('Value error, ')}", highlight=False)
         return 2
+    net = None
+    if opts.send or opts.worklist or opts.mpps:  # DICOM network steps around the exam (crescent.pacs.workflow)
+        from crescent.pacs.workflow import ExamNetwork, WorklistError
+
+        net = ExamNetwork(opts, lambda msg: console.print(msg, markup=False, highlight=False, soft_wrap=True))
+        try:
+            opts = net.before()
+        except WorklistError as exc:
+            from rich.markup import escape
+
+            console.print(f"[red]crescent acquire: worklist:[/] {escape(str(exc))}; no exam was run", highlight=False)
+            return 2
+    from crescent.acquire.pipeline import run_acquire  # after the worklist: a RIS that is down fails fast
+
     where = args.port or ("simulated gantry, virtual time" if args.virtual_time else "simulated gantry on a pty")
     console.print(f"[bold]crescent acquire[/] {opts.exam} on {where}, phantom {opts.phantom}, seed {opts.seed}")
     with Progress(TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -99,10 +118,19 @@ def _cmd(args: argparse.Namespace) -> int:
             acq = run_acquire(opts, progress)
         except Exception as exc:  # a clear message, not a traceback, for the operator
             console.print(f"[red]acquire failed:[/] {type(exc).__name__}: {exc}")
+            if net is not None:
+                net.after(opts.out, error=exc)
             return 1
         bars.update(phase_bar, completed=len(PHASES))
     console.print(_summary_table(acq))
-    return 0 if acq.exam.record.status == "complete" else 2
+    if net is not None:
+        net.after(acq.out, acq.exam.record)
+    if net is not None and net.failures:
+        console.print(f"[red]network:[/] {len(net.failures)} step(s) failed (above); the outputs are in {acq.out}",
+                      highlight=False)
+    if acq.exam.record.status != "complete":
+        return 2
+    return 1 if net is not None and net.failures else 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -126,5 +154,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--watchdog-ms", type=int, default=None, metavar="MS",
                    help="device watchdog to ask for with --port (default 2000 ms)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    net = p.add_argument_group("DICOM network", "AE@HOST:PORT of each peer, e.g. ORTHANC@127.0.0.1:4242. A worklist "
+                               "that is down or has no single match stops the command before any exposure (exit 2); "
+                               "an MPPS or PACS failure is reported after the exam, the files stay in OUT/dicom "
+                               "(exit 1). MPPS is sent only with --mpps.")
+    net.add_argument("--send", default=None, metavar="AE@HOST:PORT", help="C-STORE every DICOM object to this PACS")
+    net.add_argument("--worklist", default=None, metavar="AE@HOST:PORT",
+                     help="take patient and procedure from this Modality Worklist (modality MG)")
+    net.add_argument("--accession", default=None, metavar="ACC",
+                     help="the worklist entry to use when several are scheduled")
+    net.add_argument("--mpps", default=None, metavar="AE@HOST:PORT",
+                     help="report the exam IN PROGRESS, then COMPLETED or DISCONTINUED, to this MPPS SCP")
+    net.add_argument("--calling-ae", default="CRESCENT", metavar="AE", help="our AE title (default CRESCENT)")
+    net.add_argument("--send-retries", type=int, default=2, metavar="N",
+                     help="new associations for objects that failed transiently (default 2)")
     p.set_defaults(func=_cmd)
 

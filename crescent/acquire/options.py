@@ -6,10 +6,12 @@ Light on purpose (pydantic only): nothing here loads the pipeline, numba or the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crescent.acquire.defaults import DEFAULT_PHANTOM_VOXEL_MM
+from crescent.pacs.address import DEFAULT_CALLING_AE, check_ae_title, parse_address
 
 
 class AcquireOptions(BaseModel):
@@ -37,3 +39,22 @@ class AcquireOptions(BaseModel):
         None, gt=0.0, le=600.0,
         description="wait for each image, s (default: 3 s on a rig, 60 s on a simulated gantry, which renders "
                     "each frame)")
+    # DICOM network (crescent.pacs.workflow): AE@HOST:PORT of each peer, None = not used
+    send: str | None = Field(None, description="PACS to C-STORE every DICOM object to after the exam")
+    worklist: str | None = Field(None, description="Modality Worklist SCP that gives patient and procedure")
+    mpps: str | None = Field(None, description="MPPS SCP told IN PROGRESS / COMPLETED / DISCONTINUED")
+    calling_ae: str = Field(DEFAULT_CALLING_AE, description="our AE title on every association")
+    accession: str | None = Field(None, max_length=16, description="worklist entry to use, by accession number")
+    send_retries: int = Field(2, ge=0, le=20, description="new associations for objects that failed transiently")
+    study: dict[str, Any] = Field(default_factory=dict, description="StudyInfo fields (patient, accession, "
+                                  "procedure, study UID) from the worklist entry")
+
+    @field_validator("send", "worklist", "mpps")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        return None if v is None else str(parse_address(v, "address"))
+
+    @field_validator("calling_ae")
+    @classmethod
+    def _calling(cls, v: str) -> str:
+        return check_ae_title(v, "calling AE title")

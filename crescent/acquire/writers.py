@@ -47,16 +47,22 @@ def study_info(opts: AcquireOptions, exam_name: str, timeline: Timeline | None =
     the device clock is mapped to the wall clock through the capture (``timeline.device_clock_epoch_s``).
     ``--virtual-time``: UIDs derived from the exam and seed and the fixed :data:`DEFAULT_STUDY_DATETIME`,
     so the run is bit-for-bit reproducible; the files say so (Image Comments, dose SR comment).
+    ``opts.study`` (a worklist entry's patient, accession, procedure and study UID, see crescent.pacs) overrides
+    the defaults; in virtual time it also salts the UID seed, so two worklist entries never share UIDs.
     """
     model = resolve_exam(opts.exam)
     view = "MLO" if getattr(model, "view", "CC") == "MLO" else "CC"
     common: dict[str, Any] = dict(view=view, laterality=getattr(model, "laterality", None) or "R",
                                   gantry_rotation_deg=45.0 if view == "MLO" else 0.0)
+    wl = dict(opts.study)
+    common.update(wl)
     epoch = timeline.device_clock_epoch_s if timeline is not None else None
     first = float(timeline.t_s[0]) if timeline is not None and len(timeline.t_s) else 0.0
     if opts.virtual_time:
         zero = DEFAULT_STUDY_DATETIME + timedelta(seconds=(epoch - VIRTUAL_EPOCH_S) if epoch is not None else 0.0)
-        return StudyInfo(uid_seed=f"crescent-{exam_name}-seed-{opts.seed}", study_datetime=zero + timedelta(seconds=first),
+        salt = "".join(f"-{wl[k]}" for k in ("accession_number", "study_instance_uid") if wl.get(k))
+        return StudyInfo(uid_seed=f"crescent-{exam_name}-seed-{opts.seed}{salt}",
+                         study_datetime=zero + timedelta(seconds=first),
                          clock_zero=zero, reproducibility_note=reproducibility_note(opts, exam_name), **common)
     if epoch is not None:
         zero = datetime.fromtimestamp(epoch)

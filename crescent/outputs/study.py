@@ -101,9 +101,13 @@ class StudyInfo(BaseModel):
                                                   "None: the study start")
     detector_temperature_c: float = Field(25.0, description="detector temperature, degrees Celsius")
     content_qualification: Literal["PRODUCT", "RESEARCH", "SERVICE"] = "RESEARCH"
+    study_instance_uid: str = Field("", pattern=r"^([0-9.]{1,64})?$",
+                                    description="the study's UID when a worklist assigned one; empty = derived")
 
     def uid(self, *role: object) -> str:
         """A UID for ``role`` (e.g. ``("sop", "projection", 3)``), deterministic in ``uid_seed``."""
+        if role == ("study",) and self.study_instance_uid:
+            return self.study_instance_uid
         return str(generate_uid(entropy_srcs=[self.uid_seed, *map(str, role)]))
 
     def at(self, seconds: float) -> datetime:

@@ -1,0 +1,8 @@
+"""DICOM networking of the app: C-STORE to a PACS, Modality Worklist C-FIND, MPPS N-CREATE/N-SET.
+
+Modules: :mod:`~crescent.pacs.address` (``AE@HOST:PORT``, no pynetdicom),
+:mod:`~crescent.pacs.association` (:class:`PacsError`), :mod:`~crescent.pacs.store`,
+:mod:`~crescent.pacs.worklist`, :mod:`~crescent.pacs.mpps`, :mod:`~crescent.pacs.workflow`
+(the steps ``crescent acquire`` runs around an exam). pynetdicom is imported only when a
+function that talks to a peer runs.
+"""
