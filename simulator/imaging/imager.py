@@ -43,6 +43,7 @@ import numpy as np
 from protocols.geometry import AcquisitionGeometry
 from protocols.records import ExposureRecord
 from physics import materials
+from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
 from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
 from simulator.imaging.detector import DetectorModel, add_scatter, aperture_filter
 from simulator.imaging.phantoms.base import Phantom
@@ -52,7 +53,7 @@ from simulator.imaging.phantoms.qa import (bead_phantom, contrast_detail_phantom
 from simulator.imaging.projector import (accumulate_polyenergetic, analytic_footprints, analytic_line_integrals,
                                          analytic_line_integrals_at, bin_sum, pixel_grid, polyenergetic,
                                          voxel_line_integrals)
-from physics.spectra import Spectrum, beam_spectrum
+from physics.spectra import Spectrum
 
 #: An analytic object whose shadow spans at most this many pixels (either axis) is supersampled whole.
 SMALL_OBJECT_PX = 8
@@ -105,11 +106,15 @@ class ExposureImager:
     focal_spot: model the finite focal spot (uniform square of ``focal_spot_mm``);
         ``False`` gives an ideal point focus.
     noise: ``False`` returns the expected (noiseless) image.
+    beam_path: tube, compression paddle, breast support and detector cover
+        (:class:`physics.beam_path.BeamPath`, from the gantry configuration); the paddle
+        filters the beam incident on the breast (images and dose), the support and cover
+        what reaches the detector.
     """
 
     def __init__(self, phantom: Phantom, geometry: AcquisitionGeometry, detector: DetectorModel | None = None, *,
                  seed: int, scatter: bool = False, motion_substeps: int = 5, focal_spot: bool = True,
-                 noise: bool = True, cache_size: int = 4) -> None:
+                 noise: bool = True, cache_size: int = 4, beam_path: BeamPath | None = None) -> None:
         self.phantom = phantom
         self.geometry = geometry
         self.detector = detector or DetectorModel()
@@ -118,6 +123,7 @@ class ExposureImager:
         self.motion_substeps = max(1, int(motion_substeps))
         self.focal_spot = focal_spot
         self.noise = noise
+        self.beam_path = beam_path or DEFAULT_BEAM_PATH
         self.labels = phantom.material_labels()
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
@@ -152,8 +158,8 @@ class ExposureImager:
 
     # ------------------------------------------------------------------ physics
     def spectrum(self, exposure: ExposureRecord) -> Spectrum:
-        """Tube spectrum (per mAs, at 650 mm) of the exposure's anode/filter and kV."""
-        return beam_spectrum(exposure.anode_filter, exposure.kvp)
+        """Spectrum incident on the breast (per mAs, at 650 mm): the tube's, through the compression paddle."""
+        return self.beam_path.incident_spectrum(exposure.anode_filter, exposure.kvp)
 
     def line_integrals(self, source: np.ndarray) -> np.ndarray:
         """Per-material line integrals (mm) at the (sub-)pixel centres for one source position.
@@ -235,7 +241,9 @@ class ExposureImager:
         spec = self.spectrum(exposure)
         e = spec.energies_kev
         area = (det.pitch_mm / q) ** 2
-        w1, w2 = self.detector.energy_weights(e, spec.fluence_per_mas * exposure.mas, area)
+        # what leaves the breast crosses the breast support and the detector cover
+        w1, w2 = self.detector.energy_weights(e, spec.fluence_per_mas * exposure.mas * self.beam_path.exit_transmission(e),
+                                              area)
         mu = materials.attenuation_table(self.labels, e)
         xs, ys = pixel_grid(det, q)
         sources = self.source_samples(exposure)
@@ -275,7 +283,7 @@ class ExposureImager:
 
         See :func:`physics.exposure_dose.incident_air_kerma_mgy` (reference point and distance).
         """
-        return incident_air_kerma_mgy(self.geometry, exposure, self.phantom.top_z_mm)
+        return incident_air_kerma_mgy(self.geometry, exposure, self.phantom.top_z_mm, beam_path=self.beam_path)
 
     def mgd_mgy(self, exposure: ExposureRecord, thickness_mm: float | None = None,
                 glandularity: float | None = None) -> float:
@@ -286,4 +294,4 @@ class ExposureImager:
         """
         t = self.phantom.thickness_mm if thickness_mm is None else thickness_mm
         gl = self.phantom.glandularity if glandularity is None else glandularity
-        return exposure_mgd_mgy(self.geometry, exposure, thickness_mm=t, glandularity=gl)
+        return exposure_mgd_mgy(self.geometry, exposure, thickness_mm=t, glandularity=gl, beam_path=self.beam_path)
