@@ -186,10 +186,14 @@ class ExposureImager:
         xs, ys = pixel_grid(det, q)
         if self.phantom.voxels is not None:
             L = voxel_line_integrals(self.phantom.voxels, tuple(source), det, self.labels, oversample=q)
-            if q == 1:
-                for m in range(L.shape[0]):
-                    if L[m].any():
-                        L[m] = np.maximum(aperture_filter(L[m]), 0.0)
+            if q == 1:  # box-filter over the pixel, only over the breast's shadow (+ the filter's reach)
+                rows = np.flatnonzero(L.any(axis=(0, 2)))
+                cols = np.flatnonzero(L.any(axis=(0, 1)))
+                if rows.size:
+                    r0, r1 = max(rows[0] - 9, 0), min(rows[-1] + 10, L.shape[1])
+                    c0, c1 = max(cols[0] - 9, 0), min(cols[-1] + 10, L.shape[2])
+                    for m in range(L.shape[0]):
+                        L[m, r0:r1, c0:c1] = np.maximum(aperture_filter(L[m, r0:r1, c0:c1]), 0.0)
         else:
             L = np.zeros((len(self.labels), ys.size, xs.size), dtype=np.float32)
         edges = None
