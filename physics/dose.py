@@ -54,10 +54,11 @@ breast, mGy. What is published and what is computed here, plainly:
   the preset gantry geometries. The exam T factor is the mAs-weighted mean
   of t over the projections.
 
-The HVL that indexes the tables is that of the beam incident on the breast.
-The simulated gantry puts no compression paddle in the beam, so its K and
-HVL are those of the bare beam; a rig's measured K and HVL (paddle in
-place, as the protocols ask) go in the same way.
+The HVL that indexes the tables is that of the beam incident on the breast,
+measured with the compression paddle in place (Dance's convention, and the
+EU protocol's). The simulated gantry and the app's dose computation put the
+paddle of :class:`physics.beam_path.BeamPath` in the beam for both K and the
+HVL (:mod:`physics.exposure_dose`); a rig's measured K and HVL go in the same way.
 
 :func:`primary_glandular_dose_per_kerma` is the closed-form primary-photon
 dose of the slab model; it is kept as the analytic check of the Monte Carlo

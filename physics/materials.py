@@ -104,6 +104,14 @@ STEEL = Material("steel", 7.87, (("Fe", 0.98), ("C", 0.02)), "carbon steel appro
 # Medical Imaging vol. 1, SPIE 2000, ch. 4).
 SELENIUM = Material("a-Se", 4.28, (("Se", 1.0),), "amorphous Se, 4.28 g/cm3")
 
+# Beam-path materials of the gantry (compression paddle, breast support, detector cover).
+# Polycarbonate (bisphenol-A, C16H14O3), 1.20 g/cm3 (NIST/ESTAR "polycarbonate" density).
+POLYCARBONATE = Material("polycarbonate", 1.20, _formula_fractions({"C": 16, "H": 14, "O": 3}),
+                         "C16H14O3 stoichiometry, 1.20 g/cm3 (NIST ESTAR polycarbonate)")
+# Carbon-fibre composite of supports and detector covers: approximated as carbon at 1.6 g/cm3
+# (cured carbon/epoxy laminates are 1.5-1.6 g/cm3; the epoxy's H and O are neglected).
+CARBON_FIBRE = Material("carbon_fibre", 1.6, (("C", 1.0),), "carbon at 1.6 g/cm3 (carbon/epoxy laminate density)")
+
 #: Voxel label -> material. Label 0 is air/vacuum. Stable: phantoms store these numbers.
 LABELS: dict[int, Material] = {
     0: AIR,
@@ -118,7 +126,7 @@ LABELS: dict[int, Material] = {
     9: TUNGSTEN,
     10: STEEL,
 }
-BY_NAME: dict[str, Material] = {m.name: m for m in list(LABELS.values()) + [SELENIUM]}
+BY_NAME: dict[str, Material] = {m.name: m for m in list(LABELS.values()) + [SELENIUM, POLYCARBONATE, CARBON_FIBRE]}
 LABEL_OF: dict[str, int] = {m.name: k for k, m in LABELS.items()}
 N_LABELS = max(LABELS) + 1
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
-from physics.spectra import beam_spectrum, half_value_layer_mm_al
+from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
+from physics.exposure_dose import exposure_hvl_mm_al, exposure_mgd_mgy, incident_air_kerma_mgy
 from protocols.records import AcquisitionHeader, ExposureRecord
 from reconstruction import fbp
 from reconstruction.analysis.contrast import lesion_contrast
@@ -207,20 +207,21 @@ def find_lesions(recon: Reconstruction, lesions: list[LesionTruth]) -> list[Lesi
 
 
 def dose(header: AcquisitionHeader, exposures: list[ExposureRecord], *, thickness_mm: float,
-         glandularity: float) -> DoseSummary:
-    """Incident air kerma and MGD (Dance method, DBT t-factor) of each exposure for this breast.
+         glandularity: float, beam_path: BeamPath = DEFAULT_BEAM_PATH) -> DoseSummary:
+    """Incident air kerma, HVL and MGD (Dance method, DBT t-factor) of each exposure for this breast.
 
-    Physics from :mod:`physics.exposure_dose` only: the same for a simulated gantry and a rig.
+    Physics from :mod:`physics.exposure_dose` only: the same for a simulated gantry and a rig. Kerma
+    and HVL are those of the beam with the compression paddle in place (``beam_path``: the simulated
+    gantry's own configuration, or the default calibrated beam path on a rig).
     """
     summary = DoseSummary()
     for e in exposures:
-        summary.air_kerma_mgy.append(incident_air_kerma_mgy(header.geometry, e,
-                                                            header.geometry.support_height_mm + thickness_mm))
+        summary.air_kerma_mgy.append(incident_air_kerma_mgy(
+            header.geometry, e, header.geometry.support_height_mm + thickness_mm, beam_path=beam_path))
         summary.mgd_mgy.append(exposure_mgd_mgy(header.geometry, e, thickness_mm=thickness_mm,
-                                                glandularity=glandularity))
+                                                glandularity=glandularity, beam_path=beam_path))
     if exposures:
-        e = exposures[0]
-        summary.hvl_mm_al = float(half_value_layer_mm_al(beam_spectrum(e.anode_filter, e.kvp)))
+        summary.hvl_mm_al = float(exposure_hvl_mm_al(exposures[0], beam_path=beam_path))
     return summary
 
 

@@ -40,6 +40,7 @@ from crescent.acquire.writers import write_outputs
 from crescent.outputs.study import VIRTUAL_EPOCH_S
 from firmware_host.api import connect, connect_virtual, resolve_exam
 from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
+from physics.beam_path import DEFAULT_BEAM_PATH
 from hil.capture import Tap
 from hil.pcap import write_pcap
 from protocols.records import AcquisitionHeader, ExposureRecord
@@ -127,9 +128,12 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
         dark = float(DetectorModel().offset_adu)
         lesions, phantom = sim.phantom_truth(data_dir, cfg, header)
         breast = (phantom.thickness_mm, phantom.glandularity)
+        beam_path = cfg.detector.beam_path.to_beam_path()  # the simulated gantry's own
+        phantom = None  # only its truth, thickness and glandularity are needed from here on
     else:  # a rig: no flat-field calibration or phantom truth here; the device's dark offset, open-field I0
         flat, dark, lesions = None, device_dark_adu, []
         breast = (header.compressed_thickness_mm, RIG_DOSE_GLANDULARITY)
+        beam_path = DEFAULT_BEAM_PATH
     i0 = analysis.open_field_signal(raw, dark) if flat is None else None
     normalisation = ("flat fields of the simulated detector" if flat is not None else
                      f"no flat field: each projection's open-field signal ({analysis.OPEN_FIELD_PERCENTILE:g}th "
@@ -153,9 +157,10 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
 
     t2 = time.perf_counter()
     thickness_mm, glandularity = breast
-    dose = analysis.dose(header, exposures, thickness_mm=thickness_mm, glandularity=glandularity)  # stored projections
-    dose_all = analysis.dose(header, list(rec.exposures), thickness_mm=thickness_mm,
-                             glandularity=glandularity)  # every exposure made: the patient's dose
+    dose = analysis.dose(header, exposures, thickness_mm=thickness_mm, glandularity=glandularity,
+                         beam_path=beam_path)  # stored projections
+    dose_all = analysis.dose(header, list(rec.exposures), thickness_mm=thickness_mm, glandularity=glandularity,
+                             beam_path=beam_path)  # every exposure made: the patient's dose
     mtf = sim.detector_mtf(header, exposures[0].kvp, exposures[0].anode_filter) if simulated else None
     timings["dose_and_mtf"] = time.perf_counter() - t2
 

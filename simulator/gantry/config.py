@@ -101,8 +101,32 @@ class GeneratorConfig(_Model):
     initial_heat_j: float = Field(0.0, ge=0.0, description="anode heat at power-up, J")
 
 
+class BeamPathConfig(_Model):
+    """What the beam crosses besides the breast: tube window and take-off angle, paddle, support, cover.
+
+    Defaults are :data:`physics.beam_path.DEFAULT_BEAM_PATH` (calibrated so the HVLs with the paddle
+    in place reproduce the EUREF typical clinical HVLs; see physics/beam_path.py). Materials are
+    names of :mod:`physics.materials` (``pmma``, ``polycarbonate``, ``carbon_fibre``, ...).
+    """
+
+    anode_angle_deg: float = Field(6.0, ge=1.0, le=30.0, description="anode take-off angle of the central ray, deg")
+    be_window_mm: float = Field(1.0, ge=0.0, le=5.0, description="beryllium window of the tube, mm")
+    paddle_material: str = Field("pmma", description="compression paddle material")
+    paddle_mm: float = Field(3.0, ge=0.0, le=20.0, description="compression paddle thickness in the beam, mm")
+    support_material: str = Field("carbon_fibre", description="breast support material")
+    support_mm: float = Field(1.0, ge=0.0, le=20.0, description="breast support thickness in the beam, mm")
+    cover_material: str = Field("carbon_fibre", description="detector cover material")
+    cover_mm: float = Field(0.5, ge=0.0, le=20.0, description="detector cover thickness in the beam, mm")
+
+    def to_beam_path(self) -> Any:
+        """The :class:`physics.beam_path.BeamPath` (validates the material names)."""
+        from physics.beam_path import BeamPath  # physics pulls xraydb: load on first use
+
+        return BeamPath(**self.model_dump())
+
+
 class DetectorConfig(_Model):
-    """Flat-panel read-out (times from DeviceLimits) and the data channel."""
+    """Flat-panel read-out (times from DeviceLimits), the data channel, and the beam path it images through."""
 
     data_dir: Path | None = Field(None, description="directory of the file data channel (default: a temp dir)")
     readout_timeout_ms: float = Field(1000.0, gt=0.0, description="readout watchdog (DETECTOR_TIMEOUT), ms")
@@ -110,6 +134,8 @@ class DetectorConfig(_Model):
     scatter: bool = Field(False, description="add the scatter model to the images")
     motion_substeps: int = Field(5, ge=1, le=50, description="focal-spot samples along the window's travel")
     fsync: bool = Field(False, description="fsync each frame file before the rename (durable, slower)")
+    beam_path: BeamPathConfig = Field(default_factory=BeamPathConfig,
+                                      description="tube, compression paddle, breast support and detector cover")
 
 
 class UartConfig(_Model):

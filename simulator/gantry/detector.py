@@ -161,7 +161,7 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
     ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
                       **phantom.options)
     return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
-                          noise=det.noise)
+                          noise=det.noise, beam_path=det.beam_path.to_beam_path())
 
 
 _WORKER_IMAGERS: dict[tuple, ExposureImager] = {}

@@ -13,10 +13,22 @@ Model (per exposure, per pixel of the delivered image):
   pixels report the *mean* of their dels (ADU scale independent of binning).
 * electronic noise: Gaussian, ``electronic_noise_adu`` rms per native del
   (so ``/binning`` after averaging), plus a dark ``offset_adu``.
-* aperture: a del integrates the signal over its area. Either render on a
-  sub-pixel grid and bin (``aperture_oversample > 1``, exact in the limit) or
-  multiply the mean image's spectrum by ``sinc(f a)`` along both axes
-  (``aperture_oversample == 1``).
+* aperture: a pixel integrates the *intensity* over its area before it is
+  sampled (the presampled MTF of an ideal square del is ``|sinc(f a)|``, with no
+  mirror at Nyquist). Two renderings:
+
+  - ``aperture_oversample = q > 1``: every pixel is rendered on a q x q
+    sub-pixel grid and binned (the reference; exact in the limit, q^2 cost);
+  - ``aperture_oversample == 1`` (the product default): analytic objects are
+    integrated over the pixel by supersampling (``edge_subsamples`` per axis)
+    exactly where their projection is not smooth inside the pixel (their
+    boundaries, and the whole shadow of objects a few pixels across); the
+    voxel phantom's line integrals, already pre-filtered by the bilinear
+    (Joseph) interpolation of the voxels, are box-filtered over the pixel with
+    the discrete aperture filter :func:`aperture_filter` before the energy sum.
+    Sampling the intensity at pixel centres and multiplying its spectrum by
+    ``sinc(f a)`` afterwards (:func:`aperture_fourier`, the previous default)
+    mirrors the response at Nyquist and is no longer used for rendering.
 * scatter (option): scatter-to-primary ratio from the compressed thickness
   times the primary blurred by a broad Gaussian kernel (see :func:`add_scatter`).
 
@@ -42,7 +54,14 @@ class DetectorModel:
     electronic_noise_adu: float = 2.0
     offset_adu: float = 100.0
     aperture_oversample: int = 1
+    edge_subsamples: int = 8
     max_adu: int = 65535
+
+    def __post_init__(self) -> None:
+        if int(self.aperture_oversample) < 1:
+            raise ValueError(f"aperture_oversample={self.aperture_oversample} must be >= 1 (sub-pixels per axis)")
+        if int(self.edge_subsamples) < 1:
+            raise ValueError(f"edge_subsamples={self.edge_subsamples} must be >= 1 (sub-samples per axis)")
 
     def absorption(self, energies_kev: np.ndarray) -> np.ndarray:
         """Fraction of photons absorbed in the a-Se layer, eta(E)."""
@@ -118,6 +137,34 @@ def aperture_fourier(img: np.ndarray, fill: float = 1.0, pad: int = 16) -> np.nd
     h = np.sinc(fr * fill)[:, None] * np.sinc(fc * fill)[None, :]
     out = sfft.irfft2(sfft.rfft2(padded, workers=2) * h, s=padded.shape, workers=2)
     return out[pad:pad + r, pad:pad + c]
+
+
+def aperture_taps(half_width: int = 8) -> np.ndarray:
+    """Taps of the discrete filter whose response is ``sinc(f)`` (f in cycles/pixel, |f| <= 1/2).
+
+    ``h[n] = 2 * int_0^{1/2} sinc(f) cos(2 pi f n) df`` for ``|n| <= half_width``, normalised to
+    unit sum (a flat field stays flat). With 8 taps a side the response is within 0.015 of
+    ``sinc(f)`` at every frequency up to Nyquist (the residual sits next to Nyquist, where the
+    truncated series meets the jump of the periodic response).
+    """
+    f = np.linspace(0.0, 0.5, 4001)
+    n = np.arange(-half_width, half_width + 1)
+    h = np.array([2.0 * np.trapezoid(np.sinc(f) * np.cos(2 * np.pi * f * k), f) for k in n])
+    return h / h.sum()
+
+
+_TAPS = aperture_taps()
+
+
+def aperture_filter(img: np.ndarray) -> np.ndarray:
+    """Box-filter a pixel-centre-sampled image over the square del: separable :func:`aperture_taps`, edge-extended.
+
+    Used on the voxel phantom's per-material line integrals (float32 in, float32 out).
+    """
+    from scipy.ndimage import correlate1d
+
+    out = correlate1d(np.asarray(img, dtype=np.float32), _TAPS.astype(np.float32), axis=-1, mode="nearest")
+    return correlate1d(out, _TAPS.astype(np.float32), axis=-2, mode="nearest")
 
 
 # Scatter-to-primary ratio without an anti-scatter grid for a large field,

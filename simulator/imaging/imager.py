@@ -43,15 +43,22 @@ import numpy as np
 from protocols.geometry import AcquisitionGeometry
 from protocols.records import ExposureRecord
 from physics import materials
+from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
 from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
-from simulator.imaging.detector import DetectorModel, add_scatter, aperture_fourier
+from simulator.imaging.detector import DetectorModel, add_scatter, aperture_filter
 from simulator.imaging.phantoms.base import Phantom
 from simulator.imaging.phantoms.breast import breast_phantom
 from simulator.imaging.phantoms.qa import (bead_phantom, contrast_detail_phantom, edge_phantom, pmma_phantom,
                                           uniform_phantom)
-from simulator.imaging.projector import (accumulate_polyenergetic, analytic_line_integrals, bin_sum, pixel_grid,
+from simulator.imaging.projector import (accumulate_polyenergetic, analytic_footprints, analytic_line_integrals,
+                                         analytic_line_integrals_at, bin_sum, pixel_grid, polyenergetic,
                                          voxel_line_integrals)
-from physics.spectra import Spectrum, beam_spectrum
+from physics.spectra import Spectrum
+
+#: An analytic object whose shadow spans at most this many pixels (either axis) is supersampled whole.
+SMALL_OBJECT_PX = 8
+#: Second difference of an analytic line integral (mm) above which a pixel is taken to hold a boundary.
+EDGE_TOLERANCE_MM = 1e-3
 
 PHANTOM_NAMES = ("breast", "uniform", "pmma", "edge", "beads", "contrast-detail")
 
@@ -102,11 +109,15 @@ class ExposureImager:
     cache_bytes: most bytes of per-material line integrals kept for reuse (LRU by source position;
         a repeated position, e.g. the AEC scout and the 0-degree view, is projected once). A 50 um
         panel's line integrals (~0.6 GB) are larger than the default and are not kept.
+    beam_path: tube, compression paddle, breast support and detector cover
+        (:class:`physics.beam_path.BeamPath`, from the gantry configuration); the paddle
+        filters the beam incident on the breast (images and dose), the support and cover
+        what reaches the detector.
     """
 
     def __init__(self, phantom: Phantom, geometry: AcquisitionGeometry, detector: DetectorModel | None = None, *,
                  seed: int, scatter: bool = False, motion_substeps: int = 5, focal_spot: bool = True,
-                 noise: bool = True, cache_bytes: int = 256 * 2**20) -> None:
+                 noise: bool = True, cache_bytes: int = 256 * 2**20, beam_path: BeamPath | None = None) -> None:
         self.phantom = phantom
         self.geometry = geometry
         self.detector = detector or DetectorModel()
@@ -115,8 +126,9 @@ class ExposureImager:
         self.motion_substeps = max(1, int(motion_substeps))
         self.focal_spot = focal_spot
         self.noise = noise
+        self.beam_path = beam_path or DEFAULT_BEAM_PATH
         self.labels = phantom.material_labels()
-        self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._cache: OrderedDict[tuple, tuple[np.ndarray, tuple | None]] = OrderedDict()
         self._cache_bytes = int(cache_bytes)
 
     # ----------------------------------------------------------------- geometry
@@ -149,29 +161,86 @@ class ExposureImager:
 
     # ------------------------------------------------------------------ physics
     def spectrum(self, exposure: ExposureRecord) -> Spectrum:
-        """Tube spectrum (per mAs, at 650 mm) of the exposure's anode/filter and kV."""
-        return beam_spectrum(exposure.anode_filter, exposure.kvp)
+        """Spectrum incident on the breast (per mAs, at 650 mm): the tube's, through the compression paddle."""
+        return self.beam_path.incident_spectrum(exposure.anode_filter, exposure.kvp)
 
     def line_integrals(self, source: np.ndarray) -> np.ndarray:
-        """Per-material line integrals (mm) for one source position, cached (LRU) by position."""
+        """Per-material line integrals (mm) at the (sub-)pixel centres for one source position.
+
+        With ``aperture_oversample == 1`` the voxel part is box-filtered over the pixel
+        (:func:`~simulator.imaging.detector.aperture_filter`); see :meth:`projection`.
+        """
+        return self.projection(source)[0]
+
+    def projection(self, source: np.ndarray) -> tuple[np.ndarray, tuple | None]:
+        """Line integrals for one source position and the supersampled boundary pixels, cached (LRU).
+
+        Returns ``(L, edges)``: ``L`` (n_mat, rows*q, cols*q) mm; ``edges`` is ``None`` or
+        ``(rows, cols, L_sub)`` for the product path (q = 1): the pixels where an analytic
+        object's projection is not smooth and their line integrals at ``edge_subsamples^2``
+        sub-samples over the pixel area, ``L_sub`` (n_mat, n_pixels, n_sub) mm.
+        """
         key = tuple(np.round(source, 6))
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         det = self.geometry.detector
         q = self.detector.aperture_oversample
+        xs, ys = pixel_grid(det, q)
         if self.phantom.voxels is not None:
             L = voxel_line_integrals(self.phantom.voxels, tuple(source), det, self.labels, oversample=q)
+            if q == 1:  # box-filter over the pixel, only over the breast's shadow (+ the filter's reach)
+                rows = np.flatnonzero(L.any(axis=(0, 2)))
+                cols = np.flatnonzero(L.any(axis=(0, 1)))
+                if rows.size:
+                    r0, r1 = max(rows[0] - 9, 0), min(rows[-1] + 10, L.shape[1])
+                    c0, c1 = max(cols[0] - 9, 0), min(cols[-1] + 10, L.shape[2])
+                    for m in range(L.shape[0]):
+                        L[m, r0:r1, c0:c1] = np.maximum(aperture_filter(L[m, r0:r1, c0:c1]), 0.0)
         else:
-            xs, ys = pixel_grid(det, q)
             L = np.zeros((len(self.labels), ys.size, xs.size), dtype=np.float32)
+        edges = None
         if self.phantom.analytic.objects:
+            background = L.copy() if q == 1 else None
             analytic_line_integrals(self.phantom.analytic, tuple(source), det, self.labels, oversample=q, out=L)
+            if q == 1:
+                edges = self._edge_pixels(source, L, background, xs, ys)
         if L.nbytes <= self._cache_bytes:  # a full-resolution panel's line integrals may not fit: not kept
-            self._cache[key] = L
-            while sum(v.nbytes for v in self._cache.values()) > self._cache_bytes:
+            self._cache[key] = (L, edges)
+            while sum(v[0].nbytes for v in self._cache.values()) > self._cache_bytes:
                 self._cache.popitem(last=False)
-        return L
+        return L, edges
+
+    def _edge_pixels(self, source: np.ndarray, L: np.ndarray, background: np.ndarray, xs: np.ndarray,
+                     ys: np.ndarray) -> tuple | None:
+        """Pixels whose area an analytic boundary crosses, and their sub-sampled line integrals."""
+        rows, cols = L.shape[1:]
+        mask = np.zeros((rows, cols), dtype=bool)
+        for r0, r1, c0, c1 in analytic_footprints(self.phantom.analytic, tuple(source), xs, ys):
+            r0, c0, r1, c1 = max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, rows), min(c1 + 1, cols)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            if r1 - r0 <= SMALL_OBJECT_PX + 6 or c1 - c0 <= SMALL_OBJECT_PX + 6:
+                mask[r0:r1, c0:c1] = True  # small object: supersample its whole shadow
+                continue
+            d = L[:, r0:r1, c0:c1] - background[:, r0:r1, c0:c1]  # the analytic contribution
+            sub = mask[r0:r1, c0:c1]
+            d2c = np.abs(d[:, :, :-2] - 2.0 * d[:, :, 1:-1] + d[:, :, 2:]).max(axis=0) > EDGE_TOLERANCE_MM
+            d2r = np.abs(d[:, :-2, :] - 2.0 * d[:, 1:-1, :] + d[:, 2:, :]).max(axis=0) > EDGE_TOLERANCE_MM
+            sub[:, 1:-1] |= d2c
+            sub[1:-1, :] |= d2r
+        rr, cc = np.nonzero(mask)
+        if rr.size == 0:
+            return None
+        n = self.detector.edge_subsamples
+        pitch = self.geometry.detector.pitch_mm
+        off = ((np.arange(n) + 0.5) / n - 0.5) * pitch
+        ox, oy = np.meshgrid(off, off, indexing="xy")
+        x = xs[cc][:, None] + ox.ravel()[None, :]
+        y = ys[rr][:, None] + oy.ravel()[None, :]
+        la = analytic_line_integrals_at(self.phantom.analytic, tuple(source), x, y, self.labels)
+        l_sub = np.maximum(la.reshape(len(self.labels), rr.size, n * n) + background[:, rr, cc][:, :, None], 0.0)
+        return rr, cc, l_sub.astype(np.float32)
 
     def expected_signal(self, exposure: ExposureRecord) -> tuple[np.ndarray, np.ndarray]:
         """Noiseless absorbed energy per pixel (keV) and its second moment (keV^2), scatter included if enabled."""
@@ -180,22 +249,32 @@ class ExposureImager:
         spec = self.spectrum(exposure)
         e = spec.energies_kev
         area = (det.pitch_mm / q) ** 2
-        w1, w2 = self.detector.energy_weights(e, spec.fluence_per_mas * exposure.mas, area)
+        # what leaves the breast crosses the breast support and the detector cover
+        w1, w2 = self.detector.energy_weights(e, spec.fluence_per_mas * exposure.mas * self.beam_path.exit_transmission(e),
+                                              area)
         mu = materials.attenuation_table(self.labels, e)
         xs, ys = pixel_grid(det, q)
         sources = self.source_samples(exposure)
         s1 = np.zeros((ys.size, xs.size))
         s2 = np.zeros_like(s1)
         for src in sources:
+            L, edges = self.projection(src)
             # energy sums x inverse square from the spectrum's 650 mm x obliquity of incidence on the panel
-            accumulate_polyenergetic(self.line_integrals(src), mu, w1, w2, tuple(src), xs, ys, spec.distance_mm, s1, s2)
+            accumulate_polyenergetic(L, mu, w1, w2, tuple(src), xs, ys, spec.distance_mm, s1, s2)
+            if edges is not None:  # pixels an analytic boundary crosses: mean over the sub-samples of the area
+                rr, cc, l_sub = edges
+                c1, c2 = polyenergetic(np.ascontiguousarray(L[:, rr, cc][:, :, None]), mu, w1, w2)
+                m1, m2 = polyenergetic(l_sub, mu, w1, w2)
+                dx, dy = xs[cc] - src[0], ys[rr] - src[1]
+                r2 = dx * dx + dy * dy + src[2] ** 2
+                geo = spec.distance_mm**2 / r2 * src[2] / np.sqrt(r2)
+                np.add.at(s1, (rr, cc), geo * (m1.mean(axis=1) - c1[:, 0]))
+                np.add.at(s2, (rr, cc), geo * (m2.mean(axis=1) - c2[:, 0]))
         s1 /= len(sources)
         s2 /= len(sources)
         if q > 1:
             s1, s2 = bin_sum(s1, q), bin_sum(s2, q)
         e_eff = np.where(s1 > 0, s2 / np.maximum(s1, 1e-30), 0.0)
-        if q == 1:
-            s1 = np.maximum(aperture_fourier(s1), 0.0)
         if self.scatter:
             s1 = add_scatter(s1, max(self.phantom.thickness_mm, 1.0), det.pitch_mm)
         return s1, s1 * e_eff
@@ -212,7 +291,7 @@ class ExposureImager:
 
         See :func:`physics.exposure_dose.incident_air_kerma_mgy` (reference point and distance).
         """
-        return incident_air_kerma_mgy(self.geometry, exposure, self.phantom.top_z_mm)
+        return incident_air_kerma_mgy(self.geometry, exposure, self.phantom.top_z_mm, beam_path=self.beam_path)
 
     def mgd_mgy(self, exposure: ExposureRecord, thickness_mm: float | None = None,
                 glandularity: float | None = None) -> float:
@@ -223,4 +302,4 @@ class ExposureImager:
         """
         t = self.phantom.thickness_mm if thickness_mm is None else thickness_mm
         gl = self.phantom.glandularity if glandularity is None else glandularity
-        return exposure_mgd_mgy(self.geometry, exposure, thickness_mm=t, glandularity=gl)
+        return exposure_mgd_mgy(self.geometry, exposure, thickness_mm=t, glandularity=gl, beam_path=self.beam_path)

@@ -145,8 +145,11 @@ def test_dose_follows_mas_inverse_square_and_arc_symmetry() -> None:
     assert focal_spot_mm(geo, 0.0) == pytest.approx((0.0, 0.0, 650.0))
     assert focal_spot_mm(geo, 30.0) == pytest.approx((325.0, 0.0, 650.0 * math.sqrt(3) / 2))
     d0 = projection_mgd_mgy(_exposure(0.0), geo, 45.0, 0.5)
-    # by hand at 0 deg / 50 %: K at the upper surface (z = 65 mm, 60 mm from the chest wall) times g and s
-    spec = beam_spectrum("W/Rh", 29.0)
+    # by hand at 0 deg / 50 %: K at the upper surface (z = 65 mm, 60 mm from the chest wall) times g and s,
+    # K and the HVL of the beam through the compression paddle (Dance's convention)
+    from physics.beam_path import DEFAULT_BEAM_PATH
+
+    spec = DEFAULT_BEAM_PATH.incident_spectrum("W/Rh", 29.0)
     dist = math.hypot(650.0 - 65.0, 60.0)
     k = air_kerma_mgy_per_mas(spec) * (spec.distance_mm / dist) ** 2 * 10.0
     assert d0 == pytest.approx(k * g_factor(45.0, half_value_layer_mm_al(spec)) * s_factor("W/Rh", 45.0), rel=1e-9)
@@ -154,3 +157,36 @@ def test_dose_follows_mas_inverse_square_and_arc_symmetry() -> None:
     plus, minus = (projection_mgd_mgy(_exposure(a), geo, 45.0, 0.5) for a in (12.0, -12.0))
     assert plus == pytest.approx(minus, rel=1e-9)
     assert plus < d0  # farther focal spot and oblique path
+
+
+def test_manual_technique_dose_at_each_reference_thickness_and_informative_labels(tmp_path: Path) -> None:
+    """One fixed technique, applied to each reference breast at its own thickness; only 45 mm / 50 % is held
+    to a limit; the others say INFORMATIVE in the text and are skipped (not passed) cases in the JUnit."""
+    heavy = copy.deepcopy(MANUAL_FFDM)
+    heavy["technique"]["mas_per_projection"] = 150.0  # over the 1.5 mGy level of the thin breast
+    report = validate_file(write(tmp_path, heavy))
+    by_name = {d.breast.name: d for d in report.doses}
+    for b in REFERENCE_BREASTS:
+        assert by_name[b.name].thickness_mm == b.thickness_mm  # the reference thickness, not the dry run's
+    thin = by_name["32 mm / 67 %"]
+    assert thin.over_limit and thin.informative
+    text = report.text()
+    line = next(l for l in text.splitlines() if "MGD 32 mm / 67 %" in l)
+    assert "INFORMATIVE" in line and "above the 1.5 mGy" in line and "within" not in line
+    assert "at 32.0 mm with the manual technique" in line
+    steps = {s.name: s.status for s in report.steps}
+    assert steps["dose 32 mm / 67 % (informative)"] == "skip"
+    assert steps[f"dose {STANDARD_BREAST}"] == "pass"
+    std_line = next(l for l in text.splitlines() if f"MGD {STANDARD_BREAST}" in l)
+    assert "manual technique" in std_line and "AEC" not in std_line
+
+
+def test_aec_dose_is_computed_at_the_thickness_the_dry_run_compressed_to(tmp_path: Path) -> None:
+    path = write(tmp_path, yaml.safe_load(standard_exam_yaml("ffdm-cc")), "ffdm-cc.yaml")
+    report = validate_file(path, breasts=STANDARD)
+    d = report.doses[0]
+    run_th = report.runs[0].record.compressed_thickness_mm
+    assert d.thickness_mm == run_th and abs(run_th - 45.0) < 3.0
+    e = [x for x in report.runs[0].record.exposures if not x.is_scout][0]
+    assert d.per_projection_mgy[0] == pytest.approx(projection_mgd_mgy(e, AcquisitionGeometry(), run_th, 0.5), rel=1e-9)
+    assert f"at {run_th:.1f} mm" in report.text()
