@@ -72,7 +72,8 @@ def _cmd(args: argparse.Namespace) -> int:
     try:
         opts = AcquireOptions(exam=args.exam, phantom=args.phantom, seed=args.seed, port=args.port, out=Path(args.out),
                               virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning,
-                              image_timeout_s=args.image_timeout, watchdog_ms=args.watchdog_ms)
+                              image_timeout_s=args.image_timeout, watchdog_ms=args.watchdog_ms,
+                              projection_sop=args.projection_sop)
     except ValidationError as exc:
         for err in exc.errors():
             console.print(f"[red]crescent acquire:[/] --{'.'.join(map(str, err['loc']))}: {err['msg']}")
@@ -125,6 +126,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
     p.add_argument("--watchdog-ms", type=int, default=None, metavar="MS",
                    help="device watchdog to ask for with --port (default 2000 ms)")
+    p.add_argument("--projection-sop", default="breast-projection", choices=("breast-projection", "digital-mammography"),
+                   help="DICOM object of the tomosynthesis projections: breast-projection (default: one multi-frame "
+                   "Breast Projection X-Ray Image For Processing + one For Presentation) or digital-mammography (one "
+                   "Digital Mammography X-Ray Image For Processing per projection, for older archives)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     p.set_defaults(func=_cmd)
 

@@ -6,6 +6,7 @@ Light on purpose (pydantic only): nothing here loads the pipeline, numba or the 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,3 +38,9 @@ class AcquireOptions(BaseModel):
         None, gt=0.0, le=600.0,
         description="wait for each image, s (default: 3 s on a rig, 60 s on a simulated gantry, which renders "
                     "each frame)")
+    projection_sop: Literal["breast-projection", "digital-mammography"] = Field(
+        "breast-projection",
+        description="DICOM object of a tomosynthesis sweep's projections: one multi-frame Breast Projection X-Ray "
+                    "Image For Processing plus a For Presentation one (default), or one single-frame Digital "
+                    "Mammography X-Ray Image For Processing per projection (older archives). 2D and stereotactic "
+                    "exams are always written as Digital Mammography images")
