@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import PackageNotFoundError, version
 
 #: command name -> (module that registers it, one-line help), in the order ``--help`` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -33,11 +32,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _version() -> str:
-    try:
-        return version("crescent")
-    except PackageNotFoundError:  # running from a source tree without install
-        return "0+unknown"
+class _VersionAction(argparse.Action):
+    """``--version``: looks the installed version up only when asked (importlib.metadata is slow to load)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest=dest, nargs=0, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("crescent")
+        except PackageNotFoundError:  # running from a source tree without install
+            text = "0+unknown"
+        parser.exit(message=f"crescent {text}\n")
 
 
 def _chosen_command(argv: list[str]) -> str | None:
@@ -57,7 +65,7 @@ def build_parser(load: str | None = None) -> argparse.ArgumentParser:
         prog="crescent",
         description="Crescent: DBT acquisition simulator and gantry control harness.",
     )
-    parser.add_argument("--version", action="version", version=f"crescent {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = ({module for module, _ in COMMANDS.values()} if load == "*"
                else {COMMANDS[load][0]} if load in COMMANDS else set())
@@ -88,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

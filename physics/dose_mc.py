@@ -56,8 +56,7 @@ from physics.spectra import Spectrum
 
 #: h c in keV Angstrom (CODATA 2018): q = sin(theta/2) E / hc in 1/Angstrom.
 HC_KEV_ANGSTROM = 12.398419843320026
-#: Electron rest energy, keV.
-ELECTRON_REST_KEV = 510.99895
+ELECTRON_REST_KEV = materials.ELECTRON_REST_KEV
 #: Energy grid of the interaction tables, keV (photons below E_MIN deposit on the spot).
 E_MIN_KEV = 1.0
 E_STEP_KEV = 0.05

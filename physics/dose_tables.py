@@ -2,7 +2,7 @@
 
 Run ``python -m physics.dose_tables`` to regenerate
 ``physics/data/dose_factors_mc.json`` (about two minutes on one
-core); the file records how it was made and how long it took. ``tests/simulator/test_physics_dose_mc.py``
+core); the file records how it was made and how long it took. ``tests/physics/test_physics_dose_mc.py``
 recomputes entries with another seed, so the shipped file cannot drift from
 the code.
 

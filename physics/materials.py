@@ -1,4 +1,4 @@
-"""Materials of the X-ray simulator and their linear attenuation coefficients.
+"""Materials in the X-ray beam (tissues, phantoms, filters, paddle) and their linear attenuation coefficients.
 
 Every coefficient comes from the NIST-based Elam/Ravel/Sieber tables shipped
 with ``xraydb`` (W. T. Elam, B. D. Ravel and J. R. Sieber, Radiat. Phys. Chem.

@@ -8,7 +8,7 @@ Rh) are used with the anode angle, Be window, added filter and the air path
 to the reference distance given by :class:`BeamSpec`.
 
 What the project computes itself (not SpekPy's helpers): the binning onto the
-simulator's energy grid, air kerma from the fluence with mu_en/rho of air
+project's energy grid, air kerma from the fluence with mu_en/rho of air
 (:func:`physics.materials.mass_energy_absorption`), the first HVL
 by bisection on that air kerma, and the mean energy.
 

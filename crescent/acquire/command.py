@@ -76,15 +76,16 @@ def _cmd(args: argparse.Namespace) -> int:
                               virtual_time=args.virtual_time, gantry_config=args.gantry_config, binning=args.binning,
                               image_timeout_s=args.image_timeout, watchdog_ms=args.watchdog_ms,
                               send=args.send, worklist=args.worklist, mpps=args.mpps, calling_ae=args.calling_ae,
-                              accession=args.accession, send_retries=args.send_retries)
+                              accession=args.accession, send_retries=args.send_retries,
+                              projection_sop=args.projection_sop)
     except ValidationError as exc:
         for err in exc.errors():
             console.print(f"[red]crescent acquire:[/] --{'.'.join(map(str, err['loc'])).replace('_', '-')}: "
                           f"{err['msg'].removeprefix('Value error, ')}", highlight=False)
         return 2
     net = None
-    if opts.send or opts.worklist or opts.mpps:  # DICOM network steps around the exam (crescent.pacs.workflow)
-        from crescent.pacs.workflow import ExamNetwork, WorklistError
+    if opts.send or opts.worklist or opts.mpps:  # DICOM network steps around the exam (crescent.acquire.network)
+        from crescent.acquire.network import ExamNetwork, WorklistError
 
         net = ExamNetwork(opts, lambda msg: console.print(msg, markup=False, highlight=False, soft_wrap=True))
         try:
@@ -153,6 +154,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
     p.add_argument("--watchdog-ms", type=int, default=None, metavar="MS",
                    help="device watchdog to ask for with --port (default 2000 ms)")
+    p.add_argument("--projection-sop", default="breast-projection", choices=("breast-projection", "digital-mammography"),
+                   help="DICOM object of the tomosynthesis projections: breast-projection (default: one multi-frame "
+                   "Breast Projection X-Ray Image For Processing + one For Presentation) or digital-mammography (one "
+                   "Digital Mammography X-Ray Image For Processing per projection, for older archives)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     net = p.add_argument_group("DICOM network", "AE@HOST:PORT of each peer, e.g. ORTHANC@127.0.0.1:4242. A worklist "
                                "that is down or has no single match stops the command before any exposure (exit 2); "

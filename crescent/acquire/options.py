@@ -6,7 +6,7 @@ Light on purpose (pydantic only): nothing here loads the pipeline, numba or the 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -39,7 +39,13 @@ class AcquireOptions(BaseModel):
         None, gt=0.0, le=600.0,
         description="wait for each image, s (default: 3 s on a rig, 60 s on a simulated gantry, which renders "
                     "each frame)")
-    # DICOM network (crescent.pacs.workflow): AE@HOST:PORT of each peer, None = not used
+    projection_sop: Literal["breast-projection", "digital-mammography"] = Field(
+        "breast-projection",
+        description="DICOM object of a tomosynthesis sweep's projections: one multi-frame Breast Projection X-Ray "
+                    "Image For Processing plus a For Presentation one (default), or one single-frame Digital "
+                    "Mammography X-Ray Image For Processing per projection (older archives). 2D and stereotactic "
+                    "exams are always written as Digital Mammography images")
+    # DICOM network (crescent.acquire.network): AE@HOST:PORT of each peer, None = not used
     send: str | None = Field(None, description="PACS to C-STORE every DICOM object to after the exam")
     worklist: str | None = Field(None, description="Modality Worklist SCP that gives patient and procedure")
     mpps: str | None = Field(None, description="MPPS SCP told IN PROGRESS / COMPLETED / DISCONTINUED")

@@ -9,7 +9,11 @@ device or the physics: it calls the packages that do.
 Output folder layout (``out``)::
 
     exam/                     audit.jsonl, exam_record.json, projections/*.npy + .json, scout (host store)
+    dicom/projections_for_processing.dcm    Breast Projection X-Ray Image - For Processing: the sweep, one frame
+                                            per projection (default; tomosynthesis exams)
+    dicom/projections_for_presentation.dcm  Breast Projection X-Ray Image - For Presentation (log, linear map)
     dicom/proj_NNN.dcm        Digital Mammography X-Ray Image - For Processing, one per projection
+                              (--projection-sop digital-mammography, and 2D / stereotactic exams)
     dicom/tomo.dcm            Breast Tomosynthesis Image (enhanced multi-frame)
     dicom/dose_sr.dcm         X-Ray Radiation Dose SR (TID 10001): every exposure, AEC scout included
     arrays/                   projections .npy + exposure records JSON, volume .npy and .tif
@@ -140,7 +144,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
                      f"percentile after the device's dark offset {dark:g} ADU); heel effect and gain not corrected")
     say("reconstruction", 1, 3)
     angles = {round(e.mean_angle_deg, 2) for e in exposures}
-    recon, findings, stereo = None, [], []
+    recon, findings, stereo, lines_all = None, [], [], None
     if rec.exam_kind == "stereo":  # stereotactic pair (after any 0-degree view): triangulate the lesions
         pair = [i for i, e in enumerate(exposures) if abs(e.mean_angle_deg) > 1.0][-2:]
         if len(pair) == 2:
@@ -150,6 +154,9 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     elif len(angles) >= 3:  # tomosynthesis: reconstruct slices and find the lesions in focus
         voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
         recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm, i0=i0)
+        if opts.projection_sop == "breast-projection":  # the For Presentation projections start from these
+            lines_all = line_integrals(raw, flat=flat, dark=dark, i0=None if flat is not None else i0,
+                                       clip_negative=True)
         say("reconstruction", 2, 3)
         findings = analysis.find_lesions(recon, lesions)
     say("reconstruction", 3, 3)
@@ -168,7 +175,8 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     acq = AcquireResult(out=out, exam=result, header=header, exposures=exposures, findings=findings, dose=dose,
                         recon=recon, mtf=mtf, stereo=stereo, timings_s=timings, files=files,
                         exam_mgd_mgy=dose_all.total_mgd_mgy, normalisation=normalisation, dose_all=dose_all,
-                        scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout))
+                        scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout),
+                        line_integrals=lines_all)
     acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)
     timings["outputs"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0

@@ -47,6 +47,7 @@ class AcquireResult:
     dose_all: analysis.DoseSummary | None = None  # every exposure made, in exam-record order (scout included)
     study: Any = None  # the StudyInfo the outputs were written with
     forces_n: list[float] = field(default_factory=list)  # force during each stored exposure's window, N
+    line_integrals: np.ndarray | None = None  # ln(I0 / (I - dark)) of each projection (tomosynthesis sweeps)
 
     @property
     def scan_time_s(self) -> float:

@@ -22,7 +22,13 @@ from crescent.outputs import (
     write_report,
     write_tomo_dicom,
 )
-from crescent.outputs.dicom import exposure_values
+from crescent.outputs.dicom import MG_FOR_PROCESSING_SOP_CLASS, exposure_values
+from crescent.outputs.dicom_projection import (
+    BREAST_PROJECTION_PROCESSING_SOP_CLASS,
+    breast_projection_uid,
+    presentation_frames,
+    write_breast_projection_dicom,
+)
 from crescent.outputs.dose_sr import IrradiationEvent, write_dose_sr
 from crescent.outputs.study import DEFAULT_STUDY_DATETIME, VIRTUAL_EPOCH_S
 from crescent.outputs.verdict import mgd_verdict, mtf_verdict, stereo_verdict
@@ -80,6 +86,16 @@ def exposure_forces(timeline: Timeline, exposures: list, default_n: float) -> li
     return out
 
 
+#: File names of the projection objects in ``dicom/`` (README output table).
+PROCESSING_FILE = "projections_for_processing.dcm"
+PRESENTATION_FILE = "projections_for_presentation.dcm"
+
+
+def event_uid(study: StudyInfo, role: str) -> str:
+    """Irradiation Event UID of one exposure: the same in the dose SR and the projection object."""
+    return study.uid("irradiation-event", role)
+
+
 def dose_events(acq: AcquireResult, study: StudyInfo, timeline: Timeline) -> list[IrradiationEvent]:
     """Every exposure made (AEC scout included) as a dose-report irradiation event."""
     rec = acq.exam.record
@@ -97,7 +113,7 @@ def dose_events(acq: AcquireResult, study: StudyInfo, timeline: Timeline) -> lis
             exposure_uas=v["uas"], angle_deg=study.gantry_rotation_deg + e.mean_angle_deg,
             entrance_air_kerma_mgy=k, mgd_mgy=g, thickness_mm=acq.header.compressed_thickness_mm, force_n=f,
             anode_filter=e.anode_filter, hvl_mm_al=dose.hvl_mm_al, focal_spot_mm=e.focal_spot_mm, scout=e.is_scout,
-            uid_role=f"{n}-{e.index}-{e.frame_id}-{int(e.is_scout)}"))
+            uid_role=f"{n}-{e.index}-{e.frame_id}-{int(e.is_scout)}", exposure_index=e.index, frame_id=e.frame_id))
     return out
 
 
@@ -113,13 +129,31 @@ def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts:
     acq.forces_n = forces
     dicom_dir = out / "dicom"
     dicom_dir.mkdir(exist_ok=True)
-    for i, (image, exposure) in enumerate(zip(raw, acq.exposures)):
-        files.append(write_projection_dicom(
-            dicom_dir / f"proj_{i:03d}.dcm", image, exposure, header, study,
-            entrance_dose_mgy=acq.dose.air_kerma_mgy[i], mgd_mgy=acq.dose.mgd_mgy[i], instance_number=i + 1,
-            half_value_layer_mm_al=acq.dose.hvl_mm_al, compression_force_n=forces[i], aec=aec,
-        ))
-    files.append(write_dose_sr(dicom_dir / "dose_sr.dcm", study, dose_events(acq, study, timeline),
+    events = dose_events(acq, study, timeline)
+    # a tomosynthesis sweep goes into Breast Projection objects unless the older form was asked for
+    multi = opts.projection_sop == "breast-projection" and acq.recon is not None and acq.line_integrals is not None
+    if multi:
+        roles = {(ev.exposure_index, ev.frame_id): ev.uid_role for ev in events if not ev.scout}
+        uids = [event_uid(study, roles[(e.index, e.frame_id)]) if (e.index, e.frame_id) in roles
+                else event_uid(study, f"projection-{e.index}-{e.frame_id}") for e in acq.exposures]
+        common: dict[str, Any] = dict(entrance_dose_mgy=acq.dose.air_kerma_mgy, mgd_mgy=acq.dose.mgd_mgy,
+                                      half_value_layer_mm_al=acq.dose.hvl_mm_al, forces_n=forces, aec=aec,
+                                      irradiation_event_uids=uids)
+        files.append(write_breast_projection_dicom(dicom_dir / PROCESSING_FILE, raw, acq.exposures, header, study,
+                                                   **common))
+        files.append(write_breast_projection_dicom(
+            dicom_dir / PRESENTATION_FILE, presentation_frames(acq.line_integrals), acq.exposures, header, study,
+            presentation=True, processing_note=f"I0 from the {acq.normalisation}", **common))
+        source_class, source_uids = BREAST_PROJECTION_PROCESSING_SOP_CLASS, [breast_projection_uid(study, False)]
+    else:
+        for i, (image, exposure) in enumerate(zip(raw, acq.exposures)):
+            files.append(write_projection_dicom(
+                dicom_dir / f"proj_{i:03d}.dcm", image, exposure, header, study,
+                entrance_dose_mgy=acq.dose.air_kerma_mgy[i], mgd_mgy=acq.dose.mgd_mgy[i], instance_number=i + 1,
+                half_value_layer_mm_al=acq.dose.hvl_mm_al, compression_force_n=forces[i], aec=aec,
+            ))
+        source_class, source_uids = MG_FOR_PROCESSING_SOP_CLASS, None  # one per projection, numbered 1..n
+    files.append(write_dose_sr(dicom_dir / "dose_sr.dcm", study, events,
                                completed=acq.exam.record.status == "complete"))
     pitch = header.geometry.detector.pitch_mm
     if acq.recon is None:  # a 2D view or a stereo pair: projections only
@@ -129,7 +163,7 @@ def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts:
         files.append(write_tomo_dicom(dicom_dir / "tomo.dcm", acq.recon.volume, grid, header, study,
                                       mgd_mgy=acq.exam_mgd_mgy, half_value_layer_mm_al=acq.dose.hvl_mm_al,
                                       forces_n=forces, entrance_dose_mgy=float(sum(acq.dose.air_kerma_mgy)),
-                                      aec=aec))
+                                      aec=aec, source_sop_class=source_class, source_uids=source_uids))
         files += write_numpy_outputs(out / "arrays", images=raw, exposures=acq.exposures, pitch_mm=pitch,
                                      volume=acq.recon.volume, z_mm=list(grid.z_mm), voxel_mm=grid.voxel_mm,
                                      x0_mm=grid.x_min_mm + 0.5 * grid.voxel_mm, y0_mm=grid.y_min_mm + 0.5 * grid.voxel_mm)

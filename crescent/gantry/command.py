@@ -24,6 +24,8 @@ import sys
 import threading
 from typing import Any
 
+from crescent.exit_codes import EXIT_INPUT, EXIT_OK
+
 log = logging.getLogger("crescent.gantry")
 
 
@@ -64,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         faults = load_faults(args.faults)
     except (OSError, ValueError) as exc:
         print(f"crescent gantry: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
@@ -84,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
               event_log=None if args.event_log in ("none", "") else args.event_log,
               on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port,
               data_host=args.data_host)
-    except OSError as exc:
+    except OSError as exc:  # the port or socket cannot be opened: bad input, as for every command
         print(f"crescent gantry: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_INPUT
     log.info("stopped")
-    return 0
+    return EXIT_OK

@@ -60,6 +60,8 @@ class IrradiationEvent:
     rotation, degrees), entrance_air_kerma_mgy (incident air kerma at the breast entrance, mGy),
     mgd_mgy (mean glandular dose, mGy), thickness_mm (compressed breast, mm), force_n (N),
     anode_filter (e.g. ``"W/Rh"``), hvl_mm_al (mm Al), scout: the AEC pre-exposure.
+    uid_role: the Irradiation Event UID is ``study.uid("irradiation-event", uid_role)`` (the projection
+    objects repeat it per frame); exposure_index, frame_id: the exposure record's (-1: unknown).
     """
 
     started: datetime
@@ -77,6 +79,8 @@ class IrradiationEvent:
     focal_spot_mm: float
     scout: bool = False
     uid_role: str = ""
+    exposure_index: int = -1
+    frame_id: int = -1
 
 
 def _item(rel: str | None, value_type: str, concept: Code) -> Dataset:

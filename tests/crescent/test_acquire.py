@@ -39,7 +39,9 @@ def test_every_output_exists(default_run: Path) -> None:
     for rel in ("exam/audit.jsonl", "exam/exam_record.json", "capture.pcap", "report.html", "dicom/tomo.dcm",
                 "gantry/device-events.jsonl"):
         assert (default_run / rel).stat().st_size > 0, rel
-    assert len(list((default_run / "dicom").glob("proj_*.dcm"))) == n
+    assert not list((default_run / "dicom").glob("proj_*.dcm"))  # the default: one Breast Projection object
+    for name in ("projections_for_processing.dcm", "projections_for_presentation.dcm"):
+        assert (default_run / "dicom" / name).stat().st_size > 0, name
     assert len(list((default_run / "exam" / "projections").glob("proj_*.npy"))) == n
     arrays = list((default_run / "arrays").iterdir())
     assert any(p.suffix == ".tif" for p in arrays) and any(p.suffix == ".npy" for p in arrays)
@@ -47,13 +49,13 @@ def test_every_output_exists(default_run: Path) -> None:
 
 def test_dicom_reads_back_and_matches_the_projections(default_run: Path) -> None:
     record = json.loads((default_run / "exam" / "exam_record.json").read_text())
+    ds = pydicom.dcmread(default_run / "dicom" / "projections_for_processing.dcm")
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.13.1.5"  # Breast Projection X-Ray, For Processing
     for i, rel in enumerate(record["image_paths"]):
-        ds = pydicom.dcmread(default_run / "dicom" / f"proj_{i:03d}.dcm")
-        assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.1.2.1"  # Digital Mammography X-Ray, For Processing
-        assert np.array_equal(ds.pixel_array, np.load(default_run / "exam" / rel))
+        assert np.array_equal(ds.pixel_array[i], np.load(default_run / "exam" / rel))
         exp = record["header"]["projections"][i]["exposure"]
-        assert float(ds.PositionerPrimaryAngle) == pytest.approx(
-            0.5 * (exp["angle_start_deg"] + exp["angle_end_deg"]), abs=1e-3)
+        angle = ds.PerFrameFunctionalGroupsSequence[i].PositionerPositionSequence[0].PositionerPrimaryAngle
+        assert float(angle) == pytest.approx(0.5 * (exp["angle_start_deg"] + exp["angle_end_deg"]), abs=1e-3)
     tomo = pydicom.dcmread(default_run / "dicom" / "tomo.dcm")
     assert tomo.SOPClassUID == "1.2.840.10008.5.1.4.1.1.13.1.3"  # Breast Tomosynthesis Image
     assert int(tomo.NumberOfFrames) == tomo.pixel_array.shape[0] > 10
@@ -62,7 +64,8 @@ def test_dicom_reads_back_and_matches_the_projections(default_run: Path) -> None
 
 @pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dicom3tools (dciodvfy) not installed")
 def test_dicom_passes_dciodvfy(default_run: Path) -> None:
-    for path in [default_run / "dicom" / "tomo.dcm", *sorted((default_run / "dicom").glob("proj_*.dcm"))[:3]]:
+    for path in [default_run / "dicom" / n for n in ("tomo.dcm", "projections_for_processing.dcm",
+                                                         "projections_for_presentation.dcm")]:
         res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True)
         errors = [line for line in (res.stdout + res.stderr).splitlines() if line.startswith("Error")]
         assert not errors, f"{path.name}: {errors}"

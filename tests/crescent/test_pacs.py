@@ -205,7 +205,7 @@ def test_exam_network_discontinues_an_unfinished_exam(tmp_path: Path, status: st
     from types import SimpleNamespace
 
     from crescent.acquire.options import AcquireOptions
-    from crescent.pacs.workflow import ExamNetwork
+    from crescent.acquire.network import ExamNetwork
     from orthanc import MppsScp
 
     scp = MppsScp()
@@ -226,7 +226,7 @@ def test_exam_network_discontinues_an_unfinished_exam(tmp_path: Path, status: st
 
 def test_exam_network_mpps_down_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     from crescent.acquire.options import AcquireOptions
-    from crescent.pacs.workflow import ExamNetwork
+    from crescent.acquire.network import ExamNetwork
 
     port = free_port()
     net = ExamNetwork(AcquireOptions(exam="ffdm-cc", out=tmp_path, mpps=f"RIS@127.0.0.1:{port}"), lambda m: None)
