@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-timeout", type=float, default=None, metavar="S",
                    help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
     p.add_argument("--watchdog-ms", type=int, default=None, metavar="MS",
-                   help="device watchdog to ask for with --port (default 2000 ms)")
+                   help="device watchdog to ask for with --port (default 500 ms)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     p.set_defaults(func=_cmd)
 

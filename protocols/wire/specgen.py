@@ -372,6 +372,13 @@ received no valid frame for the watchdog timeout declares the peer lost. **The d
 SAFE_HOLD within 100 ms: motion stopped, any exposure terminated, the plan disarmed**; a host
 reports the loss to its user. HELLO sets the device's watchdog timeout for the session.
 
+The watchdog is judged on when frames **arrived** at the device (the time its receiver took them off
+the line), not on when its control loop got round to processing them: a device that was late itself
+never declares a live host lost. A device that cannot keep real time (its control loop has fallen
+behind the wall clock by more than 250 ms) reports FAULT `REALTIME_OVERRUN` (detail = lag in ms),
+latched (X-rays off, motion braked, state FAULT) if motion, an armed plan or an exposure was under
+way, otherwise not latched. Every host path of this project asks for a 500 ms watchdog.
+
 ### 2.4 Timing constants (defaults)
 
 | constant | value | note |
