@@ -374,10 +374,11 @@ reports the loss to its user. HELLO sets the device's watchdog timeout for the s
 
 The watchdog is judged on when frames **arrived** at the device (the time its receiver took them off
 the line), not on when its control loop got round to processing them: a device that was late itself
-never declares a live host lost. A device that cannot keep real time (its control loop has fallen
-behind the wall clock by more than 250 ms) reports FAULT `REALTIME_OVERRUN` (detail = lag in ms),
-latched (X-rays off, motion braked, state FAULT) if motion, an armed plan or an exposure was under
-way, otherwise not latched. Every host path of this project asks for a 500 ms watchdog.
+never declares a live host lost. A device that cannot keep real time reports FAULT
+`REALTIME_OVERRUN` (detail = lag in ms): not latched when its control loop has fallen behind the
+wall clock by more than 250 ms (a host notes it and goes on); latched (X-rays off, motion braked,
+state FAULT) when the lag passes 1 s while motion, an armed plan or an exposure is under way. Every
+host path of this project asks for a 500 ms watchdog.
 
 ### 2.4 Timing constants (defaults)
 

@@ -777,18 +777,18 @@ class Gantry:
             self._release(M.Release.ID)
 
     # ================================================================ real-time hooks (simulator.gantry.realtime)
-    def realtime_overrun(self, lag_s: float) -> None:
+    def realtime_overrun(self, lag_s: float, latch: bool = False) -> None:
         """The control loop fell ``lag_s`` seconds behind the wall clock: report REALTIME_OVERRUN.
 
-        Latched (X-rays off, arm braked, FAULT state) if a sweep, motion or armed plan was under way,
-        since their timing was not kept; otherwise a non-latched FAULT event. Never a watchdog trip:
-        the link judges the host on the arrival time of its frames.
+        With ``latch``, latched (X-rays off, arm braked, FAULT state) if a sweep, motion or armed plan
+        was under way, since their timing was not kept; otherwise a non-latched FAULT event (detail =
+        lag, ms). Never a watchdog trip: the link judges the host on the arrival time of its frames.
         """
         code = int(FaultCode.REALTIME_OVERRUN)
         lag_ms = int(round(lag_s * 1000.0))
         self.log.write(self.now_us(), "overrun", lag_ms=lag_ms)
         text = f"control loop {lag_ms} ms behind real time"
-        if self.state in (int(S.BUSY), int(S.ARMED), int(S.EXPOSING)):
+        if latch and self.state in (int(S.BUSY), int(S.ARMED), int(S.EXPOSING)):
             self._latch(code, lag_ms, text)
         else:
             self._fault_event(code, 0, lag_ms, text)

@@ -13,9 +13,9 @@ peer watchdog is judged on when the host's frames ARRIVED, never on when a late 
 them: a stalled device never calls a live host lost.
 
 Overrun: a monitor compares device time with the wall clock; when the loop has fallen behind by
-more than :data:`OVERRUN_LIMIT_S` it reports FAULT ``REALTIME_OVERRUN`` (latched if the arm,
-paddle or X-rays were under way, since their timing was not kept; see
-:meth:`simulator.gantry.firmware.Gantry.realtime_overrun`), once per episode.
+more than :data:`OVERRUN_LIMIT_S` it reports FAULT ``REALTIME_OVERRUN`` (not latched: a host notes
+it and goes on), and beyond :data:`OVERRUN_LATCH_S` latched if the arm, paddle or X-rays were under
+way (see :meth:`simulator.gantry.firmware.Gantry.realtime_overrun`); once per episode.
 
 Parent death (``exit_with_parent``): the gantry child of ``crescent acquire`` watches its parent;
 when it dies the gantry keeps running until it is safe (the watchdog has stopped X-rays and motion
@@ -53,13 +53,17 @@ from simulator.gantry.data_server import FrameServer
 from simulator.gantry.faults import FaultPlan
 from simulator.gantry.firmware import Gantry
 from simulator.gantry.render_worker import RENDER_THREADS, RenderPool
+from simulator.gantry.uart import UartChannel
 from simulator.gantry.virtual import build_gantry
 
-__all__ = ["OVERRUN_LIMIT_S", "PARENT_EXIT_GRACE_S", "RENDER_THREADS", "RenderPool", "serve"]
+__all__ = ["ArrivalFeed", "OVERRUN_LATCH_S", "OVERRUN_LIMIT_S", "PARENT_EXIT_GRACE_S", "RENDER_THREADS", "RenderPool", "serve"]
 
-#: The control loop may lag the wall clock by this much before the device reports REALTIME_OVERRUN, s.
-#: Half the shortest watchdog a host asks for (500 ms): beyond it the device's timing is no longer honest.
+#: The control loop may lag the wall clock by this much before the device reports REALTIME_OVERRUN
+#: (not latched), s: half the shortest watchdog a host asks for (500 ms).
 OVERRUN_LIMIT_S = 0.25
+#: A lag beyond this while the arm, paddle or X-rays are under way latches REALTIME_OVERRUN, s: the
+#: device reacted to its inputs later than two watchdog periods, so its motion and exposure timing are void.
+OVERRUN_LATCH_S = 1.0
 #: After its parent died, the longest the gantry waits for its safe state before exiting anyway, s.
 PARENT_EXIT_GRACE_S = 30.0
 
@@ -184,6 +188,45 @@ class _TcpPort:
         self.server.close()
 
 
+class ArrivalFeed:
+    """Chunks an I/O thread read (``inbox`` of ``(time.monotonic(), bytes)``), fed to the device's link at
+    their arrival times.
+
+    :meth:`feed_arrived` feeds, in order, every chunk whose arrival (``to_device_time(mono)``) is not
+    later than the device's present (``now()``), each stamped with its own arrival time, through
+    ``rx.arrive_stamped`` (line faults apply). The gantry calls it every poll and, through
+    ``SimLinkDriver.before_tick``, before every link timer: so when a late control loop reaches the
+    watchdog deadline, the host's frames that arrived before it have already been counted.
+    """
+
+    def __init__(self, rx: UartChannel, now: Callable[[], float], to_device_time: Callable[[float], float],
+                 inbox: queue.Queue[Chunk] | None = None) -> None:
+        self.rx = rx
+        self.now = now
+        self.to_device_time = to_device_time
+        self.inbox: queue.Queue[Chunk] = inbox if inbox is not None else queue.Queue()
+        self._held: list[tuple[float, bytes]] = []
+
+    def feed_arrived(self) -> None:
+        while True:
+            try:
+                mono, data = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._held.append((self.to_device_time(mono), data))
+        if not self._held:
+            return
+        now = self.now()
+        n = 0
+        for at, data in self._held:
+            if at > now:
+                break
+            n += 1
+        ready, self._held = self._held[:n], self._held[n:]
+        for at, data in ready:
+            self.rx.arrive_stamped(data, at)
+
+
 def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: int = 0, bind: str = "127.0.0.1",
           seed: int = 0, faults: FaultPlan | None = None, data_dir: str | Path | None = None,
           event_log: str | Path | None = "auto", on_listening: Callable[[str], None] = print,
@@ -222,45 +265,28 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     inbox: queue.Queue[Chunk] = queue.Queue()
     reader = threading.Thread(target=io_port.read_loop, args=(inbox, stop), daemon=True)
     reader.start()
-    rx = gantry.line.rx  # the device's receive channel: line faults still apply, no UART delay added
-    held: list[Chunk] = []  # read, but stamped later than the loop's present
 
     def device_time(mono: float) -> float:
         return env.env_start + (mono - env.real_start) / env.factor
 
-    def feed_arrived() -> None:
-        """Feed every chunk that arrived up to now, each at its own arrival time."""
-        while True:
-            try:
-                held.append(inbox.get_nowait())
-            except queue.Empty:
-                break
-        if not held:
-            return
-        now = env.now
-        n = 0
-        for mono, data in held:
-            at = device_time(mono)
-            if at > now:
-                break
-            rx.arrive_stamped(data, at)
-            n += 1
-        del held[:n]
-
-    gantry._driver.before_tick = feed_arrived
-    overrun = {"active": False, "max_lag_s": 0.0}
+    feed = ArrivalFeed(gantry.line.rx, lambda: env.now, device_time, inbox)
+    gantry._driver.before_tick = feed.feed_arrived
+    overrun = {"level": 0, "max_lag_s": 0.0}
 
     def pump_in() -> Generator[simpy.Event, None, None]:
         while True:
             yield env.timeout(poll_s)
-            feed_arrived()
+            feed.feed_arrived()
             lag = device_time(time.monotonic()) - env.now
             overrun["max_lag_s"] = max(overrun["max_lag_s"], lag)
-            if lag > OVERRUN_LIMIT_S and not overrun["active"]:
-                overrun["active"] = True
-                gantry.realtime_overrun(lag)
+            if lag > OVERRUN_LIMIT_S and overrun["level"] < 1:
+                overrun["level"] = 1
+                gantry.realtime_overrun(lag, latch=False)
+            if lag > OVERRUN_LATCH_S and overrun["level"] < 2:
+                overrun["level"] = 2
+                gantry.realtime_overrun(lag, latch=True)
             elif lag < OVERRUN_LIMIT_S / 2:
-                overrun["active"] = False
+                overrun["level"] = 0  # caught up: the next episode is reported again
 
     def pump_out() -> Generator[simpy.Event, None, None]:
         while True:
@@ -271,6 +297,9 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     env.process(pump_out())
     on_listening(io_port.where)
     log.info("data channel %s; event log %s", gantry.detector.data_channel, gantry.log.path)
+    import protocols.exams.motion  # noqa: F401  (imported by HOME: not on the loop's time)
+
+    env.sync()  # device time 0 = now: the set-up above is not a lag of the control loop
     orphaned_at: float | None = None
     try:
         while not stop.is_set():
