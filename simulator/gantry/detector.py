@@ -164,13 +164,13 @@ class Detector:
         return (self.geometry.model_dump_json(), self.phantom_cfg.model_dump_json(), self.cfg.model_dump_json(),
                 self.seed, round(float(thickness_mm), 2))
 
-    def prepare(self, thickness_mm: float, anode_filter: str | None = None, kvp: float | None = None) -> None:
-        """Real time: have the render worker build the phantom at ``thickness_mm`` (mm) and the spectrum of
-        ``anode_filter`` at ``kvp`` (kV) now, before the first exposure needs them (no-op in virtual time)."""
+    def prepare(self, thickness_mm: float, anode_filter: str | None = None, kvps: tuple[float, ...] = ()) -> None:
+        """Real time: have the render worker build the phantom at ``thickness_mm`` (mm) and the spectra of
+        ``anode_filter`` at each of ``kvps`` (kV) now, before the first exposure needs them (no-op in virtual time)."""
         if self.executor is None or not hasattr(self.executor, "prepare"):
             return
-        kv = None if kvp is None else min(max(float(kvp), KV_RENDER_MIN), KV_RENDER_MAX)
-        self.executor.prepare(*self._job_args(thickness_mm), anode_filter, kv)
+        kvs = tuple(sorted({min(max(float(k), KV_RENDER_MIN), KV_RENDER_MAX) for k in kvps}))
+        self.executor.prepare(*self._job_args(thickness_mm), anode_filter, kvs)
 
 
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
@@ -221,10 +221,11 @@ def render_to_file_job(geometry_json: str, phantom_json: str, detector_json: str
 
 
 def prepare_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
-                anode_filter: str | None = None, kvp: float | None = None) -> None:
-    """Worker: build (and cache) the imager at ``thickness_mm`` and the beam spectrum of the plan's kV."""
-    im = _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
-    if anode_filter is not None and kvp is not None:
+                anode_filter: str | None = None, kvps: tuple[float, ...] = ()) -> None:
+    """Worker: build (and cache) the imager at ``thickness_mm`` and the beam spectra at ``kvps`` (kV)."""
+    _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
+    if anode_filter is not None:
         from physics.spectra import beam_spectrum
 
-        beam_spectrum(anode_filter, kvp)
+        for kv in kvps:
+            beam_spectrum(anode_filter, kv)

@@ -803,10 +803,19 @@ class Gantry:
         return quiet and unsupervised and self.state in (int(S.BOOT), int(S.IDLE), int(S.SAFE_HOLD), int(S.FAULT))
 
     def _prepare_imaging(self, plan: ArmedPlan | None = None) -> None:
-        """Real time: let the render worker build the phantom (and the plan's spectrum) before the first exposure."""
-        kv = plan.kv[0] if plan is not None and len(plan.kv) else None
+        """Real time: let the render worker build the phantom, and the spectra of the kV this generator will
+        deliver for the plan (set kV x rise deficit, +-2 sigma of its noise), before the first exposure."""
+        from simulator.gantry.generator import mean_rise_factor
+
+        kvs: set[float] = set()
         af = plan.anode_filter if plan is not None else None
-        self.detector.prepare(self.paddle.breast_thickness_mm(), af, kv)
+        if plan is not None:
+            g = self.cfg.generator
+            for kv, pulse in zip(plan.kv, plan.pulse_s):
+                mean = kv * self.generator.kv_factor * mean_rise_factor(pulse, g.kv_rise_time_ms / 1000.0)
+                sigma = 0.1 * g.kv_ripple_percent / 100.0 * kv
+                kvs.update(round(mean + d * sigma, 1) for d in (-2.0, 0.0, 2.0))
+        self.detector.prepare(self.paddle.breast_thickness_mm(), af, tuple(sorted(kvs)))
 
     def _device_reset(self) -> None:
         plan = self.armed

@@ -21,9 +21,9 @@ Determinism: the worker calls the same :func:`simulator.gantry.detector.render_i
 as the in-process (virtual-time) path; noise depends only on ``(seed, frame_id)``, so
 a worker-rendered frame equals the in-process one bit for bit.
 
-The worker runs numba with :data:`RENDER_THREADS` thread(s) so that on a 2-core
-machine a core stays free for the real-time loop, and asks the kernel to kill it
-when the gantry process dies (Linux ``PR_SET_PDEATHSIG``).
+The worker runs numba on every core at a lower priority (:data:`RENDER_NICE`), so the
+real-time loop preempts it whenever it wakes, and asks the kernel to kill it when the
+gantry process dies (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-#: Numba threads of the render worker: one, so that on a 2-core machine a core stays free for the
-#: firmware's real-time loop (and a host on the same machine); a render is slower, the link never stalls.
-RENDER_THREADS = 1
+#: Numba threads of the render worker: every core. The control loop keeps its period by priority,
+#: not by a core kept idle: the worker runs at a lower priority (:data:`RENDER_NICE`), so the loop
+#: (which sleeps between its 1 ms polls) preempts it whenever it wakes.
+RENDER_THREADS = max(1, os.cpu_count() or 1)
+#: Niceness added to the render worker (Linux/Unix): the real-time loop and a host on the same machine
+#: come first; images take the CPU time they leave.
+RENDER_NICE = 5
 
 
 class _Result:
@@ -78,21 +82,25 @@ class RenderPool:
             self.submit(prepare_job, *args)
 
     def warm_up(self, config: Any, seed: int) -> _Result:
-        """Render a tiny throw-away frame so numba compiles before the first exam.
+        """Render a tiny throw-away frame of the configured phantom so numba compiles (or loads its cache)
+        before the first exam, phantom generation included.
 
-        Cheap on purpose (16 x 20 pixels, open field): kernels compile per type, not per size.
+        Cheap on purpose (16 x 20 pixels): kernels compile per type, not per size.
         """
         from protocols.geometry import DetectorGeometry
         from protocols.records import ExposureRecord
         from simulator.gantry.config import PhantomConfig
         from simulator.gantry.detector import render_job
 
+
         tiny = config.geometry.model_copy(update={"detector": DetectorGeometry(native_pitch_mm=0.05, binning=8,
                                                                                rows=16, cols=20)})
         rec = ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=-0.2, angle_end_deg=0.2,
                              kvp=29.0, mas=1.0, anode_filter=config.limits.anode_filters[0], window_start_s=0.0,
                              window_end_s=0.05)
-        return self.submit(render_job, tiny.model_dump_json(), PhantomConfig(name="uniform").model_dump_json(),
+        self.submit(render_job, tiny.model_dump_json(), PhantomConfig(name="uniform").model_dump_json(),
+                    config.detector.model_dump_json(), seed, 40.0, rec.model_dump_json())
+        return self.submit(render_job, tiny.model_dump_json(), config.phantom.model_dump_json(),
                            config.detector.model_dump_json(), seed, 40.0, rec.model_dump_json())
 
     def terminate(self) -> None:
@@ -103,6 +111,10 @@ class RenderPool:
 def _init_worker() -> None:
     """Pool initializer: limit numba's threads, and die with the gantry process."""
     os.environ["NUMBA_NUM_THREADS"] = str(RENDER_THREADS)  # read when numba is first imported here
+    try:
+        os.nice(RENDER_NICE)
+    except (AttributeError, OSError):
+        pass
     die_with_parent(signal.SIGTERM)
 
 
