@@ -58,6 +58,8 @@ class Host:
         self.events: list[tuple[float, M.Message]] = []
         self.telemetry: list[float] = []
         self.answers: dict[int, tuple[float, M.Message | None]] = {}
+        self._last_pump = time.monotonic()
+        self.max_pump_gap_s = 0.0  # the host's own stalls (a starved host looks like a lost one)
 
     def now(self) -> float:
         return time.monotonic() - self.t0
@@ -65,6 +67,8 @@ class Host:
     def pump(self) -> None:
         data = self.port.read(4096)
         now = self.now()
+        self.max_pump_gap_s = max(self.max_pump_gap_s, time.monotonic() - self._last_pump)
+        self._last_pump = time.monotonic()
         if data:
             self.link.receive(data, now)
         self.link.tick(now)
@@ -115,8 +119,12 @@ class Host:
             self.pump()
 
 
+HOST: list[Host] = []
+
+
 def run_exam(url: str, projections: int) -> dict:
     h = Host(url)
+    HOST[:] = [h]
     h.request(hello(watchdog_timeout_ms=500))
     h.request(M.Home())
     h.wait(lambda m: m.NAME == "MOTION_DONE")
@@ -160,7 +168,8 @@ def run_exam(url: str, projections: int) -> dict:
     err_ms = np.abs(tel - TELEMETRY_PERIOD_S) * 1000.0
     sweep_lat = np.array([v for f, v in lat.items() if f != scout_id])
     return {"period_err_ms": err_ms, "image_lat_s": sweep_lat, "scout_lat_s": lat[scout_id],
-            "exam_s": exam_s, "timeline_s": timeline, "telemetry_frames": len(h.telemetry)}
+            "exam_s": exam_s, "timeline_s": timeline, "telemetry_frames": len(h.telemetry),
+            "host_gap_s": h.max_pump_gap_s}
 
 
 def one_run(hog_s: float, projections: int) -> dict:
@@ -174,7 +183,11 @@ def one_run(hog_s: float, projections: int) -> dict:
         if hog_s > 0:
             hog = multiprocessing.get_context("spawn").Process(target=_hog, args=(hog_s,), daemon=True)
             hog.start()
-        res = run_exam(url, projections)
+        try:
+            res = run_exam(url, projections)
+        except TimeoutError as exc:
+            raise SystemExit(f"exam did not complete ({exc}); bench host's longest stall "
+                             f"{HOST[0].max_pump_gap_s * 1000:.0f} ms; device log: {tmp / 'device-events.jsonl'}") from exc
     finally:
         if hog is not None:
             hog.terminate()
@@ -200,7 +213,7 @@ def report(name: str, r: dict) -> None:
     print(f"exam compression->release {r['exam_s']:.2f} s vs timeline {r['timeline_s']:.2f} s: x{ratio:.2f}   "
           f"target <= 1.2: {ok(ratio <= 1.2)}")
     print(f"device: REALTIME_OVERRUN {r['overruns'] or 'none'}; peer_lost {r['peer_lost']} (target 0): "
-          f"{ok(r['peer_lost'] == 0)}")
+          f"{ok(r['peer_lost'] == 0)}; bench host's longest stall {r['host_gap_s'] * 1000:.0f} ms")
 
 
 def main() -> None:

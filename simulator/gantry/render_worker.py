@@ -41,7 +41,7 @@ from typing import Any
 RENDER_THREADS = max(1, os.cpu_count() or 1)
 #: Niceness added to the render worker (Linux/Unix): the real-time loop and a host on the same machine
 #: come first; images take the CPU time they leave.
-RENDER_NICE = 5
+RENDER_NICE = 2
 
 
 class _Result:
