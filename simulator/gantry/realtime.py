@@ -6,7 +6,9 @@ never drifts. Images are formed in a separate worker process
 (:mod:`simulator.gantry.render_worker`) that also writes the frame files, so the control loop
 keeps its period (telemetry, heartbeats, the sweep) while the physics runs.
 
-Input: an I/O thread reads the port and stamps every chunk with the monotonic time it was read.
+Input: an I/O thread reads the port and stamps every chunk with the monotonic time it was read
+(if the thread itself was not running for a while, the frames it then finds are stamped evenly
+across that blind interval: :func:`stamp_chunk`).
 The loop feeds each chunk to the link at that arrival time (converted to device time), every
 ``poll_s`` and, crucially, just before any link timer runs (``SimLinkDriver.before_tick``), so the
 peer watchdog is judged on when the host's frames ARRIVED, never on when a late loop got round to
@@ -33,6 +35,7 @@ directory and event log for ``crescent exam recover``.
 
 from __future__ import annotations
 
+import collections
 import logging
 import os
 import queue
@@ -73,6 +76,30 @@ Chunk = tuple[float, bytes]
 log = logging.getLogger("crescent.gantry")
 
 
+#: The I/O thread polls at least this often; a longer gap between its polls means this process was
+#: not running (starved by the OS, or the GIL), s.
+BLIND_GAP_S = 0.1
+
+
+def stamp_chunk(data: bytes, last_poll: float, now: float, blind_gap_s: float = BLIND_GAP_S) -> list[Chunk]:
+    """Arrival stamps for ``data`` read at ``now`` by an I/O thread whose previous poll was at ``last_poll``.
+
+    Normally the whole chunk arrived at ``now``. If the thread itself was not running for longer than
+    ``blind_gap_s`` (the process was starved), the frames in the chunk arrived at unknown times during
+    that blind interval: they are split at the frame delimiter (0x00) and stamped evenly across
+    ``(last_poll, now]``, so that a host whose heartbeats queued up while the device was blind is not
+    declared lost (a host that was really silent left nothing to read, and is). Monotonic seconds.
+    """
+    if now - last_poll <= blind_gap_s or b"\x00" not in data:
+        return [(now, data)]
+    parts = [p + b"\x00" for p in data.split(b"\x00")]
+    parts[-1] = parts[-1][:-1]
+    if not parts[-1]:
+        parts.pop()
+    n = len(parts)
+    return [(last_poll + (now - last_poll) * (i + 1) / n, p) for i, p in enumerate(parts)]
+
+
 class _PtyPort:
     """Master side of a pseudo-terminal pair."""
 
@@ -88,9 +115,11 @@ class _PtyPort:
         return f"pty {self.path}"
 
     def read_loop(self, out: queue.Queue[Chunk], stop: threading.Event) -> None:
+        last_poll = time.monotonic()
         while not stop.is_set():
             r, _, _ = select.select([self.master], [], [], 0.05)
             if not r:
+                last_poll = time.monotonic()
                 continue
             try:
                 data = os.read(self.master, 4096)
@@ -98,8 +127,11 @@ class _PtyPort:
                 continue
             except OSError:
                 return
+            now = time.monotonic()
             if data:
-                out.put((time.monotonic(), data))
+                for chunk in stamp_chunk(data, last_poll, now):
+                    out.put(chunk)
+            last_poll = now
 
     def write(self, data: bytes) -> None:
         try:
@@ -154,16 +186,21 @@ class _TcpPort:
             threading.Thread(target=self._client_loop, args=(conn, out, stop), daemon=True).start()
 
     def _client_loop(self, conn: socket.socket, out: queue.Queue[Chunk], stop: threading.Event) -> None:
+        last_poll = time.monotonic()
         while not stop.is_set():
             try:
                 data = conn.recv(4096)
             except TimeoutError:
+                last_poll = time.monotonic()
                 continue
             except OSError:
                 break
             if not data:
                 break
-            out.put((time.monotonic(), data))
+            now = time.monotonic()
+            for chunk in stamp_chunk(data, last_poll, now, blind_gap_s=2 * BLIND_GAP_S):  # recv waits 0.1 s
+                out.put(chunk)
+            last_poll = now
         with self._lock:
             if self.client is conn:
                 self.client = None
@@ -272,12 +309,14 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     feed = ArrivalFeed(gantry.line.rx, lambda: env.now, device_time, inbox)
     gantry._driver.before_tick = feed.feed_arrived
     overrun = {"level": 0, "max_lag_s": 0.0}
+    lags: collections.deque[float] = collections.deque(maxlen=500_000)  # loop lag at every poll, s
 
     def pump_in() -> Generator[simpy.Event, None, None]:
         while True:
             yield env.timeout(poll_s)
             feed.feed_arrived()
             lag = device_time(time.monotonic()) - env.now
+            lags.append(lag)
             overrun["max_lag_s"] = max(overrun["max_lag_s"], lag)
             if lag > OVERRUN_LIMIT_S and overrun["level"] < 1:
                 overrun["level"] = 1
@@ -317,6 +356,10 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     finally:
         stop.set()
         gantry.max_lag_s = overrun["max_lag_s"]
+        if lags:  # how late the loop ran its 1 ms polls behind the wall clock (bench_realtime.py reads it)
+            ms = sorted(x * 1000.0 for x in lags)
+            gantry.log.write(gantry.now_us(), "loop_lag", polls=len(ms), p50_ms=round(ms[len(ms) // 2], 3),
+                             p99_ms=round(ms[min(len(ms) - 1, int(len(ms) * 0.99))], 3), max_ms=round(ms[-1], 3))
         reader.join(timeout=1.0)
         io_port.close()
         if frames is not None:

@@ -221,3 +221,28 @@ def test_real_time_stall_with_queued_heartbeats_is_an_overrun_not_a_lost_host(tm
     assert [r for r in recs if r["kind"] == "overrun" and r["lag_ms"] >= OVERRUN_LIMIT_S * 1000]
     assert not [r for r in recs if r["kind"] == "peer_lost"]
     assert not [r for r in recs if r["kind"] == "state" and r["new"] == "SAFE_HOLD"]
+
+
+
+def test_frames_read_after_the_io_thread_was_blind_are_stamped_across_the_blind_interval() -> None:
+    """A starved device process finds the host's queued heartbeats: spread over its blind interval, in order."""
+    from protocols.wire.framing import encode_frame
+    from simulator.gantry.realtime import BLIND_GAP_S, stamp_chunk
+
+    beats = [encode_frame(M.Heartbeat.ID, seq, 0, M.Heartbeat(uptime_ms=seq, state=1).pack()) for seq in range(5)]
+    data = b"".join(beats)
+    # the thread polled on time: one chunk, stamped when read
+    assert stamp_chunk(data, 10.0, 10.0 + BLIND_GAP_S / 2) == [(10.0 + BLIND_GAP_S / 2, data)]
+    # the thread was blind for 0.8 s: the five frames are spread over (10.0, 10.8], last one at 10.8
+    out = stamp_chunk(data, 10.0, 10.8)
+    assert b"".join(p for _, p in out) == data
+    times = [t for t, _ in out]
+    assert times == sorted(times) and 10.0 < times[0] and times[-1] == 10.8
+    ends = [t for t, p in out if p.endswith(b"\x00") and len(p) > 1]  # each frame completes with its own stamp
+    assert len(ends) == 5 and ends[0] < 10.4 and ends[-1] == 10.8
+    # a link fed these pieces hears the host until 10.8, not only from 10.8
+    link = Link(LinkConfig(peer_timeout_s=0.5), initial_seq=1)
+    for t, p in out:
+        link.receive(p, t)
+    assert not [e for e in link.events() if type(e).__name__ == "FrameDropped"]
+    assert link.next_deadline() is not None
