@@ -34,8 +34,9 @@ def _exposures_logged(audit_path) -> int:
     return sum(1 for e in read_audit_log(audit_path).entries if e["kind"] == "exposure" and not e["is_scout"])
 
 
-@pytest.mark.slow
-def test_killed_host_default_options_device_stops_xrays_within_half_a_second(tmp_path) -> None:
+def _kill_mid_sweep(tmp_path) -> PtyGantry:
+    """Run the exam and SIGKILL the host after its second exposure (unless it already ended); the gantry."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     exam_file = tmp_path / "dbt-kill.yaml"
     save_exam(EXAM, exam_file)
     out = tmp_path / "exam"
@@ -45,20 +46,33 @@ def test_killed_host_default_options_device_stops_xrays_within_half_a_second(tmp
                                  "--port", gantry.path, "--out", str(out), "--seed", "4"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert wait_for(lambda: _exposures_logged(out / "audit.jsonl") >= 2 or host.poll() is not None, 120.0)
-        assert host.poll() is None, f"host ended before mid-sweep: {host.communicate()}"
-        os.kill(host.pid, signal.SIGKILL)
-        host.wait()
-        assert wait_for(lambda: any(r.get("trigger") == "WATCHDOG" for r in gantry.records("state")), 30.0)
+        if host.poll() is None:
+            os.kill(host.pid, signal.SIGKILL)
+        host.communicate()
+        assert wait_for(lambda: any(r.get("trigger") == "WATCHDOG" for r in gantry.records("state"))
+                        or not gantry.records("exposure"), 30.0)
     finally:
         gantry.stop()
+    return gantry
+
+
+@pytest.mark.slow
+def test_killed_host_default_options_device_stops_xrays_within_half_a_second(tmp_path) -> None:
+    # The host is killed mid-sweep. On a loaded machine a host starved of CPU for 500 ms may be lost on its
+    # own first: that is the same property (the device's watchdog ends the sweep), checked the same way;
+    # only a run lost before the sweep started is retried.
+    for attempt in range(3):
+        gantry = _kill_mid_sweep(tmp_path / str(attempt))
+        if gantry.records("exposure") and gantry.records("peer_lost"):
+            break
+    else:
+        pytest.fail("the host never reached the sweep in 3 attempts")
     hello = [r for r in gantry.records("command") if r["msg"] == "HELLO"]
     assert hello and all(r["fields"]["watchdog_timeout_ms"] <= 500 for r in hello)
-    lost = gantry.records("peer_lost")
-    assert len(lost) == 1
-    last_host_frame_us = lost[0]["t_us"] - lost[0]["silent_ms"] * 1000.0
-    plan_ids = {r["plan_id"] for r in gantry.records("exposure")}
-    made = [r for r in gantry.records("exposure") if r["plan_id"] == max(plan_ids)]
-    assert 2 <= len(made) < 9  # stopped midway
+    made = gantry.records("exposure")
+    assert 1 <= len(made) < 9  # stopped midway
     starts_us = [r["t_us"] - r["window_s"] * 1e6 for r in made]
-    late = [round((s - last_host_frame_us) / 1000.0, 1) for s in starts_us if s > last_host_frame_us + 500_000]
-    assert not late, f"exposures started {late} ms after the host's last frame"
+    for lost in gantry.records("peer_lost"):
+        last_host_frame_us = lost["t_us"] - lost["silent_ms"] * 1000.0
+        late = [round((s - last_host_frame_us) / 1000.0, 1) for s in starts_us if s > last_host_frame_us + 500_000]
+        assert not late, f"exposures started {late} ms after the host's last frame"
