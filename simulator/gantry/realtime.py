@@ -67,6 +67,10 @@ OVERRUN_LIMIT_S = 0.25
 #: A lag beyond this while the arm, paddle or X-rays are under way latches REALTIME_OVERRUN, s: the
 #: device reacted to its inputs later than two watchdog periods, so its motion and exposure timing are void.
 OVERRUN_LATCH_S = 1.0
+#: Niceness the real-time gantry asks for (lower = sooner on the CPU). Only a privileged process gets a
+#: negative value; otherwise the gantry runs at its inherited priority (logged). Its render worker
+#: sets its own, lower, priority (:data:`simulator.gantry.render_worker.RENDER_NICE`).
+LOOP_NICE = -10
 #: After its parent died, the longest the gantry waits for its safe state before exiting anyway, s.
 PARENT_EXIT_GRACE_S = 30.0
 
@@ -225,6 +229,27 @@ class _TcpPort:
         self.server.close()
 
 
+def _raise_priority() -> None:
+    """Ask for :data:`LOOP_NICE` so the control loop is scheduled before ordinary work, and lock the
+    process's memory (``mlockall``: no page-fault stalls when the machine reclaims memory); no error if
+    either is refused (unprivileged)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        locked = libc.mlockall(1 | 2) == 0  # MCL_CURRENT | MCL_FUTURE
+        log.info("real-time loop memory %s", "locked" if locked else "not locked")
+    except (OSError, AttributeError):
+        pass
+    try:
+        current = os.getpriority(os.PRIO_PROCESS, 0)
+        if current > LOOP_NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, LOOP_NICE)
+        log.info("real-time loop at nice %d", os.getpriority(os.PRIO_PROCESS, 0))
+    except (AttributeError, OSError) as exc:
+        log.info("real-time loop keeps its priority (%s)", exc)
+
+
 class ArrivalFeed:
     """Chunks an I/O thread read (``inbox`` of ``(time.monotonic(), bytes)``), fed to the device's link at
     their arrival times.
@@ -284,6 +309,7 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     """
     stop = stop or threading.Event()
     parent = os.getppid() if exit_with_parent else None
+    _raise_priority()
     # Images render in a worker process (started before any thread) so the firmware never stalls on physics.
     executor = RenderPool()
     env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)

@@ -39,9 +39,10 @@ from typing import Any
 #: not by a core kept idle: the worker runs at a lower priority (:data:`RENDER_NICE`), so the loop
 #: (which sleeps between its 1 ms polls) preempts it whenever it wakes.
 RENDER_THREADS = max(1, os.cpu_count() or 1)
-#: Niceness added to the render worker (Linux/Unix): the real-time loop and a host on the same machine
-#: come first; images take the CPU time they leave.
-RENDER_NICE = 2
+#: Niceness of the render worker (Linux/Unix): ordinary (0), or 2 below the gantry's loop if the loop
+#: could not raise its own priority; the real-time loop comes first, images take the CPU time it leaves
+#: (on a machine shared with other work, a worker below normal priority would starve).
+RENDER_NICE = 0
 
 
 class _Result:
@@ -111,8 +112,8 @@ class RenderPool:
 def _init_worker() -> None:
     """Pool initializer: limit numba's threads, and die with the gantry process."""
     os.environ["NUMBA_NUM_THREADS"] = str(RENDER_THREADS)  # read when numba is first imported here
-    try:
-        os.nice(RENDER_NICE)
+    try:  # below the loop's priority (inherited), and not above normal
+        os.setpriority(os.PRIO_PROCESS, 0, max(RENDER_NICE, os.getpriority(os.PRIO_PROCESS, 0) + 2))
     except (AttributeError, OSError):
         pass
     die_with_parent(signal.SIGTERM)
