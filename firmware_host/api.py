@@ -234,8 +234,9 @@ def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | N
     audit = _SwitchAudit()
     rng = random.Random(seed)
     options = options or ExamOptions()
-    # The host calls the device lost after the same silence the device's watchdog allows the host.
-    link = LinkConfig(peer_timeout_s=options.watchdog_timeout_ms / 1000.0)
+    # The host calls the device lost after device_timeout_ms (never sooner than the device's own watchdog):
+    # a device that falls behind real time for a moment says so (REALTIME_OVERRUN) and is not abandoned.
+    link = LinkConfig(peer_timeout_s=max(options.watchdog_timeout_ms, options.device_timeout_ms) / 1000.0)
     controller = Controller(audit=audit, seed=rng.randrange(2**31), link_config=link)
     controller.tap = _tap_function(tap)  # sees every byte both ways, before the HELLO
     adapter = adapter_factory(controller)

@@ -102,8 +102,15 @@ class ExamOptions(BaseModel):
     reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
     heartbeat_period_ms: int = Field(100, ge=10, le=5000, description="host heartbeat period, ms")
     watchdog_timeout_ms: int = Field(
-        2000, ge=50, le=10000,
-        description="device watchdog asked for in HELLO, ms; the host calls the device lost after the same silence",
+        500, ge=50, le=10000,
+        description="device watchdog asked for in HELLO, ms (500 ms as SPEC's default: an unsupervised device stops "
+                    "X-rays within half a second)",
+    )
+    device_timeout_ms: int = Field(
+        2000, ge=50, le=60000,
+        description="the host calls the device lost after this much silence (at least the watchdog), ms: a device "
+                    "that briefly falls behind real time reports REALTIME_OVERRUN and is not abandoned mid-exam; "
+                    "the device's own watchdog, not this, is what makes it safe",
     )
 
 

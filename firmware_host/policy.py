@@ -69,6 +69,8 @@ RECOVERABLE_FAULTS: dict[int, Action] = {
     int(FaultCode.TELEMETRY_STOP): Action.RETRY,
     int(FaultCode.LINE_FAULT): Action.RETRY,
     int(FaultCode.ENCODER_GLITCH): Action.CONTINUE,
+    # the device's loop fell behind real time; not latched, it still keeps its safety (latched: END)
+    int(FaultCode.REALTIME_OVERRUN): Action.CONTINUE,
     int(FaultCode.NONE): Action.CONTINUE,
 }
 

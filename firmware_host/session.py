@@ -152,7 +152,7 @@ def hello_plan(session_id: int, heartbeat_period_ms: int, watchdog_timeout_ms: i
     return reply
 
 
-def connect_plan(session_id: int, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 1000,
+def connect_plan(session_id: int, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 500,
                  new_session: bool = False) -> Plan:
     """HELLO, GET_INFO, GET_LIMITS (optional), GET_STATUS; returns :class:`SessionInfo`."""
     reply = yield from hello_plan(session_id, heartbeat_period_ms, watchdog_timeout_ms, new_session)

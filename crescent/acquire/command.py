@@ -153,7 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-timeout", type=float, default=None, metavar="S",
                    help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
     p.add_argument("--watchdog-ms", type=int, default=None, metavar="MS",
-                   help="device watchdog to ask for with --port (default 2000 ms)")
+                   help="device watchdog to ask for with --port (default 500 ms)")
     p.add_argument("--projection-sop", default="breast-projection", choices=("breast-projection", "digital-mammography"),
                    help="DICOM object of the tomosynthesis projections: breast-projection (default: one multi-frame "
                    "Breast Projection X-Ray Image For Processing + one For Presentation) or digital-mammography (one "

@@ -37,7 +37,9 @@ class PtyGantryProcess:
 
     ``url`` is the pseudo-terminal path once started; ``data_dir`` the image data
     channel; ``event_log`` the device's own event log. The child is stopped with
-    SIGTERM (then SIGKILL) on exit.
+    SIGTERM (then SIGKILL) on exit. If this process dies without stopping it (SIGKILL,
+    crash), the child notices (``--exit-with-parent``), lets its watchdog make the device
+    safe, and exits, leaving ``data_dir`` and ``event_log`` for ``crescent exam recover``.
     """
 
     def __init__(self, config_path: Path, data_dir: Path, event_log: Path, seed: int, *,
@@ -55,7 +57,7 @@ class PtyGantryProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "crescent", "gantry", "--pty", "--config", str(self.config_path),
                "--seed", str(self.seed), "--data-dir", str(self.data_dir), "--event-log", str(self.event_log),
-               "--quiet"]
+               "--quiet", "--exit-with-parent"]
         self._stderr = open(self.stderr_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
                                      start_new_session=True)

@@ -33,8 +33,8 @@ class AcquireOptions(BaseModel):
     slice_mm: float = Field(1.0, gt=0.0, le=10.0, description="slice spacing, mm")
     watchdog_ms: int | None = Field(
         None, ge=100, le=60000,
-        description="device watchdog asked for on a --port connection, ms (default 2000; the simulated gantry "
-                    "this command starts gets 5000)")
+        description="device watchdog asked for on a --port connection, ms (default 500, as for the simulated "
+                    "gantry this command starts)")
     image_timeout_s: float | None = Field(
         None, gt=0.0, le=600.0,
         description="wait for each image, s (default: 3 s on a rig, 60 s on a simulated gantry, which renders "

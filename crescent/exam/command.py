@@ -50,8 +50,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--seed", type=int, default=None, help="seed of session and plan ids")
     run.add_argument("--image-timeout", type=float, default=None, metavar="S",
                      help="wait this long for each image (default: 3 s on a rig, 60 s on a simulated gantry)")
-    run.add_argument("--watchdog-ms", type=int, default=2000,
-                     help="device watchdog asked for in HELLO; the host calls the device lost after as long (ms)")
+    run.add_argument("--watchdog-ms", type=int, default=500,
+                     help="device watchdog asked for in HELLO; the host calls the device lost after as long "
+                          "(default 500 ms)")
     run.set_defaults(func=_run)
 
     status = sub.add_parser("status", help="device state and an interrupted plan")

@@ -4,7 +4,7 @@ Usage::
 
     crescent gantry [--pty | --tcp PORT] [--bind ADDR] [--config NAME_OR_FILE] [--faults FILE]
                     [--seed N] [--data-dir DIR] [--data-channel file|tcp] [--data-port PORT]
-                    [--data-host NAME] [--event-log FILE] [--quiet]
+                    [--data-host NAME] [--event-log FILE] [--quiet] [--exit-with-parent]
 
 The first line on stdout says where it listens, machine-readable: ``listening pty /dev/pts/5``
 or ``listening tcp 127.0.0.1:5555``. The device event log (JSON lines) is echoed to stderr
@@ -12,7 +12,10 @@ unless ``--quiet`` and written to ``<data-dir>/device-events.jsonl`` (or ``--eve
 Images go to ``--data-dir``; with ``--data-channel tcp`` a frame server also serves them on
 ``--bind:--data-port`` and DEVICE_INFO names ``tcp://HOST:PORT`` (HOST: ``--data-host``, else the
 bind address, else this machine's name for 0.0.0.0), for hosts that do not share the gantry's
-file system. Ctrl-C or SIGTERM stops it cleanly. Also runnable as ``python -m crescent gantry ...``.
+file system. Ctrl-C or SIGTERM stops it cleanly. With ``--exit-with-parent`` (what ``crescent
+acquire`` starts it with) it also stops when the process that started it dies: it first lets its
+watchdog make the device safe (X-rays off, motion stopped, paddle released), then exits, leaving
+``--data-dir`` and the event log for ``crescent exam recover``. Also runnable as ``python -m crescent gantry ...``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def register(subparsers: Any) -> None:
                         "name when --bind is 0.0.0.0)")
     p.add_argument("--event-log", default="auto", help="device event log path (default <data-dir>/device-events.jsonl)")
     p.add_argument("--quiet", action="store_true", help="do not echo the event log to stderr")
+    p.add_argument("--exit-with-parent", action="store_true",
+                   help="exit (after reaching the safe state) when the parent process dies")
     p.set_defaults(func=run)
 
 
@@ -85,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
               seed=args.seed, faults=faults, data_dir=args.data_dir,
               event_log=None if args.event_log in ("none", "") else args.event_log,
               on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port,
-              data_host=args.data_host)
+              data_host=args.data_host, exit_with_parent=args.exit_with_parent)
     except OSError as exc:  # the port or socket cannot be opened: bad input, as for every command
         print(f"crescent gantry: {exc}", file=sys.stderr)
         return EXIT_INPUT

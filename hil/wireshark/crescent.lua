@@ -65,7 +65,7 @@ local ENUM_DetectorState = {[0] = "IDLE", [1] = "READY", [2] = "INTEGRATING", [3
 local ENUM_AbortReason = {[0] = "OPERATOR", [1] = "FAULT", [2] = "INTERLOCK", [3] = "TIMEOUT", [4] = "HOST_ERROR"}
 local ENUM_SimInput = {[0] = "DOOR_CLOSED", [1] = "ESTOP_RELEASED", [2] = "HAND_SWITCH", [3] = "PADDLE_PRESENT"}
 local ENUM_PlanInvalidReason = {[1] = "COUNT", [2] = "NOT_MONOTONIC", [3] = "TOO_CLOSE", [4] = "TRAVEL"}
-local ENUM_FaultCode = {[0] = "NONE", [1] = "MOTOR_STALL", [2] = "ENCODER_GLITCH", [3] = "FOLLOWING_ERROR", [4] = "TRAVEL_LIMIT", [5] = "KV_DROP", [6] = "TUBE_ARC", [7] = "BACKUP_TIMER", [8] = "DETECTOR_TIMEOUT", [9] = "DEVICE_RESET", [10] = "ESTOP", [11] = "DOOR_OPEN", [12] = "WATCHDOG", [13] = "FORCE_LIMIT", [14] = "HEAT_LIMIT", [15] = "TELEMETRY_STOP", [16] = "LINE_FAULT"}
+local ENUM_FaultCode = {[0] = "NONE", [1] = "MOTOR_STALL", [2] = "ENCODER_GLITCH", [3] = "FOLLOWING_ERROR", [4] = "TRAVEL_LIMIT", [5] = "KV_DROP", [6] = "TUBE_ARC", [7] = "BACKUP_TIMER", [8] = "DETECTOR_TIMEOUT", [9] = "DEVICE_RESET", [10] = "ESTOP", [11] = "DOOR_OPEN", [12] = "WATCHDOG", [13] = "FORCE_LIMIT", [14] = "HEAT_LIMIT", [15] = "TELEMETRY_STOP", [16] = "LINE_FAULT", [17] = "REALTIME_OVERRUN"}
 local DIRECTIONS = {[0] = "host->device", [1] = "device->host"}
 
 -- header

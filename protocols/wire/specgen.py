@@ -495,6 +495,14 @@ police the host's heartbeat rate — a late heartbeat matters only through the w
 must pick `watchdog_timeout_ms` ≥ 3 × `heartbeat_period_ms` (two heartbeats may be lost without a
 hold). HELLO_REPLY echoes the watchdog timeout in force.
 
+The watchdog is judged on when frames **arrived** at the device (the time its receiver took them off
+the line), not on when its control loop got round to processing them: a device that was late itself
+never declares a live host lost. A device that cannot keep real time reports FAULT
+`REALTIME_OVERRUN` (detail = lag in ms): not latched when its control loop has fallen behind the
+wall clock by more than 250 ms (a host notes it and goes on); latched (X-rays off, motion braked,
+state FAULT) when the lag passes 1 s while motion, an armed plan or an exposure is under way. Every
+host path of this project asks for a 500 ms watchdog.
+
 ### 2.4 Timing constants (defaults)
 
 | constant | value | note |

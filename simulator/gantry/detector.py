@@ -50,11 +50,13 @@ class Frame:
     locator: str
 
 
-def write_frame(data_dir: Path, frame_id: int, image: np.ndarray, fsync: bool = False) -> Frame:
+def write_frame(data_dir: Path, frame_id: int, image: np.ndarray, fsync: bool = False, staged: bool = False) -> Frame:
     """Write ``image`` as ``frame_<id>.raw`` (uint16 LE) atomically; returns its description.
 
     Readers never see a partial file (temporary file + rename); ``fsync`` additionally makes it
-    durable across a power loss (slow; off by default in the simulator).
+    durable across a power loss (slow; off by default in the simulator). ``staged`` leaves it as
+    :func:`simulator.gantry.render_worker.staged_path` for :func:`publish_frame` (real time: the
+    render worker writes, the gantry publishes when the readout time has passed).
     """
     raw = np.ascontiguousarray(image, dtype="<u2").tobytes()
     name = f"frame_{frame_id}.raw"
@@ -64,9 +66,14 @@ def write_frame(data_dir: Path, frame_id: int, image: np.ndarray, fsync: bool = 
         if fsync:
             fh.flush()
             os.fsync(fh.fileno())
-    os.replace(tmp, data_dir / name)
+    os.replace(tmp, data_dir / (f".{name}.staged" if staged else name))
     rows, cols = image.shape
     return Frame(frame_id, rows, cols, crc32c(raw), len(raw), name)
+
+
+def publish_frame(data_dir: Path, frame: Frame) -> None:
+    """Make a staged frame visible under its locator (atomic rename)."""
+    os.replace(Path(data_dir) / f".{frame.locator}.staged", Path(data_dir) / frame.locator)
 
 
 def read_frame(data_dir: Path, locator: str, rows: int, cols: int) -> np.ndarray:
@@ -134,23 +141,36 @@ class Detector:
         kv = min(max(record.kvp, KV_RENDER_MIN), KV_RENDER_MAX)
         rec = record if kv == record.kvp else record.model_copy(update={"kvp": kv})
         if self.executor is None:
-            image = self.imager(thickness_mm).image(rec)
+            image = render_image(self.imager(thickness_mm), rec)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
+            frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         else:
-            fut = self.executor.submit(render_job, self.geometry.model_dump_json(), self.phantom_cfg.model_dump_json(),
-                                       self.cfg.model_dump_json(), self.seed, round(float(thickness_mm), 2),
-                                       rec.model_dump_json())
+            # The worker renders and writes the staged file; the loop only waits (polling a flag) and renames.
+            fut = self.executor.submit(render_to_file_job, *self._job_args(thickness_mm), rec.model_dump_json(),
+                                       str(self.data_dir), self.cfg.fsync)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             while not fut.done():
                 yield self.env.timeout(0.005)
             try:
-                image = fut.result()
+                frame = fut.result()
+                publish_frame(self.data_dir, frame)
             except Exception:  # a render that fails is a detector that never delivers
                 self.state = int(DetectorState.ERROR)
                 return None
-        frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         self.state = int(DetectorState.READY)
         return frame
+
+    def _job_args(self, thickness_mm: float) -> tuple[str, str, str, int, float]:
+        return (self.geometry.model_dump_json(), self.phantom_cfg.model_dump_json(), self.cfg.model_dump_json(),
+                self.seed, round(float(thickness_mm), 2))
+
+    def prepare(self, thickness_mm: float, anode_filter: str | None = None, kvps: tuple[float, ...] = ()) -> None:
+        """Real time: have the render worker build the phantom at ``thickness_mm`` (mm) and the spectra of
+        ``anode_filter`` at each of ``kvps`` (kV) now, before the first exposure needs them (no-op in virtual time)."""
+        if self.executor is None or not hasattr(self.executor, "prepare"):
+            return
+        kvs = tuple(sorted({min(max(float(k), KV_RENDER_MIN), KV_RENDER_MAX) for k in kvps}))
+        self.executor.prepare(*self._job_args(thickness_mm), anode_filter, kvs)
 
 
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
@@ -164,12 +184,16 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
                           noise=det.noise, beam_path=det.beam_path.to_beam_path())
 
 
+def render_image(imager: ExposureImager, record: ExposureRecord) -> np.ndarray:
+    """The raw image of ``record`` (the one function both the in-process and the worker path call)."""
+    return imager.image(record)
+
+
 _WORKER_IMAGERS: dict[tuple, ExposureImager] = {}
 
 
-def render_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
-               record_json: str) -> np.ndarray:
-    """Render one frame in a worker process (arguments as JSON so they pickle cheaply); caches the imager."""
+def _worker_imager(geometry_json: str, phantom_json: str, detector_json: str, seed: int,
+                   thickness_mm: float) -> ExposureImager:
     key = (geometry_json, phantom_json, detector_json, seed, thickness_mm)
     im = _WORKER_IMAGERS.get(key)
     if im is None:
@@ -178,4 +202,30 @@ def render_job(geometry_json: str, phantom_json: str, detector_json: str, seed: 
                           PhantomConfig.model_validate_json(phantom_json),
                           DetectorConfig.model_validate_json(detector_json), seed, thickness_mm)
         _WORKER_IMAGERS[key] = im
-    return im.image(ExposureRecord.model_validate_json(record_json))
+    return im
+
+
+def render_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
+               record_json: str) -> np.ndarray:
+    """Render one frame in a worker process (arguments as JSON so they pickle cheaply); caches the imager."""
+    im = _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
+    return render_image(im, ExposureRecord.model_validate_json(record_json))
+
+
+def render_to_file_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
+                       record_json: str, data_dir: str, fsync: bool) -> Frame:
+    """Render one frame in the worker and write it staged in ``data_dir``; returns its :class:`Frame`."""
+    record = ExposureRecord.model_validate_json(record_json)
+    image = render_job(geometry_json, phantom_json, detector_json, seed, thickness_mm, record_json)
+    return write_frame(Path(data_dir), record.frame_id, image, fsync, staged=True)
+
+
+def prepare_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
+                anode_filter: str | None = None, kvps: tuple[float, ...] = ()) -> None:
+    """Worker: build (and cache) the imager at ``thickness_mm`` and the beam spectra at ``kvps`` (kV)."""
+    _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
+    if anode_filter is not None:
+        from physics.spectra import beam_spectrum
+
+        for kv in kvps:
+            beam_spectrum(anode_filter, kv)

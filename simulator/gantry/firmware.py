@@ -485,6 +485,8 @@ class Gantry:
                 continue
         if self._motions.get(key) is self.env.active_process:
             del self._motions[key]
+        if key == "paddle" and ok:
+            self._prepare_imaging()
         self._update_interlocks()
         self.emit(M.MotionDone(device_time_us=self.now_us(), cause_msg_id=cause_msg_id, ok=int(bool(ok)),
                                arc_mdeg=_mdeg(self.axis.encoder(self.env.now)),
@@ -639,6 +641,7 @@ class Gantry:
             return self._nak(m, ErrorCode.HEAT_LIMIT, heat)
         self.armed = res
         self.detector.state = int(DetectorState.READY)
+        self._prepare_imaging(res)
         self._update_interlocks()
         self._transition(Trigger.ARM_ACCEPTED, cause_msg_id=m.ID)
         self.log.write(self.now_us(), "armed", plan_id=res.plan_id, digest=res.digest, n=len(res.angles_deg),
@@ -859,6 +862,47 @@ class Gantry:
         self._fault_event(int(FaultCode.WATCHDOG), 0, 0, "host heartbeat lost: safe hold")
         if "WATCHDOG" in self.cfg.paddle.release_on_faults:
             self._release(M.Release.ID)
+
+    # ================================================================ real-time hooks (simulator.gantry.realtime)
+    def realtime_overrun(self, lag_s: float, latch: bool = False) -> None:
+        """The control loop fell ``lag_s`` seconds behind the wall clock: report REALTIME_OVERRUN.
+
+        With ``latch``, latched (X-rays off, arm braked, FAULT state) if a sweep, motion or armed plan
+        was under way, since their timing was not kept; otherwise a non-latched FAULT event (detail =
+        lag, ms). Never a watchdog trip: the link judges the host on the arrival time of its frames.
+        """
+        code = int(FaultCode.REALTIME_OVERRUN)
+        lag_ms = int(round(lag_s * 1000.0))
+        self.log.write(self.now_us(), "overrun", lag_ms=lag_ms)
+        text = f"control loop {lag_ms} ms behind real time"
+        if latch and self.state in (int(S.BUSY), int(S.ARMED), int(S.EXPOSING)):
+            self._latch(code, lag_ms, text)
+        else:
+            self._fault_event(code, 0, lag_ms, text)
+
+    def is_safe(self) -> bool:
+        """True when nothing moves or radiates and no live host supervises the device (parent-death exit)."""
+        from protocols.wire.link import PeerState
+
+        quiet = (self.sweep is None and not self.generator.on
+                 and not any(p.is_alive for p in self._motions.values()))
+        unsupervised = not self.session_open or self.link.peer_state is not PeerState.ALIVE
+        return quiet and unsupervised and self.state in (int(S.BOOT), int(S.IDLE), int(S.SAFE_HOLD), int(S.FAULT))
+
+    def _prepare_imaging(self, plan: ArmedPlan | None = None) -> None:
+        """Real time: let the render worker build the phantom, and the spectra of the kV this generator will
+        deliver for the plan (set kV x rise deficit, +-2 sigma of its noise), before the first exposure."""
+        from simulator.gantry.generator import mean_rise_factor
+
+        kvs: set[float] = set()
+        af = plan.anode_filter if plan is not None else None
+        if plan is not None:
+            g = self.cfg.generator
+            for kv, pulse in zip(plan.kv, plan.pulse_s):
+                mean = kv * self.generator.kv_factor * mean_rise_factor(pulse, g.kv_rise_time_ms / 1000.0)
+                sigma = 0.1 * g.kv_ripple_percent / 100.0 * kv
+                kvs.update(round(mean + d * sigma, 1) for d in (-2.0, 0.0, 2.0))
+        self.detector.prepare(self.paddle.breast_thickness_mm(), af, tuple(sorted(kvs)))
 
     def _device_reset(self) -> None:
         plan = self.armed

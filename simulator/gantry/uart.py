@@ -88,6 +88,30 @@ class UartChannel:
         """Dead line: nothing written in the next ``duration_s`` seconds arrives."""
         self.faults.dead_until_s = max(self.faults.dead_until_s, self.env.now + duration_s)
 
+    def arrive_stamped(self, data: bytes, at_s: float) -> None:
+        """Real time: bytes that a real port delivered at device time ``at_s`` (<= now) arrive now.
+
+        The real port already charged their wire time, so no UART delay is added; the line's faults
+        (dead line, bit errors, drops) still apply. The sink is called as ``sink(data, at_s)`` so the
+        link judges its watchdog on when the bytes arrived, not on when the control loop got to them
+        (see :class:`simulator.gantry.linkio.SimLinkDriver`).
+        """
+        if not data:
+            return
+        self.stats.bytes_sent += len(data)
+        if at_s < self.faults.dead_until_s:
+            self.stats.bytes_dropped += len(data)
+            return
+        if self.faults.active():
+            data = self._corrupt(data)
+        if not data:
+            return
+        self.stats.bytes_delivered += len(data)
+        if self.sink is not None:
+            self.sink(data, at_s)  # type: ignore[call-arg]
+        else:
+            self.inbox.put(data)
+
     def _deliver_at(self, t: float, data: bytes) -> None:
         ev = self.env.timeout(max(0.0, t - self.env.now))
         ev.callbacks.append(lambda _ev: self._arrive(data))
