@@ -39,10 +39,11 @@ from typing import Any
 #: not by a core kept idle: the worker runs at a lower priority (:data:`RENDER_NICE`), so the loop
 #: (which sleeps between its 1 ms polls) preempts it whenever it wakes.
 RENDER_THREADS = max(1, os.cpu_count() or 1)
-#: Niceness of the render worker (Linux/Unix): ordinary (0), or 2 below the gantry's loop if the loop
-#: could not raise its own priority; the real-time loop comes first, images take the CPU time it leaves
-#: (on a machine shared with other work, a worker below normal priority would starve).
-RENDER_NICE = 0
+#: Niceness of the render worker (Linux/Unix): below normal, and at least 2 below the gantry's loop.
+#: Safety comes before images: the device's loop and the host's heartbeats (at normal priority, often on
+#: the same small machine as a simulated gantry) must never wait for a render; on a busy machine images
+#: come later (a simulated device gets a 60 s image timeout), never a watchdog trip.
+RENDER_NICE = 5
 
 
 class _Result:

@@ -38,6 +38,11 @@ from simulator.imaging.phantoms.voxel import Lesion, VoxelPhantom, voxelise
 ADIPOSE_L, GLAND_L, SKIN_L, MASS_L, HA_L = (LABEL_OF[n] for n in ("adipose", "glandular", "skin", "mass", "hydroxyapatite"))
 
 
+#: The texture field is drawn over a z extent rounded up to a multiple of this (mm), so that a small
+#: change of the compressed thickness leaves the texture as it was.
+TEXTURE_Z_STEP_MM = 10.0
+
+
 def power_law_field(shape: tuple[int, int, int], beta: float, rng: np.random.Generator) -> np.ndarray:
     """Zero-mean, unit-variance Gaussian random field with power spectrum ~ 1/|f|^beta (float32)."""
     white = rng.standard_normal(shape).astype(np.float32)
@@ -127,22 +132,27 @@ def breast_phantom(thickness_mm: float, support_height_mm: float, seed: int, *, 
     """
     if not 10.0 <= thickness_mm <= 120.0:
         raise ValueError(f"breast thickness {thickness_mm} mm outside 10-120 mm")
-    rng = np.random.default_rng(seed)
+    # Separate seeded streams for the tissue texture and the lesions, and a texture field drawn on a z
+    # extent rounded up to TEXTURE_Z_STEP_MM: a breast compressed to 51.00 or 51.04 mm (the paddle's
+    # real-time control decides) is the same breast, with the same lesions in the same places.
+    rng = np.random.default_rng([seed, 1])
+    rng_texture = np.random.default_rng([seed, 0])
     half_w = 0.5 * width_mm
     nz = max(1, int(round(thickness_mm / voxel_mm)))
     dz = thickness_mm / nz
     ny = int(math.ceil(depth_mm / voxel_mm))
     nx = int(math.ceil(width_mm / voxel_mm))
     labels = np.empty((nz, ny, nx), dtype=np.uint8)
-    fshape = (max(2, int(math.ceil(thickness_mm / texture_mm)) + 1), int(math.ceil(depth_mm / texture_mm)) + 1,
+    z_extent = TEXTURE_Z_STEP_MM * math.ceil(thickness_mm / TEXTURE_Z_STEP_MM)
+    fshape = (max(2, int(math.ceil(z_extent / texture_mm)) + 1), int(math.ceil(depth_mm / texture_mm)) + 1,
               int(math.ceil(width_mm / texture_mm)) + 1)
-    field = power_law_field(fshape, beta, rng)
+    field = power_law_field(fshape, beta, rng_texture)
     bias = 0.8  # glandular tissue concentrates centrally (retro-areolar)
     # threshold for the requested volume fraction, measured on the coarse field inside the outline
     zz, yy, xx = np.meshgrid((np.arange(fshape[0]) + 0.5) * texture_mm, (np.arange(fshape[1]) + 0.5) * texture_mm,
                              (np.arange(fshape[2]) + 0.5) * texture_mm - half_w, indexing="ij")
     r = np.sqrt((xx / half_w) ** 2 + (yy / depth_mm) ** 2)
-    inside = r < 1.0
+    inside = (r < 1.0) & (zz < thickness_mm)
     thr = float(np.quantile(field[inside] + bias * (1.0 - r[inside]), 1.0 - glandular_fraction))
     _fill(labels, field, texture_mm, -half_w, 0.0, support_height_mm, np.array([dz, voxel_mm, voxel_mm]),
           half_w, depth_mm, thickness_mm, skin_mm, bias, thr, 0, ADIPOSE_L, GLAND_L, SKIN_L)
