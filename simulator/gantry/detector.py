@@ -96,7 +96,7 @@ class Detector:
         # because the physics import is heavy and must not stall the real-time loop on GET_INFO.
         from simulator.imaging.detector import DetectorModel
 
-        self.dark_offset_adu: float = DetectorModel().offset_adu
+        self.dark_offset_adu: float = DetectorModel().offset_adu + cfg.dark_offset_report_error_adu
 
 
     @property
@@ -148,9 +148,35 @@ class Detector:
             except Exception:  # a render that fails is a detector that never delivers
                 self.state = int(DetectorState.ERROR)
                 return None
+        if self.cfg.readout_delay_ms > 0:  # injected: a slow panel
+            yield self.env.timeout(self.cfg.readout_delay_ms / 1000.0)
+        image = inject_defects(image, self.cfg, self.geometry)
         frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         self.state = int(DetectorState.READY)
         return frame
+
+
+def inject_defects(image: np.ndarray, cfg: DetectorConfig, geometry: AcquisitionGeometry) -> np.ndarray:
+    """Apply the injected panel defects of ``cfg`` (gain gradient, dead columns) to a raw image (QC tests).
+
+    The gradient scales the signal above the dark offset by ``1 + g x / 100 mm`` (x = column centre, mm);
+    a dead column reads the dark offset only. A healthy config returns ``image`` unchanged.
+    """
+    if not cfg.dead_columns_x_mm and cfg.gain_gradient_percent_per_100mm == 0.0:
+        return image
+    from simulator.imaging.detector import DetectorModel
+
+    dark = DetectorModel().offset_adu
+    x = geometry.detector.col_centres_mm()
+    out = image.astype(np.float64)
+    if cfg.gain_gradient_percent_per_100mm:
+        gain = np.maximum(1.0 + cfg.gain_gradient_percent_per_100mm / 100.0 * x / 100.0, 0.0)
+        out = dark + (out - dark) * gain[None, :]
+    for xd in cfg.dead_columns_x_mm:
+        c = int(np.argmin(np.abs(x - xd)))
+        if abs(x[c] - xd) <= geometry.detector.pitch_mm:
+            out[:, c] = dark
+    return np.clip(np.rint(out), 0, 65535).astype(np.uint16)
 
 
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
