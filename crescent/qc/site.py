@@ -88,6 +88,7 @@ class SimulatedSite:
         self.binning = binning
         self.defects = defects or {}
         self.gantry_config = gantry_config
+        self.serial = ""
         self._n = 0
 
     def config(self, phantom: PhantomSpec) -> Any:
@@ -133,7 +134,7 @@ class SimulatedSite:
         options = ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S, watchdog_timeout_ms=5000)
         with connect_virtual(env, endpoint, seed=self.seed, options=options) as gantry:
             result = gantry.run_exam(exam, out / "exam")
-            serial = f"sim-{gantry.session.serial_number}"
+            serial = self.serial = f"sim-{gantry.session.serial_number}"
         from simulator.imaging.detector import DetectorModel
 
         # the QC analysis subtracts the panel's true pedestal (the pedestal the device reports may be detuned)
@@ -164,6 +165,7 @@ class RigSite:
         self.workdir = Path(workdir)
         self.seed = seed
         self.ask = ask
+        self.serial = ""
         self._n = 0
 
     def acquire(self, exam: Any, phantom: PhantomSpec) -> Acquisition:
@@ -176,7 +178,7 @@ class RigSite:
             result = gantry.run_exam(exam, out / "exam")
             info = gantry.session.info
             dark = float(info.dark_offset_adu)
-            serial = f"rig-{gantry.session.serial_number}"
+            serial = self.serial = f"rig-{gantry.session.serial_number}"
         return _collect(result, dark, serial)
 
     def dosimeter(self, exposure: Any) -> tuple[float, float]:
