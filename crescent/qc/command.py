@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     work = out / "exams"
     if args.port:
-        site = RigSite(args.port, work, seed=args.seed)
+        site = RigSite(args.port, work, seed=args.seed, watchdog_ms=args.watchdog_ms)
     else:
         site = SimulatedSite(work, seed=args.seed, binning=args.binning, gantry_config=args.gantry_config)
     say = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
@@ -71,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--binning", type=int, default=8, choices=range(1, 9), metavar="1-8",
                    help="read-out binning of the simulated panel for whole-field tests (default 8)")
     r.add_argument("--gantry-config", help="simulated gantry config name or YAML (defects can be injected here)")
+    r.add_argument("--watchdog-ms", type=int, help="device watchdog asked for on a --port connection, ms")
     r.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(qc_func=_run)
     rep = qsub.add_parser("report", help="render the QC history as HTML with trends")

@@ -67,7 +67,7 @@ def connect(path: Path) -> sqlite3.Connection:
 
 
 def store(path: Path, run_id: str, timestamp: str, suite: str, site: str, serial: str, results: list[Any]) -> int:
-    """Append the figures of ``results`` (:class:`crescent.qc.procedures.TestResult`); returns the rows written."""
+    """Append the figures of ``results`` (:class:`crescent.qc.procedures.QcResult`); returns the rows written."""
     n = 0
     with connect(path) as con:
         for r in results:

@@ -1,6 +1,6 @@
 """The QC tests: each names its exam, the phantom it expects, the analysis and its limits (crescent.qc.limits).
 
-A test is a function ``run(site) -> TestResult``; :data:`TESTS` lists them in run order with the suites
+A test is a function ``run(site) -> QcResult``; :data:`TESTS` lists them in run order with the suites
 they belong to. The analysis reuses :mod:`reconstruction.analysis` (slanted-edge MTF) and :mod:`physics`
 (spectra, air kerma, mean glandular dose). Pixel values are raw ADU with the panel's dark offset removed.
 """
@@ -33,7 +33,7 @@ class Figure:
 
 
 @dataclass
-class TestResult:
+class QcResult:
     """A QC test's figures and verdict (pass when every figure passes)."""
 
     test: str
@@ -54,7 +54,7 @@ class QcTest:
     name: str
     title: str
     suites: tuple[str, ...]
-    run: Callable[[Any, str], TestResult]
+    run: Callable[[Any, str], QcResult]
 
 
 def _roi(img: np.ndarray, pitch: float, geometry: Any, x_mm: float, y_mm: float, size_mm: float) -> np.ndarray:
@@ -80,7 +80,7 @@ RESPONSE_MAS = (5.0, 10.0, 20.0, 40.0)
 _SMALL = (100, 100, 8, 0.0, 40.0)  # 40 x 40 mm around the reference point, 400 um pixels
 
 
-def detector_response(site: Any, suite: str) -> TestResult:
+def detector_response(site: Any, suite: str) -> QcResult:
     """Mean pixel value and variance vs incident air kerma, 45 mm PMMA, 28 kV W/Rh, 4 mAs steps."""
     from physics.exposure_dose import incident_air_kerma_mgy
 
@@ -97,7 +97,7 @@ def detector_response(site: Any, suite: str) -> TestResult:
     fit = np.polyfit(k, m, 1)
     r2 = 1.0 - float(np.sum((m - np.polyval(fit, k)) ** 2) / np.sum((m - m.mean()) ** 2))
     slope = float(np.polyfit(np.log(np.maximum(m, 1e-9)), np.log(np.maximum(v, 1e-9)), 1)[0])
-    return TestResult("detector_response", "Detector response linearity and noise", "qc-response-* (ffdm manual)",
+    return QcResult("detector_response", "Detector response linearity and noise", "qc-response-* (ffdm manual)",
                       phantom.describe(),
                       [Figure("linearity R^2 (PV vs air kerma)", r2, limits.LINEARITY_R2),
                        Figure("noise slope d log(var) / d log(PV)", slope, limits.NOISE_SLOPE)],
@@ -105,7 +105,7 @@ def detector_response(site: Any, suite: str) -> TestResult:
 
 
 # ============================================================================ tube output, kV and HVL
-def tube_output_hvl(site: Any, suite: str) -> TestResult:
+def tube_output_hvl(site: Any, suite: str) -> QcResult:
     """kV accuracy, tube output at 1 m and HVL of 28 kV W/Rh from the dosimeter (model or meter readings)."""
     phantom = PhantomSpec("uniform", 45.0, detector=(20, 20, 8, 0.0, 56.0))
     kvp, mas = 28.0, 20.0
@@ -113,7 +113,7 @@ def tube_output_hvl(site: Any, suite: str) -> TestResult:
     e = acq.exposures[0]
     kerma_1m_mgy, hvl = site.dosimeter(e)
     output = 1000.0 * kerma_1m_mgy / e.mas
-    return TestResult("tube_output_hvl", "Tube voltage, output and HVL", "qc-tube-output (ffdm manual 28 kV 20 mAs)",
+    return QcResult("tube_output_hvl", "Tube voltage, output and HVL", "qc-tube-output (ffdm manual 28 kV 20 mAs)",
                       phantom.describe() + " + dosimeter",
                       [Figure("kV error (measured - set)", e.kvp - kvp, limits.KV_ACCURACY),
                        Figure("tube output at 1 m", output, limits.TUBE_OUTPUT),
@@ -121,7 +121,7 @@ def tube_output_hvl(site: Any, suite: str) -> TestResult:
 
 
 # ============================================================================ MTF
-def mtf(site: Any, suite: str) -> TestResult:
+def mtf(site: Any, suite: str) -> QcResult:
     """Presampled MTF from a W edge 60 mm above the detector (focal spot and detector blur), 0-degree view."""
     from reconstruction.analysis.mtf import mtf_at, slanted_edge_mtf
 
@@ -132,14 +132,14 @@ def mtf(site: Any, suite: str) -> TestResult:
     keep = f <= 0.5 / acq.pitch_mm
     below = np.nonzero((m < 0.5) & keep)[0]
     mtf50 = float(f[below[0]]) if below.size else 0.5 / acq.pitch_mm  # beyond Nyquist: recorded as Nyquist
-    return TestResult("mtf", "In-plane MTF (edge at 60 mm)", "qc-mtf (ffdm manual 28 kV 50 mAs)", phantom.describe(),
+    return QcResult("mtf", "In-plane MTF (edge at 60 mm)", "qc-mtf (ffdm manual 28 kV 50 mAs)", phantom.describe(),
                       [Figure("MTF at 5 lp/mm", m5, limits.MTF_5LP),
                        Figure("MTF50 (lp/mm, recorded)", mtf50, Limit(None, None, "lp/mm", "recorded for trends"))],
                       {"freq_lp_mm": list(f[keep]), "mtf": list(m[keep])})
 
 
 # ============================================================================ homogeneity and artefacts
-def homogeneity_artefacts(site: Any, suite: str) -> TestResult:
+def homogeneity_artefacts(site: Any, suite: str) -> QcResult:
     """Flat-fielded 45 mm PMMA: ROI-mean homogeneity; raw image: dead or stuck lines."""
     phantom = PhantomSpec("pmma", 45.0)
     acq = site.acquire(exams.ffdm_manual("qc-homogeneity", 28.0, 20.0), phantom)
@@ -160,7 +160,7 @@ def homogeneity_artefacts(site: Any, suite: str) -> TestResult:
         pad = np.pad(prof, 4, mode="edge")
         med = np.array([np.median(np.delete(pad[i:i + 9], 4)) for i in range(prof.size)])
         lines += int(np.sum(np.abs(prof - med) > 0.2 * np.maximum(np.abs(med), 1e-9)))
-    return TestResult("homogeneity_artefacts", "Homogeneity and detector artefacts",
+    return QcResult("homogeneity_artefacts", "Homogeneity and detector artefacts",
                       "qc-homogeneity (ffdm manual 28 kV 20 mAs)", phantom.describe(),
                       [Figure("max ROI deviation from mean", dev, limits.HOMOGENEITY),
                        Figure("defective lines", float(lines), limits.DEFECT_LINES)],
@@ -171,7 +171,7 @@ def homogeneity_artefacts(site: Any, suite: str) -> TestResult:
 AEC_THICKNESSES = {"acceptance": (20, 30, 40, 45, 50, 60, 70), "constancy": (20, 45, 70)}
 
 
-def aec_tracking(site: Any, suite: str) -> TestResult:
+def aec_tracking(site: Any, suite: str) -> QcResult:
     """The clinical DBT exam's AEC on PMMA 20-70 mm with 0.2 mm Al: signal tracking, SDNR and MGD per thickness."""
     from physics.exposure_dose import exposure_mgd_mgy
 
@@ -198,7 +198,7 @@ def aec_tracking(site: Any, suite: str) -> TestResult:
     mean_sig = float(np.mean(sig))
     track = 100.0 * max(abs(s - mean_sig) for s in sig) / mean_sig
     figs.insert(0, Figure("AEC signal spread over thicknesses", track, limits.AEC_SIGNAL_TRACKING))
-    return TestResult("aec_tracking", "AEC thickness tracking (PMMA 20-70 mm)", "qc-aec-* (dbt AEC, 9 projections)",
+    return QcResult("aec_tracking", "AEC thickness tracking (PMMA 20-70 mm)", "qc-aec-* (dbt AEC, 9 projections)",
                       "pmma " + "/".join(map(str, ts)) + " mm + 0.2 mm Al",
                       figs, {"thickness_mm": [float(t) for t in ts], "signal_pv": sig, "sdnr": sdnrs, "mgd_mgy": mgds})
 
@@ -236,7 +236,7 @@ def _fit_angle(geometry: Any, beads: list[tuple[float, float, float]], meas_xy: 
     return float(res.x), math.sqrt(cost(res.x) / len(P))
 
 
-def geometry_arc(site: Any, suite: str) -> TestResult:
+def geometry_arc(site: Any, suite: str) -> QcResult:
     """Bead phantom, the DBT sweep: each projection's source angle from the bead shadows vs the encoder's."""
     from simulator.imaging.imager import make_phantom
 
@@ -269,7 +269,7 @@ def geometry_arc(site: Any, suite: str) -> TestResult:
     err = np.array(errors)
     planned = [e.planned_angle_deg for e in acq.exposures]
     range_err = (fitted[-1] - fitted[0]) - (planned[-1] - planned[0]) if len(fitted) == len(planned) else float("nan")
-    return TestResult("geometry_arc", "Geometric accuracy: arc angles from a bead phantom",
+    return QcResult("geometry_arc", "Geometric accuracy: arc angles from a bead phantom",
                       "qc-geometry (dbt manual, 9 projections)", phantom.describe(),
                       [Figure("mean angle error (beads - encoder)", float(np.mean(err)), limits.ARC_ANGLE_ERROR),
                        Figure("scan angle error", float(range_err), limits.ARC_RANGE_ERROR),
@@ -283,7 +283,7 @@ def _frame(entry: dict[str, Any]) -> Any:
     return entry.get("frame_id", entry.get("fields", {}).get("frame_id"))
 
 
-def timing(site: Any, suite: str) -> TestResult:
+def timing(site: Any, suite: str) -> QcResult:
     """Scan time, per-projection exposure time and image-ready time of the standard sweep (exam record, audit)."""
     phantom = PhantomSpec("pmma", 45.0, detector=(40, 40, 8, 0.0, 50.0))
     exam = exams.dbt_manual("qc-timing", 28.0, 2.0)
@@ -296,7 +296,7 @@ def timing(site: Any, suite: str) -> TestResult:
     t_exp = {_frame(e): e["t"] for e in acq.audit if e["kind"] == "exposure"}
     t_img = {_frame(e): e["t"] for e in acq.audit if e["kind"] == "image"}
     ready = [t_img[f] - t_exp[f] for f in t_img if f in t_exp]
-    return TestResult("timing", "Scan time, exposure time and image-ready time", "qc-timing (dbt manual 28 kV 2 mAs)",
+    return QcResult("timing", "Scan time, exposure time and image-ready time", "qc-timing (dbt manual 28 kV 2 mAs)",
                       phantom.describe(),
                       [Figure("scan time error", 100.0 * (scan - expected_scan) / expected_scan, limits.SCAN_TIME_ERROR),
                        Figure("worst exposure-time error", float(pulse_err[np.argmax(np.abs(pulse_err))]),

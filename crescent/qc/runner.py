@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from crescent.qc import history
-from crescent.qc.procedures import TESTS, TestResult
+from crescent.qc.procedures import TESTS, QcResult
 
 SUITES = ("acceptance", "constancy")
 
 
 def run_suite(site: Any, suite: str, *, only: tuple[str, ...] = (),
-              say: Callable[[str], None] = lambda s: None) -> list[TestResult]:
+              say: Callable[[str], None] = lambda s: None) -> list[QcResult]:
     """Run every test of ``suite`` (or only the named ones) on ``site``; a test that raises fails with its error."""
     if suite not in SUITES:
         raise ValueError(f"suite {suite!r} unknown; choose one of {', '.join(SUITES)}")
@@ -30,13 +30,13 @@ def run_suite(site: Any, suite: str, *, only: tuple[str, ...] = (),
         try:
             r = t.run(site, suite)
         except Exception as exc:  # a test that cannot run is a failed test, reported with its reason
-            r = TestResult(t.name, t.title, "-", "-", [], notes=f"{type(exc).__name__}: {exc}")
+            r = QcResult(t.name, t.title, "-", "-", [], notes=f"{type(exc).__name__}: {exc}")
         say(f"{t.name}: {'pass' if r.passed else 'FAIL'}" + (f" ({r.notes})" if r.notes else ""))
         results.append(r)
     return results
 
 
-def record_run(db: Path, suite: str, site_kind: str, serial: str, results: list[TestResult]) -> str:
+def record_run(db: Path, suite: str, site_kind: str, serial: str, results: list[QcResult]) -> str:
     """Store the run's figures in the history database; returns the run id."""
     ts = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     run_id = ts + "-" + uuid.uuid4().hex[:6]

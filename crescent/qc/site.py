@@ -160,8 +160,11 @@ class RigSite:
 
     kind = "rig"
 
-    def __init__(self, port: str, workdir: Path, *, seed: int = 1, ask: Callable[[str], str] = input) -> None:
+    def __init__(self, port: str, workdir: Path, *, seed: int = 1, ask: Callable[[str], str] = input,
+                 watchdog_ms: int | None = None, image_timeout_s: float = 30.0) -> None:
         self.port = port
+        self.watchdog_ms = watchdog_ms
+        self.image_timeout_s = image_timeout_s
         self.workdir = Path(workdir)
         self.seed = seed
         self.ask = ask
@@ -174,8 +177,12 @@ class RigSite:
         self._n += 1
         self.ask(f"Place the {phantom.describe()} phantom for QC exam {exam.name}, then press Enter: ")
         out = self.workdir / f"{self._n:02d}-{exam.name}"
-        with connect(self.port, seed=self.seed) as gantry:
-            result = gantry.run_exam(exam, out / "exam")
+        from firmware_host import ExamOptions
+
+        options = ExamOptions(watchdog_timeout_ms=self.watchdog_ms) if self.watchdog_ms else None
+        with connect(self.port, seed=self.seed, options=options) as gantry:
+            # QC is not time-critical: a generous image timeout (image-ready time is measured, not waited on)
+            result = gantry.run_exam(exam, out / "exam", options=gantry.exam_options(self.image_timeout_s))
             info = gantry.session.info
             dark = float(info.dark_offset_adu)
             serial = self.serial = f"rig-{gantry.session.serial_number}"

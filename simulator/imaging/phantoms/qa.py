@@ -64,7 +64,7 @@ def edge_phantom(*, tilt_deg: float = 3.0, plate_mm: float = 1.0, x_edge_mm: flo
     y_mid = 0.5 * extent_mm
     offset = -math.cos(t) * x_edge_mm + math.sin(t) * y_mid
     shape = HalfSpaceSlab(normal, offset, height_mm, height_mm + plate_mm, ((x_edge_mm - extent_mm, x_edge_mm + extent_mm), (0.0, extent_mm)))
-    return Phantom("edge", plate_mm, support_height_mm, analytic=AnalyticPhantom([AnalyticObject(shape, LABEL_OF["tungsten"])]))
+    return Phantom("edge", height_mm + plate_mm, support_height_mm, analytic=AnalyticPhantom([AnalyticObject(shape, LABEL_OF["tungsten"])]))
 
 
 def bead_phantom(support_height_mm: float, *, heights_mm: tuple[float, ...] = (5.0, 25.0, 45.0),
