@@ -59,3 +59,31 @@ def test_defective_lines_counts_a_dead_row_and_column():
     img[20, :] = 0.0
     assert defective_lines(img) == 2
     assert defective_lines(np.full((50, 60), 500.0)) == 0
+
+
+@pytest.mark.slow
+def test_acquire_reports_acquisition_qc_and_a_dead_column_is_never_silent(tmp_path):
+    """`crescent acquire`'s default path (virtual time): verdicts in summary.json, the report and the warnings."""
+    import json
+
+    from crescent.acquire.gantry_launch import write_gantry_config
+    from crescent.acquire.options import AcquireOptions
+    from crescent.acquire.pipeline import run_acquire
+    from simulator.gantry import load_config
+
+    def run(name: str, config: str | None):
+        run_acquire(AcquireOptions(out=tmp_path / name, virtual_time=True, exam="ffdm-cc", phantom="pmma",
+                                   binning=8, seed=2, gantry_config=config))
+        return json.loads((tmp_path / name / "summary.json").read_text())
+
+    healthy = run("ok", None)
+    assert {q["check"]: q["verdict"] for q in healthy["acquisition_qc"]}["Detector artefacts (defective lines)"] == "PASS"
+    assert not [w for w in healthy["warnings"] if "acquisition QC" in w]
+    cfg = tmp_path / "dead.yaml"
+    write_gantry_config(load_config("default").with_overrides(detector={"dead_columns_x_mm": [-60.0]}), cfg)
+    bad = run("bad", str(cfg))
+    verdicts = {q["check"]: q["verdict"] for q in bad["acquisition_qc"]}
+    assert verdicts["Detector artefacts (defective lines)"] == "FAIL"
+    assert [v for k, v in verdicts.items() if k != "Detector artefacts (defective lines)"] == ["PASS"] * (len(verdicts) - 1)
+    assert any("acquisition QC failed: Detector artefacts" in w for w in bad["warnings"])
+    assert "Detector artefacts (defective lines)" in (tmp_path / "bad" / "report.html").read_text()
