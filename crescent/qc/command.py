@@ -31,7 +31,7 @@ def _run(args: argparse.Namespace) -> int:
     results = run_suite(site, args.suite, only=tuple(args.test or ()), say=say)
     serial = getattr(site, "serial", None) or ("rig" if args.port else "sim-1001")
     run_id = record_run(Path(args.db), args.suite, site.kind, serial, results)
-    report = write_report(load(Path(args.db)), out)
+    report = write_report(load(Path(args.db)), out, results)
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.test}")
         for f in r.figures:

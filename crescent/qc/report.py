@@ -13,8 +13,12 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.4g}"
 
 
-def write_report(rows: list[Row], out: Path) -> Path:
-    """Write ``out/qc_report.html`` and one trend PNG per figure; returns the HTML path."""
+def write_report(rows: list[Row], out: Path, results: list | None = None) -> Path:
+    """Write ``out/qc_report.html`` and one trend PNG per figure; returns the HTML path.
+
+    ``results`` (the latest run's :class:`crescent.qc.procedures.QcResult`) adds each test's curves
+    (first series = x, the others = y: MTF, response, AEC per thickness, angle errors).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +54,26 @@ def write_report(rows: list[Row], out: Path) -> Path:
         parts.append(f"<tr class='{cls}'><td>{html.escape(r.test)}</td><td>{'pass' if r.test_passed else 'FAIL'}</td>"
                      f"<td>{html.escape(r.figure)}</td><td>{_fmt(r.value)}</td><td>{_fmt(base)}</td>"
                      f"<td>{lim}</td><td>{html.escape(r.unit)}</td><td>{html.escape(r.source)}</td></tr>")
-    parts.append("</table><h2>Trends against the baseline (first run of the device)</h2>")
+    parts.append("</table>")
+    curves = [r for r in (results or []) if len(r.series) >= 2]
+    if curves:
+        parts.append("<h2>Curves of this run</h2>")
+    for r in curves:
+        keys = list(r.series)
+        x = r.series[keys[0]]
+        fig, axes = plt.subplots(1, len(keys) - 1, figsize=(3.2 * (len(keys) - 1), 2.6), squeeze=False)
+        for ax, k in zip(axes[0], keys[1:]):
+            ax.plot(x, r.series[k], "o-", ms=3)
+            ax.set_xlabel(keys[0], fontsize=7)
+            ax.set_ylabel(k, fontsize=7)
+            ax.tick_params(labelsize=6)
+        fig.suptitle(r.title, fontsize=8)
+        fig.tight_layout()
+        png = f"qc_curve_{r.test}.png"
+        fig.savefig(out / png, dpi=80)
+        plt.close(fig)
+        parts.append(f"<img src='{png}' alt='{html.escape(r.title)}'>")
+    parts.append("<h2>Trends against the baseline (first run of the device)</h2>")
     for i, ((serial, test, figure), rs) in enumerate(series.items()):
         if not any(r.run_id == last for r in rs):
             continue

@@ -53,7 +53,10 @@ def test_history_round_trip_and_report(tmp_path: Path):
     assert rows[-1].limit_hi == 15.0 and rows[-1].source == "EUREF-2D test"
     with sqlite3.connect(db) as con:  # plain SQL works on it (the physicist's own queries)
         assert con.execute("SELECT COUNT(*) FROM qc_results WHERE passed = 0").fetchone()[0] == 1
-    html = write_report(rows, tmp_path / "rep").read_text()
+    curve = _result("mtf", 0.9, lim)
+    curve.series = {"freq_lp_mm": [0.0, 5.0], "mtf": [1.0, 0.9]}
+    html = write_report(rows, tmp_path / "rep", [curve]).read_text()
+    assert "qc_curve_mtf.png" in html and (tmp_path / "rep" / "qc_curve_mtf.png").stat().st_size > 0
     assert "Verdict: FAIL" in html and "20" in html and "baseline" in html
     assert list((tmp_path / "rep").glob("qc_trend_*.png"))
 
