@@ -124,3 +124,9 @@ PULSE_TIME_ERROR = Limit(-10.0, 10.0, "%", "project: per-projection exposure tim
                          "+-10 % (the generator's loading-time accuracy class)")
 IMAGE_READY_S = Limit(None, 2.0, "s", "project: a projection is ready within 2 s of its exposure "
                       "(readout + transfer; the 60 ms pulses of a 7 s sweep need a panel faster than the sweep)")
+
+# ----------------------------------------------------------------------------- z-resolution
+#: FWHM of the artifact spread function of a 1 mm bead in the FBP reconstruction of the standard sweep.
+ASF_FWHM = Limit(None, 10.0, "mm", "project: EUREF-DBT / EFOMP record the ASF FWHM against the baseline "
+                 "(no absolute limit); the limit is 30 % above the design value 7.8 mm of the simulated 25 deg "
+                 "arc with 400 um pixels and 1 mm slices")

@@ -276,6 +276,44 @@ def geometry_arc(site: Any, suite: str) -> QcResult:
                       {"encoder_deg": [e.mean_angle_deg for e in acq.exposures], "angle_error_deg": list(err)})
 
 
+# ============================================================================ z-resolution (ASF)
+def z_resolution(site: Any, suite: str) -> QcResult:
+    """Bead phantom, the DBT sweep, reconstructed (FBP): artifact spread function FWHM of the mid-height beads."""
+    from crescent.acquire.analysis import open_field_signal, reconstruct
+    from reconstruction.analysis.depth import artifact_spread, fwhm
+    from simulator.imaging.imager import make_phantom
+
+    phantom = PhantomSpec("beads", 45.0, detector=(250, 300, 8, 0.0, 0.0))
+    acq = site.acquire(exams.dbt_manual("qc-zres", 28.0, 2.0, count=15), phantom)
+    g = acq.header.geometry
+    flat = site.flat_fields(acq)
+    i0 = open_field_signal(acq.images, acq.dark_adu) if flat is None else None
+    rec = reconstruct(acq.images, acq.header, flat=flat, dark=acq.dark_adu, voxel_mm=acq.pitch_mm, slice_mm=1.0,
+                      i0=i0)
+    grid = rec.grid
+    xs = grid.x_min_mm + (np.arange(rec.volume.shape[2]) + 0.5) * grid.voxel_mm
+    ys = grid.y_min_mm + (np.arange(rec.volume.shape[1]) + 0.5) * grid.voxel_mm
+    z = np.asarray(grid.z_mm)
+    truth = make_phantom("beads", acq.record.compressed_thickness_mm, g, seed=0).lesions
+    top = max(b.centre_mm[2] for b in truth)
+    widths = []
+    for b in truth:
+        bx, by, bz = b.centre_mm
+        if not (z[0] + 8.0 <= bz <= z[-1] - 8.0) or bz == top:  # the ASF needs slices on both sides
+            continue
+        r = np.hypot(xs[None, :] - bx, ys[:, None] - by)
+        feature = r <= 0.5 * b.diameter_mm + 0.5 * grid.voxel_mm
+        ring = (r >= 4.0) & (r <= 6.0)
+        if feature.sum() == 0 or ring.sum() == 0:
+            continue
+        asf = artifact_spread(rec.volume, feature, ring, int(np.argmin(np.abs(z - bz))))
+        widths.append(fwhm(z, asf, baseline=0.0))
+    w = float(np.median(widths)) if widths else float("nan")
+    return QcResult("z_resolution", "Z-resolution: ASF FWHM of 1 mm beads", "qc-zres (dbt manual, 15 projections)",
+                    phantom.describe(), [Figure("ASF FWHM (median of the mid-height beads)", w, limits.ASF_FWHM)],
+                    {"bead": list(range(len(widths))), "asf_fwhm_mm": widths})
+
+
 # ============================================================================ timing
 def _frame(entry: dict[str, Any]) -> Any:
     return entry.get("frame_id", entry.get("fields", {}).get("frame_id"))
@@ -312,5 +350,6 @@ TESTS: tuple[QcTest, ...] = (
     QcTest("homogeneity_artefacts", "Homogeneity and artefacts", ("acceptance", "constancy"), homogeneity_artefacts),
     QcTest("aec_tracking", "AEC thickness tracking", ("acceptance", "constancy"), aec_tracking),
     QcTest("geometry_arc", "Geometry / arc angle", ("acceptance", "constancy"), geometry_arc),
+    QcTest("z_resolution", "Z-resolution (ASF)", ("acceptance", "constancy"), z_resolution),
     QcTest("timing", "Scan and image-ready times", ("acceptance", "constancy"), timing),
 )

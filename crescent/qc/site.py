@@ -155,6 +155,13 @@ class SimulatedSite:
         return flat_fields(acq.header, acq.exposures[:1])[0] - acq.dark_adu
 
 
+    def flat_fields(self, acq: Acquisition) -> np.ndarray:
+        """Raw (dark included) flat fields of every projection, for reconstruction."""
+        from crescent.acquire.simulated import flat_fields
+
+        return flat_fields(acq.header, acq.exposures)
+
+
 class RigSite:
     """A real gantry on ``port`` (pyserial URL); ``ask(prompt)`` waits for the operator (default: input)."""
 
@@ -194,6 +201,10 @@ class RigSite:
                                "exposure, mGy: "))
         hvl = float(self.ask("Dosimeter: HVL, mm Al: "))
         return kerma, hvl
+
+    def flat_fields(self, acq: Acquisition) -> None:
+        """No flat fields on a rig: reconstruction normalises each projection to its open field."""
+        return None
 
     def flat_field(self, acq: Acquisition) -> None:
         """A rig delivers flat-fielded ("for processing") images: no further correction."""

@@ -87,3 +87,19 @@ def test_rig_path_prompts_the_operator_and_takes_meter_readings(tmp_path: Path):
     assert rows["HVL"].value == pytest.approx(0.47) and rows["HVL"].site == "rig"
     assert rows["tube output at 1 m"].value == pytest.approx(20.0, rel=0.02)  # 0.40 mGy / 20 mAs (meter's mAs)
     assert rows["HVL"].device_serial.startswith("rig-")
+
+
+def test_z_resolution_fails_a_narrow_arc(tmp_path: Path, monkeypatch):
+    """The ASF check can fail: a +-3 deg sweep (instead of +-12.5) spreads a bead over ~4x more depth
+    (FWHM ~ d / tan(half arc)), so the same analysis measures it over the limit."""
+    from crescent.qc import exams, procedures
+
+    real = exams.dbt_manual
+
+    def narrow(name, kvp=28.0, mas=2.0, count=15):
+        exam = real(name, kvp, mas, count)
+        return exam.model_copy(update={"arc": exam.arc.model_copy(update={"start_deg": -3.0, "stop_deg": 3.0})})
+
+    monkeypatch.setattr(exams, "dbt_manual", narrow)
+    result = procedures.z_resolution(SimulatedSite(tmp_path), "constancy")
+    assert not result.passed and result.figures[0].value > 15.0, result.figures
