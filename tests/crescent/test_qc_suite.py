@@ -29,7 +29,7 @@ def _failed(results) -> set[str]:
 
 def test_healthy_gantry_passes_the_acceptance_suite(tmp_path: Path):
     results = run_suite(SimulatedSite(tmp_path), "acceptance")
-    assert len(results) == 7
+    assert len(results) == 8
     assert _failed(results) == set(), [(r.test, r.notes, [(f.name, f.value) for f in r.figures if not f.passed])
                                        for r in results if not r.passed]
     aec = next(r for r in results if r.test == "aec_tracking")
