@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "timing": ("crescent.capture.command", "round-trip latency histogram and telemetry jitter of a capture"),
     "replay": ("crescent.capture.command", "feed a capture back to a host controller or a gantry"),
     "send": ("crescent.send.command", "store a folder of DICOM objects on a PACS (C-STORE)"),
+    "qc": ("crescent.qc.command", "run the DBT quality-control protocol (simulated gantry or a rig) and report"),
     "demo": ("crescent.demo.command", "show the reliable link across a real pseudo-terminal pair"),
 }
 

@@ -177,6 +177,9 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
                         exam_mgd_mgy=dose_all.total_mgd_mgy, normalisation=normalisation, dose_all=dose_all,
                         scout_mgd_mgy=sum(g for e, g in zip(rec.exposures, dose_all.mgd_mgy) if e.is_scout),
                         line_integrals=lines_all)
+    from crescent.acquire.acquisition_qc import acquisition_qc
+
+    acq.acquisition_qc = acquisition_qc(rec, header, exposures, raw, dark)
     acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)
     timings["outputs"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0

@@ -48,6 +48,7 @@ class AcquireResult:
     study: Any = None  # the StudyInfo the outputs were written with
     forces_n: list[float] = field(default_factory=list)  # force during each stored exposure's window, N
     line_integrals: np.ndarray | None = None  # ln(I0 / (I - dark)) of each projection (tomosynthesis sweeps)
+    acquisition_qc: list[Any] = field(default_factory=list)  # crescent.acquire.acquisition_qc verdicts of this exam
 
     @property
     def scan_time_s(self) -> float:
@@ -59,7 +60,8 @@ class AcquireResult:
 
     @property
     def warnings(self) -> list[str]:
-        return exam_warnings(self.exam.record)
+        return exam_warnings(self.exam.record) + [f"acquisition QC failed: {v.name}: {v.value} (limit {v.limit})"
+                                                  for v in self.acquisition_qc if v.result == "FAIL"]
 
     def summary(self) -> dict[str, Any]:
         rec = self.exam.record
@@ -75,6 +77,8 @@ class AcquireResult:
             "scout": [{"kvp": e.kvp, "mas": e.mas, "window_start_s": e.window_start_s,
                        "window_end_s": e.window_end_s} for e in rec.exposures if e.is_scout],
             "warnings": self.warnings,
+            "acquisition_qc": [{"check": v.name, "value": v.value, "limit": v.limit, "verdict": v.result,
+                                "source": v.source} for v in self.acquisition_qc],
             "report": str(self.out / "report.html"),
             "uids": ("derived from the exam and seed, fixed date (reproducible virtual-time run)"
                      if self.study is not None and self.study.reproducibility_note else "fresh (random) per acquisition"),

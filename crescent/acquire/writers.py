@@ -219,6 +219,7 @@ def _report_data(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, files:
         verdicts.append(mtf_verdict(float(np.interp(nyq, acq.mtf[0], acq.mtf[1])), det.pitch_mm))
     if acq.stereo:
         verdicts.append(stereo_verdict([s.error_mm for s in acq.stereo]))
+    verdicts += acq.acquisition_qc  # per-exam acquisition QC (crescent.acquire.acquisition_qc)
     return ReportData(
         exam=rec.exam_name,
         title=f"Crescent acquisition report: {rec.exam_name}",

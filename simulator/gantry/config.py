@@ -49,6 +49,9 @@ class AxisConfig(_Model):
     estop_decel_deg_s2: float = Field(200.0, gt=0.0, description="braking deceleration of a quick stop, deg/s^2")
     initial_angle_deg: float = Field(0.0, description="arm angle at power-up (not homed), deg")
     initially_homed: bool = Field(False, description="start homed (skip HOME)")
+    # QC defect injection (crescent qc): the arm's true angle differs from what the encoder reports.
+    angle_offset_deg: float = Field(0.0, ge=-5.0, le=5.0,
+                                    description="true arm angle minus encoder angle (a miscalibrated encoder), deg")
 
 
 class BreastConfig(_Model):
@@ -99,6 +102,8 @@ class GeneratorConfig(_Model):
         1.5, ge=1.0, le=10.0, description="backup timer = min(limits.backup_timer_ms, factor * planned pulse)"
     )
     initial_heat_j: float = Field(0.0, ge=0.0, description="anode heat at power-up, J")
+    # QC defect injection (crescent qc): a worn / enlarged focal spot; records still carry the nominal size.
+    focal_spot_scale: float = Field(1.0, gt=0.0, le=20.0, description="true focal spot size / nominal size")
 
 
 class BeamPathConfig(_Model):
@@ -136,6 +141,15 @@ class DetectorConfig(_Model):
     fsync: bool = Field(False, description="fsync each frame file before the rename (durable, slower)")
     beam_path: BeamPathConfig = Field(default_factory=BeamPathConfig,
                                       description="tube, compression paddle, breast support and detector cover")
+    # QC defect injection (crescent qc); the defaults are a healthy panel.
+    dead_columns_x_mm: tuple[float, ...] = Field(
+        (), description="x of columns read out as the dark offset only (dead lines), mm (nearest column)")
+    gain_gradient_percent_per_100mm: float = Field(
+        0.0, ge=-90.0, le=90.0, description="gain change along x (columns) after calibration, % per 100 mm")
+    readout_delay_ms: float = Field(0.0, ge=0.0, le=60000.0, description="extra readout time of every frame, ms")
+    dark_offset_report_error_adu: float = Field(
+        0.0, ge=-1000.0, le=1000.0,
+        description="error of the dark offset DEVICE_INFO reports (the AEC subtracts it from the scout), ADU")
 
 
 class UartConfig(_Model):

@@ -103,7 +103,7 @@ class Detector:
         # because the physics import is heavy and must not stall the real-time loop on GET_INFO.
         from simulator.imaging.detector import DetectorModel
 
-        self.dark_offset_adu: float = DetectorModel().offset_adu
+        self.dark_offset_adu: float = DetectorModel().offset_adu + cfg.dark_offset_report_error_adu
 
 
     @property
@@ -141,7 +141,7 @@ class Detector:
         kv = min(max(record.kvp, KV_RENDER_MIN), KV_RENDER_MAX)
         rec = record if kv == record.kvp else record.model_copy(update={"kvp": kv})
         if self.executor is None:
-            image = render_image(self.imager(thickness_mm), rec)
+            image = render_image(self.imager(thickness_mm), rec, self.cfg)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         else:
@@ -157,6 +157,8 @@ class Detector:
             except Exception:  # a render that fails is a detector that never delivers
                 self.state = int(DetectorState.ERROR)
                 return None
+        if self.cfg.readout_delay_ms > 0:  # injected (QC): a slow panel
+            yield self.env.timeout(self.cfg.readout_delay_ms / 1000.0)
         self.state = int(DetectorState.READY)
         return frame
 
@@ -173,6 +175,29 @@ class Detector:
         self.executor.prepare(*self._job_args(thickness_mm), anode_filter, kvs)
 
 
+def inject_defects(image: np.ndarray, cfg: DetectorConfig, geometry: AcquisitionGeometry) -> np.ndarray:
+    """Apply the injected panel defects of ``cfg`` (gain gradient, dead columns) to a raw image (QC tests).
+
+    The gradient scales the signal above the dark offset by ``1 + g x / 100 mm`` (x = column centre, mm);
+    a dead column reads the dark offset only. A healthy config returns ``image`` unchanged.
+    """
+    if not cfg.dead_columns_x_mm and cfg.gain_gradient_percent_per_100mm == 0.0:
+        return image
+    from simulator.imaging.detector import DetectorModel
+
+    dark = DetectorModel().offset_adu
+    x = geometry.detector.col_centres_mm()
+    out = image.astype(np.float64)
+    if cfg.gain_gradient_percent_per_100mm:
+        gain = np.maximum(1.0 + cfg.gain_gradient_percent_per_100mm / 100.0 * x / 100.0, 0.0)
+        out = dark + (out - dark) * gain[None, :]
+    for xd in cfg.dead_columns_x_mm:
+        c = int(np.argmin(np.abs(x - xd)))
+        if abs(x[c] - xd) <= geometry.detector.pitch_mm:
+            out[:, c] = dark
+    return np.clip(np.rint(out), 0, 65535).astype(np.uint16)
+
+
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
                  thickness_mm: float) -> ExposureImager:
     """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`."""
@@ -184,9 +209,10 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
                           noise=det.noise, beam_path=det.beam_path.to_beam_path())
 
 
-def render_image(imager: ExposureImager, record: ExposureRecord) -> np.ndarray:
-    """The raw image of ``record`` (the one function both the in-process and the worker path call)."""
-    return imager.image(record)
+def render_image(imager: ExposureImager, record: ExposureRecord, cfg: DetectorConfig) -> np.ndarray:
+    """The raw image of ``record`` with the panel defects ``cfg`` injects, if any (the one function both
+    the in-process and the worker path call)."""
+    return inject_defects(imager.image(record), cfg, imager.geometry)
 
 
 _WORKER_IMAGERS: dict[tuple, ExposureImager] = {}
@@ -209,7 +235,8 @@ def render_job(geometry_json: str, phantom_json: str, detector_json: str, seed: 
                record_json: str) -> np.ndarray:
     """Render one frame in a worker process (arguments as JSON so they pickle cheaply); caches the imager."""
     im = _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
-    return render_image(im, ExposureRecord.model_validate_json(record_json))
+    return render_image(im, ExposureRecord.model_validate_json(record_json),
+                        DetectorConfig.model_validate_json(detector_json))
 
 
 def render_to_file_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,

@@ -1047,13 +1047,22 @@ class Gantry:
                        planned_deg=plan.angles_deg[i], start_deg=round(a0, 6), end_deg=round(a1, 6),
                        kv=round(res.kv_mean, 4), mas=round(res.mas, 6), window_s=round(res.t_off_s - res.t_on_s, 9))
         self.emit(done)
-        sw.readouts.append(env.process(self._readout(record, thickness_mm)))
+        sw.readouts.append(env.process(self._readout(self._true_record(record), thickness_mm)))
         self._update_interlocks()
         if res.status == int(ExposureStatus.BACKUP_TIMER):
             self._latch(int(FaultCode.BACKUP_TIMER), frame_id, "backup timer terminated the exposure",
                         int(ExposureStatus.BACKUP_TIMER))
             return False
         return res.status in (int(ExposureStatus.OK), int(ExposureStatus.KV_FAULT)) and not sw.stop.triggered
+
+    def _true_record(self, record: ExposureRecord) -> ExposureRecord:
+        """The exposure as it physically happened, for the image (injected encoder offset, enlarged focal spot)."""
+        off, spot = self.cfg.axis.angle_offset_deg, self.cfg.generator.focal_spot_scale
+        if off == 0.0 and spot == 1.0:
+            return record
+        return record.model_copy(update={"angle_start_deg": record.angle_start_deg + off,
+                                         "angle_end_deg": record.angle_end_deg + off,
+                                         "focal_spot_mm": record.focal_spot_mm * spot})
 
     def _readout(self, record: ExposureRecord, thickness_mm: float) -> Generator[Any, None, None]:
         frame: Frame | None = yield from self.detector.readout(record, thickness_mm)

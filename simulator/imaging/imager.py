@@ -79,7 +79,7 @@ def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, 
     if name == "uniform":
         return uniform_phantom(sh)
     if name == "pmma":
-        return pmma_phantom(thickness_mm, sh)
+        return pmma_phantom(thickness_mm, sh, **options)  # type: ignore[arg-type]
     if name == "edge":
         return edge_phantom(**options)  # type: ignore[arg-type]
     if name == "beads":

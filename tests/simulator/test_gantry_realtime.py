@@ -161,7 +161,7 @@ def test_worker_rendered_frame_equals_in_process_frame(tmp_path) -> None:
         pool.terminate()
     publish_frame(tmp_path, frame)
     worker = read_frame(tmp_path, frame.locator, frame.rows, frame.cols)
-    local = render_image(build_imager(cfg.geometry, cfg.phantom, cfg.detector, 11, 45.0), rec)
+    local = render_image(build_imager(cfg.geometry, cfg.phantom, cfg.detector, 11, 45.0), rec, cfg.detector)
     assert worker.dtype == local.dtype and worker.shape == local.shape
     assert np.array_equal(worker, local)
     assert not list(tmp_path.glob(".*.staged"))  # published: nothing left staged

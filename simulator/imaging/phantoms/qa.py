@@ -35,24 +35,36 @@ def _slab(support_height_mm: float, thickness_mm: float, width_mm: float, depth_
 
 
 def pmma_phantom(thickness_mm: float, support_height_mm: float, *, width_mm: float = 240.0,
-                 depth_mm: float = 180.0) -> Phantom:
-    """PMMA slab of ``thickness_mm`` on the support, covering the field from the chest wall."""
+                 depth_mm: float = 180.0, contrast_al_mm: float = 0.0, contrast_size_mm: float = 10.0) -> Phantom:
+    """PMMA slab of ``thickness_mm`` on the support, covering the field from the chest wall.
+
+    ``contrast_al_mm`` > 0 adds a ``contrast_size_mm`` square of aluminium that thick on top of the slab,
+    centred 60 mm from the chest wall (the EUREF SDNR object: 0.2 mm Al, 10 mm square).
+    """
+    if contrast_al_mm > 0:
+        top = support_height_mm + thickness_mm
+        al = AnalyticObject(Box((0.0, 60.0, top + 0.5 * contrast_al_mm),
+                                (0.5 * contrast_size_mm, 0.5 * contrast_size_mm, 0.5 * contrast_al_mm)),
+                            LABEL_OF["aluminium"])
+        return Phantom("pmma", thickness_mm, support_height_mm,
+                       analytic=AnalyticPhantom([_slab(support_height_mm, thickness_mm, width_mm, depth_mm), al]))
     return Phantom("pmma", thickness_mm, support_height_mm, analytic=AnalyticPhantom([_slab(support_height_mm, thickness_mm, width_mm, depth_mm)]))
 
 
 def edge_phantom(*, tilt_deg: float = 3.0, plate_mm: float = 1.0, x_edge_mm: float = 0.0,
-                 extent_mm: float = 50.0, support_height_mm: float = 0.0) -> Phantom:
+                 extent_mm: float = 50.0, support_height_mm: float = 0.0, height_mm: float = 0.0) -> Phantom:
     """Tungsten plate lying on the detector (z = 0..plate_mm) covering x > edge; edge tilted by ``tilt_deg``.
 
-    The edge line passes through ``(x_edge_mm, extent_mm/2)`` and runs mostly
+    ``height_mm`` raises the plate above the detector (z = height..height+plate_mm), where the focal
+    spot's blur shows. The edge line passes through ``(x_edge_mm, extent_mm/2)`` and runs mostly
     along y (rows), so the MTF is measured along x (columns).
     """
     t = math.radians(tilt_deg)
     normal = (-math.cos(t), math.sin(t), 0.0)  # inside: -cos t x + sin t y <= offset  <=> x >= ...
     y_mid = 0.5 * extent_mm
     offset = -math.cos(t) * x_edge_mm + math.sin(t) * y_mid
-    shape = HalfSpaceSlab(normal, offset, 0.0, plate_mm, ((x_edge_mm - extent_mm, x_edge_mm + extent_mm), (0.0, extent_mm)))
-    return Phantom("edge", plate_mm, support_height_mm, analytic=AnalyticPhantom([AnalyticObject(shape, LABEL_OF["tungsten"])]))
+    shape = HalfSpaceSlab(normal, offset, height_mm, height_mm + plate_mm, ((x_edge_mm - extent_mm, x_edge_mm + extent_mm), (0.0, extent_mm)))
+    return Phantom("edge", height_mm + plate_mm, support_height_mm, analytic=AnalyticPhantom([AnalyticObject(shape, LABEL_OF["tungsten"])]))
 
 
 def bead_phantom(support_height_mm: float, *, heights_mm: tuple[float, ...] = (5.0, 25.0, 45.0),

@@ -1,0 +1,1 @@
+"""``crescent qc``: automated DBT quality control (see crescent.qc.command)."""
