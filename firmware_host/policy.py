@@ -58,7 +58,7 @@ IDEMPOTENT_RETRIES = 3
 #: Commands whose repetition has the same effect as one execution (safe to resend after SendFailed).
 IDEMPOTENT_COMMANDS: frozenset[str] = frozenset(
     {
-        "GET_STATUS", "GET_INFO", "GET_LIMITS", "HOME", "MOVE_ARC", "COMPRESS", "RELEASE", "SET_TECHNIQUE", "ARM_PLAN",
+        "GET_STATUS", "GET_INFO", "GET_LIMITS", "GET_EXPOSURE_LOG", "HOME", "MOVE_ARC", "COMPRESS", "RELEASE", "SET_TECHNIQUE", "ARM_PLAN",
         "ABORT", "SET_TELEMETRY", "RESET_FAULT", "HELLO",
     }
 )

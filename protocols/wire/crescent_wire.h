@@ -45,6 +45,8 @@
 #define CRESCENT_MSG_INTERLOCK_CHANGED 0x44u
 #define CRESCENT_MSG_FAULT 0x45u
 #define CRESCENT_MSG_MOTION_DONE 0x46u
+#define CRESCENT_MSG_GET_EXPOSURE_LOG 0x1Au
+#define CRESCENT_MSG_EXPOSURE_LOG 0x0Cu
 
 enum crescent_devicestate {
     CRESCENT_DEVICESTATE_BOOT = 0,
@@ -203,6 +205,7 @@ typedef struct {
     uint16_t armed_plan_id;
     uint8_t exposures_done;
     uint8_t detector_state;
+    uint32_t exposure_counter;
 } crescent_status_t;
 typedef struct {
     uint8_t _empty[1]; /* zero-length payload; do not send this byte */
@@ -374,7 +377,35 @@ typedef struct {
     int32_t arc_mdeg;
     uint16_t force_dn;
     uint32_t thickness_um;
+    uint16_t cause_seq;
 } crescent_motion_done_t;
+typedef struct {
+    uint16_t plan_id;
+    uint8_t index;
+} crescent_get_exposure_log_t;
+typedef struct {
+    uint16_t plan_id;
+    uint8_t count;
+    uint32_t exposure_counter;
+    uint8_t index;
+    uint8_t present;
+    uint32_t frame_id;
+    uint8_t status;
+    int32_t planned_mdeg;
+    int32_t start_mdeg;
+    int32_t end_mdeg;
+    uint16_t kv_ckv;
+    uint32_t mas_uas;
+    uint64_t window_start_us;
+    uint64_t window_end_us;
+    uint8_t image_state;
+    uint16_t rows;
+    uint16_t cols;
+    uint32_t checksum;
+    uint32_t size_bytes;
+    uint8_t locator_len;
+    char locator[200];
+} crescent_exposure_log_t;
 #pragma pack(pop)
 
 #endif /* CRESCENT_WIRE_H */
