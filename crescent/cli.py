@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-capture": ("crescent.capture.command", "check safety/protocol invariants over a capture (pcap)"),
     "timing": ("crescent.capture.command", "round-trip latency histogram and telemetry jitter of a capture"),
     "replay": ("crescent.capture.command", "feed a capture back to a host controller or a gantry"),
+    "campaign": ("crescent.campaign.command", "seeded fault campaign on the virtual-time gantry: invariants, JUnit, HTML"),
     "demo": ("crescent.demo.command", "show the reliable link across a real pseudo-terminal pair"),
 }
 

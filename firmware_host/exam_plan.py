@@ -156,6 +156,7 @@ class _State:
     end_fault: str | None = None
     aborted: bool = False
     event_mark: int = 0  # first device event of this exam
+    peer_losses: int = 0  # mirror.peer_lost_count when the exam started
     missing_reasons: dict[int, str] = field(default_factory=dict)  # frame id -> why its image is not stored
     ledger: dict[int, int] = field(default_factory=dict)  # plan id -> exposures the device's ledger reports
     ledger_unread: list[str] = field(default_factory=list)  # why a plan's ledger could not be read
@@ -502,6 +503,8 @@ def reconcile_ledger(ctx: ExamContext, st: _State, plan_id: int) -> Plan:
     while True:
         try:
             entries = yield from read_ledger(plan_id)
+        except Interrupted:
+            raise  # a suspender fired meanwhile (the guard is on): the exam ends; the safe stop reads the ledger
         except HostError as exc:
             st.ledger_unread.append(f"plan {plan_id}: {exc}")
             ctx.log("decision", note=f"exposure ledger of plan {plan_id} unreadable: {exc}", action="end")
@@ -713,7 +716,7 @@ def release(ctx: ExamContext, st: _State) -> Plan:
 
 def exam_plan(ctx: ExamContext) -> Plan:
     """The whole exam (see module docstring); returns the :class:`ExamRecord`."""
-    st = _State(event_mark=ctx.mirror.mark)
+    st = _State(event_mark=ctx.mirror.mark, peer_losses=ctx.mirror.peer_lost_count)
     st.started_s = yield Now()
     ctx.log("exam_start", exam=ctx.exam.name, exam_kind=ctx.exam.kind, plan_id=ctx.plan_id + 1,
             exam_definition=ctx.exam.model_dump(mode="json"))
@@ -760,6 +763,11 @@ def exam_plan(ctx: ExamContext) -> Plan:
         st.phase = "done"
     if st.end_fault is None:
         cause = device_cause(ctx, st)
+        if cause is None and ctx.mirror.peer_lost_count > st.peer_losses:
+            # the link was lost for the watchdog time: the device's watchdog held it safe (its events
+            # saying so may have been lost with the line)
+            cause = ("the link was lost for the watchdog time during the exam (the device's watchdog held it "
+                     f"safe; device now {ctx.mirror.state_name})", "WATCHDOG")
         if cause is not None:  # e.g. an arc fault while the paddle released: the exam went on, the record says so
             st.end_fault = cause[1]
             if not st.aborted:

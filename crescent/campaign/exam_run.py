@@ -73,6 +73,13 @@ def _trigger(case: Case, env: Any, model: Any, adapter_ref: list[Any], fired: li
     return progress
 
 
+def resolve_exam_model(exam: str) -> Any:
+    """An exam model from a library name or a YAML path (as ``crescent exam run`` takes them)."""
+    from firmware_host.api import resolve_exam
+
+    return resolve_exam(exam)
+
+
 def stored_crcs(out_dir: Path, record: dict[str, Any]) -> dict[int, int | None]:
     """frame id -> CRC-32C of the stored image's pixel bytes (uint16 LE), None if unreadable."""
     import numpy as np
@@ -154,9 +161,7 @@ def run_case(case: Case | dict[str, Any], work_dir: str | Path | None = None, *,
         report = check_items(decode_packets(tap.packets))
         capture_errors = [f.__dict__ for f in report.errors]
     device = model.log.records()
-    from protocols.exams import load_standard_exam, load_exam
-
-    exam_model = load_exam(case.exam) if case.exam.endswith((".yaml", ".yml")) else load_standard_exam(case.exam)
+    exam_model = resolve_exam_model(case.exam)
     audit_lost = False
     audit_path = exam_dir / "audit.jsonl"
     if audit_path.is_file():
