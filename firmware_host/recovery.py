@@ -210,6 +210,15 @@ def device_state_text(status: Any) -> str:
     return f"{DeviceState(status.state).name}, fault {fault_name(status.fault_code)}, plan {status.armed_plan_id}"
 
 
+def Message_done(r: dict[str, Any], end_us: int) -> Message:  # noqa: N802 - builds a message
+    """EXPOSURE_DONE from a device event-log ``exposure`` record (deg, kV, mAs, s -> wire units)."""
+    return message_from_dict("EXPOSURE_DONE", {
+        "plan_id": r["plan_id"], "index": r["index"], "frame_id": r["frame_id"], "status": r["status"],
+        "planned_mdeg": round(r["planned_deg"] * 1000), "start_mdeg": round(r["start_deg"] * 1000),
+        "end_mdeg": round(r["end_deg"] * 1000), "kv_ckv": round(r["kv"] * 100), "mas_uas": round(r["mas"] * 1e6),
+        "window_start_us": max(0, end_us - round(r["window_s"] * 1e6)), "window_end_us": end_us})
+
+
 def recover_offline(out_dir: str | os.PathLike[str], data_dir: str | os.PathLike[str]) -> ExamRecord:
     """The gantry is gone: take in the frames left in ``data_dir`` that the audit log announced.
 
@@ -233,6 +242,22 @@ def recover_offline(out_dir: str | os.PathLike[str], data_dir: str | os.PathLike
         elif e["name"] == "IMAGE_READY":
             m = message_from_dict("IMAGE_READY", e["fields"])
             readies[m.frame_id] = m
+    # A simulated gantry (and a rig that shares its event log) leaves its own log in the data directory:
+    # every exposure it made and each frame's CRC, so exposures the host never heard of are known too.
+    dev_log = Path(data_dir) / "device-events.jsonl"
+    if dev_log.is_file():
+        for line in dev_log.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if r.get("kind") == "exposure" and int(r["plan_id"]) in armed:
+                end_us = int(r["t_us"])
+                dones.setdefault((int(r["plan_id"]), int(r["index"])), Message_done(r, end_us))
+            elif r.get("kind") == "image" and int(r["frame_id"]) not in readies:
+                readies[int(r["frame_id"])] = message_from_dict("IMAGE_READY", {
+                    "frame_id": r["frame_id"], "rows": r["rows"], "cols": r["cols"], "bits": 16,
+                    "checksum": r["checksum"], "size_bytes": r["size"], "locator": r["locator"]})
     made = []
     for (plan_id, _), m in sorted(dones.items()):
         plan = armed.get(plan_id, {"is_scout": False, "fields": {}})
