@@ -62,10 +62,11 @@ def test_defect1_event_lost_inside_host_watchdog_is_reconciled(tmp_path) -> None
     lost = [r for r in device_records(model, "event_undelivered") if r["msg"] in ("EXPOSURE_DONE", "IMAGE_READY")]
     assert lost, "the dead line dropped no exposure or image event: the test does not test the defect"
     assert not device_records(model, "peer_lost"), "the device's watchdog fired: not the defect-1 window"
-    _accounted(result, model)
     made = [x for x in device_records(model, "exposure") if x["plan_id"] == result.record.plan_id]
-    if len(made) == 15 and all(x["status"] == 0 for x in made):  # defect 5: no false abort
-        assert result.record.status == "complete", result.record.reason
+    assert len(made) == 15 and all(x["status"] == 0 for x in made), "the device did not finish the sweep"
+    # defect 5: the device finished 15/15, so the exam is not aborted with a false reason
+    assert result.record.status == "complete", result.record.reason
+    _accounted(result, model)
     assert result.record.device_exposures == len(device_records(model, "exposure"))
 
 
@@ -90,6 +91,18 @@ def test_defect3_arc_fault_during_release_does_not_stop_decompression(tmp_path) 
     assert faults, "the encoder glitch did not latch"
     assert model.paddle.force_n() < 1.0, f"breast left at {model.paddle.force_n():.1f} N"
     assert result.record.released
+    assert result.record.fault == "ENCODER_GLITCH"
+
+
+@pytest.mark.parametrize("delay_s", [0.1, 0.4])
+def test_defect3_arc_fault_during_the_devices_own_release(tmp_path, delay_s: float) -> None:
+    """The device releases after the exam by itself; an encoder glitch during that release must not leave
+    the breast compressed (the host's RELEASE is not answered by the device's own MOTION_DONE)."""
+    result, model, _ = run_virtual(EXAM, tmp_path, seed=2, config=fast_config(paddle={"release_after_exam": True}),
+                                   on_phase=_at_phase("release", 0, "ENCODER_GLITCH", 3000, delay_s=delay_s))
+    assert [r for r in device_records(model, "fault") if r["fault"] == "ENCODER_GLITCH" and r["latched"]]
+    assert device_records(model, "auto_release"), "the device did not release by itself"
+    assert model.paddle.force_n() < 1.0, f"breast left at {model.paddle.force_n():.1f} N"
     assert result.record.fault == "ENCODER_GLITCH"
 
 
