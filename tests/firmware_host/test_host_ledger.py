@@ -58,8 +58,9 @@ def _accounted(result: Any, model: Any) -> None:
 def test_defect1_event_lost_inside_host_watchdog_is_reconciled(tmp_path) -> None:
     """A 1.0 s dead line (longer than the device's 6 x 100 ms event retries, shorter than the 2 s watchdogs)
     drops EXPOSURE_DONEs: the host reads the device's ledger, records every exposure and takes in the images."""
-    result, model, _ = run_virtual(EXAM, tmp_path, seed=3, on_phase=_at_phase("sweep", 4, "LINE_FAULT", 1000))
-    lost = [r for r in device_records(model, "event_undelivered") if r["msg"] in ("EXPOSURE_DONE", "IMAGE_READY")]
+    result, model, _ = run_virtual(EXAM, tmp_path, seed=3,
+                                   on_phase=_at_phase("sweep", 10, "LINE_FAULT", 1000, delay_s=0.35))
+    lost = [r for r in device_records(model, "event_undelivered") if r["msg"] == "EXPOSURE_DONE"]
     assert lost, "the dead line dropped no exposure or image event: the test does not test the defect"
     assert not device_records(model, "peer_lost"), "the device's watchdog fired: not the defect-1 window"
     made = [x for x in device_records(model, "exposure") if x["plan_id"] == result.record.plan_id]
@@ -68,6 +69,18 @@ def test_defect1_event_lost_inside_host_watchdog_is_reconciled(tmp_path) -> None
     assert result.record.status == "complete", result.record.reason
     _accounted(result, model)
     assert result.record.device_exposures == len(device_records(model, "exposure"))
+
+
+def test_defect5_no_false_abort_when_the_last_exposure_done_is_lost(tmp_path) -> None:
+    """The dead line swallows the last EXPOSURE_DONE; the device made 15/15: the host must not abort with
+    "the device ended the plan after 14 of 15 exposures"."""
+    result, model, _ = run_virtual(EXAM, tmp_path, seed=1,
+                                   on_phase=_at_phase("sweep", 13, "LINE_FAULT", 1000, delay_s=0.3))
+    assert [r for r in device_records(model, "event_undelivered") if r["msg"] == "EXPOSURE_DONE"]
+    made = [x for x in device_records(model, "exposure") if x["plan_id"] == result.record.plan_id]
+    assert len(made) == 15 and all(x["status"] == 0 for x in made)
+    assert result.record.status == "complete", result.record.reason
+    _accounted(result, model)
 
 
 def test_defect2_link_lost_for_good_reads_the_ledger_after_a_new_session(tmp_path) -> None:
