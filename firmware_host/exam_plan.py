@@ -48,6 +48,7 @@ from protocols.wire.catalogue import (
     ANODE_FILTER_CODE,
     AbortReason,
     DeviceState,
+    ErrorCode,
     ExposureStatus,
     FocalSpot,
     Interlock,
@@ -659,13 +660,14 @@ def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
 
 
 def release_compression(mirror: DeviceMirror, timeout_s: float, attempts: int = 4,
-                        log: Callable[..., None] | None = None) -> Plan:
+                        log: Callable[..., None] | None = None, reopen: Callable[[], Plan] | None = None) -> Plan:
     """RELEASE and confirm the breast is free; returns (released, last MOTION_DONE message or None).
 
     Released = the paddle reached its park height, or the force is gone (below 1 N): the drive may
     stop early when the device's own release is already lifting the paddle. A RELEASE that is
     refused, unanswered, or whose motion stopped with force left (a fault of another axis, the
-    device's own release interrupted) is sent again, up to ``attempts`` times: no fault path
+    device's own release interrupted) is sent again, up to ``attempts`` times; a device that has
+    reset (NAK NO_SESSION) first gets a new session from ``reopen`` (a HELLO plan): no fault path
     leaves the breast compressed while the device accepts RELEASE (IEC 60601-2-45).
     """
     done: Message | None = None
@@ -675,10 +677,17 @@ def release_compression(mirror: DeviceMirror, timeout_s: float, attempts: int = 
             log("decision", note=f"compression not released ({last_problem}); RELEASE again "
                 f"({attempt + 1} of {attempts})", action="retry")
         try:
+            if mirror.state == int(DeviceState.BOOT) and reopen is not None:
+                yield from reopen()
             done = yield from motion(mirror, Release(), timeout_s)
         except (CommandRefused, CommandFailed, WaitTimeout) as exc:
             last_problem = f"{type(exc).__name__}: {exc}"
             done = None
+            if isinstance(exc, CommandRefused) and exc.error_code == int(ErrorCode.NO_SESSION) and reopen is not None:
+                try:
+                    yield from reopen()
+                except HostError as exc2:
+                    last_problem = f"new session failed: {exc2}"
         if done is not None and (done.ok or done.force_dn < 10):
             return True, done
         # the drive stopped early (or its MOTION_DONE never came): poll the force for a moment
@@ -702,8 +711,13 @@ def release_compression(mirror: DeviceMirror, timeout_s: float, attempts: int = 
 
 def release(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "release")
+    def reopen() -> Plan:
+        ctx.log("decision", note="device reset: new session (HELLO) before RELEASE", action="retry")
+        yield from hello_plan(ctx.session_id, ctx.options.heartbeat_period_ms, ctx.options.watchdog_timeout_ms,
+                              new_session=True)
+
     st.released, done = yield from release_compression(ctx.mirror, ctx.options.move_timeout_s,
-                                                       ctx.options.release_attempts, ctx.log)
+                                                       ctx.options.release_attempts, ctx.log, reopen)
     if not st.released:
         st.warnings.append(f"RELEASE stopped with {ctx.mirror.force_n:.1f} N on the breast "
                            f"after {ctx.options.release_attempts} attempts")
