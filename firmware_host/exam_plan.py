@@ -427,7 +427,9 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
                 raise Interrupted(f"{phase}: the device made {made} of {n} exposures (its ledger; "
                                   f"{done_count} reported by EXPOSURE_DONE within {budget:.1f} s)", "TIMEOUT")
             ctx.log("decision", note=f"{n - stored} image(s) never announced (IMAGE_READY) within "
-                    f"{ctx.options.image_timeout_s} s after the last exposure", action="end")
+                    f"{ctx.options.image_timeout_s} s after the last exposure; reading the device's ledger",
+                    action="retry")
+            yield from reconcile_ledger(ctx, st, plan_id)  # an IMAGE_READY lost on the line: the ledger has it
             break
         mark = ev.index + 1
         msg = ev.message
