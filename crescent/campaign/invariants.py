@@ -122,19 +122,24 @@ def check_a(ev: Evidence) -> list[Violation]:
     return out
 
 
-_LATE = re.compile(r"plan (\d+) index (\d+) after the plan was aborted")
+_LATE = re.compile(r"plan (\d+) index (\d+) (after the plan was aborted|but no such plan is running)")
 
 
 def _late_report(finding: dict[str, Any], device: list[dict[str, Any]]) -> bool:
-    """A capture's "exposure after ABORT" that is only a late report: the device log shows the exposure
-    ended before the device took the ABORT (its EXPOSURE_DONE waited on a dead line and came after)."""
+    """A capture's "exposure after ABORT" / "no such plan running" that is only a late report: the
+    device log shows the exposure made inside its armed plan, before the device took an ABORT; its
+    EXPOSURE_DONE waited on a dead line and crossed it after the ABORT or a new session (HELLO)."""
     m = _LATE.search(finding.get("message", ""))
     if not m:
         return False
     key = (int(m.group(1)), int(m.group(2)))
+    armed_at = {int(r["plan_id"]): (r["t_us"], int(r["n"])) for r in device if r["kind"] == "armed"}
     made = [r for r in device if r["kind"] == "exposure" and (int(r["plan_id"]), int(r["index"])) == key]
-    aborts = [r["t_us"] for r in device if r["kind"] == "abort"]
-    return bool(made) and (not aborts or made[0]["t_us"] <= max(aborts))
+    if not made or key[0] not in armed_at:
+        return False
+    t_armed, n = armed_at[key[0]]
+    aborts = [r["t_us"] for r in device if r["kind"] == "abort" and r["t_us"] >= t_armed]
+    return key[1] < n and made[0]["t_us"] >= t_armed and (not aborts or made[0]["t_us"] <= min(aborts))
 
 
 def check_b(ev: Evidence) -> list[Violation]:

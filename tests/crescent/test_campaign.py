@@ -166,3 +166,18 @@ def test_small_campaign_on_a_local_cluster(tmp_path) -> None:
         again = run_case(Case(**by_seed[seed]["case"]))
         for key in ("status", "reason", "fault", "device_exposures", "violations", "virtual_s"):
             assert again[key] == by_seed[seed][key], (seed, key)
+
+
+def test_capture_finding_is_kept_unless_the_device_log_shows_a_late_report(clean) -> None:
+    """A capture 'exposure outside plan' stands (a) unless the device log shows that exposure made inside
+    its armed plan (a report that crossed a dead line late); one the device never made in a plan stands."""
+    ev = _evidence(clean)
+    x = next(r for r in ev.device if r["kind"] == "exposure" and r["index"] == 4)
+    late = {"rule": "exposure-outside-plan", "message": f"exposure plan {x['plan_id']} index 4 but no such plan "
+            "is running"}
+    assert _letters(_evidence(clean, capture_errors=[late])) == set()
+    bogus = {"rule": "exposure-outside-plan", "message": f"exposure plan {x['plan_id']} index 40 but no such plan "
+             "is running"}
+    assert _letters(_evidence(clean, capture_errors=[bogus])) == {"a"}
+    dup = {"rule": "duplicate-execution", "message": "FIRE answered twice differently"}
+    assert _letters(_evidence(clean, capture_errors=[dup])) == {"b"}
