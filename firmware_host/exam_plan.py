@@ -663,21 +663,23 @@ def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
 
 def release_compression(mirror: DeviceMirror, timeout_s: float, attempts: int = 4,
                         log: Callable[..., None] | None = None, reopen: Callable[[], Plan] | None = None) -> Plan:
-    """RELEASE and confirm the breast is free; returns (released, last MOTION_DONE message or None).
+    """RELEASE until the paddle is parked; returns (released, last MOTION_DONE message or None).
 
-    Released = the paddle reached its park height, or the force is gone (below 1 N): the drive may
-    stop early when the device's own release is already lifting the paddle. A RELEASE that is
-    refused, unanswered, or whose motion stopped with force left (a fault of another axis, the
-    device's own release interrupted) is sent again, up to ``attempts`` times; a device that has
-    reset (NAK NO_SESSION) first gets a new session from ``reopen`` (a HELLO plan): no fault path
-    leaves the breast compressed while the device accepts RELEASE (IEC 60601-2-45).
+    A RELEASE that is refused, unanswered, or whose motion stopped before the park height (a fault
+    of another axis, a device reset, the device's own release taking over) is sent again, up to
+    ``attempts`` times; a device that has reset (NAK NO_SESSION, state BOOT) first gets a new
+    session from ``reopen`` (a HELLO plan). No fault path leaves the breast compressed while the
+    device accepts RELEASE (IEC 60601-2-45). If the paddle never reports parked, the breast counts
+    as released when STATUS shows the force gone (below 1 N) after a settling pause.
     """
     done: Message | None = None
     last_problem = ""
     for attempt in range(attempts):
-        if attempt and log is not None:
-            log("decision", note=f"compression not released ({last_problem}); RELEASE again "
-                f"({attempt + 1} of {attempts})", action="retry")
+        if attempt:
+            if log is not None:
+                log("decision", note=f"compression not released ({last_problem}); RELEASE again "
+                    f"({attempt + 1} of {attempts})", action="retry")
+            yield Sleep(0.2)
         try:
             if mirror.state == int(DeviceState.BOOT) and reopen is not None:
                 yield from reopen()
@@ -690,25 +692,16 @@ def release_compression(mirror: DeviceMirror, timeout_s: float, attempts: int = 
                     yield from reopen()
                 except HostError as exc2:
                     last_problem = f"new session failed: {exc2}"
-        if done is not None and (done.ok or done.force_dn < 10):
+            continue
+        if done.ok:
             return True, done
-        # the drive stopped early (or its MOTION_DONE never came): poll the force for a moment
-        t0 = yield Now()
-        while True:
-            try:
-                status = yield Command(GetStatus(), retries=R)
-            except HostError as exc:
-                last_problem = f"STATUS: {exc}"
-                break
-            if status.force_dn < 10:
-                return True, done
-            now = yield Now()
-            if now - t0 > 1.0:
-                last_problem = (f"{status.force_dn / 10:.1f} N left, device {DeviceState(status.state).name}"
-                                if done is not None or not last_problem else last_problem)
-                break
-            yield Sleep(0.2)
-    return False, done
+        last_problem = (f"the paddle stopped at {done.thickness_um / 1000:.1f} mm with {done.force_dn / 10:.1f} N")
+    yield Sleep(0.5)  # a breast relaxing back onto a stopped paddle shows force again
+    try:
+        status = yield Command(GetStatus(), retries=R)
+    except HostError:
+        return False, done
+    return status.force_dn < 10, done
 
 
 def release(ctx: ExamContext, st: _State) -> Plan:
