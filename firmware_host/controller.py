@@ -231,6 +231,7 @@ class Controller:
                     self.runner.on_send_failed(ev, now)
             elif isinstance(ev, PeerLost):
                 self.mirror.peer_alive = False
+                self.mirror.peer_lost_count += 1
                 self.log("peer_lost", silent_s=round(ev.silent_s, 6))
                 changed = True
             elif isinstance(ev, PeerAlive):

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from firmware_host.aec import AecDecision, aec_roi, choose_technique, roi_signal
 from firmware_host.audit import message_dict
-from firmware_host.errors import CommandFailed, ExamError, HostError, Interrupted, WaitTimeout
+from firmware_host.errors import CommandFailed, CommandRefused, ExamError, HostError, Interrupted, WaitTimeout
 from firmware_host.intake import DataChannel, FrameCheck, check_frame, frame_array
 from firmware_host.mirror import DeviceMirror, fault_name
 from firmware_host.plans import Command, Guard, Now, Phase, Plan, Sleep, WaitFor
@@ -48,6 +48,7 @@ from protocols.wire.catalogue import (
     ANODE_FILTER_CODE,
     AbortReason,
     DeviceState,
+    ErrorCode,
     ExposureStatus,
     FocalSpot,
     Interlock,
@@ -57,9 +58,12 @@ from protocols.wire.messages import (
     Abort,
     ArmPlan,
     Compress,
+    ExposureDone,
     Fire,
+    GetExposureLog,
     GetStatus,
     Home,
+    ImageReady,
     Message,
     MoveArc,
     Release,
@@ -100,6 +104,11 @@ class ExamOptions(BaseModel):
     abort_grace_s: float = Field(0.5, gt=0.0, description="after ABORT, wait this long for late EXPOSURE_DONEs")
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
     reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
+    reconnect_budget_s: float = Field(
+        20.0, gt=0.0,
+        description="after a lost link, keep opening a new session (HELLO) this long to read the exposure ledger, "
+                    "take in the images and release before the record is written")
+    release_attempts: int = Field(4, ge=1, le=20, description="RELEASE is sent up to this many times on every path")
     heartbeat_period_ms: int = Field(100, ge=10, le=5000, description="host heartbeat period, ms")
     watchdog_timeout_ms: int = Field(
         500, ge=50, le=10000,
@@ -155,6 +164,10 @@ class _State:
     end_fault: str | None = None
     aborted: bool = False
     event_mark: int = 0  # first device event of this exam
+    peer_losses: int = 0  # mirror.peer_lost_count when the exam started
+    missing_reasons: dict[int, str] = field(default_factory=dict)  # frame id -> why its image is not stored
+    ledger: dict[int, int] = field(default_factory=dict)  # plan id -> exposures the device's ledger reports
+    ledger_unread: list[str] = field(default_factory=list)  # why a plan's ledger could not be read
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -168,11 +181,14 @@ def _status(ctx: ExamContext) -> Plan:
 def motion(mirror: DeviceMirror, message: Message, timeout_s: float) -> Plan:
     """Send a motion command and wait for its MOTION_DONE; returns the MOTION_DONE message."""
     mark = mirror.mark
-    yield Command(message, retries=R)
+    cmd = Command(message, retries=R)
+    yield cmd
 
     def done(m: DeviceMirror) -> Any:
+        # Matched by the link sequence number of the answered copy: the device's own motions (a release
+        # on a fault, after the exam) carry the same cause_msg_id but cause_seq 0.
         for e in m.events_since(mark, "MOTION_DONE"):
-            if e.message.cause_msg_id == message.ID:
+            if e.message.cause_msg_id == message.ID and e.message.cause_seq == cmd.answered_seq:
                 return e
         return None
 
@@ -272,7 +288,8 @@ def _status_name(code: int) -> str:
         return f"status {code}"
 
 
-def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem: str) -> Plan:
+def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem: str,
+               reasons: dict[int, str] | None = None) -> Plan:
     """Read a frame from the data channel until size and CRC match (or time out); store it.
 
     Returns the stored :class:`ProjectionRecord`, or None if it never arrived intact.
@@ -289,6 +306,8 @@ def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem:
         now = yield Now()
         if now - start >= ctx.options.image_timeout_s:
             ctx.log("decision", note=f"{chk.problem}; giving up after {attempts} reads", action="end")
+            if reasons is not None:
+                reasons[ready.frame_id] = f"{chk.problem} (gave up after {attempts} reads)"
             return None
         if attempts == 1:
             ctx.log("decision", note=f"{chk.problem}; re-reading", action="retry")
@@ -405,9 +424,19 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
                                max(1e-3, deadline - now), "the plan's exposures and images")
         except WaitTimeout:
             if done_count < n:
-                raise Interrupted(f"{phase}: only {done_count} of {n} exposures within {budget:.1f} s", "TIMEOUT")
+                # events may have been lost (a dead line longer than the device's event retries):
+                # the device's ledger says what really happened
+                made, all_ok = yield from reconcile_ledger(ctx, st, plan_id)
+                if made == n and all_ok:
+                    ctx.log("decision", note=f"{n - done_count} EXPOSURE_DONE(s) never arrived; the device's "
+                            f"ledger shows all {n} exposures made: taken from the ledger", action="continue")
+                    break
+                raise Interrupted(f"{phase}: the device made {made} of {n} exposures (its ledger; "
+                                  f"{done_count} reported by EXPOSURE_DONE within {budget:.1f} s)", "TIMEOUT")
             ctx.log("decision", note=f"{n - stored} image(s) never announced (IMAGE_READY) within "
-                    f"{ctx.options.image_timeout_s} s after the last exposure", action="end")
+                    f"{ctx.options.image_timeout_s} s after the last exposure; reading the device's ledger",
+                    action="retry")
+            yield from reconcile_ledger(ctx, st, plan_id)  # an IMAGE_READY lost on the line: the ledger has it
             break
         mark = ev.index + 1
         msg = ev.message
@@ -434,12 +463,105 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
             rec = next(e for e in reversed(st.exposures) if e.frame_id == msg.frame_id)
             stored += yield from _store(ctx, st, msg, rec, is_scout, n)
         elif msg.NAME == "STATE_CHANGED" and msg.old_state == int(DeviceState.EXPOSING) and done_count < n:
-            ended_early = ended_early or f"the device ended the plan after {done_count} of {n} exposures"
+            # The plan left EXPOSING before we heard of every exposure: ask the device's ledger (an
+            # EXPOSURE_DONE lost on the line is not an exposure that did not happen).
+            made, all_ok = yield from reconcile_ledger(ctx, st, plan_id)
+            if made == n and all_ok:
+                ctx.log("decision", note=f"plan ended with {done_count} of {n} EXPOSURE_DONE(s) heard; the "
+                        f"device's ledger shows all {n} made: the rest taken from the ledger", action="continue")
+                break
+            ended_early = ended_early or f"the device ended the plan after {made} of {n} exposures"
         if ended_early is not None:
             raise Interrupted(ended_early, "FAULT", fault_name(ctx.mirror.fault_code) if ctx.mirror.fault_code else None)
 
 
-def record_exposure(ctx: ExamContext, st: _State, msg: Message, host_time_s: float) -> ExposureRecord:
+def read_ledger(plan_id: int) -> Plan:
+    """Every entry of the device's exposure ledger for ``plan_id`` (paged GET_EXPOSURE_LOG); list of EXPOSURE_LOG."""
+    entries: list[Message] = []
+    index = 0
+    while True:
+        reply = yield Command(GetExposureLog(plan_id=plan_id, index=index), retries=R)
+        if not reply.present:
+            return entries
+        entries.append(reply)
+        index += 1
+        if index > 255:
+            return entries
+
+
+def ledger_done(entry: Message) -> Message:
+    """The EXPOSURE_DONE an EXPOSURE_LOG entry stands for."""
+    return ExposureDone(plan_id=entry.plan_id, index=entry.index, frame_id=entry.frame_id, status=entry.status,
+                        planned_mdeg=entry.planned_mdeg, start_mdeg=entry.start_mdeg, end_mdeg=entry.end_mdeg,
+                        kv_ckv=entry.kv_ckv, mas_nas=entry.mas_nas, window_start_us=entry.window_start_us,
+                        window_end_us=entry.window_end_us)
+
+
+def ledger_ready(entry: Message) -> Message:
+    """The IMAGE_READY an EXPOSURE_LOG entry with an image (image_state 1) stands for."""
+    return ImageReady(frame_id=entry.frame_id, rows=entry.rows, cols=entry.cols, bits=16, checksum=entry.checksum,
+                      size_bytes=entry.size_bytes, locator=entry.locator)
+
+
+def reconcile_ledger(ctx: ExamContext, st: _State, plan_id: int) -> Plan:
+    """Read the device's ledger of ``plan_id``; record every exposure not yet heard of, take in every image
+    the data channel still offers (CRC checked); returns (exposures made, all with status OK).
+
+    Readouts still pending are waited for (GET_EXPOSURE_LOG again) up to ``image_timeout_s``.
+    """
+    t0 = yield Now()
+    while True:
+        try:
+            entries = yield from read_ledger(plan_id)
+        except Interrupted:
+            raise  # a suspender fired meanwhile (the guard is on): the exam ends; the safe stop reads the ledger
+        except HostError as exc:
+            st.ledger_unread.append(f"plan {plan_id}: {exc}")
+            ctx.log("decision", note=f"exposure ledger of plan {plan_id} unreadable: {exc}", action="end")
+            return -1, False
+        st.ledger[plan_id] = len(entries)
+        for e in entries:
+            if (plan_id, e.index) not in st.recorded:
+                now = yield Now()
+                ctx.log("decision", note=f"exposure {e.index} of plan {plan_id} (frame {e.frame_id}) known only "
+                        "from the device's ledger: recorded", action="continue")
+                record_exposure(ctx, st, ledger_done(e), now, source="ledger")
+        pending = False
+        _, is_scout = st.armed.get(plan_id, ([], False))
+        for e in entries:
+            have = st.scout is not None if is_scout else e.index in st.images
+            if have:
+                continue
+            if e.image_state == 0:
+                pending = True
+                continue
+            if e.image_state == 2:
+                st.missing_reasons[e.frame_id] = "the device reports the detector readout failed"
+                continue
+            rec = next((x for x in reversed(st.exposures) if x.frame_id == e.frame_id), None)
+            if rec is None:
+                continue
+            stem = "scout" if is_scout else ctx.store.projection_stem(rec.index)
+            prec = yield from take_image(ctx, ledger_ready(e), rec, stem, st.missing_reasons)
+            if prec is not None:
+                st.missing_reasons.pop(e.frame_id, None)
+                if is_scout:
+                    st.scout = prec
+                else:
+                    st.images[rec.index] = prec
+                    if rec.index in st.checks:
+                        st.checks[rec.index] = st.checks[rec.index].model_copy(update={"image_stored": True})
+        now = yield Now()
+        if not pending or now - t0 >= ctx.options.image_timeout_s:
+            for e in entries:
+                if e.image_state == 0 and e.frame_id not in st.missing_reasons:
+                    st.missing_reasons[e.frame_id] = "readout still pending on the device when the exam ended"
+            return len(entries), all(e.status == int(ExposureStatus.OK) for e in entries)
+        yield Sleep(max(ctx.options.image_retry_s, 0.1))
+
+
+def record_exposure(ctx: ExamContext, st: _State, msg: Message, host_time_s: float,
+                    source: str = "event") -> ExposureRecord:
     """Record one EXPOSURE_DONE of an armed plan: exposure list, plan check, audit line (planned vs actual)."""
     planned, is_scout = st.armed[msg.plan_id]
     p = planned[min(msg.index, len(planned) - 1)]
@@ -455,7 +577,8 @@ def record_exposure(ctx: ExamContext, st: _State, msg: Message, host_time_s: flo
             actual_end_deg=rec.angle_end_deg, planned_kvp=p.kvp, actual_kvp=rec.kvp, planned_mas=p.mas,
             actual_mas=rec.mas, planned_window_ms=p.window_ms,
             actual_window_ms=round((rec.window_end_s - rec.window_start_s) * 1e3, 6),
-            window_start_us=msg.window_start_us, window_end_us=msg.window_end_us, host_time_s=host_time_s)
+            window_start_us=msg.window_start_us, window_end_us=msg.window_end_us, host_time_s=host_time_s,
+            source=source)
     return rec
 
 
@@ -468,7 +591,7 @@ def _ph(st: _State, name: str, index: int = 0, total: int = 0) -> Phase:
 
 def _store(ctx: ExamContext, st: _State, ready: Message, rec: ExposureRecord, is_scout: bool, n: int) -> Plan:
     stem = "scout" if is_scout else ctx.store.projection_stem(rec.index)
-    prec = yield from take_image(ctx, ready, rec, stem)
+    prec = yield from take_image(ctx, ready, rec, stem, st.missing_reasons)
     if prec is None:
         return 0
     if is_scout:
@@ -545,31 +668,62 @@ def start_angle(ctx: ExamContext, planned: list[PlannedExposure]) -> float:
     return min(max(angle, lim.arc_min_deg), lim.arc_max_deg)
 
 
-def release_compression(mirror: DeviceMirror, timeout_s: float) -> Plan:
-    """RELEASE and confirm the breast is free; returns (released, MOTION_DONE message).
+def release_compression(mirror: DeviceMirror, timeout_s: float, attempts: int = 4,
+                        log: Callable[..., None] | None = None, reopen: Callable[[], Plan] | None = None) -> Plan:
+    """RELEASE until the paddle is parked; returns (released, last MOTION_DONE message or None).
 
-    Released = the paddle reached its park height, or the force is gone: the drive may stop early
-    when the device's own release (e.g. on an e-stop or its watchdog) is already lifting the paddle,
-    so the force is then polled with STATUS until it is below 1 N.
+    A RELEASE that is refused, unanswered, or whose motion stopped before the park height (a fault
+    of another axis, a device reset, the device's own release taking over) is sent again, up to
+    ``attempts`` times; a device that has reset (NAK NO_SESSION, state BOOT) first gets a new
+    session from ``reopen`` (a HELLO plan). No fault path leaves the breast compressed while the
+    device accepts RELEASE (IEC 60601-2-45). If the paddle never reports parked, the breast counts
+    as released when STATUS shows the force gone (below 1 N) after a settling pause.
     """
-    done = yield from motion(mirror, Release(), timeout_s)
-    released = bool(done.ok) or done.force_dn < 10
-    t0 = yield Now()
-    while not released:
-        now = yield Sleep(0.2)
+    done: Message | None = None
+    last_problem = ""
+    for attempt in range(attempts):
+        if attempt:
+            if log is not None:
+                log("decision", note=f"compression not released ({last_problem}); RELEASE again "
+                    f"({attempt + 1} of {attempts})", action="retry")
+            yield Sleep(0.2)
+        try:
+            if mirror.state == int(DeviceState.BOOT) and reopen is not None:
+                yield from reopen()
+            done = yield from motion(mirror, Release(), timeout_s)
+        except (CommandRefused, CommandFailed, WaitTimeout) as exc:
+            last_problem = f"{type(exc).__name__}: {exc}"
+            done = None
+            if isinstance(exc, CommandRefused) and exc.error_code == int(ErrorCode.NO_SESSION) and reopen is not None:
+                try:
+                    yield from reopen()
+                except HostError as exc2:
+                    last_problem = f"new session failed: {exc2}"
+            continue
+        if done.ok:
+            return True, done
+        last_problem = (f"the paddle stopped at {done.thickness_um / 1000:.1f} mm with {done.force_dn / 10:.1f} N")
+    yield Sleep(0.5)  # a breast relaxing back onto a stopped paddle shows force again
+    try:
         status = yield Command(GetStatus(), retries=R)
-        released = status.force_dn < 10
-        if now - t0 > timeout_s:
-            break
-    return released, done
+    except HostError:
+        return False, done
+    return status.force_dn < 10, done
 
 
 def release(ctx: ExamContext, st: _State) -> Plan:
     yield _ph(st, "release")
-    st.released, done = yield from release_compression(ctx.mirror, ctx.options.move_timeout_s)
+    def reopen() -> Plan:
+        ctx.log("decision", note="device reset: new session (HELLO) before RELEASE", action="retry")
+        yield from hello_plan(ctx.session_id, ctx.options.heartbeat_period_ms, ctx.options.watchdog_timeout_ms,
+                              new_session=True)
+
+    st.released, done = yield from release_compression(ctx.mirror, ctx.options.move_timeout_s,
+                                                       ctx.options.release_attempts, ctx.log, reopen)
     if not st.released:
-        st.warnings.append(f"RELEASE stopped with {ctx.mirror.force_n:.1f} N on the breast")
-    elif not done.ok:
+        st.warnings.append(f"RELEASE stopped with {ctx.mirror.force_n:.1f} N on the breast "
+                           f"after {ctx.options.release_attempts} attempts")
+    elif done is not None and not done.ok:
         st.warnings.append(f"RELEASE ended before the park height ({done.thickness_um / 1000:.1f} mm) with no force")
 
 
@@ -578,7 +732,7 @@ def release(ctx: ExamContext, st: _State) -> Plan:
 
 def exam_plan(ctx: ExamContext) -> Plan:
     """The whole exam (see module docstring); returns the :class:`ExamRecord`."""
-    st = _State(event_mark=ctx.mirror.mark)
+    st = _State(event_mark=ctx.mirror.mark, peer_losses=ctx.mirror.peer_lost_count)
     st.started_s = yield Now()
     ctx.log("exam_start", exam=ctx.exam.name, exam_kind=ctx.exam.kind, plan_id=ctx.plan_id + 1,
             exam_definition=ctx.exam.model_dump(mode="json"))
@@ -616,8 +770,24 @@ def exam_plan(ctx: ExamContext) -> Plan:
         cause = device_cause(ctx, st)
         if cause is not None:  # a refused command is usually the echo of a device fault: name the fault
             st.end_reason, st.end_fault = f"{cause[0]} ({st.end_reason})", cause[1]
+    if not st.aborted and ctx.mirror.peer_alive:
+        # Both sides keep the ledger: read the device's and reconcile, so the record never claims fewer
+        # exposures than the device made (an EXPOSURE_DONE lost on the line included).
+        for plan_id in [p for p in st.armed if p not in st.ledger]:
+            yield from reconcile_ledger(ctx, st, plan_id)
     if not st.aborted:
         st.phase = "done"
+    if st.end_fault is None:
+        cause = device_cause(ctx, st)
+        if cause is None and ctx.mirror.peer_lost_count > st.peer_losses:
+            # the link was lost for the watchdog time: the device's watchdog held it safe (its events
+            # saying so may have been lost with the line)
+            cause = ("the link was lost for the watchdog time during the exam (the device's watchdog held it "
+                     f"safe; device now {ctx.mirror.state_name})", "WATCHDOG")
+        if cause is not None:  # e.g. an arc fault while the paddle released: the exam went on, the record says so
+            st.end_fault = cause[1]
+            if not st.aborted:
+                st.warnings.append(f"device fault during the exam: {cause[0]}")
     end = yield Now()
     record = build_record(ctx, st, end)
     ctx.store.write_record(record)
@@ -662,14 +832,22 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
     yield Guard(False)
     yield Phase("abort")
     m = ctx.mirror
+    new_session = False
     if not m.peer_alive:
         try:
             yield WaitFor(lambda mm: mm.peer_alive, ctx.options.reconnect_timeout_s, "the link to come back")
         except WaitTimeout:
-            st.warnings.append("device unreachable: ABORT/RELEASE not sent (the device's watchdog holds it safe)")
-            return
+            # Lost for good (as far as this session knows): open a new session, as a restarted host
+            # would, to read the ledger and take in the images before the record is written.
+            ok = yield from reconnect(ctx, st)
+            if not ok:
+                st.warnings.append("device unreachable: ABORT/RELEASE not sent, exposure ledger not read (the "
+                                   "device's watchdog holds it safe; `crescent exam recover` reads it later)")
+                st.ledger_unread.append("device unreachable")
+                return
+            new_session = True
     try:
-        if m.state == int(DeviceState.BOOT):
+        if m.state == int(DeviceState.BOOT) and not new_session:
             ctx.log("decision", note="device reset: new session (HELLO) before ABORT/RELEASE", action="retry")
             yield from hello_plan(ctx.session_id, ctx.options.heartbeat_period_ms, ctx.options.watchdog_timeout_ms,
                                   new_session=True)
@@ -677,12 +855,40 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
     except HostError as exc:
         st.warnings.append(f"ABORT not acknowledged: {exc}")
     yield from collect_late_images(ctx, st)
+    for plan_id in list(st.armed):
+        yield from reconcile_ledger(ctx, st, plan_id)
     comp = ctx.exam.compression
     if st.compressed and (comp.release_on_fault or release_anyway):
         try:
             yield from release(ctx, st)
         except HostError as exc:
             st.warnings.append(f"RELEASE after the abort failed: {exc}")
+
+
+def reconnect(ctx: ExamContext, st: _State) -> Plan:
+    """A new session (HELLO, new link session) until it answers or ``reconnect_budget_s`` passes; True if reached."""
+    t0 = yield Now()
+    attempt = 0
+    while True:
+        attempt += 1
+        ctx.log("decision", note=f"link lost: opening a new session (HELLO attempt {attempt})", action="retry")
+        try:
+            reply = yield from hello_plan(ctx.session_id, ctx.options.heartbeat_period_ms,
+                                          ctx.options.watchdog_timeout_ms, new_session=True)
+        except HostError as exc:
+            now = yield Now()
+            if now - t0 >= ctx.options.reconnect_budget_s:
+                ctx.log("decision", note=f"no new session within {ctx.options.reconnect_budget_s} s: {exc}",
+                        action="end")
+                return False
+            yield Sleep(0.5)
+            continue
+        ctx.log("reconnected", resumed_plan_id=reply.resumed_plan_id,
+                resumed_exposures_done=reply.resumed_exposures_done, state=DeviceState(reply.state).name)
+        if reply.resumed_plan_id and reply.resumed_plan_id not in st.armed:
+            st.warnings.append(f"the device reports an interrupted plan {reply.resumed_plan_id} this exam did not arm")
+        yield from _status(ctx)
+        return True
 
 
 def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
@@ -704,7 +910,7 @@ def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
             if rec is None:
                 continue
             stem = "scout" if rec.is_scout else ctx.store.projection_stem(rec.index)
-            prec = yield from take_image(ctx, ev.message, rec, stem)
+            prec = yield from take_image(ctx, ev.message, rec, stem, st.missing_reasons)
             if prec is not None:
                 if rec.is_scout:
                     st.scout = prec
@@ -722,6 +928,13 @@ def build_record(ctx: ExamContext, st: _State, end_s: float) -> ExamRecord:
     image_indices = sorted(st.images)
     exposed = {e.index for e in st.exposures if not e.is_scout}
     missing = sorted(i for i in exposed if i not in st.images)
+    reasons: dict[int, str] = {}
+    for e in st.exposures:
+        stored = st.scout is not None if e.is_scout else e.index in st.images
+        if not stored:
+            reasons[e.frame_id] = st.missing_reasons.get(e.frame_id) or (
+                "no IMAGE_READY for it and the device's ledger was not read" if st.ledger_unread
+                else "the image was never announced (IMAGE_READY) before the exam ended")
     checks = [st.checks[i].model_copy(update={"image_stored": i in st.images}) for i in sorted(st.checks)]
     header = None
     if st.thickness_mm and st.thickness_mm > 0:
@@ -749,6 +962,8 @@ def build_record(ctx: ExamContext, st: _State, end_s: float) -> ExamRecord:
                       chosen=st.aec.technique, note=st.aec.clamped) if st.aec else None,
         compression_force_n=st.force_n, compressed_thickness_mm=st.thickness_mm, compression_release=comp.release,
         released=st.released, scout=st.scout, header=header, exposures=st.exposures, checks=checks,
-        planned_count=planned_n, missing_images=missing, warnings=st.warnings,
+        planned_count=planned_n, missing_images=missing, missing_reasons=reasons,
+        device_exposures=sum(st.ledger.values()) if st.ledger and not st.ledger_unread else None,
+        warnings=st.warnings,
         image_paths=[st.images[i].path for i in image_indices if st.images[i].path],
     )

@@ -50,6 +50,7 @@ class DeviceMirror:
     exposures_done: int = 0
     device_time_s: float = 0.0
     peer_alive: bool = True
+    peer_lost_count: int = 0  # times the link declared the device lost (its watchdog then holds it safe)
     last_telemetry_host_s: float | None = None
     telemetry_count: int = 0
     events: list[DeviceEvent] = field(default_factory=list)

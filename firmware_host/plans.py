@@ -42,6 +42,9 @@ class Command:
     message: Message
     retries: int = 0
     new_session: bool = False  # start a new link session first (HELLO after a device reset)
+    #: Set by the runner when the command is answered: the link sequence number of the copy that was
+    #: answered (a device event caused by this command, e.g. MOTION_DONE.cause_seq, carries it).
+    answered_seq: int | None = None
 
 
 @dataclass

@@ -30,6 +30,14 @@ ESTOP, DOOR_OPEN,      end             interlock opened / safe hold; ABORT, RELE
 WATCHDOG
 DEVICE_RESET           end             the device rebooted (state BOOT): new session (HELLO), read
                                        STATUS, RELEASE as configured; the armed plan is lost
+lost events (dead      reconcile       the device's exposure ledger (GET_EXPOSURE_LOG) is read whenever a
+line inside the                        plan ends short of its EXPOSURE_DONEs, after every abort and at the
+watchdog), lost link                   end of every exam; after a lost link the host opens a new session
+                                       (HELLO) first; every exposure the device made is recorded, its image
+                                       taken in (CRC-32C) or listed missing with a reason
+RELEASE on any path    retry           RELEASE is resent (``release_attempts``) until the force is gone;
+                                       its MOTION_DONE is matched by sequence number (cause_seq), never by
+                                       cause_msg_id; NO_SESSION (device reset) = HELLO first
 FORCE_LIMIT,           end             refused or stopped by the device's own limits
 HEAT_LIMIT
 any other latched      end             ABORT, RELEASE as configured
@@ -58,7 +66,7 @@ IDEMPOTENT_RETRIES = 3
 #: Commands whose repetition has the same effect as one execution (safe to resend after SendFailed).
 IDEMPOTENT_COMMANDS: frozenset[str] = frozenset(
     {
-        "GET_STATUS", "GET_INFO", "GET_LIMITS", "HOME", "MOVE_ARC", "COMPRESS", "RELEASE", "SET_TECHNIQUE", "ARM_PLAN",
+        "GET_STATUS", "GET_INFO", "GET_LIMITS", "GET_EXPOSURE_LOG", "HOME", "MOVE_ARC", "COMPRESS", "RELEASE", "SET_TECHNIQUE", "ARM_PLAN",
         "ABORT", "SET_TELEMETRY", "RESET_FAULT", "HELLO",
     }
 )

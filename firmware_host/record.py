@@ -83,6 +83,10 @@ class ExamRecord(BaseModel):
     checks: list[ExposureCheck] = Field(default_factory=list)
     planned_count: int = 0
     missing_images: list[int] = Field(default_factory=list, description="plan indices without a stored image")
+    missing_reasons: dict[int, str] = Field(
+        default_factory=dict, description="frame id -> why that exposure's image is not stored (scout included)")
+    device_exposures: int | None = Field(
+        None, description="exposures the device's ledger reports for this exam's plans (None: ledger not read)")
     warnings: list[str] = Field(default_factory=list)
     audit_log: str = "audit.jsonl"
     image_paths: list[str] = Field(default_factory=list, description="relative to the exam folder")

@@ -112,6 +112,7 @@ class PlanRunner:
         if p is None or not isinstance(p.item, Command) or ev.request is not p.item.message:
             return False
         self._pending = None
+        p.item.answered_seq = ev.seq
         resp = ev.response
         if resp.NAME == "NAK":
             try:

@@ -36,6 +36,7 @@ class SimpyAdapter:
         self._wake = env.event()
         self._waiters: list[tuple[Any, simpy.Event]] = []
         self._closed = False
+        self._stall_until = -1.0
         self.process = env.process(self._pump())
 
     def now(self) -> float:
@@ -50,6 +51,9 @@ class SimpyAdapter:
         env, ctl = self.env, self.controller
         read_ev = self.endpoint.read()
         while not self._closed:
+            if env.now < self._stall_until:
+                # the host is frozen: no timers, no reads, no writes (bytes queue up on the line)
+                yield env.timeout(self._stall_until - env.now)
             self._flush()
             self._notify()
             deadline = ctl.next_deadline()
@@ -102,6 +106,11 @@ class SimpyAdapter:
 
     def send_aux(self, message: Any) -> None:
         self.controller.send_aux(message, self.now())
+        self.poke()
+
+    def stall(self, duration_s: float) -> None:
+        """Freeze the host for ``duration_s`` of virtual time (fault campaigns: a host that stops running)."""
+        self._stall_until = max(self._stall_until, self.env.now + float(duration_s))
         self.poke()
 
     def close(self) -> None:

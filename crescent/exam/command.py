@@ -5,7 +5,8 @@
 * ``crescent exam schema`` - the exam JSON Schema;
 * ``crescent exam run EXAM --port URL [--out DIR]`` - run an exam on the device at URL;
 * ``crescent exam status --port URL`` - device state and any plan a lost host left behind;
-* ``crescent exam recover DIR --port URL`` - report (and make safe) an exam a crashed host left in DIR;
+* ``crescent exam recover DIR --port URL`` - report (and make safe) an exam a crashed host left in DIR
+  (``--data-dir DIR`` instead when the gantry is gone: the frames left there, CRC checked);
 * ``crescent exam verify DIR`` - check every stored image's CRC-32C and the audit log.
 """
 
@@ -62,7 +63,9 @@ def register(subparsers: Any) -> None:
 
     rec = sub.add_parser("recover", help="report an exam a crashed host left behind")
     rec.add_argument("dir", help="the interrupted exam's folder")
-    rec.add_argument("--port", required=True)
+    rec.add_argument("--port", default=None, help="the gantry's port (reads its exposure ledger and data channel)")
+    rec.add_argument("--data-dir", default=None, metavar="DIR",
+                     help="the gantry is gone: take in the frames left in its data directory (CRC checked)")
     rec.add_argument("--baud", type=int, default=921600)
     rec.set_defaults(func=_recover)
 
@@ -159,14 +162,23 @@ def _recover(args: argparse.Namespace) -> int:
     from firmware_host.api import connect
     from firmware_host.errors import HostError
 
+    if (args.port is None) == (args.data_dir is None):
+        print("error: give --port (the gantry is there) or --data-dir (it is gone), not both", file=sys.stderr)
+        return 2
     try:
-        with connect(args.port, baudrate=args.baud) as gantry:
-            record = gantry.recover_exam(args.dir)
+        if args.data_dir is not None:
+            from firmware_host.recovery import recover_offline
+
+            record = recover_offline(args.dir, args.data_dir)
+        else:
+            with connect(args.port, baudrate=args.baud) as gantry:
+                record = gantry.recover_exam(args.dir)
     except (HostError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({"status": record.status, "reason": record.reason, "images": len(record.image_paths),
-                      "missing_images": record.missing_images, "released": record.released,
+                      "missing_images": record.missing_images, "missing_reasons": record.missing_reasons,
+                      "device_exposures": record.device_exposures, "released": record.released,
                       "warnings": record.warnings}, indent=2))
     return 0
 

@@ -53,8 +53,8 @@ end
 local crescent = Proto("crescent", "Crescent gantry wire protocol")
 local F = crescent.fields
 
-local MSG_NAMES = {[1] = "HELLO", [2] = "HELLO_REPLY", [3] = "ACK", [4] = "NAK", [5] = "HEARTBEAT", [6] = "GET_STATUS", [7] = "STATUS", [8] = "GET_INFO", [9] = "DEVICE_INFO", [10] = "GET_LIMITS", [11] = "LIMITS_INFO", [16] = "HOME", [17] = "MOVE_ARC", [18] = "COMPRESS", [19] = "RELEASE", [20] = "SET_TECHNIQUE", [21] = "ARM_PLAN", [22] = "FIRE", [23] = "ABORT", [24] = "RESET_FAULT", [25] = "SET_TELEMETRY", [48] = "SIM_SET_INPUT", [49] = "SIM_INJECT_FAULT", [64] = "TELEMETRY", [65] = "STATE_CHANGED", [66] = "EXPOSURE_DONE", [67] = "IMAGE_READY", [68] = "INTERLOCK_CHANGED", [69] = "FAULT", [70] = "MOTION_DONE"}
-local MSG_KINDS = {[1] = "command", [2] = "response", [3] = "response", [4] = "response", [5] = "stream", [6] = "command", [7] = "response", [8] = "command", [9] = "response", [10] = "command", [11] = "response", [16] = "command", [17] = "command", [18] = "command", [19] = "command", [20] = "command", [21] = "command", [22] = "command", [23] = "command", [24] = "command", [25] = "command", [48] = "command", [49] = "command", [64] = "stream", [65] = "event", [66] = "event", [67] = "event", [68] = "event", [69] = "event", [70] = "event"}
+local MSG_NAMES = {[1] = "HELLO", [2] = "HELLO_REPLY", [3] = "ACK", [4] = "NAK", [5] = "HEARTBEAT", [6] = "GET_STATUS", [7] = "STATUS", [8] = "GET_INFO", [9] = "DEVICE_INFO", [10] = "GET_LIMITS", [11] = "LIMITS_INFO", [12] = "EXPOSURE_LOG", [16] = "HOME", [17] = "MOVE_ARC", [18] = "COMPRESS", [19] = "RELEASE", [20] = "SET_TECHNIQUE", [21] = "ARM_PLAN", [22] = "FIRE", [23] = "ABORT", [24] = "RESET_FAULT", [25] = "SET_TELEMETRY", [26] = "GET_EXPOSURE_LOG", [48] = "SIM_SET_INPUT", [49] = "SIM_INJECT_FAULT", [64] = "TELEMETRY", [65] = "STATE_CHANGED", [66] = "EXPOSURE_DONE", [67] = "IMAGE_READY", [68] = "INTERLOCK_CHANGED", [69] = "FAULT", [70] = "MOTION_DONE"}
+local MSG_KINDS = {[1] = "command", [2] = "response", [3] = "response", [4] = "response", [5] = "stream", [6] = "command", [7] = "response", [8] = "command", [9] = "response", [10] = "command", [11] = "response", [16] = "command", [17] = "command", [18] = "command", [19] = "command", [20] = "command", [21] = "command", [22] = "command", [23] = "command", [24] = "command", [25] = "command", [48] = "command", [49] = "command", [64] = "stream", [65] = "event", [66] = "event", [67] = "event", [68] = "event", [69] = "event", [70] = "event", [26] = "command", [12] = "response"}
 local ERROR_CODES = {[0] = "OK", [1] = "UNKNOWN_MESSAGE", [2] = "BAD_LENGTH", [3] = "OUT_OF_RANGE", [4] = "BAD_STATE", [5] = "NOT_ARMED", [6] = "DIGEST_MISMATCH", [7] = "INTERLOCK_OPEN", [8] = "HEAT_LIMIT", [9] = "BUSY", [10] = "FAULT_ACTIVE", [11] = "VERSION_MISMATCH", [12] = "UNSUPPORTED", [13] = "NOT_HOMED", [14] = "FORCE_LIMIT", [15] = "PLAN_INVALID", [16] = "NO_SESSION", [17] = "BAD_ENUM", [18] = "BAD_FLAGS", [19] = "BEYOND_LIMITS"}
 local ENUM_DeviceState = {[0] = "BOOT", [1] = "IDLE", [2] = "BUSY", [3] = "ARMED", [4] = "EXPOSING", [5] = "SAFE_HOLD", [6] = "FAULT"}
 local ENUM_AnodeFilter = {[0] = "W_RH", [1] = "W_AG", [2] = "W_AL", [3] = "MO_MO", [4] = "MO_RH", [5] = "RH_RH"}
@@ -133,7 +133,8 @@ F.status__anode_heat_permille = ProtoField.uint16("crescent.status.anode_heat_pe
 F.status__armed_plan_id = ProtoField.uint16("crescent.status.armed_plan_id", "armed_plan_id", base.DEC, nil, nil, "armed or running plan (0 = none)")
 F.status__exposures_done = ProtoField.uint8("crescent.status.exposures_done", "exposures_done", base.DEC, nil, nil, "exposures made in that plan")
 F.status__detector_state = ProtoField.uint8("crescent.status.detector_state", "detector_state", base.DEC, ENUM_DetectorState, nil, "detector state")
-MSGS[7] = {name = "STATUS", fields = {{F.status__state, 1}, {F.status__fault_code, 2}, {F.status__interlocks, 1}, {F.status__homed, 1}, {F.status__arc_mdeg, 4}, {F.status__force_dn, 2}, {F.status__thickness_um, 4}, {F.status__anode_heat_permille, 2}, {F.status__armed_plan_id, 2}, {F.status__exposures_done, 1}, {F.status__detector_state, 1}}}
+F.status__exposure_counter = ProtoField.uint32("crescent.status.exposure_counter", "exposure_counter", base.DEC, nil, nil, "exposures made since manufacture (every X-ray window, all plans; kept over resets); the host compares it with its own count to see exposures it never heard of")
+MSGS[7] = {name = "STATUS", fields = {{F.status__state, 1}, {F.status__fault_code, 2}, {F.status__interlocks, 1}, {F.status__homed, 1}, {F.status__arc_mdeg, 4}, {F.status__force_dn, 2}, {F.status__thickness_um, 4}, {F.status__anode_heat_permille, 2}, {F.status__armed_plan_id, 2}, {F.status__exposures_done, 1}, {F.status__detector_state, 1}, {F.status__exposure_counter, 4}}}
 MSGS[8] = {name = "GET_INFO", fields = {}}
 F.device_info__sid_um = ProtoField.uint32("crescent.device_info.sid_um", "sid_um [micrometre]", base.DEC, nil, nil, "focal spot height above the detector surface at 0 deg")
 F.device_info__pivot_height_um = ProtoField.uint32("crescent.device_info.pivot_height_um", "pivot_height_um [micrometre]", base.DEC, nil, nil, "arc rotation axis above the detector surface")
@@ -271,7 +272,32 @@ F.motion_done__ok = ProtoField.uint8("crescent.motion_done.ok", "ok", base.DEC, 
 F.motion_done__arc_mdeg = ProtoField.int32("crescent.motion_done.arc_mdeg", "arc_mdeg [millidegree]", base.DEC, nil, nil, "arc angle at the end")
 F.motion_done__force_dn = ProtoField.uint16("crescent.motion_done.force_dn", "force_dn [decinewton]", base.DEC, nil, nil, "force at the end")
 F.motion_done__thickness_um = ProtoField.uint32("crescent.motion_done.thickness_um", "thickness_um [micrometre]", base.DEC, nil, nil, "paddle height at the end")
-MSGS[70] = {name = "MOTION_DONE", fields = {{F.motion_done__device_time_us, 8}, {F.motion_done__cause_msg_id, 1}, {F.motion_done__ok, 1}, {F.motion_done__arc_mdeg, 4}, {F.motion_done__force_dn, 2}, {F.motion_done__thickness_um, 4}}}
+F.motion_done__cause_seq = ProtoField.uint16("crescent.motion_done.cause_seq", "cause_seq", base.DEC, nil, nil, "link sequence number of the command whose motion ended; 0 = the device's own motion (release on a fault, after the exam, on the watchdog). The host matches its command's MOTION_DONE by this number, not by cause_msg_id")
+MSGS[70] = {name = "MOTION_DONE", fields = {{F.motion_done__device_time_us, 8}, {F.motion_done__cause_msg_id, 1}, {F.motion_done__ok, 1}, {F.motion_done__arc_mdeg, 4}, {F.motion_done__force_dn, 2}, {F.motion_done__thickness_um, 4}, {F.motion_done__cause_seq, 2}}}
+F.get_exposure_log__plan_id = ProtoField.uint16("crescent.get_exposure_log.plan_id", "plan_id", base.DEC, nil, nil, "plan whose ledger is read")
+F.get_exposure_log__index = ProtoField.uint8("crescent.get_exposure_log.index", "index", base.DEC, nil, nil, "ledger entry (0 = the plan's first exposure)")
+MSGS[26] = {name = "GET_EXPOSURE_LOG", fields = {{F.get_exposure_log__plan_id, 2}, {F.get_exposure_log__index, 1}}}
+F.exposure_log__plan_id = ProtoField.uint16("crescent.exposure_log.plan_id", "plan_id", base.DEC, nil, nil, "plan")
+F.exposure_log__count = ProtoField.uint8("crescent.exposure_log.count", "count", base.DEC, nil, nil, "exposures the device made in this plan")
+F.exposure_log__exposure_counter = ProtoField.uint32("crescent.exposure_log.exposure_counter", "exposure_counter", base.DEC, nil, nil, "device exposure counter (as STATUS.exposure_counter)")
+F.exposure_log__index = ProtoField.uint8("crescent.exposure_log.index", "index", base.DEC, nil, nil, "entry index in the plan")
+F.exposure_log__present = ProtoField.uint8("crescent.exposure_log.present", "present", base.DEC, nil, nil, "1 = entry index exists")
+F.exposure_log__frame_id = ProtoField.uint32("crescent.exposure_log.frame_id", "frame_id", base.DEC, nil, nil, "detector frame id of the exposure's image")
+F.exposure_log__status = ProtoField.uint8("crescent.exposure_log.status", "status", base.DEC, ENUM_ExposureStatus, nil, "how the X-ray window ended")
+F.exposure_log__planned_mdeg = ProtoField.int32("crescent.exposure_log.planned_mdeg", "planned_mdeg [millidegree]", base.DEC, nil, nil, "planned trigger angle")
+F.exposure_log__start_mdeg = ProtoField.int32("crescent.exposure_log.start_mdeg", "start_mdeg [millidegree]", base.DEC, nil, nil, "encoder angle at window start")
+F.exposure_log__end_mdeg = ProtoField.int32("crescent.exposure_log.end_mdeg", "end_mdeg [millidegree]", base.DEC, nil, nil, "encoder angle at window end")
+F.exposure_log__kv_ckv = ProtoField.uint16("crescent.exposure_log.kv_ckv", "kv_ckv [centi-kV]", base.DEC, nil, nil, "mean measured tube voltage")
+F.exposure_log__mas_nas = ProtoField.uint32("crescent.exposure_log.mas_nas", "mas_nas [nanoampere-second (nAs = 1e-6 mAs)]", base.DEC, nil, nil, "delivered mAs in nAs (1 nAs = 1e-6 mAs; same unit as EXPOSURE_DONE's)")
+F.exposure_log__window_start_us = ProtoField.uint64("crescent.exposure_log.window_start_us", "window_start_us [microsecond]", base.DEC, nil, nil, "X-ray on, device clock")
+F.exposure_log__window_end_us = ProtoField.uint64("crescent.exposure_log.window_end_us", "window_end_us [microsecond]", base.DEC, nil, nil, "X-ray off, device clock")
+F.exposure_log__image_state = ProtoField.uint8("crescent.exposure_log.image_state", "image_state", base.DEC, nil, nil, "0 readout pending, 1 image available, 2 readout failed")
+F.exposure_log__rows = ProtoField.uint16("crescent.exposure_log.rows", "rows", base.DEC, nil, nil, "image rows (image_state 1)")
+F.exposure_log__cols = ProtoField.uint16("crescent.exposure_log.cols", "cols", base.DEC, nil, nil, "image columns (image_state 1)")
+F.exposure_log__checksum = ProtoField.uint32("crescent.exposure_log.checksum", "checksum", base.HEX, nil, nil, "CRC-32C of the raw pixel bytes (image_state 1)")
+F.exposure_log__size_bytes = ProtoField.uint32("crescent.exposure_log.size_bytes", "size_bytes [byte]", base.DEC, nil, nil, "raw pixel byte count (image_state 1)")
+F.exposure_log__locator = ProtoField.string("crescent.exposure_log.locator", "locator", base.UNICODE, "where on the data channel (image_state 1)")
+MSGS[12] = {name = "EXPOSURE_LOG", fields = {{F.exposure_log__plan_id, 2}, {F.exposure_log__count, 1}, {F.exposure_log__exposure_counter, 4}, {F.exposure_log__index, 1}, {F.exposure_log__present, 1}, {F.exposure_log__frame_id, 4}, {F.exposure_log__status, 1}, {F.exposure_log__planned_mdeg, 4}, {F.exposure_log__start_mdeg, 4}, {F.exposure_log__end_mdeg, 4}, {F.exposure_log__kv_ckv, 2}, {F.exposure_log__mas_nas, 4}, {F.exposure_log__window_start_us, 8}, {F.exposure_log__window_end_us, 8}, {F.exposure_log__image_state, 1}, {F.exposure_log__rows, 2}, {F.exposure_log__cols, 2}, {F.exposure_log__checksum, 4}, {F.exposure_log__size_bytes, 4}, {F.exposure_log__locator, 'str'}}}
 
 
 local function dissect_payload(spec, tvb, off, last, tree)

@@ -66,6 +66,8 @@
 #define CRESCENT_MSG_INTERLOCK_CHANGED 0x44u
 #define CRESCENT_MSG_FAULT 0x45u
 #define CRESCENT_MSG_MOTION_DONE 0x46u
+#define CRESCENT_MSG_GET_EXPOSURE_LOG 0x1Au
+#define CRESCENT_MSG_EXPOSURE_LOG 0x0Cu
 
 /* Payload lengths on the wire. A fixed layout's payload is exactly CRESCENT_LEN_<MSG> bytes (0 for
    the empty payloads, which have no struct). A message ending in a string or an array has
@@ -78,7 +80,7 @@
 #define CRESCENT_LEN_NAK 7u
 #define CRESCENT_LEN_HEARTBEAT 5u
 #define CRESCENT_LEN_GET_STATUS 0u
-#define CRESCENT_LEN_STATUS 21u
+#define CRESCENT_LEN_STATUS 25u
 #define CRESCENT_LEN_GET_INFO 0u
 #define CRESCENT_LEN_DEVICE_INFO 53u
 #define CRESCENT_LEN_MAX_DEVICE_INFO 254u
@@ -105,7 +107,10 @@
 #define CRESCENT_LEN_INTERLOCK_CHANGED 10u
 #define CRESCENT_LEN_FAULT 15u
 #define CRESCENT_LEN_MAX_FAULT 136u
-#define CRESCENT_LEN_MOTION_DONE 20u
+#define CRESCENT_LEN_MOTION_DONE 22u
+#define CRESCENT_LEN_GET_EXPOSURE_LOG 3u
+#define CRESCENT_LEN_EXPOSURE_LOG 61u
+#define CRESCENT_LEN_MAX_EXPOSURE_LOG 262u
 
 enum crescent_devicestate {
     CRESCENT_DEVICESTATE_BOOT = 0,
@@ -270,6 +275,7 @@ typedef struct {
     uint16_t armed_plan_id;
     uint8_t exposures_done;
     uint8_t detector_state;
+    uint32_t exposure_counter;
 } crescent_status_t;
 /* GET_INFO: empty payload (CRESCENT_LEN_GET_INFO = 0), no struct. */
 typedef struct {
@@ -433,7 +439,35 @@ typedef struct {
     int32_t arc_mdeg;
     uint16_t force_dn;
     uint32_t thickness_um;
+    uint16_t cause_seq;
 } crescent_motion_done_t;
+typedef struct {
+    uint16_t plan_id;
+    uint8_t index;
+} crescent_get_exposure_log_t;
+typedef struct {
+    uint16_t plan_id;
+    uint8_t count;
+    uint32_t exposure_counter;
+    uint8_t index;
+    uint8_t present;
+    uint32_t frame_id;
+    uint8_t status;
+    int32_t planned_mdeg;
+    int32_t start_mdeg;
+    int32_t end_mdeg;
+    uint16_t kv_ckv;
+    uint32_t mas_nas;
+    uint64_t window_start_us;
+    uint64_t window_end_us;
+    uint8_t image_state;
+    uint16_t rows;
+    uint16_t cols;
+    uint32_t checksum;
+    uint32_t size_bytes;
+    uint8_t locator_len;
+    char locator[200];
+} crescent_exposure_log_t;
 #pragma pack(pop)
 
 #endif /* CRESCENT_WIRE_H */

@@ -96,6 +96,9 @@ class Detector:
         self.seed = seed
         self.state = int(DetectorState.IDLE)
         self.timeout_pending = False  # fault injected: the next readout never completes
+        #: No image formation (fault campaigns, protocol tests): each frame is a flat field whose level
+        #: follows the delivered mAs and kV, with seeded noise; the readout time is unchanged.
+        self.synthetic = False
         self._imagers: dict[float, ExposureImager] = {}
         self.executor: Any = None  # real-time mode: ``submit(fn, *args)`` -> future with done()/result()
         self.data_channel_url: str | None = None  # set when a TCP frame server serves data_dir
@@ -140,7 +143,11 @@ class Detector:
         # The physics covers 20-49 kV; a collapsed tube voltage (kV drop, arc) is rendered at the nearest edge.
         kv = min(max(record.kvp, KV_RENDER_MIN), KV_RENDER_MAX)
         rec = record if kv == record.kvp else record.model_copy(update={"kvp": kv})
-        if self.executor is None:
+        if self.synthetic:
+            image = synthetic_frame(self.geometry.detector.rows, self.geometry.detector.cols, rec, self.seed)
+            yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
+            frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
+        elif self.executor is None:
             image = render_image(self.imager(thickness_mm), rec, self.cfg)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
@@ -196,6 +203,13 @@ def inject_defects(image: np.ndarray, cfg: DetectorConfig, geometry: Acquisition
         if abs(x[c] - xd) <= geometry.detector.pitch_mm:
             out[:, c] = dark
     return np.clip(np.rint(out), 0, 65535).astype(np.uint16)
+
+
+def synthetic_frame(rows: int, cols: int, record: ExposureRecord, seed: int) -> np.ndarray:
+    """A flat uint16 frame (no physics): level ~ mAs x kV^2, Poisson-like noise seeded by (seed, frame id)."""
+    rng = np.random.default_rng([int(seed), int(record.frame_id), 77])
+    level = min(60000.0, 200.0 + 40.0 * record.mas * (record.kvp / 28.0) ** 2)
+    return np.clip(rng.normal(level, np.sqrt(level), (rows, cols)), 0, 65535).astype("<u2")
 
 
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,

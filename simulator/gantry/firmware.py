@@ -119,6 +119,9 @@ DEVICE_CAPABILITIES: int = int(
     | Capability.FILE_DATA_CHANNEL
 )
 
+#: Latched faults that concern the paddle (they stop it); every other fault leaves a release running.
+PADDLE_FAULTS: frozenset[int] = frozenset({int(FaultCode.FORCE_LIMIT)})
+
 #: Oldest protocol version this device speaks (the catalogue's min_supported_version).
 MIN_PROTOCOL_VERSION = M.CATALOGUE.min_supported_version
 
@@ -185,6 +188,12 @@ class Gantry:
         self.interrupted: tuple[int, int] | None = None
         self.frame_counter = 0
         self.exposure_count = 0
+        #: The exposure ledger (GET_EXPOSURE_LOG): plan id -> one entry per exposure made, in wire units.
+        #: Non-volatile: it survives a lost session and a device reset.
+        self.ledger: dict[int, list[dict[str, Any]]] = {}
+        self._ledger_by_frame: dict[int, dict[str, Any]] = {}
+        self._release_proc: simpy.Process | None = None
+        self._cmd_seq = 0  # link sequence number of the command being handled (MOTION_DONE.cause_seq)
         self.telemetry_period_s = 1.0 / config.telemetry_rate_hz
         self.telemetry_stopped_until = -1.0
         self.technique: dict[str, Any] = {}
@@ -303,7 +312,13 @@ class Gantry:
         elif self.state == int(S.ARMED):
             self._disarm()
         if self.state not in (int(S.SAFE_HOLD), int(S.FAULT)):
-            self._stop_motions()  # (in a hold only a paddle release may be moving: it goes on)
+            # (in a hold only a paddle release may be moving: it goes on.) IEC 60601-2-45: decompression
+            # goes on through faults of the arc, tube, generator and detector; only a paddle fault or the
+            # e-stop stops a release in progress.
+            proc = self._motions.get("paddle")
+            releasing = proc is not None and proc is self._release_proc and proc.is_alive
+            keep_release = releasing and code not in PADDLE_FAULTS and code != int(FaultCode.ESTOP)
+            self._stop_motions(("arc",) if keep_release else ("arc", "paddle"))
         self._transition(trigger, fault=code)
 
     def _cause_gone(self, code: int) -> bool:
@@ -363,6 +378,7 @@ class Gantry:
         now_us = self.now_us()
         self.log.write(now_us, "command", msg=name, seq=seq, fields=msg.to_dict())
         self._deferring = True
+        self._cmd_seq = int(seq)
         try:
             refused = refusal(S(self.state), name)
             if refused is not None:
@@ -371,6 +387,7 @@ class Gantry:
                 resp = getattr(self, "_cmd_" + name.lower())(msg)
         finally:
             self._deferring = False
+            self._cmd_seq = 0
         self.log.write(now_us, "answer", seq=seq, msg=resp.NAME, fields=resp.to_dict())
         self.link.answer(seq, resp, self.env.now)
         self._flush()
@@ -428,10 +445,36 @@ class Gantry:
                         anode_heat_permille=self.generator.anode.permille(t),
                         armed_plan_id=plan.plan_id if plan else 0,
                         exposures_done=min(plan.exposures_done, 255) if plan else 0,
-                        detector_state=self.detector.state)
+                        detector_state=self.detector.state, exposure_counter=self.exposure_count & 0xFFFFFFFF)
 
     def _cmd_get_status(self, m: M.Message) -> M.Message:
         return self.status()
+
+    def _cmd_get_exposure_log(self, m: M.Message) -> M.Message:
+        """One entry of the exposure ledger (count = exposures made in the plan; absent entry: present 0)."""
+        entries = self.ledger.get(int(m.plan_id), [])
+        base = dict(plan_id=m.plan_id, count=min(len(entries), 255), exposure_counter=self.exposure_count & 0xFFFFFFFF,
+                    index=m.index)
+        if m.index >= len(entries):
+            return M.ExposureLog(**base, present=0)
+        return M.ExposureLog(**base, present=1, **entries[m.index])
+
+    def _ledger_add(self, done: M.Message) -> None:
+        entry = dict(frame_id=done.frame_id, status=done.status, planned_mdeg=done.planned_mdeg,
+                     start_mdeg=done.start_mdeg, end_mdeg=done.end_mdeg, kv_ckv=done.kv_ckv, mas_nas=done.mas_nas,
+                     window_start_us=done.window_start_us, window_end_us=done.window_end_us, image_state=0)
+        self.ledger.setdefault(int(done.plan_id), []).append(entry)
+        self._ledger_by_frame[int(done.frame_id)] = entry
+
+    def _ledger_image(self, frame_id: int, frame: Frame | None) -> None:
+        entry = self._ledger_by_frame.get(int(frame_id))
+        if entry is None:
+            return
+        if frame is None:
+            entry["image_state"] = 2
+        else:
+            entry.update(image_state=1, rows=frame.rows, cols=frame.cols, checksum=frame.checksum,
+                         size_bytes=frame.size_bytes, locator=frame.locator)
 
     def _cmd_get_info(self, m: M.Message) -> M.Message:
         g, lim = self.cfg.geometry, self.limits
@@ -472,11 +515,14 @@ class Gantry:
         )
 
     # -- motions -----------------------------------------------------------------------------
-    def _start_motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> None:
-        proc = self.env.process(self._motion(key, cause_msg_id, body))
+    def _start_motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool],
+                      cause_seq: int | None = None) -> None:
+        seq = self._cmd_seq if cause_seq is None else cause_seq
+        proc = self.env.process(self._motion(key, cause_msg_id, body, seq))
         self._motions[key] = proc
 
-    def _motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool]) -> Generator[Any, None, None]:
+    def _motion(self, key: str, cause_msg_id: int, body: Generator[simpy.Event, None, bool],
+                cause_seq: int = 0) -> Generator[Any, None, None]:
         ok = yield from body
         while key == "arc" and self.axis.braking(self.env.now):  # a stopped move is done when the arm is at rest, not when told to stop
             try:
@@ -491,7 +537,8 @@ class Gantry:
         self.emit(M.MotionDone(device_time_us=self.now_us(), cause_msg_id=cause_msg_id, ok=int(bool(ok)),
                                arc_mdeg=_mdeg(self.axis.encoder(self.env.now)),
                                force_dn=_u(self.paddle.force_n() * 10.0, 0xFFFF),
-                               thickness_um=_u(self.paddle.thickness_mm() * 1000.0, 2**32 - 1)))
+                               thickness_um=_u(self.paddle.thickness_mm() * 1000.0, 2**32 - 1),
+                               cause_seq=cause_seq & 0xFFFF))
         if not self._motions and self.state == int(S.BUSY):
             self._transition(Trigger.MOTION_ENDED, cause_msg_id=cause_msg_id)
 
@@ -581,12 +628,13 @@ class Gantry:
         self._phase("COMPRESS")
         return self._ack(m, -1)  # no estimate: the motion ends on force
 
-    def _release(self, cause_msg_id: int) -> None:
-        """Start the paddle release (stopping a compression in progress)."""
+    def _release(self, cause_msg_id: int, cause_seq: int = 0) -> None:
+        """Start the paddle release (stopping a compression in progress); ``cause_seq`` 0 = the device's own."""
         proc = self._motions.get("paddle")
         if proc is not None and proc.is_alive:
             proc.interrupt("release")
-        self._start_motion("paddle", cause_msg_id, self.paddle.release())
+        self._start_motion("paddle", cause_msg_id, self.paddle.release(), cause_seq=cause_seq)
+        self._release_proc = self._motions["paddle"]
         self._phase("RELEASE")
 
     def _cmd_release(self, m: M.Message) -> M.Message:
@@ -597,7 +645,7 @@ class Gantry:
             self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
         pcfg = self.cfg.paddle
         est_s = max(0.0, pcfg.park_height_mm - self.paddle.height_mm) / pcfg.release_speed_mm_s
-        self._release(m.ID)
+        self._release(m.ID, self._cmd_seq)
         return self._ack(m, int(math.ceil(est_s * 1000.0)))
 
     def _auto_release(self, why: str) -> None:
@@ -1043,6 +1091,7 @@ class Gantry:
                               kv_ckv=_u(res.kv_mean * 100, 0xFFFF), mas_nas=_u(res.mas * 1e6, 2**32 - 1),
                               window_start_us=int(round(res.t_on_s * 1e6)), window_end_us=int(round(res.t_off_s * 1e6)))
         record = exposure_record(done, plan.anode_filter, plan.focal_spot_mm)
+        self._ledger_add(done)
         self.log.write(self.now_us(), "exposure", plan_id=plan.plan_id, index=i, frame_id=frame_id, status=res.status,
                        planned_deg=plan.angles_deg[i], start_deg=round(a0, 6), end_deg=round(a1, 6),
                        kv=round(res.kv_mean, 4), mas=round(res.mas, 6), window_s=round(res.t_off_s - res.t_on_s, 9))
@@ -1066,6 +1115,7 @@ class Gantry:
 
     def _readout(self, record: ExposureRecord, thickness_mm: float) -> Generator[Any, None, None]:
         frame: Frame | None = yield from self.detector.readout(record, thickness_mm)
+        self._ledger_image(record.frame_id, frame)
         if frame is None:
             self._update_interlocks()
             self._latch(int(FaultCode.DETECTOR_TIMEOUT), record.frame_id, "detector readout timed out")

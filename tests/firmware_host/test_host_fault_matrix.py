@@ -40,7 +40,7 @@ FAULTS: list[tuple[str, str, dict[str, Any]]] = [
     ("estop", "ESTOP", {}),
     ("door_open", "DOOR_OPEN", {}),
     ("telemetry_stop", "TELEMETRY_STOP", {}),
-    ("line_dead", "LINE_FAULT", {"param": 500}),
+    ("line_dead", "LINE_FAULT", {"param": 300}),  # inside the 500 ms watchdogs: the link must recover
     ("line_noise", "LINE_FAULT", {"noise_bytes": 300}),
 ]
 PHASES = ["compress", "scout", "arm", "sweep", "readout", "release"]
