@@ -46,7 +46,7 @@ from protocols.exams.standard import load_exam_arg
 from protocols.exams.models import ExamModel
 from protocols.wire.catalogue import Capability, FaultCode, SimInput
 from protocols.wire.link import LinkConfig
-from protocols.wire.messages import GetStatus, Message, SimInjectFault, SimSetInput
+from protocols.wire.messages import GetStatus, Message, ResetFault, SimInjectFault, SimSetInput
 
 
 @dataclass
@@ -150,6 +150,14 @@ class Gantry:
         def plan() -> Plan:
             return (yield Command(GetStatus(), retries=IDEMPOTENT_RETRIES))
         return self.adapter.run(plan(), "status")
+
+    def reset_fault(self) -> None:
+        """RESET_FAULT: leave SAFE_HOLD / FAULT once every cause is gone. A new session never leaves a hold
+        by itself (SPEC section 3). Raises :class:`~firmware_host.errors.CommandRefused` (FAULT_ACTIVE, the
+        detail naming a cause still present) when the device refuses."""
+        def plan() -> Plan:
+            yield Command(ResetFault(fault_code=0), retries=IDEMPOTENT_RETRIES)
+        self.adapter.run(plan(), "reset_fault")
 
     def abort(self, reason: str = "operator abort") -> None:
         """Abort the running exam (safe sequencing: ABORT, then RELEASE if the exam says so)."""

@@ -102,6 +102,20 @@ def sim_config(name: str | None) -> Any:
     )
 
 
+def _ready_after_a_lost_session(g: Any) -> None:
+    """A gantry on a port that the previous test's host left is in SAFE_HOLD (its watchdog saw that host
+    go): each test starts from IDLE, so ask for RESET_FAULT. A device that refuses (a cause still present,
+    e.g. the e-stop) stays as it is, for the test to see."""
+    from firmware_host.errors import CommandRefused
+    from protocols.wire.catalogue import DeviceState
+
+    if g.status().state == int(DeviceState.SAFE_HOLD):
+        try:
+            g.reset_fault()
+        except CommandRefused:
+            pass
+
+
 @pytest.fixture
 def gantry(request: pytest.FixtureRequest, gantry_url: str, tmp_path: Path) -> Iterator[Any]:
     """A connected :class:`firmware_host.api.Gantry` (simulated in virtual time, or at ``--gantry URL``)."""
@@ -124,6 +138,7 @@ def gantry(request: pytest.FixtureRequest, gantry_url: str, tmp_path: Path) -> I
 
             baud = load_rig(rig_file).baud
         g = connect(gantry_url, baudrate=baud, seed=0)
+        _ready_after_a_lost_session(g)
     try:
         yield g
     finally:

@@ -207,6 +207,11 @@ class EventAcker:
         return bytes(out)
 
 
+#: How long a replay to the virtual gantry runs past the last captured packet, s: long enough for the
+#: device's answers to land, shorter than the 500 ms watchdog every host asks for (the replayed host falls
+#: silent after its last packet; the device must not be judged on the silence the replay itself makes).
+REPLAY_TAIL_S = 0.4
+
 def replay_to_virtual_gantry(packets: Sequence[Packet], config: str | Path | None = None, *, seed: int = 0) -> ReplayReport:
     """Write the host->device side of ``packets`` to a simulated gantry in virtual time, at the captured times."""
     import tempfile
@@ -243,7 +248,7 @@ def replay_to_virtual_gantry(packets: Sequence[Packet], config: str | Path | Non
 
         env.process(writer())
         env.process(reader())
-        end = (packets[-1].t_s - t0 + 1.0) if packets else 1.0
+        end = (packets[-1].t_s - t0 + REPLAY_TAIL_S) if packets else REPLAY_TAIL_S
         env.run(until=end)
     tap.flush()
     return _finish_gantry_report(report, packets, tap.packets)
