@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-capture": ("crescent.capture.command", "check safety/protocol invariants over a capture (pcap)"),
     "timing": ("crescent.capture.command", "round-trip latency histogram and telemetry jitter of a capture"),
     "replay": ("crescent.capture.command", "feed a capture back to a host controller or a gantry"),
+    "trial": ("crescent.trial.command", "virtual clinical trials: cohort x arms on dask, model observers (CHO, NPW)"),
     "demo": ("crescent.demo.command", "show the reliable link across a real pseudo-terminal pair"),
 }
 

@@ -66,7 +66,8 @@ def _imported_modules(args: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("args", [["--help"], ["acquire", "--help"], ["exam", "--help"], ["exam", "run", "--help"],
                                   ["validate", "--help"], ["gantry", "--help"], ["conformance", "--help"],
-                                  ["replay", "--help"], ["demo", "--help"]])
+                                  ["replay", "--help"], ["demo", "--help"], ["trial", "--help"],
+                                  ["trial", "run", "--help"]])
 def test_help_loads_no_heavy_or_simulator_module(args: list[str]) -> None:
     modules = _imported_modules(args)
     assert "crescent.cli" in modules  # the measurement sees our own imports
