@@ -246,7 +246,8 @@ def trial_from_data(data: Any, source: str = "<data>", base_dir: Path | None = N
         try:
             resolve_exam(arm.exam, base_dir)
         except (KeyError, ValueError, OSError) as exc:
-            problems.append(f"- arms.{i}.exam = {arm.exam!r}: {exc}")
+            why = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            problems.append(f"- arms.{i}.exam = {arm.exam!r}: {why}")
     if problems:
         raise TrialFileError("\n  ".join([f"{source}: {len(problems)} problem(s)", *problems]))
     return spec

@@ -3,7 +3,8 @@
 Per arm and lesion type, the observer sees the ROIs of that type's cases: *present* = the lesion-site
 ROI of cases with a lesion; *absent* = the lesion-site ROI of cases without one plus the control-site
 ROI of every case (same patient, no lesion). Templates are cross-validated over two folds by case
-index parity, so a patient's ROIs never train the template that rates them
+patient (alternating among present and among absent patients; a control ROI stays with its
+patient), so a patient's ROIs never train the template that rates them
 (:func:`reconstruction.analysis.observers.evaluate`). Channels: LG width and Gabor bands from the
 group's median lesion size (mass diameter; cluster extent).
 
@@ -54,8 +55,11 @@ def score(spec: TrialSpec, rows: list[dict[str, Any]], rois: dict[tuple[int, str
             abs_idx = [i for i in cases if not by_key[(i, arm)]["lesion_present"]]
             present = np.array([rois[(i, arm)][0] for i in pres_idx])
             absent = np.array([rois[(i, arm)][0] for i in abs_idx] + [rois[(i, arm)][1] for i in cases])
-            f1 = np.array(pres_idx) % 2
-            f0 = np.array(abs_idx + cases) % 2
+            # folds by patient: alternate among the present patients and among the absent ones, and a
+            # control ROI stays in its patient's fold (balanced folds; no patient on both sides)
+            fold = {i: k % 2 for k, i in enumerate(pres_idx)} | {i: k % 2 for k, i in enumerate(abs_idx)}
+            f1 = np.array([fold[i] for i in pres_idx], dtype=int)
+            f0 = np.array([fold[i] for i in abs_idx + cases], dtype=int)
             size = float(np.median([by_key[(i, arm)]["lesion_diameter_mm" if kind == "mass" else "lesion_extent_mm"]
                                     for i in cases]))
             mgd = [by_key[(i, arm)]["mgd_mgy"] for i in cases]
@@ -108,7 +112,7 @@ def write_parquet(path: Path, rows: list[dict[str, Any]]) -> Path | None:
 
 
 def write_imrmc(out: Path, spec: TrialSpec, case_rows: list[dict[str, Any]]) -> list[Path]:
-    """One iMRMC input file per lesion type (case id 2i+1: lesion site of case i, 2i+2: its control site)."""
+    """One iMRMC input file per scored lesion type (case id 2i+1: lesion site of case i, 2i+2: its control site)."""
     paths = []
     arms = [a.name for a in spec.arms]
     for kind in _groups(case_rows):
@@ -123,6 +127,8 @@ def write_imrmc(out: Path, spec: TrialSpec, case_rows: list[dict[str, Any]]) -> 
                 if f"rating_{obs}" in r:
                     scores.append(f"{obs},{site},{r['arm']},{r[f'rating_{obs}']:.8g}")
                     scores.append(f"{obs},{ctl},{r['arm']},{r[f'rating_{obs}_control']:.8g}")
+        if not scores:  # the group was too small to score (see score())
+            continue
         n1 = sum(truth.values())
         lines = [f"Crescent virtual clinical trial {spec.name}: lesion type {kind}",
                  "Readers are model observers, modalities are trial arms, cases are ROIs "
