@@ -187,7 +187,8 @@ def case_layout(spec: Any, geometry: Any, thickness_mm: float, angles_deg: list[
     aec = _box(-0.5 * AEC_SIZE_MM, 0.5 * AEC_SIZE_MM, AEC_DEPTH_MM - 0.5 * AEC_SIZE_MM,
                AEC_DEPTH_MM + 0.5 * AEC_SIZE_MM, 0.0, 0.0)[:, :2]
     pts = [_backproject(s, det, z) for s in sources for z in (zs, zt)]
-    pts += [_backproject(sources[0] * 0 + np.array(geometry.source_position(0.0)), aec, z) for z in (zs, zt)]
+    src0 = np.array(geometry.source_position(0.0))  # the AEC scout is taken at 0 deg
+    pts += [_backproject(src0, aec, z) for z in (zs, zt)]
     allp = np.concatenate(pts)
     slab = (float(allp[:, 0].min() - 1.0), float(allp[:, 0].max() + 1.0),
             float(max(allp[:, 1].min() - 1.0, 0.0)), float(allp[:, 1].max() + 1.0))
