@@ -16,7 +16,7 @@ Observers
 * **NPW**: template ``w = <g | present> - <g | absent>`` (the mean signal), rating ``t = w . g``.
   With a known signal ``s`` and stationary noise of covariance ``K``: ``d'^2 = (s^T s)^2 / (s^T K s)``.
 * **CHO**: channels ``T`` (``n_channels x n_pixels``), channel outputs ``v = T g``; template
-  ``w = S^-1 dv`` with ``S`` the mean of the two classes' channel covariances and ``dv`` the mean
+  ``w = S^-1 dv`` with ``S`` the pooled covariance of the two classes' channel outputs and ``dv`` the mean
   channel difference; rating ``t = w . v``. Known statistics: ``d'^2 = (T s)^T (T K T^T)^-1 (T s)``.
   Channels: rotationally symmetric Laguerre-Gauss (:func:`laguerre_gauss_channels`) or
   Gabor (:func:`gabor_channels`: octave frequency bands x orientations x phases).
@@ -112,18 +112,20 @@ def gabor_channels(shape: tuple[int, int], pitch_mm: float = 1.0,
 def channels_for(observer: str, shape: tuple[int, int], pitch_mm: float, lesion_diameter_mm: float) -> np.ndarray | None:
     """The default channel set of a named observer for ROIs of ``shape`` at ``pitch_mm`` (None for NPW).
 
-    LG: 10 channels of width ``a`` = the lesion diameter (at least 2 px). Gabor: 4 octave bands
-    with centre frequencies ``1/(4 d) .. 2/d`` cycles/mm for lesion diameter ``d``, 4 orientations, 2 phases.
+    LG: 6 channels of width ``a`` = the lesion diameter (at least 2 px). Gabor: 4 octave bands
+    with centre frequencies ``1/(4 d) .. 2/d`` cycles/mm for lesion diameter ``d``, 4 orientations, even
+    phase only (the lesions are centred and near-symmetric). Few channels: a trial trains each template on
+    tens of ROIs, and a covariance of many channels from so few is noise.
     """
     if observer == "npw":
         return None
     if observer == "cho-lg":
-        return laguerre_gauss_channels(shape, max(lesion_diameter_mm / pitch_mm, 2.0), 10)
+        return laguerre_gauss_channels(shape, max(lesion_diameter_mm / pitch_mm, 2.0), 6)
     if observer == "cho-gabor":
         d = max(lesion_diameter_mm, 2.0 * pitch_mm)
         nyq = 0.5 / pitch_mm
         freqs = tuple(min(f, nyq) for f in (0.25 / d, 0.5 / d, 1.0 / d, 2.0 / d))
-        return gabor_channels(shape, pitch_mm, freqs)
+        return gabor_channels(shape, pitch_mm, freqs, orientations=4, phases=(0.0,))
     raise ValueError(f"unknown observer {observer!r}; choose one of {OBSERVERS}")
 
 
@@ -192,11 +194,17 @@ def npw_template(present: np.ndarray, absent: np.ndarray) -> np.ndarray:
 
 
 def cho_template(present: np.ndarray, absent: np.ndarray, channels: np.ndarray) -> np.ndarray:
-    """CHO template in channel space, ``S^-1 dv`` (``S`` the mean class covariance of channel outputs)."""
+    """CHO template in channel space, ``S^-1 dv`` (``S`` the pooled class covariance of channel outputs).
+
+    Pooled by degrees of freedom, ``((n1-1) S1 + (n0-1) S0) / (n1+n0-2)``: with more absent than present
+    ROIs (a trial's control sites) the better-sampled class weighs more; equal to the mean for equal counts.
+    """
     v1, v0 = _flat(present) @ channels.T, _flat(absent) @ channels.T
     if v1.shape[0] < 2 or v0.shape[0] < 2:
         raise ValueError("CHO needs at least 2 present and 2 absent training ROIs")
-    s = 0.5 * (np.cov(v1, rowvar=False) + np.cov(v0, rowvar=False))
+    n1, n0 = v1.shape[0], v0.shape[0]
+    s = ((n1 - 1) * np.atleast_2d(np.cov(v1, rowvar=False)) + (n0 - 1) * np.atleast_2d(np.cov(v0, rowvar=False))) \
+        / (n1 + n0 - 2)
     dv = v1.mean(0) - v0.mean(0)
     return np.linalg.lstsq(np.atleast_2d(s), dv, rcond=None)[0]
 

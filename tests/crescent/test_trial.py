@@ -246,3 +246,16 @@ def test_outputs(reference_run):
         assert len(truth) == int(head["N0"]) + int(head["N1"])
         assert len(ratings) == len(truth) * int(head["NR"]) * int(head["NM"])  # fully crossed
         assert all(len(d.split(",")) == 4 for d in data)
+
+
+def test_cli_check_and_bad_input_exit_status(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run([sys.executable, "-m", "crescent", "trial", "check", "ffdm-vs-dbt"], capture_output=True,
+                        text=True, cwd=ROOT, env=env, timeout=120)
+    assert ok.returncode == 0 and "trial hash" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("seed: 11", "seed: -1"))
+    res = subprocess.run([sys.executable, "-m", "crescent", "trial", "run", str(bad), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert res.returncode == 2
+    assert "cohort.seed = -1: Input should be greater than or equal to 0" in res.stderr
