@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "send": ("crescent.send.command", "store a folder of DICOM objects on a PACS (C-STORE)"),
     "qc": ("crescent.qc.command", "run the DBT quality-control protocol (simulated gantry or a rig) and report"),
     "campaign": ("crescent.campaign.command", "seeded fault campaign on the virtual-time gantry: invariants, JUnit, HTML"),
+    "trial": ("crescent.trial.command", "virtual clinical trials: cohort x arms on dask, model observers (CHO, NPW)"),
     "demo": ("crescent.demo.command", "show the reliable link across a real pseudo-terminal pair"),
 }
 

@@ -84,7 +84,7 @@ def _loaded_modules(args: list[str]) -> set[str]:
 
 @pytest.mark.parametrize("args", [["--help"], *([c, "--help"] for c in COMMANDS), ["exam", "run", "--help"],
                                   ["exam", "show", "--help"], ["exam", "recover", "--help"], ["qc", "run", "--help"],
-                                  ["qc", "report", "--help"]])
+                                  ["qc", "report", "--help"], ["trial", "run", "--help"]])
 def test_help_loads_no_heavy_or_simulator_module(args: list[str]) -> None:
     modules = _loaded_modules(args)
     assert "crescent.cli" in modules

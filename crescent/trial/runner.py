@@ -1,0 +1,203 @@
+"""Run a trial's cases as tasks on ``dask.distributed``; results stored per case, resumable.
+
+* **Scheduler**: a :class:`distributed.LocalCluster` of worker *processes*, one single-threaded worker
+  per core (``workers``), by default; ``scheduler="tcp://HOST:PORT"`` uses an existing cluster (started
+  with ``dask scheduler`` / ``dask worker``, dask-jobqueue or dask-kubernetes: see the README). Workers
+  need this package importable (same version) and write to ``out`` - on a cluster, a shared file system.
+* **Store**: ``out/cases/<trial hash>/<case seed>/<arm>.npz`` holds the two ROIs (lesion site, control
+  site; float32) and the case's row (JSON). The trial hash (:meth:`TrialSpec.trial_hash` plus the
+  resolved exams) changes with anything that changes images, so an edited trial never reuses stale
+  cases. Files are written to a temporary name and renamed: a task killed mid-write leaves nothing,
+  and a task run twice (a worker lost after finishing) rewrites the same bytes.
+* **Resume**: a re-run submits only the cases with a missing (case, arm) file.
+* **Determinism**: each case depends only on its seed (:func:`crescent.trial.cases.case_seed`), never
+  on the worker, the order or the number of workers; the table is assembled from the store in case
+  order, one row per (case, arm) key, so no case is counted twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crescent.trial.model import TrialSpec, resolve_exam
+
+
+def exams_json(spec: TrialSpec, base_dir: Path | None) -> dict[str, dict[str, Any]]:
+    """The resolved exam of every arm, as plain data (what workers rebuild the exams from)."""
+    return {a.name: resolve_exam(a.exam, base_dir).model_dump(mode="json") for a in spec.arms}
+
+
+def full_hash(spec: TrialSpec, exams: dict[str, dict[str, Any]]) -> str:
+    """Trial hash including the exams' content (an edited exam file is a different trial), 16 hex digits."""
+    blob = json.dumps({"spec": spec.trial_hash(), "exams": exams}, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def case_path(store: Path, seed: int, arm: str) -> Path:
+    """Result file of one (case seed, arm) in a trial's store."""
+    return store / str(seed) / f"{arm}.npz"
+
+
+def run_case_task(spec_json: str, exams: dict[str, dict[str, Any]], index: int, arms: list[str],
+                  store: str) -> list[str]:
+    """Worker task: image case ``index`` in ``arms`` and store each (case, arm) atomically; returns the arms done."""
+    from crescent.trial.cases import draw_case, image_case
+    from protocols.exams import exam_from_data
+
+    try:  # one compute thread per worker process: the cluster gives the parallelism
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+    spec = TrialSpec.model_validate_json(spec_json)
+    ex = {name: exam_from_data(data) for name, data in exams.items()}
+    draw = draw_case(spec, index)
+    todo = [a for a in arms if not case_path(Path(store), draw.seed, a).exists()]
+    if not todo:
+        return []
+    results = image_case(spec, draw, ex, todo)
+    for arm, res in results.items():
+        path = case_path(Path(store), draw.seed, arm)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        row = {**draw.as_row(), **res["row"]}
+        tmp = path.with_name(f".{arm}.{os.getpid()}.{time.monotonic_ns()}.tmp.npz")
+        with open(tmp, "wb") as fh:
+            np.savez(fh, rois=res["rois"], row=np.array(json.dumps(row)))
+        os.replace(tmp, path)
+    return todo
+
+
+@dataclass
+class RunInfo:
+    """What a run did: store, counts, wall time, where the dashboard was."""
+
+    store: Path
+    trial_hash: str
+    n_cases: int
+    submitted: int
+    skipped: int
+    wall_s: float
+    workers: int
+    dashboard: str | None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    rois: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+
+
+def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    n = workers or os.cpu_count() or 1
+    env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           env=env, silence_logs=40)
+    return Client(cluster), cluster
+
+
+def dashboard_address(client: Any) -> str | None:
+    """The dashboard URL, or None when the dashboard is not served (bokeh absent)."""
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        return None
+    return client.dashboard_link
+
+
+def load_store(spec: TrialSpec, store: Path) -> tuple[list[dict[str, Any]], dict[tuple[int, str], np.ndarray]]:
+    """Rows (case order, arm order) and ROIs of every finished (case, arm) of the trial's first ``n_cases``."""
+    from crescent.trial.cases import case_seed
+
+    rows, rois = [], {}
+    for i in range(spec.cohort.n_cases):
+        seed = case_seed(spec.cohort.seed, i)
+        for arm in spec.arms:
+            p = case_path(store, seed, arm.name)
+            if not p.exists():
+                continue
+            with np.load(p) as z:
+                row = json.loads(str(z["row"]))
+                rois[(i, arm.name)] = z["rois"]
+            rows.append(row)
+    return rows, rois
+
+
+def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, workers: int | None = None,
+              base_dir: Path | None = None, say: Callable[[str], None] = print, progress: bool = True,
+              on_submitted: Callable[[Any, list[Any]], None] | None = None) -> RunInfo:
+    """Image every unfinished case of ``spec`` on dask and return the assembled store (see module doc)."""
+    from distributed import as_completed
+
+    from crescent.trial.cases import case_seed
+
+    exams = exams_json(spec, base_dir)
+    th = full_hash(spec, exams)
+    store = (out / "cases" / th).resolve()
+    store.mkdir(parents=True, exist_ok=True)
+    arm_names = [a.name for a in spec.arms]
+    todo: list[tuple[int, list[str]]] = []
+    for i in range(spec.cohort.n_cases):
+        seed = case_seed(spec.cohort.seed, i)
+        missing = [a for a in arm_names if not case_path(store, seed, a).exists()]
+        if missing:
+            todo.append((i, missing))
+    skipped = spec.cohort.n_cases - len(todo)
+    say(f"trial {spec.name} (hash {th}): {spec.cohort.n_cases} cases x {len(arm_names)} arms; "
+        f"{skipped} finished before, {len(todo)} to run; store {store}")
+    t0 = time.perf_counter()
+    n_workers, dash = 0, None
+    if todo:
+        client, cluster = _client(scheduler, workers)
+        try:
+            n_workers = len(client.scheduler_info()["workers"])
+            dash = dashboard_address(client)
+            say(f"dask scheduler {client.scheduler.address}, {n_workers} workers; dashboard: "
+                f"{dash or 'not served (install bokeh>=3.1 for it)'}")
+            spec_json = spec.model_dump_json()
+            futures = [client.submit(run_case_task, spec_json, exams, i, arms, str(store), key=f"case-{th}-{i}",
+                                     retries=2, pure=False) for i, arms in todo]
+            if on_submitted is not None:
+                on_submitted(client, futures)
+            _wait(futures, as_completed, progress)
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    rows, rois = load_store(spec, store)
+    info = RunInfo(store, th, spec.cohort.n_cases, len(todo), skipped, time.perf_counter() - t0, n_workers, dash,
+                   rows, rois)
+    missing = spec.cohort.n_cases * len(arm_names) - len(rows)
+    if missing:
+        raise RuntimeError(f"{missing} (case, arm) results missing from {store} after the run")
+    return info
+
+
+def _wait(futures: list[Any], as_completed: Any, progress: bool) -> None:
+    errors = []
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), TimeRemainingColumn()) as bar:
+            task = bar.add_task("cases", total=len(futures))
+            for fut in as_completed(futures):
+                if fut.status == "error":
+                    errors.append(fut)
+                bar.advance(task)
+    else:
+        for fut in as_completed(futures):
+            if fut.status == "error":
+                errors.append(fut)
+    if errors:
+        exc = errors[0].exception()
+        raise RuntimeError(f"{len(errors)} case task(s) failed; first: {exc!r}") from exc

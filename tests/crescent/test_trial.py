@@ -1,0 +1,261 @@
+"""``crescent trial``: trial file, case physics, dask runs (1 vs 2 workers, resume, a killed worker), outputs.
+
+The dask tests start and stop their own LocalCluster of worker *processes* (run_trial's default path).
+The tiny trial keeps every case cheap: 0.4 mm pixels and voxels, a fixed thickness (one AEC kVp, so each
+worker computes the tube spectrum once), two arms (2D with AEC, a dose-scaled narrow DBT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crescent.trial.model import TrialFileError, parse_trial_yaml, trial_json_schema
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = """
+name: tiny
+cohort:
+  n_cases: 12
+  seed: 11
+  thickness_mm: {low: 40, high: 40}
+  glandularity: {low: 0.2, high: 0.3}
+  lesion_present_fraction: 0.5
+  lesions:
+    - type: mass
+      diameter_mm: {low: 4, high: 6}
+      spiculated_fraction: 0.5
+    - type: calcification_cluster
+      diameter_mm: {low: 0.3, high: 0.5}
+arms:
+  - {name: ffdm, exam: ffdm-cc}
+  - {name: dbt-low, exam: dbt-narrow, dose_scale: 0.5}
+imaging: {pitch_mm: 0.4, phantom_voxel_mm: 0.4, roi_mm: 8, motion_substeps: 1}
+observers: [cho-lg, npw]
+bootstrap: 50
+"""
+
+
+def tiny(**cohort):  # type: ignore[no-untyped-def]
+    spec = parse_trial_yaml(TINY)
+    return spec.model_copy(update={"cohort": spec.cohort.model_copy(update=cohort)}) if cohort else spec
+
+
+# ------------------------------------------------------------------------------------------------ trial file
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (("n_cases: 12", "n_cases: 0"), "cohort.n_cases = 0: Input should be greater than or equal to 1"),
+    (("thickness_mm: {low: 40, high: 40}", "thickness_mm: {low: 40, high: 140}"), "outside 20-90 mm"),
+    (("dose_scale: 0.5", "dose_scale: 9"), "arms.1.dose_scale = 9: Input should be less than or equal to 4"),
+    (("exam: dbt-narrow", "exam: dbt-huge"), "arms.1.exam = 'dbt-huge': not a library exam"),
+    (("pitch_mm: 0.4", "pitch_mm: 0.13"), "pitch_mm=0.13 must be the 0.05 mm del pitch times a binning"),
+    (("bootstrap: 50", "bootstrap: 50\ncolour: red"), "colour = 'red': Extra inputs are not permitted"),
+    (("name: ffdm, exam: ffdm-cc", "name: dbt-low, exam: ffdm-cc"), "arm names must be unique, repeated: dbt-low"),
+    (("bootstrap: 50", "bootstrap: 50\nbootstrap: 60"), "duplicate key 'bootstrap'"),
+])
+def test_bad_trial_files_name_field_value_and_rule(edit, expected):
+    text = TINY.replace(*edit)
+    assert text != TINY
+    with pytest.raises(TrialFileError) as exc:
+        parse_trial_yaml(text, "t.yaml")
+    assert expected in str(exc.value)
+    assert str(exc.value).startswith("t.yaml")
+
+
+def test_size_cap_and_schema():
+    with pytest.raises(TrialFileError, match="exceeds the 262144-byte limit"):
+        parse_trial_yaml("# " + "x" * 300_000 + "\n" + TINY)
+    schema = trial_json_schema()
+    assert set(schema["required"]) == {"name", "cohort", "arms"}
+    assert schema["additionalProperties"] is False
+    out = subprocess.run([sys.executable, "-m", "crescent", "trial", "schema"], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert out.returncode == 0 and json.loads(out.stdout)["title"] == "Crescent virtual clinical trial"
+
+
+def test_shipped_example_is_valid_and_hash_ignores_case_count():
+    from crescent.trial.model import load_trial
+
+    spec = load_trial(ROOT / "crescent/trial/examples/ffdm-vs-dbt.yaml")
+    assert [a.exam for a in spec.arms] == ["ffdm-cc", "dbt-standard"]
+    more = spec.model_copy(update={"cohort": spec.cohort.model_copy(update={"n_cases": 5})})
+    assert more.trial_hash() == spec.trial_hash()
+    other = spec.model_copy(update={"cohort": spec.cohort.model_copy(update={"seed": 1})})
+    assert other.trial_hash() != spec.trial_hash()
+
+
+# ------------------------------------------------------------------------------------------------ one case
+
+
+def test_draw_is_seeded_and_follows_the_cohort():
+    from crescent.trial.cases import draw_case
+
+    spec = tiny(n_cases=400)
+    draws = [draw_case(spec, i) for i in range(400)]
+    assert draw_case(spec, 3) == draws[3]
+    assert len({d.seed for d in draws}) == 400
+    assert all(d.thickness_mm == 40.0 and 0.2 <= d.glandularity <= 0.3 for d in draws)
+    present = np.mean([d.lesion_present for d in draws])
+    assert 0.43 < present < 0.57  # binomial(400, 0.5): sd 0.025
+    masses = [d for d in draws if d.lesion_type == "mass"]
+    assert 0.35 < np.mean([d.spiculated for d in masses]) < 0.65
+    assert all(4 <= d.lesion_diameter_mm <= 6 for d in masses)
+    assert all(d.control_x_mm == -d.lesion_x_mm for d in draws)
+
+
+@pytest.fixture(scope="module")
+def one_mass_case():
+    """A present mass case imaged in both arms, and the same patient without the lesion."""
+    from crescent.trial.cases import draw_case, image_case
+    from crescent.trial.model import resolve_exam
+
+    spec = tiny(n_cases=50)
+    draw = next(d for d in (draw_case(spec, i) for i in range(50)) if d.lesion_type == "mass" and d.lesion_present)
+    exams = {a.name: resolve_exam(a.exam) for a in spec.arms}
+    with_lesion = image_case(spec, draw, exams, ["ffdm", "dbt-low"])
+    without = image_case(spec, dataclasses.replace(draw, lesion_present=False), exams, ["ffdm", "dbt-low"])
+    return spec, draw, with_lesion, without
+
+
+@pytest.mark.parametrize("arm", ["ffdm", "dbt-low"])
+def test_the_mass_appears_at_the_lesion_site_only(one_mass_case, arm):
+    """Mass tissue (1.06 g/cm3) replacing fat/gland raises attenuation at the ROI centre, not at the control site.
+
+    (2D: the control ROI is bit-identical; DBT: the ramp filter and the sweep spread a little of the mass along x.)
+    """
+    _, draw, with_lesion, without = one_mass_case
+    diff = with_lesion[arm]["rois"] - without[arm]["rois"]
+    n = diff.shape[-1]
+    c = slice(n // 2 - 2, n // 2 + 3)
+    assert diff[0][c, c].mean() > 0.0
+    assert diff[0][c, c].mean() > 3 * abs(diff[0][:3, :3].mean())  # centred, not a global shift
+    if arm == "ffdm":
+        assert np.array_equal(with_lesion[arm]["rois"][1], without[arm]["rois"][1])
+    else:
+        assert np.abs(diff[1]).mean() < 0.2 * diff[0][c, c].mean()
+
+
+def test_dose_and_technique_rows(one_mass_case):
+    """The 2D MGD is Dance's for the AEC technique the row reports; the half-dose DBT arm books less than 2D."""
+    from physics.exposure_dose import exposure_mgd_mgy
+    from protocols.exams import load_standard_exam, planned_angles_deg
+    from protocols.records import ExposureRecord
+    from simulator.gantry import load_config
+    from simulator.imaging.phantoms.breast import glandularity_by_weight
+
+    _, draw, with_lesion, _ = one_mass_case
+    ffdm, dbt = with_lesion["ffdm"]["row"], with_lesion["dbt-low"]["row"]
+    assert ffdm["mode"] == "2d" and ffdm["n_exposures"] == 1
+    assert dbt["mode"] == "dbt" and dbt["n_exposures"] == len(planned_angles_deg(load_standard_exam("dbt-narrow")))
+    assert ffdm["aec_clamped"] == "" and 25.0 <= ffdm["kvp"] <= 35.0
+    e = ExposureRecord(index=0, frame_id=1, planned_angle_deg=0, angle_start_deg=0, angle_end_deg=0, kvp=ffdm["kvp"],
+                       mas=ffdm["mas_per_exposure"], anode_filter=ffdm["anode_filter"], window_start_s=0,
+                       window_end_s=1)
+    expected = exposure_mgd_mgy(load_config("default").geometry, e, thickness_mm=draw.thickness_mm,
+                                glandularity=glandularity_by_weight(draw.glandularity))
+    assert ffdm["mgd_mgy"] - ffdm["mgd_scout_mgy"] == pytest.approx(expected, rel=1e-3)
+    assert 0.3 < ffdm["mgd_mgy"] < 3.0 and 0.05 < dbt["mgd_mgy"] < ffdm["mgd_mgy"]
+
+
+# ------------------------------------------------------------------------------------------------ dask
+
+
+def _table(info):  # type: ignore[no-untyped-def]
+    return [json.dumps(r, sort_keys=True) for r in info.rows], {k: v.tobytes() for k, v in info.rois.items()}
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    from crescent.trial.runner import run_trial
+
+    out = tmp_path_factory.mktemp("w1")
+    return out, run_trial(tiny(), out, workers=1, say=lambda s: None, progress=False)
+
+
+def test_one_and_two_workers_give_identical_tables_and_a_rerun_resumes(reference_run, tmp_path):
+    from crescent.trial.runner import run_trial
+
+    _, one = reference_run
+    two = run_trial(tiny(), tmp_path, workers=2, say=lambda s: None, progress=False)
+    assert one.workers == 1 and two.workers == 2
+    assert _table(one) == _table(two)
+    assert len(one.rows) == 12 * 2
+    again = run_trial(tiny(), tmp_path, workers=2, say=lambda s: None, progress=False)
+    assert (again.submitted, again.skipped) == (0, 12)
+    assert _table(again) == _table(two)
+    # growing the cohort runs only the new cases
+    more = run_trial(tiny(n_cases=13), tmp_path, workers=1, say=lambda s: None, progress=False)
+    assert (more.submitted, more.skipped) == (1, 12)
+
+
+def test_a_worker_killed_mid_trial_the_trial_completes_once(reference_run, tmp_path):
+    from distributed import wait
+
+    from crescent.trial.runner import run_trial
+
+    _, one = reference_run
+    killed: list[int] = []
+
+    def kill_one(client, futures):  # type: ignore[no-untyped-def]
+        wait(futures[:1])  # the trial is under way: one case stored
+        busy = [w for w, keys in client.processing().items() if keys]
+        pids = client.run(os.getpid, workers=busy[:1])
+        for pid in pids.values():
+            os.kill(pid, signal.SIGKILL)  # a worker process this test's cluster started
+            killed.append(pid)
+
+    info = run_trial(tiny(), tmp_path, workers=2, say=lambda s: None, progress=False, on_submitted=kill_one)
+    assert killed, "no worker was busy to kill"
+    keys = [(r["index"], r["arm"]) for r in info.rows]
+    assert len(keys) == len(set(keys)) == 12 * 2  # every (case, arm) exactly once
+    stored = sorted(p.relative_to(info.store) for p in info.store.rglob("*.npz"))
+    assert len(stored) == 24 and not list(info.store.rglob("*.tmp.npz"))
+    assert _table(info) == _table(one)
+
+
+def test_outputs(reference_run):
+    from crescent.trial.results import write_outputs
+
+    out, run = reference_run
+    spec = tiny()
+    summary, files = write_outputs(spec, out, run.rows, run.rois, {"wall_s": run.wall_s})
+    names = {p.name for p in files}
+    assert {"cases.csv", "summary.csv", "auc_vs_mgd.png", "report.html", "imrmc-calcification_cluster.imrmc"} <= names
+    assert {(s["arm"], s["observer"]) for s in summary} == {(a, o) for a in ("ffdm", "dbt-low") for o in ("cho-lg", "npw")}
+    lines = (out / "cases.csv").read_text().splitlines()
+    assert len(lines) == 1 + 24
+    scored = [s for s in summary if np.isfinite(s["dprime"])]
+    assert scored and all(0.0 <= s["auc_lo"] <= s["auc"] <= s["auc_hi"] <= 1.0 for s in scored)
+    assert "rating_cho-lg_control" in lines[0]
+    for p in [f for f in files if f.suffix == ".imrmc"]:
+        text = p.read_text().splitlines()
+        head = dict(line.split(": ") for line in text if line[:3] in ("NR:", "N0:", "N1:", "NM:"))
+        data = text[text.index("BEGIN DATA:") + 1:]
+        truth = [d for d in data if d.startswith("-1,")]
+        ratings = [d for d in data if not d.startswith("-1,")]
+        assert len(truth) == int(head["N0"]) + int(head["N1"])
+        assert len(ratings) == len(truth) * int(head["NR"]) * int(head["NM"])  # fully crossed
+        assert all(len(d.split(",")) == 4 for d in data)
+
+
+def test_cli_check_and_bad_input_exit_status(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ok = subprocess.run([sys.executable, "-m", "crescent", "trial", "check", "ffdm-vs-dbt"], capture_output=True,
+                        text=True, cwd=ROOT, env=env, timeout=120)
+    assert ok.returncode == 0 and "trial hash" in ok.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(TINY.replace("seed: 11", "seed: -1"))
+    res = subprocess.run([sys.executable, "-m", "crescent", "trial", "run", str(bad), "--out", str(tmp_path / "o")],
+                         capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert res.returncode == 2
+    assert "cohort.seed = -1: Input should be greater than or equal to 0" in res.stderr
