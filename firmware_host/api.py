@@ -185,7 +185,10 @@ class Gantry:
         ``exam``: a standard exam name (``"dbt-standard"``), a YAML path or a model.
         The exam is validated against the device's limits first (:class:`ExamError` listing the
         violations). ``out_dir`` (default ``./exam-<name>-<n>``) receives the images, the audit
-        log and the record as they are produced.
+        log and the record as they are produced. ``options`` default to :meth:`exam_options`: the
+        connection's options with the image timeout for this device (a simulated gantry gets
+        :data:`~firmware_host.exam_plan.SIMULATED_IMAGE_TIMEOUT_S`), the same rule as ``crescent
+        acquire``, ``crescent exam run`` and the pytest plugin.
         """
         model = resolve_exam(exam)
         problems = [v for v in validate_exam(model, self.session.limits)]
@@ -205,7 +208,7 @@ class Gantry:
         ctx = ExamContext(
             exam=model, session=self.session, store=store, channel=channel,
             mirror=self.controller.mirror, log=self.controller.log, plan_id=plan_id, session_id=self.session_id,
-            options=options or self.options,
+            options=options or self.exam_options(),
         )
         try:
             record: ExamRecord = self.adapter.run(exam_plan(ctx), f"exam {model.name}")

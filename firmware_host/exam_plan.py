@@ -83,6 +83,9 @@ EXAM_PHASES: tuple[str, ...] = (
 #: physics, which takes seconds (the first one also builds the phantom), far longer than a panel's readout.
 SIMULATED_IMAGE_TIMEOUT_S = 60.0
 
+#: What an exam cut short by the image timeout says would help (CLI option and Python field).
+IMAGE_TIMEOUT_HINT = "a longer --image-timeout S (ExamOptions.image_timeout_s) would wait for it"
+
 
 class ExamOptions(BaseModel):
     """Host-side settings of an exam run (times in s, angles in deg, forces in N)."""
@@ -95,7 +98,10 @@ class ExamOptions(BaseModel):
     scout_min_window_ms: float = Field(
         20.0, gt=0.0, description="the scout's current is lowered so its window lasts at least this (kV rise settles)"
     )
-    image_timeout_s: float = Field(3.0, gt=0.0, description="wait for IMAGE_READY / a complete file")
+    image_timeout_s: float = Field(
+        3.0, gt=0.0,
+        description="wait for each image, s: restarted by each image's arrival (IMAGE_READY and a complete "
+                    "file); a simulated gantry gets at least SIMULATED_IMAGE_TIMEOUT_S (firmware_host.api)")
     image_retry_s: float = Field(0.05, gt=0.0)
     abort_grace_s: float = Field(0.5, gt=0.0, description="after ABORT, wait this long for late EXPOSURE_DONEs")
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
@@ -120,6 +126,8 @@ class ExamContext:
     plan_id: int = 1
     session_id: int = 1
     options: ExamOptions = field(default_factory=ExamOptions)
+    #: what the image timeout cut short (filled by the plan; names the option in the record's reason)
+    timed_out: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -282,6 +290,7 @@ def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem:
         now = yield Now()
         if now - start >= ctx.options.image_timeout_s:
             ctx.log("decision", note=f"{chk.problem}; giving up after {attempts} reads", action="end")
+            ctx.timed_out.append(f"frame {ready.frame_id} not intact within {ctx.options.image_timeout_s:g} s")
             return None
         if attempts == 1:
             ctx.log("decision", note=f"{chk.problem}; re-reading", action="retry")
@@ -400,7 +409,9 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
             if done_count < n:
                 raise Interrupted(f"{phase}: only {done_count} of {n} exposures within {budget:.1f} s", "TIMEOUT")
             ctx.log("decision", note=f"{n - stored} image(s) never announced (IMAGE_READY) within "
-                    f"{ctx.options.image_timeout_s} s after the last exposure", action="end")
+                    f"{ctx.options.image_timeout_s} s of the last exposure or image", action="end")
+            ctx.timed_out.append(f"{n - stored} image(s) not announced within {ctx.options.image_timeout_s:g} s "
+                                 "of the last exposure or image")
             break
         mark = ev.index + 1
         msg = ev.message
@@ -426,6 +437,8 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
                 continue
             rec = next(e for e in reversed(st.exposures) if e.frame_id == msg.frame_id)
             stored += yield from _store(ctx, st, msg, rec, is_scout, n)
+            if done_count == n:  # the image timeout is per image: each arrival restarts it
+                deadline = (yield Now()) + ctx.options.image_timeout_s
         elif msg.NAME == "STATE_CHANGED" and msg.old_state == int(DeviceState.EXPOSING) and done_count < n:
             ended_early = ended_early or f"the device ended the plan after {done_count} of {n} exposures"
         if ended_early is not None:
@@ -497,7 +510,8 @@ def scout(ctx: ExamContext, st: _State) -> Plan:
     yield from move_arc(ctx, exp.planned_angle_deg)
     yield from run_armed_plan(ctx, st, ctx.plan_id, [exp], True, "scout")
     if st.scout is None:
-        raise ExamError("the AEC scout image never arrived intact")
+        why = f" ({ctx.timed_out[0]}: {IMAGE_TIMEOUT_HINT})" if ctx.timed_out else ""
+        raise ExamError(f"the AEC scout image never arrived intact{why}")
     yield Guard(True)  # off since the scout's exposure ended; a fault meanwhile ends the exam here
     yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the scout plan to end")
     # STATUS is answered after everything the device did at the plan's end: a device that releases
@@ -729,6 +743,8 @@ def build_record(ctx: ExamContext, st: _State, end_s: float) -> ExamRecord:
     elif missing or len(image_indices) < planned_n:
         status = "incomplete"
         reason = f"images missing for exposures {missing or 'not made'} ({len(image_indices)} of {planned_n} stored)"
+        if ctx.timed_out:
+            reason += f"; {ctx.timed_out[0]}: {IMAGE_TIMEOUT_HINT}"
     elif not release_ok:
         status, reason = "incomplete", "compression not released as the exam requires"
     else:
