@@ -67,6 +67,7 @@ from protocols.wire.messages import (
     SetTechnique,
     plan_digest,
 )
+from protocols.option_bounds import IMAGE_TIMEOUT_S_MAX, WATCHDOG_MS_MAX, WATCHDOG_MS_MIN
 
 R = IDEMPOTENT_RETRIES
 
@@ -99,7 +100,7 @@ class ExamOptions(BaseModel):
         20.0, gt=0.0, description="the scout's current is lowered so its window lasts at least this (kV rise settles)"
     )
     image_timeout_s: float = Field(
-        3.0, gt=0.0,
+        3.0, gt=0.0, le=IMAGE_TIMEOUT_S_MAX,
         description="wait for each image, s: restarted by each image's arrival (IMAGE_READY and a complete "
                     "file); a simulated gantry gets at least SIMULATED_IMAGE_TIMEOUT_S (firmware_host.api)")
     image_retry_s: float = Field(0.05, gt=0.0)
@@ -108,7 +109,7 @@ class ExamOptions(BaseModel):
     reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
     heartbeat_period_ms: int = Field(100, ge=10, le=5000, description="host heartbeat period, ms")
     watchdog_timeout_ms: int = Field(
-        2000, ge=50, le=10000,
+        2000, ge=WATCHDOG_MS_MIN, le=WATCHDOG_MS_MAX,
         description="device watchdog asked for in HELLO, ms; the host calls the device lost after the same silence",
     )
 
@@ -683,7 +684,9 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
         yield Command(Abort(reason=int(AbortReason[abort_reason])), retries=R)
     except HostError as exc:
         st.warnings.append(f"ABORT not acknowledged: {exc}")
-    yield from collect_late_images(ctx, st)
+    # an operator's stop (Ctrl-C, SIGTERM) waits only the grace for images already on their way
+    yield from collect_late_images(ctx, st, ctx.options.abort_grace_s if abort_reason == "OPERATOR"
+                                   else ctx.options.image_timeout_s)
     comp = ctx.exam.compression
     if st.compressed and (comp.release_on_fault or release_anyway):
         try:
@@ -692,11 +695,11 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
             st.warnings.append(f"RELEASE after the abort failed: {exc}")
 
 
-def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
+def collect_late_images(ctx: ExamContext, st: _State, limit_s: float | None = None) -> Plan:
     """After an abort: record EXPOSURE_DONE events that came after the interrupt, take in their images.
 
     Keeps looking for ``abort_grace_s`` after the ABORT and as long as an image is outstanding, up
-    to ``image_timeout_s``.
+    to ``limit_s`` (default ``image_timeout_s``; an operator stop passes ``abort_grace_s``).
     """
     t0 = yield Now()
     while True:
@@ -718,7 +721,8 @@ def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
                 else:
                     st.images[rec.index] = prec
         now = yield Now()
-        if now - t0 >= ctx.options.image_timeout_s or (not want and now - t0 >= ctx.options.abort_grace_s):
+        limit = ctx.options.image_timeout_s if limit_s is None else limit_s
+        if now - t0 >= limit or (not want and now - t0 >= ctx.options.abort_grace_s):
             return
         yield Sleep(ctx.options.image_retry_s)
 

@@ -47,6 +47,14 @@ class AcquireResult:
     dose_all: analysis.DoseSummary | None = None  # every exposure made, in exam-record order (scout included)
     study: Any = None  # the StudyInfo the outputs were written with
     forces_n: list[float] = field(default_factory=list)  # force during each stored exposure's window, N
+    verdicts: list[Any] = field(default_factory=list)  # crescent.outputs.verdict.Verdict, as in the report
+
+    @property
+    def verdict(self) -> str:
+        """FAIL if any checked figure failed, else PASS (INFO rows do not count); INCOMPLETE for an unfinished exam."""
+        if self.exam.record.status != "complete":
+            return "INCOMPLETE"
+        return "FAIL" if any(v.result == "FAIL" for v in self.verdicts) else "PASS"
 
     @property
     def scan_time_s(self) -> float:
@@ -75,6 +83,10 @@ class AcquireResult:
                        "window_end_s": e.window_end_s} for e in rec.exposures if e.is_scout],
             "warnings": self.warnings,
             "report": str(self.out / "report.html"),
+            "verdict": self.verdict,
+            "verdicts": [{"name": v.name, "value": v.value, "limit": v.limit, "result": v.result} for v in self.verdicts],
+            "note": (f"INCOMPLETE: exam {rec.status}: {rec.reason or 'no reason given'}"
+                     if rec.status != "complete" else ""),
             "uids": ("derived from the exam and seed, fixed date (reproducible virtual-time run)"
                      if self.study is not None and self.study.reproducibility_note else "fresh (random) per acquisition"),
             "determinism": ("bit for bit: same seed, same arrays, files and UIDs" if self.study is not None
