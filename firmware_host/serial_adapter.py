@@ -89,12 +89,13 @@ class SerialAdapter:
                     while not runner.finished and self.error is None:
                         self._changed.wait(0.1)
                     break
-            except KeyboardInterrupt:
+            except KeyboardInterrupt as exc:
                 if aborting:
                     raise
                 aborting = True
+                why = str(exc.args[0]) if exc.args else "Ctrl-C"  # e.g. KeyboardInterrupt("SIGTERM")
                 with self.lock:
-                    self.controller.request_abort("operator abort (Ctrl-C)", self.clock())
+                    self.controller.request_abort(f"operator abort ({why})", self.clock())
         if self.error is not None and not runner.finished:
             raise PortError(f"port {self.url} failed: {self.error}")
         return runner.outcome()

@@ -90,8 +90,9 @@ class SimpyAdapter:
         self.poke()
         try:
             self.env.run(until=done)
-        except KeyboardInterrupt:
-            self.controller.request_abort("operator abort (Ctrl-C)", self.now())
+        except KeyboardInterrupt as exc:
+            why = str(exc.args[0]) if exc.args else "Ctrl-C"
+            self.controller.request_abort(f"operator abort ({why})", self.now())
             self.poke()
             self.env.run(until=done)
         return runner.outcome()

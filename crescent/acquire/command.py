@@ -157,7 +157,7 @@ def _cmd(args: argparse.Namespace) -> int:
         """SIGINT/SIGTERM: the exam goes through the safe stop (ABORT, release), writes its record, and the
         run ends; a second signal while stopping ends it at once."""
         stopped.append(signum)
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 

@@ -122,17 +122,19 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
         result = gantry.run_exam(opts.exam, out / "exam", progress=progress,
                                  options=gantry.exam_options(opts.image_timeout_s))
         device_dark_adu = float(gantry.session.info.dark_offset_adu)  # type: ignore[attr-defined]
+        # stopped by a signal: the record is written; say so and leave at once (the gantry is not waited for)
+        stop = interrupted() if interrupted is not None else None
+        if stop is not None:
+            r = result.record
+            (out / "summary.json").write_text(json.dumps({
+                "exam": r.exam_name, "status": r.status, "reason": r.reason, "interrupted": stop,
+                "images": len(r.image_paths), "planned": r.planned_count, "record": str(result.record_path),
+                "capture": str(capture), "note": "INCOMPLETE: interrupted; no reconstruction, DICOM or report written",
+            }, indent=2))
+            raise AcquireInterrupted(stop, r)
     timings["exam"] = time.perf_counter() - t0
     files = [result.record_path, result.audit_path, capture]
     rec = result.record
-    stop = interrupted() if interrupted is not None else None
-    if stop is not None:
-        (out / "summary.json").write_text(json.dumps(
-            {"exam": rec.exam_name, "status": rec.status, "reason": rec.reason, "interrupted": stop,
-             "images": len(rec.image_paths), "planned": rec.planned_count, "record": str(result.record_path),
-             "capture": str(capture), "note": "INCOMPLETE: interrupted; no reconstruction, DICOM or report written"},
-            indent=2))
-        raise AcquireInterrupted(stop, rec)
     if rec.header is None or not rec.header.projections:
         raise RuntimeError(f"exam {rec.exam_name} produced no projections: {rec.status} ({rec.reason})")
     header = rec.header
