@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +32,13 @@ import simpy
 from firmware_host.audit import JsonlAudit, MemoryAudit
 from firmware_host.controller import Controller, ProgressCallback, TrafficTap
 from firmware_host.errors import ExamError
-from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamContext, ExamOptions, exam_plan
+from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, SIMULATED_WATCHDOG_MS, ExamContext, ExamOptions, exam_plan
 from firmware_host.intake import open_data_channel
 from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
 from firmware_host.record import ExamRecord
 from firmware_host.serial_adapter import SerialAdapter
-from firmware_host.session import SessionInfo, connect_plan
+from firmware_host.session import SessionInfo, connect_plan, hello_plan
 from firmware_host.simpy_adapter import Endpoint, SimpyAdapter
 from firmware_host.store import ExamStore
 from protocols.exams import load_exam, load_standard_exam, validate_exam
@@ -84,6 +84,11 @@ def resolve_exam(exam: str | os.PathLike[str] | ExamModel) -> ExamModel:
     return exam
 
 
+def is_simulated(session: SessionInfo) -> bool:
+    """The device announced SIMULATION_CONTROLS: a simulated gantry (which renders every frame)."""
+    return bool(session.device_capabilities & int(Capability.SIMULATION_CONTROLS))  # type: ignore[attr-defined]
+
+
 def exam_options_for(session: SessionInfo, options: ExamOptions, image_timeout_s: float | None = None) -> ExamOptions:
     """``options`` with the image timeout chosen for the device behind ``session``.
 
@@ -92,7 +97,7 @@ def exam_options_for(session: SessionInfo, options: ExamOptions, image_timeout_s
     :data:`SIMULATED_IMAGE_TIMEOUT_S`, since it renders every frame, and a rig keeps ``options``'.
     """
     if image_timeout_s is None:
-        simulated = bool(session.device_capabilities & int(Capability.SIMULATION_CONTROLS))  # type: ignore[attr-defined]
+        simulated = is_simulated(session)
         image_timeout_s = max(options.image_timeout_s, SIMULATED_IMAGE_TIMEOUT_S) if simulated else options.image_timeout_s
     return options.model_copy(update={"image_timeout_s": image_timeout_s})
 
@@ -111,6 +116,21 @@ class Gantry:
             connect_plan(session_id, options.heartbeat_period_ms, options.watchdog_timeout_ms), "connect"
         )
         self._exam_count = 0
+        if is_simulated(self.session) and "watchdog_timeout_ms" not in options.model_fields_set:
+            self._set_watchdog(SIMULATED_WATCHDOG_MS)
+
+    def _set_watchdog(self, watchdog_ms: int) -> None:
+        """Ask the device for another watchdog (HELLO again, same session); the host waits as long.
+
+        A simulated gantry gets :data:`~firmware_host.exam_plan.SIMULATED_WATCHDOG_MS` unless the caller
+        chose a watchdog: the same rule for ``connect``, ``crescent acquire``, ``crescent exam run`` and
+        the pytest plugin.
+        """
+        link = self.controller.link
+        link.config = replace(link.config, peer_timeout_s=watchdog_ms / 1000.0)
+        reply = self.adapter.run(hello_plan(self.session_id, self.options.heartbeat_period_ms, watchdog_ms), "hello")
+        self.options = self.options.model_copy(update={"watchdog_timeout_ms": watchdog_ms})
+        self.session = replace(self.session, watchdog_timeout_ms=int(reply.watchdog_timeout_ms))
 
     def exam_options(self, image_timeout_s: float | None = None) -> ExamOptions:
         """This connection's options with the image timeout chosen for the device (:func:`exam_options_for`)."""

@@ -83,6 +83,9 @@ EXAM_PHASES: tuple[str, ...] = (
 #: Image timeout for a simulated gantry, s. In real time it renders each image with the X-ray
 #: physics, which takes seconds (the first one also builds the phantom), far longer than a panel's readout.
 SIMULATED_IMAGE_TIMEOUT_S = 60.0
+#: Watchdog asked of a simulated gantry when the caller did not choose one, ms: its real-time loop shares
+#: a small machine with the physics and the host, and a loaded 2-core machine can stall both for seconds.
+SIMULATED_WATCHDOG_MS = 5000
 
 #: What an exam cut short by the image timeout says would help (CLI option and Python field).
 IMAGE_TIMEOUT_HINT = "a longer --image-timeout S (ExamOptions.image_timeout_s) would wait for it"

@@ -238,7 +238,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="wait this long for each image, restarted by each image's arrival (default: 3 s on a rig, "
                    f"60 s on a simulated gantry; at most {IMAGE_TIMEOUT_S_MAX:g} s)")
     p.add_argument("--watchdog-ms", type=int_in(WATCHDOG_MS_MIN, WATCHDOG_MS_MAX, " ms"), default=None, metavar="MS",
-                   help=f"device watchdog to ask for with --port (default 2000 ms; {WATCHDOG_MS_MIN}..{WATCHDOG_MS_MAX})")
+                   help=f"device watchdog to ask for with --port (default 2000 ms, 5000 ms on a simulated gantry; "
+                   f"{WATCHDOG_MS_MIN}..{WATCHDOG_MS_MAX} ms)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: one plain progress line per change on stderr instead (logs, CI)")
     p.set_defaults(func=_cmd)

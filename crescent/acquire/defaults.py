@@ -6,9 +6,6 @@ DEFAULT_PHANTOM_VOXEL_MM = 0.25
 DEFAULT_BINNING = 4
 #: Stereotactic exams read the panel at full resolution (50 um): biopsy needs sub-millimetre depth.
 STEREO_BINNING = 1
-#: Watchdog asked of the simulated gantry, ms: its real-time loop shares a small machine with the
-#: physics and the host, and a loaded 2-core machine can stall both for a second or two.
-SIMULATED_WATCHDOG_MS = 5000
 #: Read-out binning of ``crescent acquire --quick``: 8x8 = 400 um images, a whole exam in seconds.
 QUICK_BINNING = 8
 #: Phantom voxel of ``--quick``, mm: twice the default's (8x fewer voxels to build and project).

@@ -32,14 +32,14 @@ import numpy as np
 
 from crescent.acquire import analysis
 from crescent.acquire.gantry_launch import PtyGantryProcess, virtual_gantry, write_gantry_config
-from crescent.acquire.defaults import DEFAULT_BINNING, SIMULATED_WATCHDOG_MS, STEREO_BINNING
+from crescent.acquire.defaults import DEFAULT_BINNING, STEREO_BINNING
 from crescent.acquire.options import AcquireOptions
 from crescent.acquire.result import AcquireResult
 from crescent.acquire.timeline import timeline_from_packets
 from crescent.acquire.writers import write_outputs
 from crescent.outputs.study import VIRTUAL_EPOCH_S
 from firmware_host.api import connect, connect_virtual, resolve_exam
-from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
+from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, SIMULATED_WATCHDOG_MS, ExamOptions
 from hil.capture import Tap
 from hil.pcap import PcapWriter
 from protocols.records import AcquisitionHeader, ExposureRecord

@@ -62,9 +62,9 @@ def register(subparsers: Any) -> None:
     run.add_argument("--image-timeout", type=float_in(0.0, IMAGE_TIMEOUT_S_MAX, " s"), default=None, metavar="S",
                      help="wait this long for each image, restarted by each image's arrival (default: 3 s on a "
                      f"rig, 60 s on a simulated gantry; at most {IMAGE_TIMEOUT_S_MAX:g} s)")
-    run.add_argument("--watchdog-ms", type=int_in(WATCHDOG_MS_MIN, WATCHDOG_MS_MAX, " ms"), default=2000, metavar="MS",
+    run.add_argument("--watchdog-ms", type=int_in(WATCHDOG_MS_MIN, WATCHDOG_MS_MAX, " ms"), default=None, metavar="MS",
                      help="device watchdog asked for in HELLO; the host calls the device lost after as long "
-                     f"(default 2000, {WATCHDOG_MS_MIN}..{WATCHDOG_MS_MAX} ms)")
+                     f"(default 2000 ms, 5000 ms on a simulated gantry; {WATCHDOG_MS_MIN}..{WATCHDOG_MS_MAX} ms)")
     run.set_defaults(func=_run)
 
     status = _action(sub, "status", "device state and an interrupted plan")
@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: exam {args.exam!r}: {describe_error(exc)}", file=sys.stderr)
         return 2
     try:
-        options = ExamOptions(watchdog_timeout_ms=args.watchdog_ms)
+        options = ExamOptions(watchdog_timeout_ms=args.watchdog_ms) if args.watchdog_ms else ExamOptions()
         with connect(args.port, baudrate=args.baud, seed=args.seed, options=options) as gantry:
             s = gantry.session
             print(f"connected: firmware {s.firmware_version}, serial {s.serial_number}, state {s.state_at_connect}",

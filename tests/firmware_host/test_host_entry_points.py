@@ -109,3 +109,18 @@ def test_an_exam_cut_short_by_the_image_timeout_names_the_option(tmp_path: Path,
     rec = result.record
     assert rec.status == "incomplete"
     assert "--image-timeout" in rec.reason and "image_timeout_s" in rec.reason, rec.reason
+
+
+def test_a_simulated_device_gets_the_simulated_watchdog_unless_one_is_chosen(tmp_path: Path) -> None:
+    """`crescent gantry --pty` on a loaded machine stalls for seconds: the README's `connect(PORT)` lost the
+    link with the rig's 2 s watchdog. Same rule as `crescent acquire` for the gantry it starts."""
+    from firmware_host.exam_plan import SIMULATED_WATCHDOG_MS
+
+    for options, want in ((None, SIMULATED_WATCHDOG_MS), (ExamOptions(watchdog_timeout_ms=800), 800)):
+        env = simpy.Environment()
+        _, endpoint = start_virtual_gantry(env, fast_config(), seed=1, data_dir=tmp_path / f"d{want}", event_log=None)
+        with connect_virtual(env, endpoint, seed=1, options=options) as gantry:
+            assert gantry.options.watchdog_timeout_ms == want
+            assert gantry.session.watchdog_timeout_ms == want  # what the device answered
+            assert gantry.controller.link.config.peer_timeout_s == want / 1000.0
+            assert gantry.exam_options().watchdog_timeout_ms == want
