@@ -45,19 +45,21 @@ def _start(out: Path, *extra: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
-def _wait_mid_sweep(proc: subprocess.Popen[str], images: int = 2, timeout_s: float = 600.0) -> list[str]:
-    """Read the plain progress lines until ``images`` projections are stored (the sweep is under way)."""
-    lines: list[str] = []
+def _exposures(out: Path) -> int:
+    audit = out / "exam" / "audit.jsonl"
+    if not audit.exists():
+        return 0
+    return sum(1 for e in read_audit_log(audit).entries if e["kind"] == "exposure" and not e["is_scout"])
+
+
+def _wait_mid_sweep(proc: subprocess.Popen[str], out: Path, exposures: int = 2, timeout_s: float = 600.0) -> None:
+    """Wait until the host's audit log holds ``exposures`` sweep exposures (the sweep is under way)."""
     deadline = time.monotonic() + timeout_s
-    assert proc.stderr is not None
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        lines.append(line)
-        if f"images stored {images}" in line:
-            return lines
-    pytest.fail(f"acquire never reached image {images}: {''.join(lines[-5:])} rc={proc.poll()}")
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _exposures(out) >= exposures:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"acquire never reached exposure {exposures}: rc={proc.poll()}")
 
 
 @pytest.mark.slow
@@ -67,7 +69,7 @@ def test_a_signal_mid_sweep_stops_safely_writes_the_record_and_exits_with_its_co
     out = tmp_path / "out"
     proc = _start(out, "--binning", "8")  # the simulated gantry on a real pty, real time
     try:
-        _wait_mid_sweep(proc)
+        _wait_mid_sweep(proc, out)
         t_sig = time.monotonic()
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=120)
@@ -100,7 +102,7 @@ def test_after_sigkill_mid_sweep_the_audit_log_and_the_capture_are_on_disk(tmp_p
     proc = _start(out, "--binning", "8")
     gantries: list[int] = []
     try:
-        _wait_mid_sweep(proc)
+        _wait_mid_sweep(proc, out)
         gantries = _children(proc.pid)  # the simulated gantry: a session leader of its own, outlives us
         proc.kill()
         proc.wait(timeout=60)
