@@ -86,6 +86,11 @@ def resolve_exam(exam: str | os.PathLike[str] | ExamModel) -> ExamModel:
     return exam
 
 
+def is_simulated(session: SessionInfo) -> bool:
+    """The device announced SIMULATION_CONTROLS: a simulated gantry (which renders every frame)."""
+    return bool(session.device_capabilities & int(Capability.SIMULATION_CONTROLS))  # type: ignore[attr-defined]
+
+
 def exam_options_for(session: SessionInfo, options: ExamOptions, image_timeout_s: float | None = None) -> ExamOptions:
     """``options`` with the image timeout chosen for the device behind ``session``.
 
@@ -94,7 +99,7 @@ def exam_options_for(session: SessionInfo, options: ExamOptions, image_timeout_s
     :data:`SIMULATED_IMAGE_TIMEOUT_S`, since it renders every frame, and a rig keeps ``options``'.
     """
     if image_timeout_s is None:
-        simulated = bool(session.device_capabilities & int(Capability.SIMULATION_CONTROLS))  # type: ignore[attr-defined]
+        simulated = is_simulated(session)
         image_timeout_s = max(options.image_timeout_s, SIMULATED_IMAGE_TIMEOUT_S) if simulated else options.image_timeout_s
     return options.model_copy(update={"image_timeout_s": image_timeout_s})
 
@@ -195,7 +200,10 @@ class Gantry:
         ``exam``: a standard exam name (``"dbt-standard"``), a YAML path or a model.
         The exam is validated against the device's limits first (:class:`ExamError` listing the
         violations). ``out_dir`` (default ``./exam-<name>-<n>``) receives the images, the audit
-        log and the record as they are produced.
+        log and the record as they are produced. ``options`` default to :meth:`exam_options`: the
+        connection's options with the image timeout for this device (a simulated gantry gets
+        :data:`~firmware_host.exam_plan.SIMULATED_IMAGE_TIMEOUT_S`), the same rule as ``crescent
+        acquire``, ``crescent exam run`` and the pytest plugin.
         """
         model = resolve_exam(exam)
         problems = [v for v in validate_exam(model, self.session.limits)]
@@ -215,7 +223,7 @@ class Gantry:
         ctx = ExamContext(
             exam=model, session=self.session, store=store, channel=channel,
             mirror=self.controller.mirror, log=self.controller.log, plan_id=plan_id, session_id=self.session_id,
-            options=options or self.options,
+            options=options or self.exam_options(),
         )
         try:
             record: ExamRecord = self.adapter.run(exam_plan(ctx), f"exam {model.name}")
@@ -224,6 +232,7 @@ class Gantry:
             self._audit.exam = None
             audit.close()
             channel.close()
+            store.close()  # every image fsynced (the record, if written, already waited for them)
         return ExamResult(
             record=record, out_dir=out, record_path=store.record_path, audit_path=store.audit_path,
             image_paths=[out / p for p in record.image_paths],

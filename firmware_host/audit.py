@@ -1,7 +1,8 @@
 """Audit log: JSON lines, one object per command, response, event, exposure and decision.
 
 Each line is written and flushed as it happens; lines that matter for "nothing
-lost" (exposures, images, the end of the exam) are also fsynced. A crash can
+lost" (exposures, images, the end of the exam) are also fsynced, on a background thread so the
+link thread that writes them keeps sending heartbeats (:mod:`firmware_host.durability`). A crash can
 therefore leave at most one torn last line, which :func:`read_audit_log`
 tolerates and reports. Every line carries ``t`` (host clock, s: wall clock
 or SimPy virtual time) and ``kind``; device times are in the message fields
@@ -16,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from firmware_host.durability import Syncer
 from protocols.wire.messages import Message
 
-#: Kinds whose lines are fsynced at once.
+#: Kinds whose lines are fsynced as soon as they are written (by the background syncer).
 DURABLE_KINDS = frozenset({"exposure", "image", "exam_end", "interrupt", "armed"})
 
 
@@ -47,12 +49,16 @@ class MemoryAudit:
 
 
 class JsonlAudit:
-    """Append-only JSON-lines file; flushed every line, fsynced for :data:`DURABLE_KINDS`."""
+    """Append-only JSON-lines file; flushed every line (a dying host loses no line), fsynced after each
+    :data:`DURABLE_KINDS` line on a background thread (:mod:`firmware_host.durability`: the link thread
+    that writes it must keep its heartbeats), and at :meth:`close`."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "a", encoding="utf-8")
+        self._syncer = Syncer("crescent-audit-fsync")
+        self._fd = self._f.fileno()
 
     def write(self, entry: dict[str, Any]) -> None:
         if self._f.closed:
@@ -60,12 +66,23 @@ class JsonlAudit:
         self._f.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
         self._f.flush()
         if entry.get("kind") in DURABLE_KINDS:
-            os.fsync(self._f.fileno())
+            self._syncer.submit(self._fsync)
+
+    def _fsync(self) -> None:
+        if not self._f.closed:
+            os.fsync(self._fd)
+
+    def sync(self) -> None:
+        """Block until every line written so far is on disk."""
+        self._syncer.wait()
+        if not self._f.closed:
+            os.fsync(self._fd)
 
     def close(self) -> None:
         if not self._f.closed:
             self._f.flush()
-            os.fsync(self._f.fileno())
+            self._syncer.close()
+            os.fsync(self._fd)
             self._f.close()
 
 

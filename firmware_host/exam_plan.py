@@ -71,6 +71,7 @@ from protocols.wire.messages import (
     SetTechnique,
     plan_digest,
 )
+from protocols.option_bounds import IMAGE_TIMEOUT_S_MAX, WATCHDOG_MS_MAX, WATCHDOG_MS_MIN
 
 R = IDEMPOTENT_RETRIES
 
@@ -87,6 +88,9 @@ EXAM_PHASES: tuple[str, ...] = (
 #: physics, which takes seconds (the first one also builds the phantom), far longer than a panel's readout.
 SIMULATED_IMAGE_TIMEOUT_S = 60.0
 
+#: What an exam cut short by the image timeout says would help (CLI option and Python field).
+IMAGE_TIMEOUT_HINT = "a longer --image-timeout S (ExamOptions.image_timeout_s) would wait for it"
+
 
 class ExamOptions(BaseModel):
     """Host-side settings of an exam run (times in s, angles in deg, forces in N)."""
@@ -99,7 +103,10 @@ class ExamOptions(BaseModel):
     scout_min_window_ms: float = Field(
         20.0, gt=0.0, description="the scout's current is lowered so its window lasts at least this (kV rise settles)"
     )
-    image_timeout_s: float = Field(3.0, gt=0.0, description="wait for IMAGE_READY / a complete file")
+    image_timeout_s: float = Field(
+        3.0, gt=0.0, le=IMAGE_TIMEOUT_S_MAX,
+        description="wait for each image, s: restarted by each image's arrival (IMAGE_READY and a complete "
+                    "file); a simulated gantry gets at least SIMULATED_IMAGE_TIMEOUT_S (firmware_host.api)")
     image_retry_s: float = Field(0.05, gt=0.0)
     abort_grace_s: float = Field(0.5, gt=0.0, description="after ABORT, wait this long for late EXPOSURE_DONEs")
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
@@ -111,12 +118,12 @@ class ExamOptions(BaseModel):
     release_attempts: int = Field(4, ge=1, le=20, description="RELEASE is sent up to this many times on every path")
     heartbeat_period_ms: int = Field(100, ge=10, le=5000, description="host heartbeat period, ms")
     watchdog_timeout_ms: int = Field(
-        500, ge=50, le=10000,
+        500, ge=WATCHDOG_MS_MIN, le=WATCHDOG_MS_MAX,
         description="device watchdog asked for in HELLO, ms (500 ms as SPEC's default: an unsupervised device stops "
                     "X-rays within half a second)",
     )
     device_timeout_ms: int = Field(
-        2000, ge=50, le=60000,
+        2000, ge=WATCHDOG_MS_MIN, le=60000,
         description="the host calls the device lost after this much silence (at least the watchdog), ms: a device "
                     "that briefly falls behind real time reports REALTIME_OVERRUN and is not abandoned mid-exam; "
                     "the device's own watchdog, not this, is what makes it safe",
@@ -136,6 +143,8 @@ class ExamContext:
     plan_id: int = 1
     session_id: int = 1
     options: ExamOptions = field(default_factory=ExamOptions)
+    #: what the image timeout cut short (filled by the plan; names the option in the record's reason)
+    timed_out: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -308,6 +317,7 @@ def take_image(ctx: ExamContext, ready: Message, exposure: ExposureRecord, stem:
             ctx.log("decision", note=f"{chk.problem}; giving up after {attempts} reads", action="end")
             if reasons is not None:
                 reasons[ready.frame_id] = f"{chk.problem} (gave up after {attempts} reads)"
+            ctx.timed_out.append(f"frame {ready.frame_id} not intact within {ctx.options.image_timeout_s:g} s")
             return None
         if attempts == 1:
             ctx.log("decision", note=f"{chk.problem}; re-reading", action="retry")
@@ -434,9 +444,13 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
                 raise Interrupted(f"{phase}: the device made {made} of {n} exposures (its ledger; "
                                   f"{done_count} reported by EXPOSURE_DONE within {budget:.1f} s)", "TIMEOUT")
             ctx.log("decision", note=f"{n - stored} image(s) never announced (IMAGE_READY) within "
-                    f"{ctx.options.image_timeout_s} s after the last exposure; reading the device's ledger",
+                    f"{ctx.options.image_timeout_s:g} s of the last exposure or image; reading the device's ledger",
                     action="retry")
             yield from reconcile_ledger(ctx, st, plan_id)  # an IMAGE_READY lost on the line: the ledger has it
+            still = n - (int(st.scout is not None) if is_scout else sum(1 for i in st.images if i < n))
+            if still > 0:
+                ctx.timed_out.append(f"{still} image(s) not announced within {ctx.options.image_timeout_s:g} s "
+                                     "of the last exposure or image")
             break
         mark = ev.index + 1
         msg = ev.message
@@ -462,6 +476,8 @@ def run_armed_plan(ctx: ExamContext, st: _State, plan_id: int, planned: list[Pla
                 continue
             rec = next(e for e in reversed(st.exposures) if e.frame_id == msg.frame_id)
             stored += yield from _store(ctx, st, msg, rec, is_scout, n)
+            if done_count == n:  # the image timeout is per image: each arrival restarts it
+                deadline = (yield Now()) + ctx.options.image_timeout_s
         elif msg.NAME == "STATE_CHANGED" and msg.old_state == int(DeviceState.EXPOSING) and done_count < n:
             # The plan left EXPOSING before we heard of every exposure: ask the device's ledger (an
             # EXPOSURE_DONE lost on the line is not an exposure that did not happen).
@@ -627,7 +643,8 @@ def scout(ctx: ExamContext, st: _State) -> Plan:
     yield from move_arc(ctx, exp.planned_angle_deg)
     yield from run_armed_plan(ctx, st, ctx.plan_id, [exp], True, "scout")
     if st.scout is None:
-        raise ExamError("the AEC scout image never arrived intact")
+        why = f" ({ctx.timed_out[0]}: {IMAGE_TIMEOUT_HINT})" if ctx.timed_out else ""
+        raise ExamError(f"the AEC scout image never arrived intact{why}")
     yield Guard(True)  # off since the scout's exposure ended; a fault meanwhile ends the exam here
     yield WaitFor(lambda m: m.state == int(DeviceState.IDLE), ctx.options.move_timeout_s, "the scout plan to end")
     # STATUS is answered after everything the device did at the plan's end: a device that releases
@@ -854,7 +871,9 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
         yield Command(Abort(reason=int(AbortReason[abort_reason])), retries=R)
     except HostError as exc:
         st.warnings.append(f"ABORT not acknowledged: {exc}")
-    yield from collect_late_images(ctx, st)
+    # an operator's stop (Ctrl-C, SIGTERM) waits only the grace for images already on their way
+    yield from collect_late_images(ctx, st, ctx.options.abort_grace_s if abort_reason == "OPERATOR"
+                                   else ctx.options.image_timeout_s)
     for plan_id in list(st.armed):
         yield from reconcile_ledger(ctx, st, plan_id)
     comp = ctx.exam.compression
@@ -891,11 +910,11 @@ def reconnect(ctx: ExamContext, st: _State) -> Plan:
         return True
 
 
-def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
+def collect_late_images(ctx: ExamContext, st: _State, limit_s: float | None = None) -> Plan:
     """After an abort: record EXPOSURE_DONE events that came after the interrupt, take in their images.
 
     Keeps looking for ``abort_grace_s`` after the ABORT and as long as an image is outstanding, up
-    to ``image_timeout_s``.
+    to ``limit_s`` (default ``image_timeout_s``; an operator stop passes ``abort_grace_s``).
     """
     t0 = yield Now()
     while True:
@@ -917,7 +936,8 @@ def collect_late_images(ctx: ExamContext, st: _State) -> Plan:
                 else:
                     st.images[rec.index] = prec
         now = yield Now()
-        if now - t0 >= ctx.options.image_timeout_s or (not want and now - t0 >= ctx.options.abort_grace_s):
+        limit = ctx.options.image_timeout_s if limit_s is None else limit_s
+        if now - t0 >= limit or (not want and now - t0 >= ctx.options.abort_grace_s):
             return
         yield Sleep(ctx.options.image_retry_s)
 
@@ -949,6 +969,8 @@ def build_record(ctx: ExamContext, st: _State, end_s: float) -> ExamRecord:
     elif missing or len(image_indices) < planned_n:
         status = "incomplete"
         reason = f"images missing for exposures {missing or 'not made'} ({len(image_indices)} of {planned_n} stored)"
+        if ctx.timed_out:
+            reason += f"; {ctx.timed_out[0]}: {IMAGE_TIMEOUT_HINT}"
     elif not release_ok:
         status, reason = "incomplete", "compression not released as the exam requires"
     else:

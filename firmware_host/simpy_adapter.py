@@ -84,12 +84,21 @@ class SimpyAdapter:
             self._wake.succeed()
 
     def run(self, plan: Plan, name: str = "plan") -> Any:
-        """Run ``plan`` to its end in virtual time (``env.run`` until it finishes); return its result."""
+        """Run ``plan`` to its end in virtual time (``env.run`` until it finishes); return its result.
+
+        Ctrl-C (KeyboardInterrupt) turns into an operator abort, as on a real port; a second one is raised.
+        """
         runner = self.controller.start(plan, self.now(), name)
         done = self.env.event()
         self._waiters.append((runner, done))
         self.poke()
-        self.env.run(until=done)
+        try:
+            self.env.run(until=done)
+        except KeyboardInterrupt as exc:
+            why = str(exc.args[0]) if exc.args else "Ctrl-C"
+            self.controller.request_abort(f"operator abort ({why})", self.now())
+            self.poke()
+            self.env.run(until=done)
         return runner.outcome()
 
     def submit(self, plan: Plan, name: str = "plan") -> simpy.Event:

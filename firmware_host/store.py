@@ -9,8 +9,13 @@ Layout of one exam folder (``out_dir``)::
     ...
     exam_record.json            the ExamRecord (written at the end, atomic rename)
 
-Each file is written to a temporary name, fsynced, renamed into place and the
-directory fsynced, so a crash leaves either the whole file or none of it.
+Each file is written to a temporary name and renamed into place, so a crash leaves either the
+whole file or none of it. Images and their sidecars are written in full before :meth:`ExamStore.save_image`
+returns (a host that dies keeps them: they are in the OS's page cache and the rename is done); the
+fsyncs that make them survive a power cut run on a background thread (:class:`Syncer`), because they can
+take hundreds of ms on a busy disk and ``save_image`` runs on the link thread that carries the heartbeats
+the device's 500 ms watchdog waits for. :meth:`ExamStore.write_record` first waits for every pending
+fsync, then writes the exam record synchronously: once the record exists, everything it names is on disk.
 The ``.npy`` data are exactly the frame bytes whose CRC-32C the device sent;
 :func:`verify_projection` re-checks it.
 """
@@ -24,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from firmware_host.durability import Syncer
 from firmware_host.intake import fsync_dir
 from protocols.records import ProjectionRecord
 from protocols.wire.crc import crc32c
@@ -33,19 +39,24 @@ AUDIT_NAME = "audit.jsonl"
 PROJECTIONS_DIR = "projections"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via temp file + fsync + rename + directory fsync."""
+def atomic_write_bytes(path: Path, data: bytes, syncer: Syncer | None = None) -> None:
+    """Write ``data`` to ``path`` via temp file + rename, durably: fsync of the file before the rename and
+    of the directory after it, here or (with ``syncer``) on its background thread, in that order."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
-        os.fsync(f.fileno())
+        if syncer is None:
+            os.fsync(f.fileno())
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if syncer is None:
+        fsync_dir(path.parent)
+    else:
+        syncer.submit_path(path)
 
 
-def atomic_write_model(path: Path, model: BaseModel) -> None:
-    atomic_write_bytes(path, model.model_dump_json(indent=2).encode("utf-8"))
+def atomic_write_model(path: Path, model: BaseModel, syncer: Syncer | None = None) -> None:
+    atomic_write_bytes(path, model.model_dump_json(indent=2).encode("utf-8"), syncer)
 
 
 def npy_bytes(image: np.ndarray) -> bytes:
@@ -63,6 +74,7 @@ class ExamStore:
     def __init__(self, out_dir: str | os.PathLike[str]) -> None:
         self.root = Path(out_dir)
         (self.root / PROJECTIONS_DIR).mkdir(parents=True, exist_ok=True)
+        self.syncer = Syncer()
 
     @property
     def audit_path(self) -> Path:
@@ -76,16 +88,25 @@ class ExamStore:
         """Store ``image`` as ``stem.npy`` and its record as ``stem.json``; returns the record with its path."""
         rel = f"{stem}.npy"
         record = record.model_copy(update={"path": rel})
-        atomic_write_bytes(self.root / rel, npy_bytes(image))
-        atomic_write_model(self.root / f"{stem}.json", record)
+        atomic_write_bytes(self.root / rel, npy_bytes(image), self.syncer)
+        atomic_write_model(self.root / f"{stem}.json", record, self.syncer)
         return record
 
     def projection_stem(self, index: int) -> str:
         return f"{PROJECTIONS_DIR}/proj_{index:03d}"
 
     def write_record(self, record: BaseModel) -> Path:
+        """Wait for every image's fsync, then write the exam record (fsynced before this returns)."""
+        self.syncer.wait()
         atomic_write_model(self.record_path, record)
         return self.record_path
+
+    def close(self) -> None:
+        """Wait for pending fsyncs and stop the background thread."""
+        try:
+            self.syncer.wait()
+        finally:
+            self.syncer.close()
 
 
 def verify_projection(npy_path: str | os.PathLike[str]) -> tuple[bool, str]:

@@ -33,6 +33,7 @@ Example
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -64,6 +65,9 @@ class Tap:
     packets: list[Packet] = field(default_factory=list)
     #: Added to every ``now`` passed to :meth:`record`: the epoch (s) of the recorder's clock zero.
     clock_offset_s: float = 0.0
+    #: Called with each packet as it is cut (e.g. :class:`hil.pcap.PcapWriter`: the capture streamed to
+    #: disk, a valid pcap at every moment); the Tap itself does no I/O.
+    sink: Callable[[Packet], None] | None = None
 
     def __post_init__(self) -> None:
         self._last_us = -1
@@ -93,8 +97,11 @@ class Tap:
         """Append one packet stamped ``now + clock_offset_s``, at least 1 us after the previous packet."""
         us = max(round((now + self.clock_offset_s) * 1e6), self._last_us + 1)
         self._last_us = us
-        self.packets.append(Packet(us / 1e6, direction, bytes(buf)))
+        packet = Packet(us / 1e6, direction, bytes(buf))
+        self.packets.append(packet)
         buf.clear()
+        if self.sink is not None:
+            self.sink(packet)
 
     def flush(self) -> None:
         """Emit any partial run (bytes after the last delimiter) as a final packet per direction."""

@@ -47,18 +47,69 @@ def write_pcap(dest: str | Path | BinaryIO, packets: Iterable[Packet]) -> int:
     if isinstance(dest, (str, Path)):
         with open(dest, "wb") as fh:
             return write_pcap(fh, packets)
-    dest.write(struct.pack("<" + _GLOBAL, MAGIC_US, 2, 4, 0, 0, SNAPLEN, DLT_USER0))
-    rec = struct.Struct("<" + _RECORD)
+    dest.write(_HEADER)
     n = 0
     for p in packets:
-        if p.t_s < 0:
-            raise ValueError(f"packet time {p.t_s} s is negative")
-        us = round(p.t_s * 1e6)
-        body = bytes((p.direction,)) + p.data
-        dest.write(rec.pack(us // 1_000_000, us % 1_000_000, len(body), len(body)))
-        dest.write(body)
+        dest.write(_record_bytes(p))
         n += 1
     return n
+
+
+_HEADER = struct.pack("<" + _GLOBAL, MAGIC_US, 2, 4, 0, 0, SNAPLEN, DLT_USER0)
+_REC = struct.Struct("<" + _RECORD)
+
+
+def _record_bytes(p: Packet) -> bytes:
+    """One pcap record (header + direction byte + frame) of packet ``p``."""
+    if p.t_s < 0:
+        raise ValueError(f"packet time {p.t_s} s is negative")
+    us = round(p.t_s * 1e6)
+    body = bytes((p.direction,)) + p.data
+    return _REC.pack(us // 1_000_000, us % 1_000_000, len(body), len(body)) + body
+
+
+class PcapWriter:
+    """A pcap file written as packets arrive: the global header at once, then each record written whole
+    and flushed to the OS, so the file is a valid capture at every moment (a killed process leaves
+    every packet it had seen, up to the last whole record).
+
+    Use as a :class:`~hil.capture.Tap` ``sink``: ``Tap(sink=writer.write)``. With ``fsync`` each record
+    is also forced to the disk (survives a power cut, slower).
+    """
+
+    def __init__(self, path: str | Path, *, fsync: bool = False) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self.count = 0
+        self._fh: BinaryIO | None = open(self.path, "wb")
+        self._put(_HEADER)
+
+    def _put(self, data: bytes) -> None:
+        assert self._fh is not None
+        self._fh.write(data)  # one write per record: a torn record is at most the last one
+        self._fh.flush()
+        if self.fsync:
+            import os
+
+            os.fsync(self._fh.fileno())
+
+    def write(self, packet: Packet) -> None:
+        """Append one packet (ignored once closed)."""
+        if self._fh is None:
+            return
+        self._put(_record_bytes(packet))
+        self.count += 1
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "PcapWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_pcap(src: str | Path | BinaryIO) -> list[Packet]:

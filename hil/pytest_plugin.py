@@ -2,8 +2,8 @@
 
 Options::
 
-    pytest --gantry sim                 # in-process simulated gantry, SimPy virtual time (the default)
-    pytest --gantry /dev/pts/5          # any pyserial URL: a gantry in another process, or a rig
+    pytest hil/examples --gantry sim            # in-process simulated gantry, SimPy virtual time (the default)
+    pytest hil/examples --gantry /dev/pts/5     # any pyserial URL: a gantry in another process, or a rig
     pytest --gantry sim --gantry-config ge-like    # simulated gantry preset or YAML file
     pytest --gantry /dev/ttyUSB0 --rig rig.yaml    # a real rig (rig-only tests run if real_hardware: true)
 
@@ -19,7 +19,9 @@ Marker ``@pytest.mark.rig``: the test needs a real rig; skipped unless ``--rig F
 with ``real_hardware: true`` and ``--gantry URL`` is given.
 
 This module is loaded by every pytest run of the project: it imports nothing heavy at import time
-and does nothing unless ``--gantry`` is given or one of its fixtures is used.
+and does nothing unless ``--gantry`` is given or one of its fixtures is used. ``--gantry`` needs a test
+path: at the project root, ``pytest --gantry sim`` alone would collect the whole suite (``testpaths``), so
+it is refused with a usage error naming ``pytest hil/examples --gantry sim``.
 """
 
 from __future__ import annotations
@@ -49,8 +51,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--rig", action="store", default=None, metavar="FILE", help="rig description YAML (hil/rig.py)")
 
 
+#: What to run instead of the whole suite when ``--gantry`` comes without a test path.
+GANTRY_USAGE = ("--gantry runs hardware-facing test files; name them, e.g. `pytest hil/examples --gantry sim` "
+                "(the shipped example) or `pytest path/to/your_tests --gantry URL`")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "rig: needs a real gantry given with --gantry URL (and --rig FILE)")
+    # ``pytest --gantry sim`` with no path would collect the project's whole suite (testpaths): refuse it
+    if config.getoption("--gantry") and getattr(config, "args_source", None) == pytest.Config.ArgsSource.TESTPATHS:
+        raise pytest.UsageError(GANTRY_USAGE)
 
 
 def _real_rig(config: pytest.Config) -> bool:

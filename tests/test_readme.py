@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from crescent.cli import build_parser
 from protocols.exams import parse_exam_yaml, validate_exam
@@ -33,3 +34,139 @@ def test_the_two_setup_commands_are_the_make_targets() -> None:
     assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert "make test" in ci
+
+
+# ------------------------------------------------------------------------------------------------
+# The README is executable: every ``sh`` and ``python`` block of README.md and of the package READMEs
+# that give recipes is run as written. Rules (stated in the READMEs too):
+#   * a block right after ``<!-- not run in CI: reason -->`` is not run (the reason is required);
+#   * a block right after ``<!-- CI expects output: TEXT -->`` must print TEXT;
+#   * ``sh`` blocks run under ``bash -eu -o pipefail`` (any failing command fails the block), ``python``
+#     blocks with this interpreter; commands run as if the virtual environment were active
+#     (``crescent``, ``pytest`` and ``python`` on PATH), in a scratch folder that links the project's
+#     top-level entries (outputs land there, not in the tree), blocks of one file in order;
+#   * ``PORT`` (the recipes' ``$PORT``) is a simulated gantry on a pty (``crescent gantry --pty``
+#     with the fast test configuration, tests/helpers/host_pty.py).
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE_FILES = ("README.md", "hil/README.md")
+_FENCE = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+_SKIP = re.compile(r"<!--\s*not run in CI:\s*(.*?)\s*-->")
+_EXPECT = re.compile(r"<!--\s*CI expects output:\s*(.*?)\s*-->")
+#: Time allowed to one block (a generous bound against hangs, not a performance check).
+BLOCK_TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Block:
+    source: str
+    line: int
+    lang: str
+    code: str
+    skip: str | None
+    expect: str | None
+
+    @property
+    def id(self) -> str:
+        return f"{self.source}:{self.line}"
+
+
+def extract_blocks(text: str, source: str) -> list[Block]:
+    """Every fenced block of ``text`` with the marker comment on the last non-blank line before it."""
+    blocks = []
+    for m in _FENCE.finditer(text):
+        before = [ln for ln in text[: m.start()].splitlines() if ln.strip()]
+        marker = before[-1] if before else ""
+        skip = _SKIP.search(marker)
+        expect = _EXPECT.search(marker)
+        blocks.append(Block(source, text[: m.start()].count("\n") + 1, m.group(1), m.group(2),
+                            skip.group(1) if skip else None, expect.group(1) if expect else None))
+    return blocks
+
+
+def runnable(blocks: list[Block]) -> list[Block]:
+    return [b for b in blocks if b.lang in ("sh", "python") and b.skip is None]
+
+
+def _all_blocks() -> list[Block]:
+    return [b for f in RECIPE_FILES for b in extract_blocks((ROOT / f).read_text(encoding="utf-8"), f)]
+
+
+def run_block(block: Block, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run one block exactly as written (see the rules above)."""
+    cmd = (["bash", "-eu", "-o", "pipefail", "-c", block.code] if block.lang == "sh"
+           else [sys.executable, "-c", block.code])
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def recipe_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from host_pty import PtyGantry
+
+    base = tmp_path_factory.mktemp("readme")
+    work = base / "work"
+    work.mkdir()
+    for entry in ROOT.iterdir():  # the project as a user's checkout sees it; outputs stay in ``work``
+        if entry.name not in (".git", ".venv", "out") and not entry.name.startswith(".pytest"):
+            (work / entry.name).symlink_to(entry)
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    for name, target in (("crescent", "-m crescent"), ("pytest", "-m pytest"), ("python", "")):
+        shim = bin_dir / name
+        shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {target} "$@"\n')
+        shim.chmod(0o755)
+    gantry = PtyGantry(base)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PORT": gantry.path,
+           "PYTHONPATH": str(ROOT)}
+    env.pop("PYTEST_ADDOPTS", None)
+    try:
+        yield work, env
+    finally:
+        gantry.stop()
+
+
+def test_every_block_is_run_or_says_why_not() -> None:
+    blocks = _all_blocks()
+    shell_like = [b for b in blocks if b.lang in ("sh", "bash", "shell", "console", "python", "py")]
+    assert all(b.lang in ("sh", "python") for b in shell_like), "use ```sh or ```python for recipes"
+    for b in shell_like:
+        assert b.skip is None or b.skip.strip(), f"{b.id}: 'not run in CI' needs a reason"
+    run = runnable(blocks)
+    assert {b.source for b in run} == set(RECIPE_FILES)
+    assert any("crescent acquire --quick" in b.code for b in run)
+    assert any(b.lang == "python" and "run_exam" in b.code for b in run)
+    assert any("pytest hil/examples --gantry sim" in b.code for b in run)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", runnable(_all_blocks()), ids=lambda b: b.id)
+def test_readme_block_runs_as_written(block: Block, recipe_env: Any) -> None:
+    work, env = recipe_env
+    res = run_block(block, work, env)
+    assert res.returncode == 0, f"{block.id} failed ({res.returncode}):\n{block.code}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    if block.expect:
+        assert block.expect in res.stdout, res.stdout[-2000:]
+
+
+@pytest.mark.parametrize("old, new", [
+    ("crescent acquire --quick", "crescent acquire --quik"),  # a misspelt option
+    ('--exam dbt-standard --out exam1', '--exam dbt-standrd --out exam1'),  # first line of a block: -e stops it
+    ('gantry.run_exam("dbt-standard"', 'gantry.run_exm("dbt-standard"'),  # the Python snippet
+])
+def test_a_broken_command_in_the_readme_fails_its_block(old: str, new: str, recipe_env: Any) -> None:
+    """The extractor and runner on a modified copy of README.md: the edited block fails."""
+    work, env = recipe_env
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert old in text
+    broken = [b for b in runnable(extract_blocks(text.replace(old, new), "README.md")) if new in b.code]
+    assert len(broken) == 1
+    res = run_block(broken[0], work, env)
+    assert res.returncode != 0, res.stdout[-1000:]

@@ -11,6 +11,7 @@ truth, a QA-edge image) is in :mod:`crescent.acquire.simulated`. Coordinates are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import numpy as np
 from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
 from physics.exposure_dose import exposure_hvl_mm_al, exposure_mgd_mgy, incident_air_kerma_mgy
 from protocols.records import AcquisitionHeader, ExposureRecord
-from reconstruction import fbp
+from reconstruction.fbp import as_grid, iter_fbp
 from reconstruction.analysis.contrast import lesion_contrast
 from reconstruction.filters import FilterSpec
 from reconstruction.geometry import VolumeGrid, slice_heights
@@ -111,8 +112,12 @@ def open_field_signal(raw: np.ndarray, dark: float) -> np.ndarray:
 
 def reconstruct(raw: np.ndarray, header: AcquisitionHeader, *, flat: np.ndarray | None, dark: float,
                 voxel_mm: float, slice_mm: float = 1.0, spec: FilterSpec | None = None,
-                i0: np.ndarray | None = None) -> Reconstruction:
-    """FBP of the breast region: log-normalise (flat fields, else ``i0`` per projection), then filtered backprojection."""
+                i0: np.ndarray | None = None,
+                on_slice: Callable[[int, int], None] | None = None) -> Reconstruction:
+    """FBP of the breast region: log-normalise (flat fields, else ``i0`` per projection), then filtered backprojection.
+
+    ``on_slice(done, total)`` is called after each reconstructed slice (progress).
+    """
     import time
 
     t0 = time.perf_counter()
@@ -124,7 +129,12 @@ def reconstruct(raw: np.ndarray, header: AcquisitionHeader, *, flat: np.ndarray 
                                          slice_mm))
     # full ramp, Hann to Nyquist: brings sub-millimetre calcifications into sharp focus
     spec = spec or FilterSpec(ramp_fraction=1.0, apodisation="hann", cutoff=1.0)
-    volume = fbp(lines, header, grid, spec)
+    shape = as_grid(grid).shape
+    volume = np.empty(shape, dtype=np.float32)
+    for done, (iz, _, img) in enumerate(iter_fbp(lines, header, grid, spec), start=1):  # = fbp(), slice by slice
+        volume[iz] = img
+        if on_slice is not None:
+            on_slice(done, shape[0])
     return Reconstruction(volume=volume, grid=grid, seconds=time.perf_counter() - t0)
 
 

@@ -10,3 +10,7 @@ STEREO_BINNING = 1
 #: gantry forms images in a separate worker process and its control loop no longer stalls on physics;
 #: a host killed mid-sweep leaves a device that stops X-rays within half a second.
 SIMULATED_WATCHDOG_MS = 500
+#: Read-out binning of ``crescent acquire --quick``: 8x8 = 400 um images, a whole exam in seconds.
+QUICK_BINNING = 8
+#: Phantom voxel of ``--quick``, mm: twice the default's (8x fewer voxels to build and project).
+QUICK_PHANTOM_VOXEL_MM = 0.5

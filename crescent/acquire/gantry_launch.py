@@ -92,14 +92,20 @@ class PtyGantryProcess:
             time.sleep(0.01)
         return url
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object = None, *exc: object) -> None:
         proc = self.proc
         if proc is not None:
             if proc.poll() is None:
                 self._signal_group(signal.SIGTERM)
+                # leaving on an error or a signal: the gantry stops on its own (its watchdog already holds it
+                # safe); the host does not wait the seconds its shutdown takes
+                patience = 1.0 if exc_type is not None else 10.0
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=patience)
                 except subprocess.TimeoutExpired:
+                    if exc_type is not None:
+                        self.proc = None
+                        return
                     self._signal_group(signal.SIGKILL)
                     proc.wait()
             if proc.stdout is not None:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from crescent.acquire.defaults import DEFAULT_PHANTOM_VOXEL_MM
 from crescent.pacs.address import DEFAULT_CALLING_AE, check_ae_title, parse_address
+from protocols.option_bounds import IMAGE_TIMEOUT_S_MAX, WATCHDOG_MS_MAX, WATCHDOG_MS_MIN
 
 
 class AcquireOptions(BaseModel):
@@ -32,11 +33,11 @@ class AcquireOptions(BaseModel):
     recon_voxel_mm: float | None = Field(None, gt=0.0, le=2.0, description="in-plane voxel (default: image pitch)")
     slice_mm: float = Field(1.0, gt=0.0, le=10.0, description="slice spacing, mm")
     watchdog_ms: int | None = Field(
-        None, ge=100, le=60000,
-        description="device watchdog asked for on a --port connection, ms (default 500, as for the simulated "
+        None, ge=WATCHDOG_MS_MIN, le=WATCHDOG_MS_MAX,
+        description="device watchdog asked for, ms (default 500, SPEC's default, for a rig as for the simulated "
                     "gantry this command starts)")
     image_timeout_s: float | None = Field(
-        None, gt=0.0, le=600.0,
+        None, gt=0.0, le=IMAGE_TIMEOUT_S_MAX,
         description="wait for each image, s (default: 3 s on a rig, 60 s on a simulated gantry, which renders "
                     "each frame)")
     projection_sop: Literal["breast-projection", "digital-mammography"] = Field(

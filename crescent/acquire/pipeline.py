@@ -46,7 +46,7 @@ from firmware_host.api import connect, connect_virtual, resolve_exam
 from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamOptions
 from physics.beam_path import DEFAULT_BEAM_PATH
 from hil.capture import Tap
-from hil.pcap import write_pcap
+from hil.pcap import PcapWriter
 from protocols.records import AcquisitionHeader, ExposureRecord
 from reconstruction.preprocess import line_integrals
 
@@ -72,8 +72,23 @@ def _gantry_config(opts: AcquireOptions) -> Any:
     )
 
 
-def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> AcquireResult:
-    """Run the whole chain; ``progress(stage, index, total)`` reports exam phases, projections and slices."""
+class AcquireInterrupted(Exception):
+    """The run was stopped by a signal: the exam went through the safe stop and its record is on disk."""
+
+    def __init__(self, reason: str, record: Any = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.record = record
+
+
+def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
+                interrupted: Callable[[], str | None] | None = None) -> AcquireResult:
+    """Run the whole chain; ``progress(stage, index, total)`` reports exam phases, images, slices, dose, outputs.
+
+    ``interrupted()`` returns why the run must stop (a signal), or None: checked when the exam ends, so
+    an interrupted exam writes its record, capture and ``summary.json`` (status and reason) and raises
+    :class:`AcquireInterrupted` instead of reconstructing.
+    """
     say = progress or (lambda stage, i, n: None)
     out = opts.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -81,18 +96,20 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     t0 = time.perf_counter()
     # pcap stamps in wall-clock epoch: the controller's clock is time.monotonic (real time) or SimPy's
     # (virtual time, mapped to the fixed study date so the capture stays reproducible)
+    capture = out / "capture.pcap"
+    writer = PcapWriter(capture)  # streamed: a valid pcap at every moment, whatever ends the run
     tap = Tap(clock_offset_s=VIRTUAL_EPOCH_S if opts.virtual_time and opts.port is None
-              else time.time() - time.monotonic())
+              else time.time() - time.monotonic(), sink=writer.write)
     simulated = opts.port is None
     cfg = _gantry_config(opts) if simulated else None
     gdir = out / "gantry"
     data_dir = gdir / "data-channel" if simulated else None
     options = (ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S, watchdog_timeout_ms=SIMULATED_WATCHDOG_MS)
                if simulated else None)
-    capture = out / "capture.pcap"
     with ExitStack() as stack:
-        # the capture is written however the exam ends: it is what a failure is read from
-        stack.callback(lambda: write_pcap(capture, tap.packets))
+        # the capture is closed however the exam ends (its bytes are on disk already): a failure is read from it
+        stack.callback(writer.close)
+        stack.callback(tap.flush)
         if not simulated:
             port_options = ExamOptions(watchdog_timeout_ms=opts.watchdog_ms) if opts.watchdog_ms else None
             gantry = stack.enter_context(connect(opts.port or "", seed=opts.seed, tap=tap, options=port_options))
@@ -110,6 +127,16 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
         result = gantry.run_exam(opts.exam, out / "exam", progress=progress,
                                  options=gantry.exam_options(opts.image_timeout_s))
         device_dark_adu = float(gantry.session.info.dark_offset_adu)  # type: ignore[attr-defined]
+        # stopped by a signal: the record is written; say so and leave at once (the gantry is not waited for)
+        stop = interrupted() if interrupted is not None else None
+        if stop is not None:
+            r = result.record
+            (out / "summary.json").write_text(json.dumps({
+                "exam": r.exam_name, "status": r.status, "reason": r.reason, "interrupted": stop,
+                "images": len(r.image_paths), "planned": r.planned_count, "record": str(result.record_path),
+                "capture": str(capture), "note": "INCOMPLETE: interrupted; no reconstruction, DICOM or report written",
+            }, indent=2))
+            raise AcquireInterrupted(stop, r)
     # a virtual gantry lives in this process: let it go (its phantom, imager and line-integral cache
     # are hundreds of MB at 50 um) before flat fields and reconstruction need the memory
     gantry = env = model = endpoint = None  # noqa: F841
@@ -123,7 +150,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     raw = np.stack([np.load(p) for p in result.image_paths]).astype(np.float32)
 
     t1 = time.perf_counter()
-    say("reconstruction", 0, 3)
+    say("reconstruction", 0, 0)
     if simulated:
         from crescent.acquire import simulated as sim
         from simulator.imaging.detector import DetectorModel
@@ -142,7 +169,6 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     normalisation = ("flat fields of the simulated detector" if flat is not None else
                      f"no flat field: each projection's open-field signal ({analysis.OPEN_FIELD_PERCENTILE:g}th "
                      f"percentile after the device's dark offset {dark:g} ADU); heel effect and gain not corrected")
-    say("reconstruction", 1, 3)
     angles = {round(e.mean_angle_deg, 2) for e in exposures}
     recon, findings, stereo, lines_all = None, [], [], None
     if rec.exam_kind == "stereo":  # stereotactic pair (after any 0-degree view): triangulate the lesions
@@ -153,22 +179,25 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
             stereo = analysis.stereo_localise(lines, header, [exposures[i] for i in pair], lesions)
     elif len(angles) >= 3:  # tomosynthesis: reconstruct slices and find the lesions in focus
         voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
-        recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm, i0=i0)
+        recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm, i0=i0,
+                                     on_slice=lambda i, n: say("reconstruction", i, n))
         if opts.projection_sop == "breast-projection":  # the For Presentation projections start from these
             lines_all = line_integrals(raw, flat=flat, dark=dark, i0=None if flat is not None else i0,
                                        clip_negative=True)
-        say("reconstruction", 2, 3)
         findings = analysis.find_lesions(recon, lesions)
-    say("reconstruction", 3, 3)
     timings["reconstruction"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
     thickness_mm, glandularity = breast
+    say("dose", 0, 3)
     dose = analysis.dose(header, exposures, thickness_mm=thickness_mm, glandularity=glandularity,
                          beam_path=beam_path)  # stored projections
+    say("dose", 1, 3)
     dose_all = analysis.dose(header, list(rec.exposures), thickness_mm=thickness_mm, glandularity=glandularity,
                              beam_path=beam_path)  # every exposure made: the patient's dose
+    say("dose", 2, 3)
     mtf = sim.detector_mtf(header, exposures[0].kvp, exposures[0].anode_filter) if simulated else None
+    say("dose", 3, 3)
     timings["dose_and_mtf"] = time.perf_counter() - t2
 
     t3 = time.perf_counter()
@@ -180,7 +209,8 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None) -> Acq
     from crescent.acquire.acquisition_qc import acquisition_qc
 
     acq.acquisition_qc = acquisition_qc(rec, header, exposures, raw, dark)
-    acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts)
+    acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts,
+                               progress=lambda i, n: say("outputs", i, n))
     timings["outputs"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0
     (out / "summary.json").write_text(json.dumps(acq.summary(), indent=2))

@@ -49,6 +49,14 @@ class AcquireResult:
     forces_n: list[float] = field(default_factory=list)  # force during each stored exposure's window, N
     line_integrals: np.ndarray | None = None  # ln(I0 / (I - dark)) of each projection (tomosynthesis sweeps)
     acquisition_qc: list[Any] = field(default_factory=list)  # crescent.acquire.acquisition_qc verdicts of this exam
+    verdicts: list[Any] = field(default_factory=list)  # crescent.outputs.verdict.Verdict, as in the report
+
+    @property
+    def verdict(self) -> str:
+        """FAIL if any checked figure failed, else PASS (INFO rows do not count); INCOMPLETE for an unfinished exam."""
+        if self.exam.record.status != "complete":
+            return "INCOMPLETE"
+        return "FAIL" if any(v.result == "FAIL" for v in self.verdicts) else "PASS"
 
     @property
     def scan_time_s(self) -> float:
@@ -80,6 +88,10 @@ class AcquireResult:
             "acquisition_qc": [{"check": v.name, "value": v.value, "limit": v.limit, "verdict": v.result,
                                 "source": v.source} for v in self.acquisition_qc],
             "report": str(self.out / "report.html"),
+            "verdict": self.verdict,
+            "verdicts": [{"name": v.name, "value": v.value, "limit": v.limit, "result": v.result} for v in self.verdicts],
+            "note": (f"INCOMPLETE: exam {rec.status}: {rec.reason or 'no reason given'}"
+                     if rec.status != "complete" else ""),
             "uids": ("derived from the exam and seed, fixed date (reproducible virtual-time run)"
                      if self.study is not None and self.study.reproducibility_note else "fresh (random) per acquisition"),
             "determinism": ("bit for bit: same seed, same arrays, files and UIDs" if self.study is not None

@@ -117,13 +117,33 @@ def dose_events(acq: AcquireResult, study: StudyInfo, timeline: Timeline) -> lis
     return out
 
 
-def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts: AcquireOptions) -> list[Path]:
-    """Every output file; returns their paths."""
+def incomplete_note(rec: Any) -> str:
+    """What every file of an exam that did not complete says: ``INCOMPLETE: <status>: <reason>`` (else empty)."""
+    if rec.status == "complete":
+        return ""
+    return (f"INCOMPLETE: exam {rec.status}: {rec.reason or 'no reason given'} "
+            f"({len(rec.image_paths)} of {rec.planned_count} projections)")
+
+
+def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts: AcquireOptions,
+                  progress: Any = None) -> list[Path]:
+    """Every output file; returns their paths. ``progress(done, total)`` after each file group.
+
+    An exam that did not complete says so in every file: the DICOM Image Comments and the dose SR's
+    comment (through the writers' ``reproducibility_note``), the report and ``summary.json``.
+    """
     out = acq.out
     files: list[Path] = []
     header = acq.header
     study = study_info(opts, acq.exam.record.exam_name, timeline)
     acq.study = study
+    note = incomplete_note(acq.exam.record)
+    if note:  # the DICOM writers put this note into Image Comments and the dose SR (their existing parameter)
+        study = study.model_copy(update={"reproducibility_note": "; ".join(
+            x for x in (note, study.reproducibility_note) if x)})
+    say = progress or (lambda i, n: None)
+    steps = len(raw) + 3
+    say(0, steps)
     aec = any(e.is_scout for e in acq.exam.record.exposures)
     forces = exposure_forces(timeline, acq.exposures, header.compression_force_n)
     acq.forces_n = forces
@@ -141,9 +161,11 @@ def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts:
                                       irradiation_event_uids=uids)
         files.append(write_breast_projection_dicom(dicom_dir / PROCESSING_FILE, raw, acq.exposures, header, study,
                                                    **common))
+        say(len(raw) // 2, steps)
         files.append(write_breast_projection_dicom(
             dicom_dir / PRESENTATION_FILE, presentation_frames(acq.line_integrals), acq.exposures, header, study,
             presentation=True, processing_note=f"I0 from the {acq.normalisation}", **common))
+        say(len(raw), steps)
         source_class, source_uids = BREAST_PROJECTION_PROCESSING_SOP_CLASS, [breast_projection_uid(study, False)]
     else:
         for i, (image, exposure) in enumerate(zip(raw, acq.exposures)):
@@ -152,9 +174,11 @@ def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts:
                 entrance_dose_mgy=acq.dose.air_kerma_mgy[i], mgd_mgy=acq.dose.mgd_mgy[i], instance_number=i + 1,
                 half_value_layer_mm_al=acq.dose.hvl_mm_al, compression_force_n=forces[i], aec=aec,
             ))
+            say(i + 1, steps)
         source_class, source_uids = MG_FOR_PROCESSING_SOP_CLASS, None  # one per projection, numbered 1..n
     files.append(write_dose_sr(dicom_dir / "dose_sr.dcm", study, events,
                                completed=acq.exam.record.status == "complete"))
+    say(len(raw) + 1, steps)
     pitch = header.geometry.detector.pitch_mm
     if acq.recon is None:  # a 2D view or a stereo pair: projections only
         files += write_projection_arrays(out / "arrays", raw, acq.exposures, pitch_mm=pitch)
@@ -167,7 +191,9 @@ def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts:
         files += write_numpy_outputs(out / "arrays", images=raw, exposures=acq.exposures, pitch_mm=pitch,
                                      volume=acq.recon.volume, z_mm=list(grid.z_mm), voxel_mm=grid.voxel_mm,
                                      x0_mm=grid.x_min_mm + 0.5 * grid.voxel_mm, y0_mm=grid.y_min_mm + 0.5 * grid.voxel_mm)
+    say(len(raw) + 2, steps)
     files.append(write_report(out, _report_data(acq, raw, timeline, files)))
+    say(steps, steps)
     return files
 
 
@@ -220,13 +246,15 @@ def _report_data(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, files:
     if acq.stereo:
         verdicts.append(stereo_verdict([s.error_mm for s in acq.stereo]))
     verdicts += acq.acquisition_qc  # per-exam acquisition QC (crescent.acquire.acquisition_qc)
+    acq.verdicts = verdicts
+    note = incomplete_note(rec)
     return ReportData(
         exam=rec.exam_name,
-        title=f"Crescent acquisition report: {rec.exam_name}",
+        title=(f"{note.split(':', 1)[0]}: " if note else "") + f"Crescent acquisition report: {rec.exam_name}",
         scan_time_s=acq.scan_time_s,
         scout=scout,
         exam_mgd_mgy=acq.exam_mgd_mgy,
-        warnings=acq.warnings,
+        warnings=([note] if note else []) + acq.warnings,
         verdicts=verdicts,
         timeline=timeline,
         projections=list(raw),

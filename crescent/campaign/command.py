@@ -15,6 +15,7 @@ violations to stdout, ``--junit`` and ``--html`` files next to it. Exit status: 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ def _seed_list(text: str) -> list[int]:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("campaign", help="seeded fault campaign on the virtual-time gantry",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=re.sub(r":\w+:`([^`]*)`", r"\1", __doc__).replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--exams", type=int, default=100, metavar="N", help="number of exams (seeds FIRST..FIRST+N-1)")
     p.add_argument("--first-seed", type=int, default=1, metavar="FIRST")
     p.add_argument("--seeds", default=None, help="explicit seeds instead, e.g. '7,12,40-45' (reproduce a violation)")

@@ -105,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_check_capture)
 
     p = subparsers.add_parser(
-        "timing", help="round-trip latency histogram and telemetry jitter of a capture"
+        "timing", help="round-trip latency histogram and telemetry jitter of a capture",
+        description="Round-trip time of every request/answer pair per message type (histogram, percentiles) and "
+        "the jitter of the device's telemetry period, from a capture.",
     )
     p.add_argument("capture", help="pcap file")
     p.add_argument("--json", metavar="FILE", help="write the statistics as JSON")
@@ -115,6 +117,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "replay",
         help="feed a capture back to a host controller or a gantry and report divergences",
+        description="Replay a capture: the device's stream to a host controller (--to host), or the host's "
+        "requests to a gantry (--to gantry, simulated in virtual time unless --port); report where they diverge.",
     )
     p.add_argument("capture", help="pcap file")
     p.add_argument("--to", choices=("host", "gantry"), default="host", help="which side to replay against")

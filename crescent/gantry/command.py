@@ -27,18 +27,25 @@ import sys
 import threading
 from typing import Any
 
+from crescent.cli_types import describe_error, int_in
 from crescent.exit_codes import EXIT_INPUT, EXIT_OK
+from protocols.option_bounds import TCP_PORT_MAX, TCP_PORT_MIN
 
 log = logging.getLogger("crescent.gantry")
+PORT = int_in(TCP_PORT_MIN, TCP_PORT_MAX)
+
+
+#: ``crescent gantry --help``: plain text (the module docstring without its markup).
+DESCRIPTION = (__doc__ or "").replace("``", "").replace("::", ":")
 
 
 def register(subparsers: Any) -> None:
     """Add the ``gantry`` subcommand to the ``crescent`` parser."""
     p = subparsers.add_parser("gantry", help="run the simulated gantry on a pty or TCP socket (real time)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = p.add_mutually_exclusive_group()
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal (default)")
-    where.add_argument("--tcp", type=int, metavar="PORT", help="serve on a TCP port (0 = any free port)")
+    where.add_argument("--tcp", type=PORT, metavar="PORT", help="serve on a TCP port (0 = any free port; 0..65535)")
     p.add_argument("--bind", default="127.0.0.1", help="TCP address to bind (default 127.0.0.1)")
     p.add_argument("--config", default=None,
                    help="gantry config: a YAML file or a preset (default, ge-like, siemens-like, hologic-like)")
@@ -48,7 +55,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--data-channel", choices=("file", "tcp"), default="file",
                    help="how the host fetches images: the data directory (file, default) or a TCP frame server "
                         "on --bind:--data-port (tcp; protocol in protocols/data_channel.py)")
-    p.add_argument("--data-port", type=int, default=0, help="TCP port of the frame server (default 0: any free port)")
+    p.add_argument("--data-port", type=PORT, default=0, help="TCP port of the frame server (default 0: any free port)")
     p.add_argument("--data-host", default=None,
                    help="host name DEVICE_INFO gives for the frame server (default: --bind, or this machine's "
                         "name when --bind is 0.0.0.0)")
@@ -61,6 +68,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the gantry until Ctrl-C / SIGTERM; returns the exit status."""
+
     from simulator.gantry.config import load_config
     from simulator.gantry.faults import load_faults
     from simulator.gantry.realtime import serve
@@ -70,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         faults = load_faults(args.faults)
     except (OSError, ValueError) as exc:
-        print(f"crescent gantry: {exc}", file=sys.stderr)
+        print(f"crescent gantry: {describe_error(exc)}", file=sys.stderr)
         return EXIT_INPUT
     stop = threading.Event()
 

@@ -1,11 +1,13 @@
 """The acquisition report: ``report.html`` plus its PNG figures in one folder.
 
-The HTML is self-contained (inline CSS, no scripts, no network) apart from the
+The HTML is self-contained (inline CSS, a few lines of inline script, no network) apart from the
 PNG figures beside it, referenced by relative ``<img src>``; it opens in any
 browser from the file system. Content: a short header, the summary table
 (exam, scan time, projections, angles, total MGD, lesion SDNR, thickness,
-force), the timeline, projection and slice montages, the MTF, the per-
-projection dose table with totals, the lesion table and the file list.
+force), the timeline, projection and slice montages, a slice viewer (every slice at
+full resolution, embedded, with a slider and lesion marks) and a projection cine
+(:mod:`crescent.outputs.viewer`), the MTF, the per-projection dose table with totals,
+the lesion table and the file list.
 
 Example
 -------
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crescent.outputs import figures
+from crescent.outputs import figures, viewer
 from crescent.outputs.report_data import ReportData
 
 CSS = """
@@ -146,6 +148,8 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
         parts.append("<section><h2>Projections</h2>" + _figure(
             "projections.png", "Raw projections with their actual (window-mean) arc angles; chest wall at the "
             "top of each image, display window 1st-99th percentile.") + "</section>")
+        parts.append('<section id="cine"><h2>Projection cine</h2>'
+                     + viewer.cine_html(d.projections, d.projection_angles_deg) + "</section>")
     if d.slices is not None:
         figures.slice_montage(out / "slices.png", d.slices, d.lesions)
         cap = "Reconstructed slices; red circles mark each lesion's true position and diameter on the slice " \
@@ -156,6 +160,8 @@ def write_report(out_dir: str | Path, data: ReportData) -> Path:
             sec += _figure("lesions.png", "Full-resolution crops (one display pixel per voxel, no interpolation) "
                            "centred on each lesion in the slice nearest its depth; the bar is 2 mm.")
         parts.append(sec + "</section>")
+        parts.append('<section id="viewer"><h2>Slice viewer</h2>' + viewer.viewer_html(d.slices, d.lesions)
+                     + "</section>")
     if d.mtf is not None:
         figures.mtf_figure(out / "mtf.png", d.mtf)
         f50v = frequency_at(d.mtf.freq_lp_mm, d.mtf.mtf, 0.5)

@@ -60,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="The physicist's DBT QC protocol (EUREF/EFOMP, NHSBSP, ACR limits cited in "
                        "crescent/qc/limits.py), automated on the simulated gantry or on a rig.")
     qsub = p.add_subparsers(dest="qc_command", metavar="SUBCOMMAND")
-    r = qsub.add_parser("run", help="run a QC suite, store it in the history, write the report")
+    r = qsub.add_parser("run", help="run a QC suite, store it in the history, write the report",
+                       description="Run a QC suite (acceptance, daily, weekly...) against the simulated gantry or a rig, store every result in the SQLite history and write the HTML report with pass/fail against each limit.")
     r.add_argument("--suite", choices=SUITES, default="constancy", help="acceptance (all thicknesses) or constancy")
     r.add_argument("--port", help="pyserial URL of a rig (the operator is prompted to place each phantom); "
                    "default: the simulated gantry in virtual time")
@@ -74,7 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--watchdog-ms", type=int, help="device watchdog asked for on a --port connection, ms")
     r.add_argument("--quiet", action="store_true", help="no progress on stderr")
     r.set_defaults(qc_func=_run)
-    rep = qsub.add_parser("report", help="render the QC history as HTML with trends")
+    rep = qsub.add_parser("report", help="render the QC history as HTML with trends",
+                         description="Render the QC history (SQLite) as an HTML report: each test's results over time against its limits.")
     rep.add_argument("--db", default="qc_history.sqlite", help="QC history database (SQLite)")
     rep.add_argument("--out", default="qc_out", help="folder for the report")
     rep.set_defaults(qc_func=_report)

@@ -115,7 +115,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                               description="Run a virtual clinical trial: every case imaged in every arm through the "
                               "simulator's physics, scored by model observers (CHO, NPW).")
     sub = p.add_subparsers(dest="trial_cmd", metavar="ACTION", required=True)
-    r = sub.add_parser("run", help="run (or resume) a trial and write its outputs")
+    r = sub.add_parser("run", help="run (or resume) a trial and write its outputs",
+                       description="Run a virtual clinical trial (cohort x arms) on Dask, or resume it from its folder, and write the per-case CSV, the summary, the HTML report and the iMRMC input.")
     r.add_argument("trial", help="trial YAML file, or the name of a shipped example (e.g. ffdm-vs-dbt)")
     r.add_argument("--out", required=True, help="output folder (the case store lives in OUT/cases/)")
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="existing dask scheduler (default: a LocalCluster)")
@@ -123,10 +124,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument("--cases", type=int, help="override cohort.n_cases (the first N cases; hash unchanged)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
-    c = sub.add_parser("check", help="validate a trial file and its exams; print the trial hash")
+    c = sub.add_parser("check", help="validate a trial file and its exams; print the trial hash",
+                       description="Validate a trial file and each arm's exam against the gantry's limits; print the trial hash that a resumed run must match.")
     c.add_argument("trial")
     c.set_defaults(func=_check)
-    s = sub.add_parser("schema", help="print the JSON Schema of trial files")
+    s = sub.add_parser("schema", help="print the JSON Schema of trial files",
+                       description="Print the JSON Schema of trial files (for editors and CI).")
     s.set_defaults(func=_schema)
-    e = sub.add_parser("examples", help="list the shipped example trials")
+    e = sub.add_parser("examples", help="list the shipped example trials",
+                       description="List the example trials shipped with Crescent.")
     e.set_defaults(func=_examples)

@@ -36,6 +36,7 @@ directory and event log for ``crescent exam recover``.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import os
 import queue
@@ -324,6 +325,11 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     executor.warm_up(config, seed)
     if on_gantry is not None:
         on_gantry(gantry)
+    # everything built so far (modules, the gantry, the phantom's set-up) goes to a generation that garbage
+    # collection no longer walks: a full collection would otherwise hold the interpreter for a few hundred ms
+    # on a loaded machine, delaying the reader thread's arrival stamps and the loop (see host serial adapter)
+    gc.collect()
+    gc.freeze()
     io_port: _PtyPort | _TcpPort = _PtyPort() if mode == "pty" else _TcpPort(bind, port)
     inbox: queue.Queue[Chunk] = queue.Queue()
     reader = threading.Thread(target=io_port.read_loop, args=(inbox, stop), daemon=True)

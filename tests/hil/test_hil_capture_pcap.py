@@ -108,3 +108,26 @@ def test_tapped_port_records_both_directions_on_a_real_loop_port() -> None:
     decoded = FrameDecoder().feed(tap.packets[1].data)
     assert decoded[0].seq == 4
     port.close()
+
+
+def test_a_streamed_capture_is_a_valid_pcap_at_every_moment(tmp_path) -> None:
+    """hil.pcap.PcapWriter as a Tap sink: after every frame the file on disk (not closed) reads back as
+    every packet so far, with the batch writer's exact bytes (issue 20: a killed acquire left no capture)."""
+    from hil.capture import Tap
+    from hil.pcap import PcapWriter, read_pcap, write_pcap
+    from protocols.wire.framing import encode_frame
+
+    path = tmp_path / "live.pcap"
+    writer = PcapWriter(path)
+    tap = Tap(clock_offset_s=1_700_000_000.0, sink=writer.write)
+    assert read_pcap(path) == []  # the header is there from the start
+    for k in range(20):
+        wire = encode_frame(0x10 + k % 3, k, 0, bytes(range(k)))
+        tap.record(k % 2, wire[:3], 0.001 * k)  # a frame in two reads: nothing until its delimiter
+        assert len(read_pcap(path)) == k
+        tap.record(k % 2, wire[3:], 0.001 * k + 0.0005)
+        assert read_pcap(path) == tap.packets  # on disk, whole, without a close
+    writer.close()
+    batch = tmp_path / "batch.pcap"
+    write_pcap(batch, tap.packets)
+    assert path.read_bytes() == batch.read_bytes()

@@ -6,46 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: A user's test file: it knows nothing about where the gantry is.
-GANTRY_TESTS = '''
-import pytest
-from firmware_host.plans import Command, WaitFor
-from protocols.wire.catalogue import DeviceState
-from protocols.wire.messages import Home, MoveArc
-
-
-def test_connected_gantry_is_idle(gantry, controller, gantry_url):
-    st = gantry.status()
-    assert st.state == DeviceState.IDLE
-    assert controller.mirror is gantry.mirror
-    assert gantry.session.limits.arc_max_deg == 30.0
-
-
-def test_home_and_move(gantry):
-    def motion(message):
-        mark = gantry.mirror.mark
-        ack = yield Command(message)
-        assert ack.NAME == "ACK"
-        done = yield WaitFor(lambda m: m.events_since(mark, "MOTION_DONE"), 30.0, "MOTION_DONE")
-        return done[-1].message
-
-    assert gantry.run(motion(Home())).ok == 1
-    assert gantry.status().homed
-    end = gantry.run(motion(MoveArc(target_mdeg=5000, speed_mdeg_s=10000)))
-    assert end.ok == 1 and abs(end.arc_mdeg - 5000) < 50
-    assert abs(gantry.status().arc_mdeg - 5000) < 50
-
-
-def test_exam(exam_runner, gantry_url):
-    result = exam_runner("dbt-step")
-    assert result.record.status == "complete"
-    assert len(result.image_paths) == 9
-
-
-@pytest.mark.rig
-def test_only_on_a_real_rig(gantry):
-    raise AssertionError("rig-only tests must be skipped without a real rig")
-'''
+#: The shipped example of a hardware-facing test file (README: ``pytest hil/examples --gantry sim``).
+EXAMPLE = Path(__file__).resolve().parents[2] / "hil" / "examples" / "test_gantry.py"
+GANTRY_TESTS = EXAMPLE.read_text(encoding="utf-8")
 
 
 def run_pytest(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -104,3 +67,22 @@ def test_rig_marker_runs_only_with_a_real_rig_file(tmp_path: Path) -> None:
     assert "1 passed" in res.stdout, res.stdout
     res = _run_file(tmp_path, "test_rig.py", body, "--gantry", "sim", "--rig", str(rig))
     assert "1 skipped" in res.stdout, res.stdout
+
+
+def test_gantry_without_a_test_path_at_the_root_is_refused_not_the_whole_suite() -> None:
+    """`pytest --gantry sim` at the project root used to collect the whole suite (testpaths)."""
+    root = EXAMPLE.parents[2]
+    res = subprocess.run([sys.executable, "-m", "pytest", "--gantry", "sim", "--collect-only", "-q", "-p",
+                          "no:cacheprovider"], capture_output=True, text=True, timeout=120, cwd=root)
+    assert res.returncode == 4, res.stdout[-500:] + res.stderr[-500:]  # pytest's usage-error status
+    assert "pytest hil/examples --gantry sim" in res.stderr
+    assert "collected" not in res.stdout
+
+
+def test_the_shipped_example_runs_as_the_readme_says() -> None:
+    """`pytest hil/examples --gantry sim` from the project root: the example passes, the rig test skips."""
+    root = EXAMPLE.parents[2]
+    res = subprocess.run([sys.executable, "-m", "pytest", "hil/examples", "--gantry", "sim", "-q", "-p",
+                          "no:cacheprovider", "-rs"], capture_output=True, text=True, timeout=300, cwd=root)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "3 passed, 1 skipped" in outcome(res)
