@@ -259,3 +259,17 @@ def test_cli_check_and_bad_input_exit_status(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert res.returncode == 2
     assert "cohort.seed = -1: Input should be greater than or equal to 0" in res.stderr
+
+
+def test_an_existing_scheduler_is_used(reference_run, tmp_path):
+    """--scheduler tcp://HOST:PORT: the run goes to a cluster started elsewhere (here: by this test) and agrees."""
+    from distributed import LocalCluster
+
+    from crescent.trial.runner import run_trial
+
+    _, one = reference_run
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        info = run_trial(tiny(), tmp_path, scheduler=cluster.scheduler_address, say=lambda s: None, progress=False)
+        assert cluster.scheduler_address.startswith("tcp://")
+    assert info.workers == 1
+    assert _table(info) == _table(one)
