@@ -283,8 +283,15 @@ def test_an_existing_scheduler_is_used(reference_run, tmp_path):
 #: not know it; see test_breast_projection.py) and Compression Force 0 (the trial does not simulate compression).
 DICOM_KNOWN_WARNINGS = ("<TOMOSYNTHESIS> for value 3 of attribute <Frame Type>",
                         "Value is zero for value 1 of attribute <Compression Force>")
-needs_dciodvfy = pytest.mark.skipif(__import__("shutil").which("dciodvfy") is None,
-                                    reason="dicom3tools (dciodvfy) not installed")
+needs_dciodvfy = pytest.mark.skipif(any(__import__("shutil").which(t) is None for t in ("dciodvfy", "dcentvfy")),
+                                    reason="dicom3tools (dciodvfy, dcentvfy) not installed")
+
+
+def dcentvfy(paths: list[Path]) -> list[str]:
+    """dcentvfy's complaints across one study's files (AccessionNumber's Study-vs-Series filing is dicom3tools')."""
+    res = subprocess.run(["dcentvfy", *map(str, paths)], capture_output=True, text=True, timeout=120)
+    return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith(("Error", "Warning"))
+            and "Different information entities for attribute - Element=<AccessionNumber>" not in ln]
 
 
 def vfy(path: Path) -> tuple[list[str], list[str]]:
@@ -339,6 +346,8 @@ def test_dicom_per_case_valid_counted_unique_and_consistent_with_the_store(dicom
     for p in (root / "case-00000").rglob("*.dcm"):  # one case, every object, third-party validation
         errors, warnings = vfy(p)
         assert errors == [] and warnings == [], (p.name, errors, warnings)
+    for arm in expected:  # one study per (case, arm): patient / study / series attributes agree across its files
+        assert dcentvfy(sorted((root / "case-00000" / arm).glob("*.dcm"))) == []
     ds = {p: pydicom.dcmread(p) for p in files}
     sops = [d.SOPInstanceUID for d in ds.values()]
     assert len(set(sops)) == len(sops) == 10
