@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INPUT
     if args.scheduler and not args.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         print(f"error: --scheduler {args.scheduler!r} must be an address like tcp://HOST:PORT", file=sys.stderr)
+        return EXIT_INPUT
+    if (not re.fullmatch(r"[\w.\-\[\]:]*:\d{1,5}", args.dashboard or "")
+            or int(args.dashboard.rsplit(":", 1)[1]) > 65535):
+        print(f"error: --dashboard {args.dashboard!r} must be an address like :8787 or 127.0.0.1:8787 (:0 any free port)",
+              file=sys.stderr)
+        return EXIT_INPUT
+    if args.dicom and Path(args.dicom).exists() and not Path(args.dicom).is_dir():
+        print(f"error: --dicom {args.dicom!r} exists and is not a folder", file=sys.stderr)
         return EXIT_INPUT
     from crescent.trial.results import write_outputs
     from crescent.trial.runner import run_trial
@@ -129,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                    "(written by the workers as each case is imaged; cases stored earlier are imaged again for it)")
     r.add_argument("--dashboard", metavar=":PORT", default=":8787",
                    help="where the LocalCluster serves the dask dashboard (default :8787, a free port if busy; "
-                   "needs bokeh>=3.1)")
+                   "needs bokeh>=3.1; with --scheduler the scheduler's own dashboard is reported instead)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
     c = sub.add_parser("check", help="validate a trial file and its exams; print the trial hash")

@@ -261,6 +261,14 @@ def test_cli_check_and_bad_input_exit_status(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert res.returncode == 2
     assert "cohort.seed = -1: Input should be greater than or equal to 0" in res.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for extra, message in ((["--dashboard", "8787"], "--dashboard '8787' must be an address like :8787"),
+                           (["--dashboard", ":70000"], "--dashboard ':70000' must be an address like :8787"),
+                           (["--dicom", str(a_file)], f"--dicom '{a_file}' exists and is not a folder")):
+        res = subprocess.run([sys.executable, "-m", "crescent", "trial", "run", "ffdm-vs-dbt", "--out",
+                              str(tmp_path / "o"), *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        assert res.returncode == 2 and message in res.stderr, (extra, res.stderr)
 
 
 def test_an_existing_scheduler_is_used(reference_run, tmp_path):
