@@ -186,6 +186,10 @@ def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, worke
     dicom_dir = dicom.resolve() if dicom is not None else None
     if dicom_dir is not None:
         dicom_dir.mkdir(parents=True, exist_ok=True)
+        import shutil
+
+        for stale in dicom_dir.glob("case-*/.*.tmp"):  # left by a task killed mid-write in an earlier run
+            shutil.rmtree(stale, ignore_errors=True)
     todo: list[tuple[int, list[str]]] = []
     for i in range(spec.cohort.n_cases):
         seed = case_seed(spec.cohort.seed, i)

@@ -404,6 +404,10 @@ def test_dicom_resume_rewrites_only_what_is_missing_byte_for_byte(dicom_run, tmp
     again = run_trial(tiny(n_cases=2), out, workers=1, say=lambda s: None, progress=False, dicom=root, dashboard=":0")
     assert (again.submitted, again.skipped) == (0, 2)
     shutil.rmtree(arm_dir)
+    stale = root / "case-00001" / ".dbt-low.123.456.tmp"  # what a task killed mid-write leaves
+    stale.mkdir()
+    (stale / "tomo.dcm").write_bytes(b"partial")
     redo = run_trial(tiny(n_cases=2), out, workers=1, say=lambda s: None, progress=False, dicom=root, dashboard=":0")
     assert (redo.submitted, redo.skipped) == (1, 1)
     assert {p.name: p.read_bytes() for p in arm_dir.iterdir()} == before
+    assert not stale.exists()
