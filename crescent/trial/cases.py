@@ -325,9 +325,40 @@ def _roi(image: np.ndarray, r: float, c: float, n: int) -> np.ndarray:
     return np.ascontiguousarray(image[r0 : r0 + n, c0 : c0 + n], dtype=np.float32)
 
 
-def image_case(spec: Any, draw: CaseDraw, exams: dict[str, Any], arms: list[str]) -> dict[str, dict[str, Any]]:
-    """Image one case in the given arms; returns per arm {"rois": (2, n, n) [lesion site, control site], "row": {...}}."""
-    from physics.exposure_dose import exposure_mgd_mgy
+@dataclass
+class ArmImages:
+    """One arm's images of one case, handed to :func:`image_case`'s ``on_images`` before they are dropped.
+
+    raw: ``(n, rows, cols)`` uint16 ADU on the detector window ``geometry.detector``; exposures: the ``n``
+    projections' records, scouts: the AEC scout records (no image kept); mgd_mgy / scout_mgd_mgy /
+    air_kerma_mgy: per exposure (mGy); slice_mu / grid: the in-focus FBP slice (1/mm, ``(ny, nx)``)
+    and its :class:`~reconstruction.geometry.VolumeGrid` for DBT, None for 2D.
+    """
+
+    arm: str
+    mode: str
+    raw: np.ndarray
+    exposures: list[Any]
+    scouts: list[Any]
+    geometry: Any
+    thickness_mm: float
+    glandularity: float
+    mgd_mgy: list[float]
+    air_kerma_mgy: list[float]
+    scout_mgd_mgy: list[float]
+    scout_air_kerma_mgy: list[float]
+    slice_mu: np.ndarray | None
+    grid: Any
+
+
+def image_case(spec: Any, draw: CaseDraw, exams: dict[str, Any], arms: list[str],
+               on_images: Any = None) -> dict[str, dict[str, Any]]:
+    """Image one case in the given arms; returns per arm {"rois": (2, n, n) [lesion site, control site], "row": {...}}.
+
+    ``on_images(ArmImages)``, if given, is called once per arm with that arm's full images (e.g. to write
+    them as DICOM) before the next arm is imaged: only one arm's images are ever held.
+    """
+    from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
     from reconstruction.fbp import fbp
     from reconstruction.filters import FilterSpec
     from reconstruction.geometry import VolumeGrid, projection_geometry
@@ -350,12 +381,14 @@ def image_case(spec: Any, draw: CaseDraw, exams: dict[str, Any], arms: list[str]
         exposures, scouts, notes = technique_for(exam, phantom, geometry, draw.seed, arm.dose_scale)
         imager = ExposureImager(phantom, g, seed=draw.seed, scatter=spec.imaging.scatter,
                                 motion_substeps=spec.imaging.motion_substeps)
-        raw = np.stack([imager.image(e) for e in exposures]).astype(np.float32)
+        raw16 = np.stack([imager.image(e) for e in exposures])
+        raw = raw16.astype(np.float32)
         flat_imager = ExposureImager(make_phantom("uniform", draw.thickness_mm, g, seed=0), g, seed=0, noise=False,
                                      focal_spot=False, motion_substeps=1)
         flat = np.stack([flat_imager.image(e) for e in exposures]).astype(np.float32)
         lines = line_integrals(raw, flat=flat, dark=float(imager.detector.offset_adu), clip_negative=True)
         sites = ((draw.lesion_x_mm, draw.lesion_y_mm), (draw.control_x_mm, draw.lesion_y_mm))
+        sl, grid = None, None
         if len({round(e.mean_angle_deg, 3) for e in exposures}) >= 3:
             x0, x1, y0, y1 = layout.region
             grid = VolumeGrid(voxel_mm=pitch, x_min_mm=x0, x_max_mm=x1, y_min_mm=y0, y_max_mm=y1,
@@ -378,8 +411,15 @@ def image_case(spec: Any, draw: CaseDraw, exams: dict[str, Any], arms: list[str]
                 rois.append(_roi(img, r, c, n))
             mode = "2d"
         t, gl = phantom.thickness_mm, phantom.glandularity
-        mgd_proj = sum(exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in exposures)
-        mgd_scout = sum(exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in scouts)
+        mgd_each = [exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in exposures]
+        mgd_scouts = [exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in scouts]
+        mgd_proj, mgd_scout = sum(mgd_each), sum(mgd_scouts)
+        if on_images is not None:
+            top = geometry.support_height_mm + t
+            on_images(ArmImages(name, mode, raw16, exposures, scouts, g, t, gl, mgd_each,
+                                [incident_air_kerma_mgy(geometry, e, top) for e in exposures], mgd_scouts,
+                                [incident_air_kerma_mgy(geometry, e, top) for e in scouts], sl, grid))
+        del raw16, raw
         e0 = exposures[0]
         row = {"arm": name, "mode": mode, "n_exposures": len(exposures), "anode_filter": e0.anode_filter,
                "kvp": e0.kvp, "mas_per_exposure": e0.mas, "mas_total": round(sum(e.mas for e in exposures), 4),

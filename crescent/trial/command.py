@@ -1,6 +1,8 @@
 """``crescent trial``: virtual clinical trials on dask (:mod:`crescent.trial`).
 
-* ``crescent trial run FILE --out DIR [--scheduler tcp://HOST:PORT] [--workers N] [--cases N]``
+* ``crescent trial run FILE --out DIR [--scheduler tcp://HOST:PORT] [--workers N] [--cases N] [--dicom DIR]
+  [--dashboard :PORT]`` - a rich progress bar, and the dask dashboard's address printed (served when
+  bokeh>=3.1 is installed: ``pip install crescent[dashboard]``);
 * ``crescent trial check FILE`` - validate a trial file (and its exams) and print its hash;
 * ``crescent trial schema`` - the JSON Schema of trial files;
 * ``crescent trial examples`` - the shipped example trials.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -54,6 +57,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.scheduler and not args.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         print(f"error: --scheduler {args.scheduler!r} must be an address like tcp://HOST:PORT", file=sys.stderr)
         return EXIT_INPUT
+    if (not re.fullmatch(r"[\w.\-\[\]:]*:\d{1,5}", args.dashboard or "")
+            or int(args.dashboard.rsplit(":", 1)[1]) > 65535):
+        print(f"error: --dashboard {args.dashboard!r} must be an address like :8787 or 127.0.0.1:8787 (:0 any free port)",
+              file=sys.stderr)
+        return EXIT_INPUT
+    if args.dicom and Path(args.dicom).exists() and not Path(args.dicom).is_dir():
+        print(f"error: --dicom {args.dicom!r} exists and is not a folder", file=sys.stderr)
+        return EXIT_INPUT
     from crescent.trial.results import write_outputs
     from crescent.trial.runner import run_trial
 
@@ -62,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         run = run_trial(spec, out, scheduler=args.scheduler, workers=args.workers,
-                        base_dir=_trial_path(args.trial).parent, progress=not args.no_progress)
+                        base_dir=_trial_path(args.trial).parent, progress=not args.no_progress,
+                        dicom=Path(args.dicom) if args.dicom else None, dashboard=args.dashboard)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -70,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
             "cases_run_now": run.submitted, "cases_reused": run.skipped, "workers": run.workers,
             "imaging_wall_s": round(run.wall_s, 1),
             "cases_per_hour": round(3600 * run.submitted / run.wall_s, 1) if run.submitted else None,
-            "store": str(run.store), "dashboard": run.dashboard}
+            "store": str(run.store), "dashboard": run.dashboard,
+            "dicom": str(Path(args.dicom).resolve()) if args.dicom else None}
     summary, files = write_outputs(spec, out, run.rows, run.rois, info)
     info["total_wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
@@ -122,6 +135,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     r.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="existing dask scheduler (default: a LocalCluster)")
     r.add_argument("--workers", type=int, help="LocalCluster worker processes (default: one per core)")
     r.add_argument("--cases", type=int, help="override cohort.n_cases (the first N cases; hash unchanged)")
+    r.add_argument("--dicom", metavar="DIR", help="also write every case's images as DICOM in DIR/case-NNNNN/ARM/ "
+                   "(written by the workers as each case is imaged; cases stored earlier are imaged again for it)")
+    r.add_argument("--dashboard", metavar=":PORT", default=":8787",
+                   help="where the LocalCluster serves the dask dashboard (default :8787, a free port if busy; "
+                   "needs bokeh>=3.1; with --scheduler the scheduler's own dashboard is reported instead)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=_run)
     c = sub.add_parser("check", help="validate a trial file and its exams; print the trial hash",

@@ -17,7 +17,9 @@ Outputs (in ``out``):
 * ``auc_vs_mgd.png``: AUC and d' against mean MGD per arm, one panel column per lesion type;
 * ``imrmc-<lesion type>.imrmc``: the ratings in iMRMC's input format (readers = observers,
   modalities = arms, cases = ROIs, truth rows with reader -1);
-* ``report.html``: the page gathering the above. DICOM per case is not written.
+* ``report.html``: the page gathering the above (with the run facts: the dask dashboard address and the
+  DICOM folder, if any). DICOM per case is written by the workers, on request (``--dicom DIR``,
+  :mod:`crescent.trial.dicom`), not here.
 """
 
 from __future__ import annotations

@@ -47,9 +47,20 @@ def case_path(store: Path, seed: int, arm: str) -> Path:
     return store / str(seed) / f"{arm}.npz"
 
 
+def _arm_done(store: Path, dicom: Path | None, index: int, seed: int, arm: str) -> bool:
+    """Whether (case, arm) is stored and, when DICOM is asked for, written as DICOM too."""
+    from crescent.trial.dicom import case_dicom_dir
+
+    return case_path(store, seed, arm).exists() and (dicom is None or case_dicom_dir(dicom, index, arm).is_dir())
+
+
 def run_case_task(spec_json: str, exams: dict[str, dict[str, Any]], index: int, arms: list[str],
-                  store: str) -> list[str]:
-    """Worker task: image case ``index`` in ``arms`` and store each (case, arm) atomically; returns the arms done."""
+                  store: str, dicom: str | None = None, trial_hash: str = "") -> list[str]:
+    """Worker task: image case ``index`` in ``arms`` and store each (case, arm) atomically; returns the arms done.
+
+    ``dicom``: also write each (case, arm) as DICOM under that folder (:mod:`crescent.trial.dicom`), in the
+    worker, as soon as the arm is imaged.
+    """
     from crescent.trial.cases import draw_case, image_case
     from protocols.exams import exam_from_data
 
@@ -62,12 +73,23 @@ def run_case_task(spec_json: str, exams: dict[str, dict[str, Any]], index: int, 
     spec = TrialSpec.model_validate_json(spec_json)
     ex = {name: exam_from_data(data) for name, data in exams.items()}
     draw = draw_case(spec, index)
-    todo = [a for a in arms if not case_path(Path(store), draw.seed, a).exists()]
+    dicom_dir = Path(dicom) if dicom else None
+    todo = [a for a in arms if not _arm_done(Path(store), dicom_dir, index, draw.seed, a)]
     if not todo:
         return []
-    results = image_case(spec, draw, ex, todo)
+    on_images = None
+    if dicom_dir is not None:
+        from crescent.trial.dicom import case_dicom_dir, write_case_dicom
+
+        def on_images(images: Any) -> None:
+            if not case_dicom_dir(dicom_dir, index, images.arm).is_dir():
+                write_case_dicom(dicom_dir, spec, trial_hash, draw, ex[images.arm], images)
+
+    results = image_case(spec, draw, ex, todo, on_images=on_images)
     for arm, res in results.items():
         path = case_path(Path(store), draw.seed, arm)
+        if path.exists():  # imaged again only for its DICOM: the stored result is the same
+            continue
         path.parent.mkdir(parents=True, exist_ok=True)
         row = {**draw.as_row(), **res["row"]}
         tmp = path.with_name(f".{arm}.{os.getpid()}.{time.monotonic_ns()}.tmp.npz")
@@ -93,23 +115,33 @@ class RunInfo:
     rois: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
 
 
-def _client(scheduler: str | None, workers: int | None) -> tuple[Any, Any]:
+#: Where a LocalCluster serves the dask dashboard (dask's usual port; dask takes a free one if it is busy).
+DEFAULT_DASHBOARD = ":8787"
+
+
+def _client(scheduler: str | None, workers: int | None, dashboard: str = DEFAULT_DASHBOARD) -> tuple[Any, Any]:
     from distributed import Client, LocalCluster
 
     if scheduler:
         return Client(scheduler), None
     n = workers or os.cpu_count() or 1
     env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard,
                            env=env, silence_logs=40)
     return Client(cluster), cluster
 
 
 def dashboard_address(client: Any) -> str | None:
-    """The dashboard URL, or None when the dashboard is not served (bokeh absent)."""
+    """The dask dashboard's URL (``http://HOST:PORT/status``), or None when it is not served.
+
+    A LocalCluster serves it only when bokeh>=3.1 is importable (``pip install crescent[dashboard]``);
+    with ``--scheduler`` it is whatever the scheduler serves (asked of the scheduler, not guessed).
+    """
     try:
-        import bokeh  # noqa: F401
-    except ImportError:
+        services = client.scheduler_info().get("services", {})
+    except Exception:  # noqa: BLE001 - no answer: say nothing rather than guess
+        return None
+    if "dashboard" not in services:
         return None
     return client.dashboard_link
 
@@ -134,8 +166,14 @@ def load_store(spec: TrialSpec, store: Path) -> tuple[list[dict[str, Any]], dict
 
 def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, workers: int | None = None,
               base_dir: Path | None = None, say: Callable[[str], None] = print, progress: bool = True,
-              on_submitted: Callable[[Any, list[Any]], None] | None = None) -> RunInfo:
-    """Image every unfinished case of ``spec`` on dask and return the assembled store (see module doc)."""
+              on_submitted: Callable[[Any, list[Any]], None] | None = None, dicom: Path | None = None,
+              dashboard: str = DEFAULT_DASHBOARD) -> RunInfo:
+    """Image every unfinished case of ``spec`` on dask and return the assembled store (see module doc).
+
+    ``dicom``: write every (case, arm) as DICOM under that folder too (cases stored earlier without their
+    DICOM are imaged again for it: same seed, same images). ``dashboard``: the LocalCluster's dashboard
+    address (``:8787``; ``:0`` any free port).
+    """
     from distributed import as_completed
 
     from crescent.trial.cases import case_seed
@@ -145,27 +183,37 @@ def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, worke
     store = (out / "cases" / th).resolve()
     store.mkdir(parents=True, exist_ok=True)
     arm_names = [a.name for a in spec.arms]
+    dicom_dir = dicom.resolve() if dicom is not None else None
+    if dicom_dir is not None:
+        dicom_dir.mkdir(parents=True, exist_ok=True)
+        import shutil
+
+        for stale in dicom_dir.glob("case-*/.*.tmp"):  # left by a task killed mid-write in an earlier run
+            shutil.rmtree(stale, ignore_errors=True)
     todo: list[tuple[int, list[str]]] = []
     for i in range(spec.cohort.n_cases):
         seed = case_seed(spec.cohort.seed, i)
-        missing = [a for a in arm_names if not case_path(store, seed, a).exists()]
+        missing = [a for a in arm_names if not _arm_done(store, dicom_dir, i, seed, a)]
         if missing:
             todo.append((i, missing))
     skipped = spec.cohort.n_cases - len(todo)
     say(f"trial {spec.name} (hash {th}): {spec.cohort.n_cases} cases x {len(arm_names)} arms; "
-        f"{skipped} finished before, {len(todo)} to run; store {store}")
+        f"{skipped} finished before, {len(todo)} to run; store {store}"
+        + (f"; DICOM in {dicom_dir}" if dicom_dir is not None else ""))
     t0 = time.perf_counter()
     n_workers, dash = 0, None
     if todo:
-        client, cluster = _client(scheduler, workers)
+        client, cluster = _client(scheduler, workers, dashboard)
         try:
             n_workers = len(client.scheduler_info()["workers"])
             dash = dashboard_address(client)
             say(f"dask scheduler {client.scheduler.address}, {n_workers} workers; dashboard: "
-                f"{dash or 'not served (install bokeh>=3.1 for it)'}")
+                f"{dash or 'not served (pip install bokeh>=3.1, or crescent[dashboard], for it)'}"
+                + (" (open it in a browser while the trial runs)" if dash else ""))
             spec_json = spec.model_dump_json()
-            futures = [client.submit(run_case_task, spec_json, exams, i, arms, str(store), key=f"case-{th}-{i}",
-                                     retries=2, pure=False) for i, arms in todo]
+            futures = [client.submit(run_case_task, spec_json, exams, i, arms, str(store),
+                                     str(dicom_dir) if dicom_dir is not None else None, th,
+                                     key=f"case-{th}-{i}", retries=2, pure=False) for i, arms in todo]
             if on_submitted is not None:
                 on_submitted(client, futures)
             _wait(futures, as_completed, progress)

@@ -1,4 +1,6 @@
-"""``crescent trial``: trial file, case physics, dask runs (1 vs 2 workers, resume, a killed worker), outputs.
+"""``crescent trial``: trial file, case physics, dask runs (1 vs 2 workers, resume, a killed worker), outputs,
+DICOM per case (dciodvfy, unique UIDs, consistent with the store, byte-identical when rewritten) and the dask
+dashboard (served and fetched mid-run; needs bokeh>=3.1, the ``dashboard`` extra).
 
 The dask tests start and stop their own LocalCluster of worker *processes* (run_trial's default path).
 The tiny trial keeps every case cheap: 0.4 mm pixels and voxels, a fixed thickness (one AEC kVp, so each
@@ -259,3 +261,153 @@ def test_cli_check_and_bad_input_exit_status(tmp_path):
                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
     assert res.returncode == 2
     assert "cohort.seed = -1: Input should be greater than or equal to 0" in res.stderr
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    for extra, message in ((["--dashboard", "8787"], "--dashboard '8787' must be an address like :8787"),
+                           (["--dashboard", ":70000"], "--dashboard ':70000' must be an address like :8787"),
+                           (["--dicom", str(a_file)], f"--dicom '{a_file}' exists and is not a folder")):
+        res = subprocess.run([sys.executable, "-m", "crescent", "trial", "run", "ffdm-vs-dbt", "--out",
+                              str(tmp_path / "o"), *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        assert res.returncode == 2 and message in res.stderr, (extra, res.stderr)
+
+
+def test_an_existing_scheduler_is_used(reference_run, tmp_path):
+    """--scheduler tcp://HOST:PORT: the run goes to a cluster started elsewhere (here: by this test) and agrees."""
+    from distributed import LocalCluster
+
+    from crescent.trial.runner import run_trial
+
+    _, one = reference_run
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        info = run_trial(tiny(), tmp_path, scheduler=cluster.scheduler_address, say=lambda s: None, progress=False)
+        assert cluster.scheduler_address.startswith("tcp://")
+    assert info.workers == 1
+    assert _table(info) == _table(one)
+
+
+# ------------------------------------------------------------------------------------------------ DICOM, dashboard
+
+#: dciodvfy warnings accepted in a case's files: Frame Type value 3 TOMOSYNTHESIS (dicom3tools' term list does
+#: not know it; see test_breast_projection.py) and Compression Force 0 (the trial does not simulate compression).
+DICOM_KNOWN_WARNINGS = ("<TOMOSYNTHESIS> for value 3 of attribute <Frame Type>",
+                        "Value is zero for value 1 of attribute <Compression Force>")
+needs_dciodvfy = pytest.mark.skipif(any(__import__("shutil").which(t) is None for t in ("dciodvfy", "dcentvfy")),
+                                    reason="dicom3tools (dciodvfy, dcentvfy) not installed")
+
+
+def dcentvfy(paths: list[Path]) -> list[str]:
+    """dcentvfy's complaints across one study's files (AccessionNumber's Study-vs-Series filing is dicom3tools')."""
+    res = subprocess.run(["dcentvfy", *map(str, paths)], capture_output=True, text=True, timeout=120)
+    return [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith(("Error", "Warning"))
+            and "Different information entities for attribute - Element=<AccessionNumber>" not in ln]
+
+
+def vfy(path: Path) -> tuple[list[str], list[str]]:
+    """dciodvfy's errors and its warnings not in DICOM_KNOWN_WARNINGS."""
+    res = subprocess.run(["dciodvfy", str(path)], capture_output=True, text=True, timeout=120)
+    lines = (res.stdout + res.stderr).splitlines()
+    return ([ln for ln in lines if ln.startswith("Error")],
+            [ln for ln in lines if ln.startswith("Warning") and not any(k in ln for k in DICOM_KNOWN_WARNINGS)])
+
+
+@pytest.fixture(scope="module")
+def dicom_run(tmp_path_factory):
+    """Two cases x two arms run with --dicom on a 1-worker LocalCluster; the dashboard fetched mid-run."""
+    import urllib.request
+
+    from crescent.trial.runner import run_trial
+
+    out = tmp_path_factory.mktemp("dcm")
+    said: list[str] = []
+    seen: dict[str, object] = {}
+
+    def fetch_dashboard(client, futures):  # type: ignore[no-untyped-def]
+        seen["link"] = client.dashboard_link
+        with urllib.request.urlopen(client.dashboard_link, timeout=30) as r:
+            seen["status"], seen["body"] = r.status, r.read()
+
+    info = run_trial(tiny(n_cases=2), out, workers=1, say=said.append, progress=False, dicom=out / "dicom",
+                     dashboard=":0", on_submitted=fetch_dashboard)
+    return out, info, said, seen
+
+
+def test_the_dask_dashboard_is_served_and_its_address_printed(dicom_run):
+    _, info, said, seen = dicom_run
+    assert info.dashboard is not None and info.dashboard.startswith("http://") and info.dashboard.endswith("/status")
+    assert any(f"dashboard: {info.dashboard}" in s for s in said), said
+    assert seen["link"] == info.dashboard and seen["status"] == 200
+    assert b"Dask" in seen["body"]  # the dask status page (bokeh), not some other server on the port
+
+
+@needs_dciodvfy
+def test_dicom_per_case_valid_counted_unique_and_consistent_with_the_store(dicom_run, reference_run):
+    import pydicom
+
+    out, info, _, _ = dicom_run
+    root = out / "dicom"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    expected = {"ffdm": ["dose_sr.dcm", "proj_000.dcm"], "dbt-low": ["dose_sr.dcm", "projections_for_processing.dcm",
+                                                                     "tomo.dcm"]}
+    assert [str(p.relative_to(root)) for p in files] == sorted(
+        f"case-{i:05d}/{arm}/{n}" for i in range(2) for arm, names in expected.items() for n in names)
+    assert not [p for p in root.rglob("*tmp*")]
+    for p in (root / "case-00000").rglob("*.dcm"):  # one case, every object, third-party validation
+        errors, warnings = vfy(p)
+        assert errors == [] and warnings == [], (p.name, errors, warnings)
+    for arm in expected:  # one study per (case, arm): patient / study / series attributes agree across its files
+        assert dcentvfy(sorted((root / "case-00000" / arm).glob("*.dcm"))) == []
+    ds = {p: pydicom.dcmread(p) for p in files}
+    sops = [d.SOPInstanceUID for d in ds.values()]
+    assert len(set(sops)) == len(sops) == 10
+    series = {(p.parent, d.SeriesNumber): d.SeriesInstanceUID for p, d in ds.items()}
+    assert len(set(series.values())) == len(series)
+    studies = {p.parent: {d.StudyInstanceUID} for p, d in ds.items()}
+    assert all(len(v) == 1 for v in studies.values()) and len({next(iter(v)) for v in studies.values()}) == 4
+    patients = {p.parent.parent.name: set() for p in files}
+    for p, d in ds.items():
+        patients[p.parent.parent.name].add(d.PatientID)
+    assert all(len(v) == 1 for v in patients.values()) and len(set.union(*patients.values())) == 2
+
+    # the DICOM says what the store says: same case results as the plain run, technique and dose, and the
+    # stored lesion-site ROI is a block of the in-focus slice in tomo.dcm (within one stored grey step)
+    _, one = reference_run
+    assert _table(info)[0] == _table(one)[0][:4]
+    rows = {(r["index"], r["arm"]): r for r in info.rows}
+    for i in range(2):
+        d2 = ds[root / f"case-{i:05d}/ffdm/proj_000.dcm"]
+        r = rows[(i, "ffdm")]
+        assert (d2.Rows, d2.Columns) == (r["window_rows"], r["window_cols"])
+        assert float(d2.KVP) == pytest.approx(r["kvp"]) and float(d2.OrganDose) * 100 == pytest.approx(
+            r["mgd_mgy"] - r["mgd_scout_mgy"], rel=1e-4)
+        proj = ds[root / f"case-{i:05d}/dbt-low/projections_for_processing.dcm"]
+        assert int(proj.NumberOfFrames) == rows[(i, "dbt-low")]["n_exposures"]
+        tomo = ds[root / f"case-{i:05d}/dbt-low/tomo.dcm"]
+        rwv = tomo.SharedFunctionalGroupsSequence[0].RealWorldValueMappingSequence[0]
+        mu = tomo.pixel_array.astype(np.float64) * rwv.RealWorldValueSlope + rwv.RealWorldValueIntercept
+        roi = info.rois[(i, "dbt-low")][0].astype(np.float64)
+        n = roi.shape[0]
+        err = min(np.abs(mu[a:a + n, b:b + n] - roi).max()
+                  for a in range(mu.shape[0] - n + 1) for b in range(mu.shape[1] - n + 1))
+        assert err <= rwv.RealWorldValueSlope, err
+
+
+def test_dicom_resume_rewrites_only_what_is_missing_byte_for_byte(dicom_run, tmp_path):
+    """A re-run with --dicom submits nothing; a deleted (case, arm) folder is imaged again and comes back identical."""
+    import shutil
+
+    from crescent.trial.runner import run_trial
+
+    out, _, _, _ = dicom_run
+    root = out / "dicom"
+    arm_dir = root / "case-00001" / "dbt-low"
+    before = {p.name: p.read_bytes() for p in arm_dir.iterdir()}
+    again = run_trial(tiny(n_cases=2), out, workers=1, say=lambda s: None, progress=False, dicom=root, dashboard=":0")
+    assert (again.submitted, again.skipped) == (0, 2)
+    shutil.rmtree(arm_dir)
+    stale = root / "case-00001" / ".dbt-low.123.456.tmp"  # what a task killed mid-write leaves
+    stale.mkdir()
+    (stale / "tomo.dcm").write_bytes(b"partial")
+    redo = run_trial(tiny(n_cases=2), out, workers=1, say=lambda s: None, progress=False, dicom=root, dashboard=":0")
+    assert (redo.submitted, redo.skipped) == (1, 1)
+    assert {p.name: p.read_bytes() for p in arm_dir.iterdir()} == before
+    assert not stale.exists()
