@@ -499,7 +499,7 @@ def check_range_rejection(ctx: Context) -> CheckResult:
         ("SET_TELEMETRY 1 ms", 0x19, mk("SET_TELEMETRY", (1,)), FLAG_ACK_REQ, ErrorCode.OUT_OF_RANGE, 0),
         ("GET_STATUS with 3 payload bytes", 0x06, b"\x01\x02\x03", FLAG_ACK_REQ, ErrorCode.BAD_LENGTH, None),
         ("unknown msg id 0x7F", 0x7F, b"", FLAG_ACK_REQ, ErrorCode.UNKNOWN_MESSAGE, None),
-        ("reserved flag bit", 0x06, b"", FLAG_ACK_REQ | (FLAGS_RESERVED & 0x10), ErrorCode.BAD_FLAGS, None),
+        ("reserved flag bit", 0x06, b"", FLAG_ACK_REQ | (FLAGS_RESERVED & 0x20), ErrorCode.BAD_FLAGS, None),
     ]
     problems, ok = [], []
     for what, msg_id, payload, flags, code, detail in cases:
