@@ -252,3 +252,23 @@ def test_key_never_in_the_event_log(tmp_path) -> None:
     for secret in (KEY._key.hex(), KEY._key.hex().upper(), repr(KEY._key)):
         assert secret not in text
     assert "link key" not in repr(KEY) and KEY._key.hex() not in repr(KEY)
+
+
+def test_signing_state_file_round_trip_and_bad_files(tmp_path) -> None:
+    from simulator.gantry.signing_state import FileHighWater, SigningStateError
+
+    path = tmp_path / "state" / "s.json"
+    store = FileHighWater(path)
+    assert store.load() == {}
+    store.save({1: 5, 2: 1 << 40}, durable=True)
+    assert FileHighWater(path).load() == {1: 5, 2: 1 << 40}
+    assert not path.with_name("s.json.tmp").exists()
+    path.write_text("{not json")
+    with pytest.raises(SigningStateError, match="s.json"):
+        store.load()
+    path.write_text('{"marks": {"300": 1}}')
+    with pytest.raises(SigningStateError, match="link id\\(s\\) \\[300\\]"):
+        store.load()
+    path.write_text('{"other": 1}')
+    with pytest.raises(SigningStateError, match="expected"):
+        store.load()
