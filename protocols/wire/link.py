@@ -281,6 +281,8 @@ class _InFlight:
     last_sent_s: float
     attempts: int
     refused: str = ""  # the last signing NAK the peer answered an attempt with
+    peer_refused: int = 0  # frames of the peer our signature check refused while this request was in flight
+    peer_refused_last: str = ""
 
 
 @dataclass
@@ -423,6 +425,9 @@ class Link:
                 reason = f"no response after {inflight.attempts} attempts"
                 if inflight.refused:
                     reason += f"; the peer refused our frames: {inflight.refused}"
+                if inflight.peer_refused:
+                    reason += (f"; {inflight.peer_refused} frame(s) from the peer failed our signature check "
+                               f"(last: {inflight.peer_refused_last}): a peer without the link key, or another key")
                 self._events.append(SendFailed(inflight.message, inflight.seq, inflight.attempts, reason))
                 self._inflight = None
                 if self._queue:
@@ -537,6 +542,9 @@ class Link:
         """A frame that failed verification: NAK it if it is a request (never cached), report it, use nothing of it."""
         self.stats.auth_rejected += 1
         link_id = frame.signature.link_id if frame.signature is not None else None
+        if self._inflight is not None:
+            self._inflight.peer_refused += 1
+            self._inflight.peer_refused_last = verdict.name
         if request:
             nak = Nak(acked_msg_id=frame.msg_id, error_code=verdict.value, detail=link_id or 0)
             self._emit_frame(Nak.ID, frame.seq, FLAG_RESPONSE, nak.pack(), now)

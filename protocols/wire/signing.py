@@ -32,14 +32,14 @@ clock (:func:`wall_clock_offset`), so the sans-IO code never reads a clock. A
 retransmission is signed again with a new timestamp (a byte-identical copy is
 a replay).
 
-Why 8 bytes (64 bits) of tag: a forger without the key must guess; each guess
-costs one frame on the line and is refused and counted. At 10^6 frames/s
-(well beyond a 921 600 baud UART, ~1 400 frames/s, and beyond what the gantry
-answers on TCP) the expected time to one accepted forgery is 2^63 / 10^6 s,
-about 2.9 x 10^5 years; 64 bits is also the least NIST SP 800-107r1 section 5.3.3
-allows for a truncated HMAC. MAVLink 2 uses 48 bits (89 years at the same
-rate, by its own argument); 128 bits would cost 8 more bytes on every frame
-(heartbeats are 13 bytes of payload) for no gain against an online guesser.
+Why 8 bytes (64 bits) of tag (SPEC 2.6 gives the whole argument): a tag is only
+checked online, by a receiver that refuses, counts and logs every wrong one, and
+is single-use (the timestamp). A forger without the key must guess, one frame per
+guess; at 10^6 frames/s (well beyond a 921 600 baud UART, ~1 400 frames/s) the
+expected time to one accepted forgery is 2^63 / 10^6 s, about 2.9 x 10^5 years.
+MAVLink 2 truncates to 48 bits by the same argument. RFC 2104's "at least half
+the hash, at least 80 bits" is a margin for tags attacked offline, which these
+are not.
 """
 
 from __future__ import annotations

@@ -594,13 +594,18 @@ Timestamps sent are `max(last sent + 1, clock)`: the clock is the wall clock in 
 one. **The device keeps its high-water marks across a restart** (non-volatile; written before it
 executes a request it accepted), so a frame recorded before a restart is still refused as REPLAYED.
 
-Why a {tag_bits}-bit tag: a forger without the key can only guess, one frame per guess, and every guess is
-refused and counted. At 10^6 guesses per second — far beyond a {baud} baud UART (about 1 400 frames/s)
-or what a gantry answers over TCP — the expected time to one accepted forgery is 2^{tag_bits_less1} / 10^6 s, about
-290 000 years; {tag_bits} bits is also the least NIST SP 800-107r1 (section 5.3.3) allows for a truncated
-HMAC. MAVLink 2 signing uses 48 bits by the same argument; 128 bits would add 8 bytes to every frame
-for nothing against an online guesser. The CRC stays: a line error that slips it (a signed frame of
-more than {hd6_payload} payload bytes is beyond the HD 6 range of 1.1, HD 4) still fails the tag.
+Why a {tag_bits}-bit tag: a tag here is only ever checked online, by a receiver that refuses, counts and
+logs every wrong one, and it is worth nothing after its frame (the timestamp makes every frame
+single-use). A forger without the key can only guess, one frame per guess. At 10^6 guesses per
+second — far beyond a {baud} baud UART (about 1 400 frames/s) or what a gantry answers over TCP —
+the expected time to one accepted forgery is 2^{tag_bits_less1} / 10^6 s, about 290 000 years, and the refusals
+show in the device's event log long before. MAVLink 2 signing truncates to 48 bits by the same
+argument (about 4 years at that rate). RFC 2104 (section 5) recommends keeping at least half the
+hash and at least 80 bits; that margin is for tags an attacker can work on offline or store, which
+these are not, so we keep {tag_bits} bits ({sig_size} bytes of overhead per frame in all). A deployment that wants
+the RFC's margin changes `TAG_SIZE` (and the protocol version). The CRC stays: a line error that
+slips it (a signed frame of more than {hd6_payload} payload bytes is beyond the HD 6 range of 1.1, HD 4)
+still fails the tag.
 
 **Negotiation.** A host with the key sets capability `SIGNED_LINK` in HELLO.host_capabilities
 (signed, like every frame); a device with the key answers with it in device_capabilities. A device

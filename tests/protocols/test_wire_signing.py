@@ -215,3 +215,17 @@ def test_nak_codes_are_the_catalogues() -> None:
     assert (int(ErrorCode.UNSIGNED), int(ErrorCode.BAD_SIGNATURE), int(ErrorCode.REPLAYED), int(ErrorCode.STALE)) == (
         20, 21, 22, 23)
     assert Nak.ID == 0x04 and FLAG_RESPONSE == 0x02
+
+
+def test_keyed_host_against_an_unkeyed_device_says_why() -> None:
+    host, dev = _pair(key_dev=None)
+    host.send(GetStatus(), 0.0)
+    t = 0.0
+    for _ in range(8):
+        _run(host, dev, t, answer=lambda ev: __import__("protocols.wire.messages", fromlist=["x"]).Status(
+            state=1, fault_code=0, interlocks=0, homed=0, arc_mdeg=0, force_dn=0, thickness_um=0, anode_heat_permille=0,
+            armed_plan_id=0, exposures_done=0, detector_state=0, exposure_counter=0))
+        t += 0.15
+        host.tick(t)
+    (failed,) = [e for e in host.events() if isinstance(e, SendFailed)]
+    assert "failed our signature check (last: UNSIGNED)" in failed.reason, failed.reason
