@@ -4,6 +4,10 @@ against pymavlink encoding and decoding a message of similar size, measured in t
 Crescent's TELEMETRY payload is 31 bytes; the MAVLink v2 message used for comparison is
 GLOBAL_POSITION_INT (28-byte payload), a telemetry message of the same role.
 
+It also reports the cost of signing (protocols/SPEC.md 2.6): the same round trip with every frame
+signed on encode (HMAC-SHA256 truncated to 8 bytes, link id, u48 timestamp) and verified on
+decode (tag, replay window) -- what a signed link adds per frame.
+
     python benchmarks/bench_codec.py [--frames N]
 """
 
@@ -14,10 +18,14 @@ import time
 
 from protocols.wire.framing import FrameDecoder, encode_frame
 from protocols.wire.messages import Telemetry
+from protocols.wire.signing import LinkKey, Signer, Verdict
 
 
-def crescent_round_trips(n: int) -> float:
-    """Seconds for n encode+decode round trips of a telemetry frame through the full stack."""
+def crescent_round_trips(n: int, signed: bool = False) -> float:
+    """Seconds for n encode+decode round trips of a telemetry frame through the full stack (``signed``:
+    signed by one end's :class:`Signer` and verified by the other's)."""
+    key = LinkKey(bytes(range(32)))
+    tx, rx = Signer(key, 0), Signer(key, 1)
     decoder = FrameDecoder()
     msg = Telemetry(device_time_us=12_345_678, arc_mdeg=-3250, arc_speed_mdeg_s=3571, force_dn=1187,
                     thickness_um=52340, kv_ckv=2905, ma_dma=1000, anode_heat_permille=42, state=4,
@@ -25,8 +33,10 @@ def crescent_round_trips(n: int) -> float:
     t0 = time.perf_counter()
     for i in range(n):
         msg.arc_mdeg = i & 0xFFFF
-        wire = encode_frame(Telemetry.ID, i & 0xFFFF, 0, msg.pack())
+        wire = encode_frame(Telemetry.ID, i & 0xFFFF, 0, msg.pack(), signature=tx.signature(0.0) if signed else None)
         (frame,) = decoder.feed(wire)
+        if signed and rx.verify(frame) is not Verdict.OK:
+            raise AssertionError("a signed frame did not verify")
         out = Telemetry.unpack(frame.payload)
     t1 = time.perf_counter()
     assert out.arc_mdeg == (n - 1) & 0xFFFF
@@ -55,6 +65,16 @@ def main() -> int:
     args = parser.parse_args()
     n = args.frames
     crescent_round_trips(1000)  # warm-up
+    crescent_round_trips(1000, signed=True)
+    u_times, s_times = [], []
+    for _ in range(3):  # interleaved, best of 3
+        u_times.append(crescent_round_trips(n))
+        s_times.append(crescent_round_trips(n, signed=True))
+    u, sg = min(u_times), min(s_times)
+    print(f"crescent TELEMETRY unsigned encode+decode: {n / u:,.0f} frames/s ({u / n * 1e6:.2f} us/frame)")
+    print(f"crescent TELEMETRY signed   encode+decode: {n / sg:,.0f} frames/s ({sg / n * 1e6:.2f} us/frame)")
+    print(f"cost of signing: +{(sg - u) / n * 1e6:.2f} us per frame (sign + verify), x{sg / u:.2f}; "
+          f"+15 bytes per frame on the wire")
     try:
         mavlink_round_trips(1000)
     except ImportError:

@@ -34,6 +34,7 @@ from firmware_host.controller import Controller, ProgressCallback, TrafficTap
 from firmware_host.errors import ExamError
 from firmware_host.exam_plan import SIMULATED_IMAGE_TIMEOUT_S, ExamContext, ExamOptions, exam_plan
 from firmware_host.intake import open_data_channel
+from firmware_host.keys import ENV_DATA_CA, load_link_key
 from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
 from firmware_host.record import ExamRecord
@@ -46,6 +47,7 @@ from protocols.exams.standard import load_exam_arg
 from protocols.exams.models import ExamModel
 from protocols.wire.catalogue import Capability, FaultCode, SimInput
 from protocols.wire.link import LinkConfig
+from protocols.wire.signing import DEFAULT_HOST_LINK_ID, LinkKey, Signer
 from protocols.wire.messages import GetStatus, Message, ResetFault, SimInjectFault, SimSetInput
 
 
@@ -108,15 +110,18 @@ class Gantry:
     """A connected gantry (real or virtual). Use :func:`connect` or :func:`connect_virtual`."""
 
     def __init__(self, adapter: SerialAdapter | SimpyAdapter, controller: Controller, audit: _SwitchAudit,
-                 options: ExamOptions, session_id: int) -> None:
+                 options: ExamOptions, session_id: int, data_ca: str | None = None) -> None:
         self.adapter = adapter
         self.controller = controller
         self._audit = audit
         self.options = options
         self.session_id = session_id
+        signer = controller.link.signer
         self.session: SessionInfo = adapter.run(
-            connect_plan(session_id, options.heartbeat_period_ms, options.watchdog_timeout_ms), "connect"
+            connect_plan(session_id, options.heartbeat_period_ms, options.watchdog_timeout_ms,
+                         link_key=signer.key if signer is not None else None), "connect"
         )
+        self.data_ca = data_ca
         self._exam_count = 0
 
     def exam_options(self, image_timeout_s: float | None = None) -> ExamOptions:
@@ -209,7 +214,8 @@ class Gantry:
         problems = [v for v in validate_exam(model, self.session.limits)]
         if problems:
             raise ExamError(f"exam {model.name!r} is not safe on this device: " + "; ".join(str(v) for v in problems))
-        channel = open_data_channel(self.session.data_channel)  # a bad URL fails here, before anything is open
+        channel = open_data_channel(self.session.data_channel, token=self.session.data_token,
+                                    ca_file=self.data_ca)  # a bad URL fails here, before anything is open
         self._exam_count += 1
         out = Path(out_dir) if out_dir is not None else Path(f"exam-{model.name}-{self._exam_count}")
         store = ExamStore(out)
@@ -247,31 +253,44 @@ def _tap_function(tap: Any) -> TrafficTap | None:
     return tap.record if hasattr(tap, "record") else tap  # type: ignore[no-any-return]
 
 
-def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | None, tap: Any = None) -> Gantry:
+def _new_gantry(adapter_factory: Any, seed: int | None, options: ExamOptions | None, tap: Any = None,
+                signer: Signer | None = None, data_ca: str | None = None) -> Gantry:
     audit = _SwitchAudit()
     rng = random.Random(seed)
     options = options or ExamOptions()
     # The host calls the device lost after device_timeout_ms (never sooner than the device's own watchdog):
     # a device that falls behind real time for a moment says so (REALTIME_OVERRUN) and is not abandoned.
     link = LinkConfig(peer_timeout_s=max(options.watchdog_timeout_ms, options.device_timeout_ms) / 1000.0)
-    controller = Controller(audit=audit, seed=rng.randrange(2**31), link_config=link)
+    controller = Controller(audit=audit, seed=rng.randrange(2**31), link_config=link, signer=signer)
     controller.tap = _tap_function(tap)  # sees every byte both ways, before the HELLO
     adapter = adapter_factory(controller)
     try:
-        return Gantry(adapter, controller, audit, options, rng.randrange(1, 2**32))
+        return Gantry(adapter, controller, audit, options, rng.randrange(1, 2**32), data_ca)
     except BaseException:
         adapter.close()
         raise
 
 
 def connect(url: str, *, baudrate: int = 921600, seed: int | None = None,
-            options: ExamOptions | None = None, tap: Any = None) -> Gantry:
+            options: ExamOptions | None = None, tap: Any = None, link_key: LinkKey | None | str = "auto",
+            link_id: int = DEFAULT_HOST_LINK_ID, data_ca: str | None = None) -> Gantry:
     """Open ``url`` with pyserial, say HELLO (version check), read DEVICE_INFO and STATUS; wall-clock time.
 
     ``tap``: optional recorder of every byte both ways (``record(direction, data, now_s)``,
     direction 0 = host->device, 1 = device->host; e.g. :class:`hil.capture.Tap`).
+    ``link_key``: sign the link (SPEC 2.6) with this key; ``"auto"`` (default) reads it from the
+    environment (:func:`firmware_host.keys.load_link_key`: ``CRESCENT_LINK_KEY`` or
+    ``CRESCENT_LINK_KEY_FILE``), None for an unsigned link. ``link_id``: this host's link id (1..255).
+    ``data_ca``: CA certificate (PEM) a ``tls://`` data channel is verified against (default
+    ``CRESCENT_DATA_TLS_CA``).
     """
-    return _new_gantry(lambda ctl: SerialAdapter(url, ctl, baudrate=baudrate), seed, options, tap)
+    key = load_link_key() if link_key == "auto" else link_key
+    signer = None
+    if key is not None:
+        assert isinstance(key, LinkKey)
+        signer = Signer(key, link_id)  # the adapter sets its wall-clock offset
+    data_ca = data_ca or os.environ.get(ENV_DATA_CA) or None
+    return _new_gantry(lambda ctl: SerialAdapter(url, ctl, baudrate=baudrate), seed, options, tap, signer, data_ca)
 
 
 def connect_virtual(env: simpy.Environment, endpoint: Endpoint, *, seed: int | None = 0,

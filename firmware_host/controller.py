@@ -44,6 +44,7 @@ from protocols.wire.link import (
     StaleResponse,
 )
 from protocols.wire.messages import Ack, Message, SetTelemetry
+from protocols.wire.signing import Signer
 
 #: Progress callback: (phase name, index, total) - index/total count projections within a phase (0, 0 otherwise).
 ProgressCallback = Callable[[str, int, int], None]
@@ -72,9 +73,11 @@ class Controller:
         seed: int | None = None,
         progress: ProgressCallback | None = None,
         telemetry_period_ms: int = 20,
+        signer: Signer | None = None,
     ) -> None:
         self.rng = random.Random(seed)
-        self.link = Link(config=link_config, initial_seq=self.rng.randrange(1, 0xFFFF))
+        #: ``signer``: sign every frame and accept only verified ones (SPEC 2.6); None: an unsigned link.
+        self.link = Link(config=link_config, initial_seq=self.rng.randrange(1, 0xFFFF), signer=signer)
         self.mirror = DeviceMirror()
         self.audit: AuditSink = audit if audit is not None else MemoryAudit()
         self.progress = progress

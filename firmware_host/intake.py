@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,11 +97,18 @@ class TcpDataChannel:
     MAX_KEPT = 8
 
     def __init__(self, url: str, *, connect_timeout_s: float = 2.0, read_timeout_s: float = 10.0,
-                 poll_wait_s: float = 0.02) -> None:
+                 poll_wait_s: float = 0.02, token: str | None = None, ca_file: str | None = None) -> None:
         parsed = urlparse(url)
-        if parsed.scheme != "tcp" or not parsed.hostname or parsed.port is None:
-            raise DataChannelError(f"data channel {url!r}: expected tcp://host:port")
+        if parsed.scheme not in ("tcp", "tls") or not parsed.hostname or parsed.port is None:
+            raise DataChannelError(f"data channel {url!r}: expected tcp://host:port or tls://host:port")
         self.url = url
+        self.token = token  # the session's data-channel token (SPEC 2.6), sent with every request
+        self.tls: ssl.SSLContext | None = None
+        if parsed.scheme == "tls":  # verify the device's certificate and host name against ca_file (or the system's CAs)
+            try:
+                self.tls = ssl.create_default_context(cafile=ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise DataChannelError(f"data channel {url!r}: CA file {ca_file!r}: {exc}") from None
         self.address = (parsed.hostname, parsed.port)
         self.connect_timeout_s = connect_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -116,7 +124,7 @@ class TcpDataChannel:
     def read(self, locator: str) -> bytes | None:
         """The frame's bytes if a fetch of it has finished; otherwise None (a fetch is started or under way)."""
         try:
-            encode_request(locator)
+            encode_request(locator, self.token)
         except DataChannelProtocolError as exc:
             self.last_problem = str(exc)
             return None
@@ -160,10 +168,17 @@ class TcpDataChannel:
         """One request on the kept connection (opened if needed); (bytes, "") or (None, why)."""
         try:
             if self._sock is None:
-                self._sock = socket.create_connection(self.address, timeout=self.connect_timeout_s)
+                raw = socket.create_connection(self.address, timeout=self.connect_timeout_s)
+                if self.tls is not None:
+                    try:
+                        raw = self.tls.wrap_socket(raw, server_hostname=self.address[0])
+                    except BaseException:
+                        raw.close()
+                        raise
+                self._sock = raw
                 self._sock.settimeout(self.read_timeout_s)
             sock = self._sock
-            sock.sendall(encode_request(locator))
+            sock.sendall(encode_request(locator, self.token))
             parser = ResponseParser()
             while True:
                 chunk = sock.recv(1 << 20)
@@ -203,14 +218,17 @@ class TcpDataChannel:
         self._drop_socket()
 
 
-def open_data_channel(url: str) -> DataChannel:
-    """The reader for DEVICE_INFO.data_channel (``file://`` or ``tcp://``)."""
+def open_data_channel(url: str, token: str | None = None, ca_file: str | None = None) -> DataChannel:
+    """The reader for DEVICE_INFO.data_channel (``file://``, ``tcp://`` or ``tls://``).
+
+    ``token``: the session's data-channel token (SessionInfo.data_token); ``ca_file``: the CA (PEM) a
+    ``tls://`` channel's certificate is verified against (default: the system's CAs)."""
     scheme = urlparse(url).scheme
     if scheme == "file":
         return FileDataChannel(url)
-    if scheme == "tcp":
-        return TcpDataChannel(url)
-    raise DataChannelError(f"data channel {url!r}: this host reads file:// and tcp:// channels")
+    if scheme in ("tcp", "tls"):
+        return TcpDataChannel(url, token=token, ca_file=ca_file)
+    raise DataChannelError(f"data channel {url!r}: this host reads file://, tcp:// and tls:// channels")
 
 
 def check_frame(data: bytes | None, ready: Message) -> FrameCheck:

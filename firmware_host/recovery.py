@@ -164,7 +164,7 @@ def recover_plan(out_dir: str | os.PathLike[str], session: Any, mirror: DeviceMi
                 made.append((exp, None, "the device reports the detector readout failed" if e.image_state == 2
                              else "readout still pending on the device at recovery"))
     store = ExamStore(root)
-    channel = open_data_channel(session.data_channel)
+    channel = open_data_channel(session.data_channel, token=session.data_token)
     try:
         exposures_all, stored, reasons = _account(root, store, made, channel)
     finally:

@@ -22,6 +22,7 @@ import serial
 from firmware_host.controller import Controller
 from firmware_host.errors import HostError
 from firmware_host.plans import Plan
+from protocols.wire.signing import wall_clock_offset
 
 #: Longest the pump blocks in one read, s (bounds the reaction time to the controller's deadlines).
 POLL_S = 0.005
@@ -109,6 +110,9 @@ class SerialAdapter:
         self.url = url
         self.controller = controller
         self.clock = clock
+        signer = controller.link.signer
+        if signer is not None and not signer.clock_offset:  # signing timestamps: wall-clock time (SPEC 2.6)
+            signer.clock_offset = wall_clock_offset(clock(), time.time())
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._stop = threading.Event()

@@ -22,7 +22,8 @@ from protocols.limits import DeviceLimits
 from pydantic import ValidationError
 
 from protocols.wire.catalogue import ANODE_FILTER_TEXT, Capability, DeviceState, ErrorCode
-from protocols.wire.messages import CATALOGUE, GetInfo, GetLimits, GetStatus, Hello, Message
+from protocols.wire.messages import CATALOGUE, GetDataToken, GetInfo, GetLimits, GetStatus, Hello, Message
+from protocols.wire.signing import LinkKey
 
 #: Versions this host speaks.
 HOST_PROTOCOL_VERSION: int = CATALOGUE.protocol_version
@@ -53,6 +54,8 @@ class SessionInfo:
     info: Message
     status: Message
     limits_source: str = "device"  # "device" (DEVICE_INFO + LIMITS_INFO) or "defaults" (no GET_LIMITS)
+    signed: bool = False  # the link is signed (SPEC 2.6)
+    data_token: str | None = None  # the data-channel token of this session (tcp:// and tls:// channels)
 
     @property
     def interrupted_plan(self) -> bool:
@@ -64,7 +67,7 @@ class SessionInfo:
             "protocol_version": self.protocol_version, "firmware_version": self.firmware_version,
             "serial_number": self.serial_number, "state_at_connect": self.state_at_connect,
             "resumed_plan_id": self.resumed_plan_id, "resumed_exposures_done": self.resumed_exposures_done,
-            "data_channel": self.data_channel, "limits_source": self.limits_source,
+            "data_channel": self.data_channel, "limits_source": self.limits_source, "signed_link": self.signed,
         }
 
 
@@ -135,10 +138,26 @@ def limits_plan() -> Plan:
         raise
 
 
-def hello_plan(session_id: int, heartbeat_period_ms: int, watchdog_timeout_ms: int, new_session: bool = False) -> Plan:
-    """HELLO and version check; returns HELLO_REPLY. Raises :class:`VersionMismatch` naming both versions."""
+def data_token_plan(link_key: LinkKey | None) -> Plan:
+    """GET_DATA_TOKEN; returns the session's data-channel token (SPEC 2.6), or None if the device has none."""
+    try:
+        reply = yield Command(GetDataToken(), retries=IDEMPOTENT_RETRIES)
+    except CommandRefused as exc:
+        if exc.error_code in (int(ErrorCode.UNKNOWN_MESSAGE), int(ErrorCode.UNSUPPORTED)):
+            return None
+        raise
+    nonce = bytes.fromhex(reply.nonce)
+    return link_key.data_token(nonce) if link_key is not None else nonce.hex()
+
+
+def hello_plan(session_id: int, heartbeat_period_ms: int, watchdog_timeout_ms: int, new_session: bool = False,
+               signed: bool = False) -> Plan:
+    """HELLO and version check; returns HELLO_REPLY. Raises :class:`VersionMismatch` naming both versions.
+
+    ``signed``: the link is signed; HELLO announces SIGNED_LINK (SPEC 2.6)."""
+    caps = HOST_CAPABILITIES | (int(Capability.SIGNED_LINK) if signed else 0)  # type: ignore[attr-defined]
     hello = Hello(
-        protocol_version=HOST_PROTOCOL_VERSION, min_version=HOST_MIN_VERSION, host_capabilities=HOST_CAPABILITIES,
+        protocol_version=HOST_PROTOCOL_VERSION, min_version=HOST_MIN_VERSION, host_capabilities=caps,
         session_id=session_id, heartbeat_period_ms=heartbeat_period_ms, watchdog_timeout_ms=watchdog_timeout_ms,
     )
     try:
@@ -153,11 +172,16 @@ def hello_plan(session_id: int, heartbeat_period_ms: int, watchdog_timeout_ms: i
 
 
 def connect_plan(session_id: int, heartbeat_period_ms: int = 100, watchdog_timeout_ms: int = 500,
-                 new_session: bool = False) -> Plan:
-    """HELLO, GET_INFO, GET_LIMITS (optional), GET_STATUS; returns :class:`SessionInfo`."""
-    reply = yield from hello_plan(session_id, heartbeat_period_ms, watchdog_timeout_ms, new_session)
+                 new_session: bool = False, link_key: LinkKey | None = None) -> Plan:
+    """HELLO, GET_INFO, GET_LIMITS (optional), GET_DATA_TOKEN (tcp:// and tls:// data channels), GET_STATUS;
+    returns :class:`SessionInfo`. ``link_key``: the link is signed with it (the adapter's signer holds it too)."""
+    reply = yield from hello_plan(session_id, heartbeat_period_ms, watchdog_timeout_ms, new_session,
+                                  signed=link_key is not None)
     info = yield Command(GetInfo(), retries=IDEMPOTENT_RETRIES)
     limits_info = yield from limits_plan()
+    token = None
+    if info.data_channel.startswith(("tcp://", "tls://")):
+        token = yield from data_token_plan(link_key)
     status = yield Command(GetStatus(), retries=IDEMPOTENT_RETRIES)
     return SessionInfo(
         protocol_version=reply.protocol_version, firmware_version=firmware_text(reply.firmware_version),
@@ -166,4 +190,5 @@ def connect_plan(session_id: int, heartbeat_period_ms: int = 100, watchdog_timeo
         resumed_plan_id=reply.resumed_plan_id, resumed_exposures_done=reply.resumed_exposures_done,
         geometry=geometry_from_info(info), limits=limits_from_info(info, limits_info), data_channel=info.data_channel,
         info=info, status=status, limits_source="device" if limits_info is not None else "defaults",
+        signed=link_key is not None, data_token=token,
     )

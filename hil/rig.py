@@ -70,6 +70,9 @@ class Rig(BaseModel):
     )
     timeouts: RigTimeouts = Field(default_factory=RigTimeouts)
     gantry_config: str | None = Field(None, description="simulated gantry config file (port 'sim' or a local pty)")
+    link_key_file: Path | None = Field(
+        None, description="file holding the rig's link key (64 hex digits, mode 600): the link is signed "
+        "(SPEC 2.6). The key itself never goes in the rig file; CRESCENT_LINK_KEY overrides nothing here.")
 
     @field_validator("interlocks")
     @classmethod

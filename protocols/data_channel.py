@@ -5,9 +5,13 @@ pixels travel on a separate channel named in DEVICE_INFO.data_channel.
 ``file:///dir`` is a shared directory. ``tcp://host:port`` is this protocol,
 for rigs whose host and detector share no file system:
 
-* The host sends one request line per frame: ``GET <locator>\\n``. The
+* The host sends one request line per frame: ``GET <locator> <token>\\n``. The
   locator is IMAGE_READY's, 1-200 characters from ``[A-Za-z0-9_.-]``, and does
   not start with a dot, so it can never name a path outside the device's store.
+  The token is the session's data-channel token (SPEC 2.6, GET_DATA_TOKEN: 32
+  lower-case hex digits); a device that requires one refuses a request without
+  it, or with an earlier session's, with ``NO`` and closes the connection.
+* ``tls://host:port`` is the same protocol inside TLS (standard-library ssl).
 * The device answers either ``OK <size>\\n`` followed by exactly ``size``
   bytes (the raw frame, as IMAGE_READY describes it), or ``NO <reason>\\n``
   when it has no such frame (yet) or refuses the request. The connection
@@ -32,6 +36,14 @@ MAX_LINE = 256
 MAX_FRAME_BYTES = 256 * 1024 * 1024
 #: What a locator may be.
 LOCATOR_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,199}")
+#: What a token is.
+TOKEN_RE = re.compile(r"[0-9a-f]{32}")
+
+
+class Request(str):
+    """A parsed request: the locator (this string itself) and the ``token`` it carried (None: none)."""
+
+    token: str | None = None
 
 
 class DataChannelProtocolError(ValueError):
@@ -46,9 +58,13 @@ def check_locator(locator: str) -> str:
     return locator
 
 
-def encode_request(locator: str) -> bytes:
-    """``GET <locator>\\n``."""
-    return b"GET " + check_locator(locator).encode("ascii") + b"\n"
+def encode_request(locator: str, token: str | None = None) -> bytes:
+    """``GET <locator>\\n``, or ``GET <locator> <token>\\n``."""
+    if token is None:
+        return b"GET " + check_locator(locator).encode("ascii") + b"\n"
+    if not TOKEN_RE.fullmatch(token):
+        raise DataChannelProtocolError("data-channel token refused: expected 32 lower-case hex digits")
+    return b"GET " + check_locator(locator).encode("ascii") + b" " + token.encode("ascii") + b"\n"
 
 
 def encode_frame(data: bytes) -> bytes:
@@ -70,7 +86,7 @@ class RequestParser:
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[str | DataChannelProtocolError]:
+    def feed(self, data: bytes) -> list[Request | DataChannelProtocolError]:
         """Every complete request in ``data``: a locator, or the error that line is."""
         self._buf += data
         out: list[str | DataChannelProtocolError] = []
@@ -86,13 +102,21 @@ class RequestParser:
             out.append(self._parse(line))
 
     @staticmethod
-    def _parse(line: bytes) -> str | DataChannelProtocolError:
+    def _parse(line: bytes) -> Request | DataChannelProtocolError:
         if len(line) + 1 > MAX_LINE:
             return DataChannelProtocolError(f"request line longer than {MAX_LINE} bytes")
         if not line.startswith(b"GET "):
-            return DataChannelProtocolError(f"unknown request {line[:20]!r} (expected 'GET <locator>')")
+            return DataChannelProtocolError(f"unknown request {line[:20]!r} (expected 'GET <locator> <token>')")
         try:
-            return check_locator(line[4:].decode("ascii"))
+            words = line[4:].decode("ascii").split(" ")
+            if len(words) > 2:
+                return DataChannelProtocolError("request has more than a locator and a token")
+            request = Request(check_locator(words[0]))
+            if len(words) == 2:
+                if not TOKEN_RE.fullmatch(words[1]):
+                    return DataChannelProtocolError("token is not 32 lower-case hex digits")
+                request.token = words[1]
+            return request
         except UnicodeDecodeError:
             return DataChannelProtocolError("locator is not ASCII")
         except DataChannelProtocolError as exc:

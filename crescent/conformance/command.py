@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "conformance",
         help="run the protocol conformance suite against a gantry port",
         description="Checks what protocols/SPEC.md promises: handshake and version negotiation, CRC/framing "
-        "errors and resync, de-duplication, watchdog, FIRE refusals, abort latency, telemetry rate, range errors.",
+        "errors and resync, de-duplication, watchdog, FIRE refusals, abort latency, telemetry rate, range errors; "
+        "with a link key (rig file link_key_file, or CRESCENT_LINK_KEY) the session is signed and forged, replayed, "
+        "stale and unsigned frames and the data-channel token are checked too (SPEC 2.6).",
     )
     p.add_argument("--port", help="pyserial URL or device path of the gantry (e.g. /dev/pts/5)")
     p.add_argument("--rig", metavar="FILE", help="rig description YAML (hil/rigs/sim-pty.yaml is an example)")

@@ -5,6 +5,7 @@ Usage::
     crescent gantry [--pty | --tcp PORT] [--bind ADDR] [--config NAME_OR_FILE] [--faults FILE]
                     [--seed N] [--data-dir DIR] [--data-channel file|tcp] [--data-port PORT]
                     [--data-host NAME] [--event-log FILE] [--quiet] [--exit-with-parent]
+                    [--link-key-file FILE] [--signing-state FILE] [--data-tls-cert PEM --data-tls-key PEM]
 
 The first line on stdout says where it listens, machine-readable: ``listening pty /dev/pts/5``
 or ``listening tcp 127.0.0.1:5555``. The device event log (JSON lines) is echoed to stderr
@@ -16,6 +17,14 @@ file system. Ctrl-C or SIGTERM stops it cleanly. With ``--exit-with-parent`` (wh
 acquire`` starts it with) it also stops when the process that started it dies: it first lets its
 watchdog make the device safe (X-rays off, motion stopped, paddle released), then exits, leaving
 ``--data-dir`` and the event log for ``crescent exam recover``. Also runnable as ``python -m crescent gantry ...``.
+
+Signed link (protocols/SPEC.md 2.6): with a link key (``--link-key-file``, else the environment
+variable ``CRESCENT_LINK_KEY`` (64 hex digits) or ``CRESCENT_LINK_KEY_FILE``) the gantry signs every
+frame and refuses unsigned, forged, replayed and stale ones; its high-water marks are kept in
+``--signing-state`` (default ``$XDG_STATE_HOME/crescent/gantry-<serial>-signing.json``) so a replay
+after a restart is refused too. The key is never printed: logs name it by its fingerprint. The TCP
+data channel always requires the session's token; ``--data-tls-cert``/``--data-tls-key`` serve it
+over TLS (``tls://`` in DEVICE_INFO).
 """
 
 from __future__ import annotations
@@ -63,6 +72,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="do not echo the event log to stderr")
     p.add_argument("--exit-with-parent", action="store_true",
                    help="exit (after reaching the safe state) when the parent process dies")
+    p.add_argument("--link-key-file", default=None,
+                   help="file with the rig's 64-hex-digit link key (mode 600): sign the link "
+                        "(default: CRESCENT_LINK_KEY / CRESCENT_LINK_KEY_FILE, else unsigned)")
+    p.add_argument("--signing-state", default=None,
+                   help="file keeping the signed link's high-water marks across restarts "
+                        "(default $XDG_STATE_HOME/crescent/gantry-<serial>-signing.json)")
+    p.add_argument("--data-tls-cert", default=None, help="PEM certificate: serve the TCP data channel over TLS")
+    p.add_argument("--data-tls-key", default=None, help="PEM private key of --data-tls-cert")
     p.set_defaults(func=run)
 
 
@@ -74,9 +91,26 @@ def run(args: argparse.Namespace) -> int:
     from simulator.gantry.realtime import serve
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    from firmware_host.keys import load_link_key
+
     try:
         config = load_config(args.config)
         faults = load_faults(args.faults)
+        link_key = load_link_key(args.link_key_file)
+        data_tls = None
+        if (args.data_tls_cert is None) != (args.data_tls_key is None):
+            raise ValueError("--data-tls-cert and --data-tls-key go together")
+        if args.data_tls_cert is not None:
+            if args.data_channel != "tcp":
+                raise ValueError("--data-tls-cert needs --data-channel tcp")
+            import ssl
+
+            data_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                data_tls.load_cert_chain(args.data_tls_cert, args.data_tls_key)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"--data-tls-cert {args.data_tls_cert} / --data-tls-key {args.data_tls_key}: "
+                                 f"{exc.__class__.__name__}: {getattr(exc, 'strerror', None) or exc}") from None
     except (OSError, ValueError) as exc:
         print(f"crescent gantry: {describe_error(exc)}", file=sys.stderr)
         return EXIT_INPUT
@@ -98,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
               seed=args.seed, faults=faults, data_dir=args.data_dir,
               event_log=None if args.event_log in ("none", "") else args.event_log,
               on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port,
-              data_host=args.data_host, exit_with_parent=args.exit_with_parent)
+              data_host=args.data_host, exit_with_parent=args.exit_with_parent, link_key=link_key,
+              signing_state=args.signing_state, data_tls=data_tls)
     except OSError as exc:  # the port or socket cannot be opened: bad input, as for every command
         print(f"crescent gantry: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -97,7 +97,7 @@ def hello(ctx: Context, *, watchdog_ms: int | None = None, new_session: bool = T
     msg = Hello(
         protocol_version=PROTOCOL_VERSION,
         min_version=PROTOCOL_VERSION,
-        host_capabilities=0,
+        host_capabilities=int(Capability.SIGNED_LINK) if s.link.signer is not None else 0,
         session_id=s.session_id,
         heartbeat_period_ms=ctx.heartbeat_ms,
         watchdog_timeout_ms=watchdog_ms or ctx.watchdog_ms,
@@ -272,7 +272,9 @@ def check_deduplication(ctx: Context) -> CheckResult:
     first = s.responses_to(seq, mark, 1.0)
     if not first:
         return failed("MOVE_ARC not answered")
-    mark2 = s.send_raw(wire)  # byte-identical
+    if s.link.signer is not None:  # signed (SPEC 2.6): a byte-identical copy is a replay; a copy is re-signed
+        wire = s.raw_frame(MoveArc.ID, payload, seq=seq)[1]
+    mark2 = s.send_raw(wire)  # byte-identical (unsigned link)
     second = s.responses_to(seq, mark2, 1.0)
     # and once more flagged RETRANSMIT, as a link would send it
     _, wire_rt = s.raw_frame(MoveArc.ID, payload, seq=seq, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)
@@ -499,7 +501,7 @@ def check_range_rejection(ctx: Context) -> CheckResult:
         ("SET_TELEMETRY 1 ms", 0x19, mk("SET_TELEMETRY", (1,)), FLAG_ACK_REQ, ErrorCode.OUT_OF_RANGE, 0),
         ("GET_STATUS with 3 payload bytes", 0x06, b"\x01\x02\x03", FLAG_ACK_REQ, ErrorCode.BAD_LENGTH, None),
         ("unknown msg id 0x7F", 0x7F, b"", FLAG_ACK_REQ, ErrorCode.UNKNOWN_MESSAGE, None),
-        ("reserved flag bit", 0x06, b"", FLAG_ACK_REQ | (FLAGS_RESERVED & 0x10), ErrorCode.BAD_FLAGS, None),
+        ("reserved flag bit", 0x06, b"", FLAG_ACK_REQ | (FLAGS_RESERVED & 0x20), ErrorCode.BAD_FLAGS, None),
     ]
     problems, ok = [], []
     for what, msg_id, payload, flags, code, detail in cases:
@@ -718,7 +720,14 @@ def check_duplicate_burst(ctx: Context) -> CheckResult:
     got_a = s.responses_to(seq_a, mark, 1.0)
     got_b = s.responses_to(seq_b, mark, 1.0)
     done = s.wait_for(lambda f: f.name == "MOTION_DONE", ctx.rig.timeouts.motion_timeout_s, since=mark)
-    mark2 = s.send_raw(copy_a * 3 + copy_b * 2)
+    if s.link.signer is not None:  # signed: every copy carries its own timestamp (a byte-identical one is a replay)
+        wire_a, wire_b, beat = b"", b"", b""
+        mark2 = s.send_raw(b"".join(s.raw_frame(MoveArc.ID, move, seq=seq_a, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)[1]
+                                    for _ in range(3))
+                           + b"".join(s.raw_frame(GetStatus.ID, b"", seq=seq_b, flags=FLAG_ACK_REQ | FLAG_RETRANSMIT)[1]
+                                      for _ in range(2)))
+    else:
+        mark2 = s.send_raw(copy_a * 3 + copy_b * 2)
     again_a = s.responses_to(seq_a, mark2, 1.0, count=3)
     again_b = s.responses_to(seq_b, mark2, 1.0, count=2)
     s.pump(0.6)  # room for a second (wrong) execution to show up
@@ -748,6 +757,183 @@ def check_duplicate_burst(ctx: Context) -> CheckResult:
                   "5 later copies answered from the cache")
 
 
+# --------------------------------------------------------------------------------------------
+# signed links (SPEC 2.6): run when the rig has a link key, skipped otherwise
+def _signed(ctx: Context) -> CheckResult | None:
+    if ctx.session.link.signer is None:
+        return skipped("unsigned session: the rig has no link key (rig file link_key_file, or CRESCENT_LINK_KEY)")
+    if not ctx.capabilities & int(Capability.SIGNED_LINK):
+        return failed("the device does not announce SIGNED_LINK in HELLO_REPLY although it answered a signed session")
+    return None
+
+
+def _refusal(ctx: Context, wire: bytes, seq: int, code: ErrorCode, what: str) -> str:
+    """'' if ``wire`` is answered NAK ``code``, else what went wrong."""
+    s = ctx.session
+    mark = s.send_raw(wire)
+    got = s.responses_to(seq, mark, 1.0)
+    if not got or got[0].message is None or not is_nak(got[0].message, code):
+        return f"{what}: {describe(got[0].message) if got else 'no answer'}, expected NAK {code.name}"
+    return ""
+
+
+def _retag(wire: bytes) -> bytes:
+    """``wire`` (one signed frame) with one bit of its tag flipped and the CRC recomputed: only the tag is wrong."""
+    from cobs import cobs
+
+    from protocols.wire.crc import crc32c
+
+    raw = bytearray(cobs.decode(wire[1:-1])[:-4])
+    raw[-1] ^= 0x01
+    return b"\x00" + cobs.encode(bytes(raw) + struct.pack("<I", crc32c(bytes(raw)))) + b"\x00"
+
+
+def check_signed_forged_signature(ctx: Context) -> CheckResult:
+    """A signed frame whose tag is wrong (CRC good) gets NAK BAD_SIGNATURE and is not executed; the session goes on."""
+    skip = _signed(ctx)
+    if skip is not None:
+        return skip
+    s = ctx.session
+    ensure_homed(ctx)
+    angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+    target = angle + 1000 if angle < 20000 else angle - 1000
+    seq, wire = s.raw_frame(MoveArc.ID, MoveArc(target_mdeg=target, speed_mdeg_s=5000).pack())
+    mark = s.send_raw(b"")
+    problems = [p for p in [_refusal(ctx, _retag(wire), seq, ErrorCode.BAD_SIGNATURE, "forged MOVE_ARC")] if p]
+    s.pump(0.5)
+    if any(f.name == "MOTION_DONE" for f in s.frames[mark:]) or any(st == DeviceState.BUSY for _, st in s.states_seen(mark)):
+        problems.append("the forged MOVE_ARC was executed")
+    if status(ctx).NAME != "STATUS":
+        problems.append("no STATUS after the forged frame")
+    return failed("; ".join(problems)) if problems else passed("forged MOVE_ARC: NAK BAD_SIGNATURE, no motion")
+
+
+def check_signed_replay(ctx: Context) -> CheckResult:
+    """A signed frame sent again byte for byte (a replay) gets NAK REPLAYED, its first copy answered normally."""
+    skip = _signed(ctx)
+    if skip is not None:
+        return skip
+    s = ctx.session
+    seq, wire = s.raw_frame(GetStatus.ID, b"")
+    mark = s.send_raw(wire)
+    first = s.responses_to(seq, mark, 1.0)
+    problems = []
+    if not first or first[0].name != "STATUS":
+        problems.append(f"first copy: {describe(first[0].message) if first else 'no answer'}")
+    seq2, wire2 = s.raw_frame(GetStatus.ID, b"")  # a new seq too: not a retransmission, a replay of a frame
+    mark = s.send_raw(wire2)
+    s.responses_to(seq2, mark, 1.0)
+    p = _refusal(ctx, wire, seq, ErrorCode.REPLAYED, "GET_STATUS replayed byte for byte")
+    if p:
+        problems.append(p)
+    return failed("; ".join(problems)) if problems else passed("replayed frame: NAK REPLAYED")
+
+
+def check_signed_replay_after_restart(ctx: Context) -> CheckResult:
+    """A frame accepted before a device restart (SIM DEVICE_RESET) is refused after it: the high-water mark is kept."""
+    skip = _signed(ctx)
+    if skip is not None:
+        return skip
+    if not ctx.sim_controls:
+        return skipped("needs SIMULATION_CONTROLS (SIM_INJECT_FAULT DEVICE_RESET) to restart the device")
+    s = ctx.session
+    seq, wire = s.raw_frame(GetStatus.ID, b"")
+    mark = s.send_raw(wire)
+    first = s.responses_to(seq, mark, 1.0)
+    if not first or first[0].name != "STATUS":
+        return failed(f"GET_STATUS before the restart: {describe(first[0].message) if first else 'no answer'}")
+    s.request(SimInjectFault(fault_code=int(FaultCode.DEVICE_RESET), param=0))
+    s.pump(0.3)
+    if hello(ctx).NAME != "HELLO_REPLY":
+        return failed("no session after the restart")
+    p = _refusal(ctx, wire, seq, ErrorCode.REPLAYED, "GET_STATUS from before the restart")
+    recover(ctx)
+    return failed(p) if p else passed("frame from before DEVICE_RESET: NAK REPLAYED after it")
+
+
+def check_signed_stale_timestamp(ctx: Context) -> CheckResult:
+    """A new link id whose first frame is more than the stale window (60 s) old gets NAK STALE."""
+    skip = _signed(ctx)
+    if skip is not None:
+        return skip
+    from protocols.wire.framing import encode_frame
+    from protocols.wire.signing import STALE_WINDOW
+
+    s = ctx.session
+    signer = s.link.signer
+    assert signer is not None
+    now = signer.next_timestamp(s.now())
+    seq = s.new_raw_seq()
+    link_id = 200 + seq % 50  # a link id this device has not seen (not the session's)
+    wire = encode_frame(GetStatus.ID, seq, FLAG_ACK_REQ, b"", signature=(link_id, now - STALE_WINDOW - 100_000, signer.key.tag))
+    p = _refusal(ctx, wire, seq, ErrorCode.STALE, f"GET_STATUS of new link id {link_id}, 61 s old")
+    return failed(p) if p else passed(f"new link id {link_id}, timestamp 61 s old: NAK STALE")
+
+
+def check_signed_unsigned_frame(ctx: Context) -> CheckResult:
+    """An unsigned request on a signed link gets NAK UNSIGNED and is not executed."""
+    skip = _signed(ctx)
+    if skip is not None:
+        return skip
+    s = ctx.session
+    seq, wire = s.raw_frame(GetStatus.ID, b"", signed=False)
+    p = _refusal(ctx, wire, seq, ErrorCode.UNSIGNED, "unsigned GET_STATUS")
+    return failed(p) if p else passed("unsigned GET_STATUS: NAK UNSIGNED")
+
+
+def check_data_channel_token(ctx: Context) -> CheckResult:
+    """The TCP data channel refuses a request without the session token, and one with an earlier session's token."""
+    import os
+    import socket
+    import ssl
+    from urllib.parse import urlparse
+
+    from protocols.data_channel import Missing, ResponseParser, encode_request
+    from protocols.wire.messages import GetDataToken
+
+    url = ctx.info.data_channel if ctx.info is not None else ""  # type: ignore[attr-defined]
+    parsed = urlparse(url)
+    if parsed.scheme not in ("tcp", "tls"):
+        return skipped(f"data channel {url or '?'} is not tcp:// or tls://")
+    s = ctx.session
+
+    def token() -> str:
+        reply = s.request(GetDataToken())
+        nonce = bytes.fromhex(reply.nonce)  # type: ignore[attr-defined]
+        return s.link.signer.key.data_token(nonce) if s.link.signer is not None else nonce.hex()
+
+    def ask(tok: str | None) -> str:
+        """The device's answer to ``GET frame_0.raw [tok]`` on a new connection: 'frame', or NO's reason."""
+        sock = socket.create_connection((parsed.hostname, parsed.port), timeout=3.0)
+        if parsed.scheme == "tls":
+            ca = os.environ.get("CRESCENT_DATA_TLS_CA")
+            sock = ssl.create_default_context(cafile=ca).wrap_socket(sock, server_hostname=parsed.hostname)
+        with sock:
+            sock.sendall(encode_request("frame_0.raw", tok))
+            parser = ResponseParser()
+            while True:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    return "closed without an answer"
+                got = parser.feed(chunk)
+                if got:
+                    return got[0].reason if isinstance(got[0], Missing) else "frame"
+
+    old = token()
+    hello(ctx)  # a new session: a new token
+    new = token()
+    problems = []
+    for tok, what in ((None, "no token"), (old, "the previous session's token")):
+        answer = ask(tok)
+        if "token" not in answer:
+            problems.append(f"request with {what} answered: {answer!r}")
+    answer = ask(new)
+    if "token" in answer:
+        problems.append(f"request with the session's token refused: {answer!r}")
+    return failed("; ".join(problems)) if problems else passed(
+        "data channel: no token and a stale token refused, the session's token accepted")
+
+
 #: The suite in its default order (name -> check).
 CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "handshake": check_handshake,
@@ -763,4 +949,10 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "range_rejection": check_range_rejection,
     "heartbeat_watchdog": check_heartbeat_watchdog,
     "estop_latches_in_every_state": check_estop_latches_in_every_state,
+    "signed_forged_signature": check_signed_forged_signature,
+    "signed_replay": check_signed_replay,
+    "signed_replay_after_restart": check_signed_replay_after_restart,
+    "signed_stale_timestamp": check_signed_stale_timestamp,
+    "signed_unsigned_frame": check_signed_unsigned_frame,
+    "data_channel_token": check_data_channel_token,
 }

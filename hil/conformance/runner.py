@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware_host.keys import load_link_key
 from protocols.wire.link import LinkConfig
+from protocols.wire.signing import Signer, wall_clock_offset
 
 from hil.capture import Tap
 from hil.conformance.checks import CHECKS, CheckResult, Context, failed, recover
@@ -44,6 +46,10 @@ class SuiteReport:
             + (" - CONFORMANT" if self.ok else " - NOT CONFORMANT")
         )
         return "\n".join(lines)
+
+
+#: The conformance host's link id (SPEC 2.6): its own high-water mark on the device, apart from an exam host's.
+CONFORMANCE_LINK_ID = 2
 
 
 def open_port(url: str, baud: int = 921600, read_timeout_s: float = 0.002):  # type: ignore[no-untyped-def]
@@ -82,7 +88,11 @@ def run_suite(
             max_retries=max(5, int(t.connect_s * 1000.0 / t.ack_timeout_ms)),
             peer_timeout_s=2.0,
         )
-        session = Session(port, tap=tap, seed=seed, link_config=link_config)
+        key = load_link_key(rig.link_key_file)  # the rig's key file, else CRESCENT_LINK_KEY(_FILE), else unsigned
+        signer = None
+        if key is not None:
+            signer = Signer(key, CONFORMANCE_LINK_ID, clock_offset=wall_clock_offset(time.monotonic(), time.time()))
+        session = Session(port, tap=tap, seed=seed, link_config=link_config, signer=signer)
         ctx = Context(session, rig, watchdog_ms=rig.timeouts.watchdog_timeout_ms, heartbeat_ms=rig.timeouts.heartbeat_period_ms)
         session.pump(0.05)
         for name in names:

@@ -21,6 +21,7 @@ from protocols.wire.errors import FrameError, PayloadError
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, PROTOCOL_VERSION, Frame, FrameDecoder, encode_frame
 from protocols.wire.link import Answered, Link, LinkConfig, Received, SendFailed
 from protocols.wire.messages import BY_ID, Ack, Message
+from protocols.wire.signing import Signer
 
 from hil.capture import DEVICE_TO_HOST, HOST_TO_DEVICE, Tap
 
@@ -67,12 +68,15 @@ class Session:
         link_config: LinkConfig | None = None,
         tap: Tap | None = None,
         seed: int = 0,
+        signer: Signer | None = None,
     ) -> None:
         self.port = port
         self.clock = clock
         self.tap = tap
         rng = random.Random(seed)
-        self.link = Link(config=link_config or LinkConfig(peer_timeout_s=2.0), initial_seq=rng.randrange(1, 0x4000))
+        #: ``signer``: a signed session (SPEC 2.6); hand-made frames are signed too unless told otherwise.
+        self.link = Link(config=link_config or LinkConfig(peer_timeout_s=2.0), initial_seq=rng.randrange(1, 0x4000),
+                         signer=signer)
         self.decoder = FrameDecoder()
         self.frames: list[RxFrame] = []
         self.frame_errors: list[FrameError] = []
@@ -169,10 +173,14 @@ class Session:
         self._raw_seq = RAW_SEQ_BASE + ((self._raw_seq - RAW_SEQ_BASE + 1) & 0x3FFF)
         return self._raw_seq
 
-    def raw_frame(self, msg_id: int, payload: bytes, *, seq: int | None = None, flags: int = FLAG_ACK_REQ, version: int = PROTOCOL_VERSION) -> tuple[int, bytes]:
-        """(seq, wire bytes) of a hand-made request frame."""
+    def raw_frame(self, msg_id: int, payload: bytes, *, seq: int | None = None, flags: int = FLAG_ACK_REQ,
+                  version: int = PROTOCOL_VERSION, signed: bool = True) -> tuple[int, bytes]:
+        """(seq, wire bytes) of a hand-made request frame; on a signed session signed with a fresh timestamp
+        (``signed=False``: not)."""
         seq = self.new_raw_seq() if seq is None else seq
-        return seq, encode_frame(msg_id, seq, flags, payload, version)
+        signer = self.link.signer
+        signature = signer.signature(self.now()) if signer is not None and signed else None
+        return seq, encode_frame(msg_id, seq, flags, payload, version, signature=signature)
 
     def send_raw(self, data: bytes) -> int:
         """Write ``data`` as is; returns the index of the next received frame (for :meth:`responses_to`)."""

@@ -53,9 +53,9 @@ end
 local crescent = Proto("crescent", "Crescent gantry wire protocol")
 local F = crescent.fields
 
-local MSG_NAMES = {[1] = "HELLO", [2] = "HELLO_REPLY", [3] = "ACK", [4] = "NAK", [5] = "HEARTBEAT", [6] = "GET_STATUS", [7] = "STATUS", [8] = "GET_INFO", [9] = "DEVICE_INFO", [10] = "GET_LIMITS", [11] = "LIMITS_INFO", [12] = "EXPOSURE_LOG", [16] = "HOME", [17] = "MOVE_ARC", [18] = "COMPRESS", [19] = "RELEASE", [20] = "SET_TECHNIQUE", [21] = "ARM_PLAN", [22] = "FIRE", [23] = "ABORT", [24] = "RESET_FAULT", [25] = "SET_TELEMETRY", [26] = "GET_EXPOSURE_LOG", [48] = "SIM_SET_INPUT", [49] = "SIM_INJECT_FAULT", [64] = "TELEMETRY", [65] = "STATE_CHANGED", [66] = "EXPOSURE_DONE", [67] = "IMAGE_READY", [68] = "INTERLOCK_CHANGED", [69] = "FAULT", [70] = "MOTION_DONE"}
-local MSG_KINDS = {[1] = "command", [2] = "response", [3] = "response", [4] = "response", [5] = "stream", [6] = "command", [7] = "response", [8] = "command", [9] = "response", [10] = "command", [11] = "response", [16] = "command", [17] = "command", [18] = "command", [19] = "command", [20] = "command", [21] = "command", [22] = "command", [23] = "command", [24] = "command", [25] = "command", [48] = "command", [49] = "command", [64] = "stream", [65] = "event", [66] = "event", [67] = "event", [68] = "event", [69] = "event", [70] = "event", [26] = "command", [12] = "response"}
-local ERROR_CODES = {[0] = "OK", [1] = "UNKNOWN_MESSAGE", [2] = "BAD_LENGTH", [3] = "OUT_OF_RANGE", [4] = "BAD_STATE", [5] = "NOT_ARMED", [6] = "DIGEST_MISMATCH", [7] = "INTERLOCK_OPEN", [8] = "HEAT_LIMIT", [9] = "BUSY", [10] = "FAULT_ACTIVE", [11] = "VERSION_MISMATCH", [12] = "UNSUPPORTED", [13] = "NOT_HOMED", [14] = "FORCE_LIMIT", [15] = "PLAN_INVALID", [16] = "NO_SESSION", [17] = "BAD_ENUM", [18] = "BAD_FLAGS", [19] = "BEYOND_LIMITS"}
+local MSG_NAMES = {[1] = "HELLO", [2] = "HELLO_REPLY", [3] = "ACK", [4] = "NAK", [5] = "HEARTBEAT", [6] = "GET_STATUS", [7] = "STATUS", [8] = "GET_INFO", [9] = "DEVICE_INFO", [10] = "GET_LIMITS", [11] = "LIMITS_INFO", [12] = "EXPOSURE_LOG", [13] = "DATA_TOKEN", [16] = "HOME", [17] = "MOVE_ARC", [18] = "COMPRESS", [19] = "RELEASE", [20] = "SET_TECHNIQUE", [21] = "ARM_PLAN", [22] = "FIRE", [23] = "ABORT", [24] = "RESET_FAULT", [25] = "SET_TELEMETRY", [26] = "GET_EXPOSURE_LOG", [27] = "GET_DATA_TOKEN", [48] = "SIM_SET_INPUT", [49] = "SIM_INJECT_FAULT", [64] = "TELEMETRY", [65] = "STATE_CHANGED", [66] = "EXPOSURE_DONE", [67] = "IMAGE_READY", [68] = "INTERLOCK_CHANGED", [69] = "FAULT", [70] = "MOTION_DONE"}
+local MSG_KINDS = {[1] = "command", [2] = "response", [3] = "response", [4] = "response", [5] = "stream", [6] = "command", [7] = "response", [8] = "command", [9] = "response", [10] = "command", [11] = "response", [16] = "command", [17] = "command", [18] = "command", [19] = "command", [20] = "command", [21] = "command", [22] = "command", [23] = "command", [24] = "command", [25] = "command", [48] = "command", [49] = "command", [64] = "stream", [65] = "event", [66] = "event", [67] = "event", [68] = "event", [69] = "event", [70] = "event", [26] = "command", [27] = "command", [13] = "response", [12] = "response"}
+local ERROR_CODES = {[0] = "OK", [1] = "UNKNOWN_MESSAGE", [2] = "BAD_LENGTH", [3] = "OUT_OF_RANGE", [4] = "BAD_STATE", [5] = "NOT_ARMED", [6] = "DIGEST_MISMATCH", [7] = "INTERLOCK_OPEN", [8] = "HEAT_LIMIT", [9] = "BUSY", [10] = "FAULT_ACTIVE", [11] = "VERSION_MISMATCH", [12] = "UNSUPPORTED", [13] = "NOT_HOMED", [14] = "FORCE_LIMIT", [15] = "PLAN_INVALID", [16] = "NO_SESSION", [17] = "BAD_ENUM", [18] = "BAD_FLAGS", [19] = "BEYOND_LIMITS", [20] = "UNSIGNED", [21] = "BAD_SIGNATURE", [22] = "REPLAYED", [23] = "STALE"}
 local ENUM_DeviceState = {[0] = "BOOT", [1] = "IDLE", [2] = "BUSY", [3] = "ARMED", [4] = "EXPOSING", [5] = "SAFE_HOLD", [6] = "FAULT"}
 local ENUM_AnodeFilter = {[0] = "W_RH", [1] = "W_AG", [2] = "W_AL", [3] = "MO_MO", [4] = "MO_RH", [5] = "RH_RH"}
 local ENUM_MotionMode = {[0] = "STEP_AND_SHOOT", [1] = "CONTINUOUS"}
@@ -76,7 +76,16 @@ F.flag_ack_req = ProtoField.bool("crescent.flags.ack_req", "ACK_REQ", 8, nil, 0x
 F.flag_response = ProtoField.bool("crescent.flags.response", "RESPONSE", 8, nil, 0x02)
 F.flag_syn = ProtoField.bool("crescent.flags.syn", "SYN", 8, nil, 0x04)
 F.flag_retransmit = ProtoField.bool("crescent.flags.retransmit", "RETRANSMIT", 8, nil, 0x08)
-F.flag_reserved = ProtoField.uint8("crescent.flags.reserved", "Reserved", base.HEX, nil, 0xF0)
+F.flag_signed = ProtoField.bool("crescent.flags.signed", "SIGNED", 8, nil, 0x10)
+F.flag_reserved = ProtoField.uint8("crescent.flags.reserved", "Reserved", base.HEX, nil, 0xE0)
+-- signature block of a SIGNED frame (SPEC 2.6); the dissector has no key, so it shows the tag unchecked
+F.sig_link_id = ProtoField.uint8("crescent.sig.link_id", "Link id", base.DEC)
+F.sig_timestamp = ProtoField.uint64("crescent.sig.timestamp", "Timestamp [10 us since 2015-01-01]", base.DEC)
+F.sig_time = ProtoField.string("crescent.sig.time", "Timestamp (UTC)")
+F.sig_tag = ProtoField.bytes("crescent.sig.tag", "Tag (HMAC-SHA256, truncated)")
+local SIG_SIZE = 15
+local TAG_SIZE = 8
+local FLAG_SIGNED = 0x10
 F.seq = ProtoField.uint16("crescent.seq", "Sequence number", base.DEC)
 F.msg_id = ProtoField.uint8("crescent.msg_id", "Message id", base.HEX, MSG_NAMES)
 F.msg = ProtoField.string("crescent.msg", "Message")
@@ -277,6 +286,10 @@ MSGS[70] = {name = "MOTION_DONE", fields = {{F.motion_done__device_time_us, 8}, 
 F.get_exposure_log__plan_id = ProtoField.uint16("crescent.get_exposure_log.plan_id", "plan_id", base.DEC, nil, nil, "plan whose ledger is read")
 F.get_exposure_log__index = ProtoField.uint8("crescent.get_exposure_log.index", "index", base.DEC, nil, nil, "ledger entry (0 = the plan's first exposure)")
 MSGS[26] = {name = "GET_EXPOSURE_LOG", fields = {{F.get_exposure_log__plan_id, 2}, {F.get_exposure_log__index, 1}}}
+MSGS[27] = {name = "GET_DATA_TOKEN", fields = {}}
+F.data_token__session_id = ProtoField.uint32("crescent.data_token.session_id", "session_id", base.DEC, nil, nil, "the session (HELLO.session_id) the nonce belongs to")
+F.data_token__nonce = ProtoField.string("crescent.data_token.nonce", "nonce", base.UNICODE, "16 random bytes as 32 lower-case hex digits")
+MSGS[13] = {name = "DATA_TOKEN", fields = {{F.data_token__session_id, 4}, {F.data_token__nonce, 'str'}}}
 F.exposure_log__plan_id = ProtoField.uint16("crescent.exposure_log.plan_id", "plan_id", base.DEC, nil, nil, "plan")
 F.exposure_log__count = ProtoField.uint8("crescent.exposure_log.count", "count", base.DEC, nil, nil, "exposures the device made in this plan")
 F.exposure_log__exposure_counter = ProtoField.uint32("crescent.exposure_log.exposure_counter", "exposure_counter", base.DEC, nil, nil, "device exposure counter (as STATUS.exposure_counter)")
@@ -366,7 +379,10 @@ function crescent.dissector(buffer, pinfo, tree)
   ft:add(F.flag_response, tvb(1, 1))
   ft:add(F.flag_syn, tvb(1, 1))
   ft:add(F.flag_retransmit, tvb(1, 1))
+  ft:add(F.flag_signed, tvb(1, 1))
   ft:add(F.flag_reserved, tvb(1, 1))
+  local signed = band(tvb(1, 1):uint(), FLAG_SIGNED) ~= 0
+  local trailer = signed and SIG_SIZE or 0
   root:add_le(F.seq, tvb(2, 2))
   local msg_id = tvb(4, 1):uint()
   root:add(F.msg_id, tvb(4, 1))
@@ -383,8 +399,20 @@ function crescent.dissector(buffer, pinfo, tree)
   if got ~= want then
     crc_item:add_proto_expert_info(E_CRC, string.format("CRC-32C 0x%08X, computed 0x%08X", got, want))
   end
-  if length ~= n - 11 then root:add_proto_expert_info(E_SHORT, "length field disagrees with the frame size") end
-  if spec and length == n - 11 then
+  if length ~= n - 11 - trailer then root:add_proto_expert_info(E_SHORT, "length field disagrees with the frame size") end
+  local sig_tag = ""
+  if signed and length == n - 11 - trailer then
+    local at = 7 + length
+    local st = root:add(crescent, tvb(at, SIG_SIZE), "Signature")
+    st:add(F.sig_link_id, tvb(at, 1))
+    local ts = tvb(at + 1, 6):le_uint64()
+    st:add(F.sig_timestamp, tvb(at + 1, 6), ts)
+    local secs = (ts / 100000):tonumber() + 1420070400
+    st:add(F.sig_time, tvb(at + 1, 6), os.date("!%Y-%m-%d %H:%M:%S", math.floor(secs)))
+    st:add(F.sig_tag, tvb(at + 7, TAG_SIZE))
+    sig_tag = string.format(" SIGNED link=%d", tvb(at, 1):uint())
+  end
+  if spec and length == n - 11 - trailer then
     if length > 0 then
       local pt = root:add(crescent, tvb(7, length), name)
       if not dissect_payload(spec, tvb, 7, 7 + length - 1, pt) then pt:add_proto_expert_info(E_PAYLOAD) end
@@ -397,6 +425,7 @@ function crescent.dissector(buffer, pinfo, tree)
   local tags = ""
   if band(flags, 0x04) ~= 0 then tags = tags .. " SYN" end
   if band(flags, 0x08) ~= 0 then tags = tags .. " RETRANSMIT" end
+  tags = tags .. sig_tag
   if got ~= want then tags = tags .. " [BAD CRC]" end
   pinfo.cols.info = string.format("%s %s seq=%d%s", DIRECTIONS[dir] or "?", name, seq, tags)
   return total

@@ -18,7 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from protocols.wire.catalogue import SCALAR_TYPES, Catalogue, FieldDef
-from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, FLAG_RETRANSMIT, FLAG_SYN
+from protocols.wire.framing import (
+    FLAG_ACK_REQ,
+    FLAG_RESPONSE,
+    FLAG_RETRANSMIT,
+    FLAG_SIGNED,
+    FLAG_SYN,
+    FLAGS_RESERVED,
+    SIGNATURE_SIZE,
+    TAG_SIZE,
+)
 from protocols.wire.messages import CATALOGUE
 
 DISSECTOR_PATH = Path(__file__).with_name("crescent.lua")
@@ -138,9 +147,18 @@ def generate_lua(cat: Catalogue = CATALOGUE) -> str:
     w('F.direction = ProtoField.uint8("crescent.direction", "Direction", base.DEC, DIRECTIONS)')
     w('F.version = ProtoField.uint8("crescent.version", "Protocol version", base.DEC)')
     w('F.flags = ProtoField.uint8("crescent.flags", "Flags", base.HEX)')
-    for name, bit in (("ack_req", FLAG_ACK_REQ), ("response", FLAG_RESPONSE), ("syn", FLAG_SYN), ("retransmit", FLAG_RETRANSMIT)):
+    for name, bit in (("ack_req", FLAG_ACK_REQ), ("response", FLAG_RESPONSE), ("syn", FLAG_SYN), ("retransmit", FLAG_RETRANSMIT),
+                      ("signed", FLAG_SIGNED)):
         w(f'F.flag_{name} = ProtoField.bool("crescent.flags.{name}", "{name.upper()}", 8, nil, 0x{bit:02X})')
-    w('F.flag_reserved = ProtoField.uint8("crescent.flags.reserved", "Reserved", base.HEX, nil, 0xF0)')
+    w(f'F.flag_reserved = ProtoField.uint8("crescent.flags.reserved", "Reserved", base.HEX, nil, 0x{FLAGS_RESERVED:02X})')
+    w("-- signature block of a SIGNED frame (SPEC 2.6); the dissector has no key, so it shows the tag unchecked")
+    w('F.sig_link_id = ProtoField.uint8("crescent.sig.link_id", "Link id", base.DEC)')
+    w('F.sig_timestamp = ProtoField.uint64("crescent.sig.timestamp", "Timestamp [10 us since 2015-01-01]", base.DEC)')
+    w('F.sig_time = ProtoField.string("crescent.sig.time", "Timestamp (UTC)")')
+    w('F.sig_tag = ProtoField.bytes("crescent.sig.tag", "Tag (HMAC-SHA256, truncated)")')
+    w(f"local SIG_SIZE = {SIGNATURE_SIZE}")
+    w(f"local TAG_SIZE = {TAG_SIZE}")
+    w(f"local FLAG_SIGNED = 0x{FLAG_SIGNED:02X}")
     w('F.seq = ProtoField.uint16("crescent.seq", "Sequence number", base.DEC)')
     w('F.msg_id = ProtoField.uint8("crescent.msg_id", "Message id", base.HEX, MSG_NAMES)')
     w('F.msg = ProtoField.string("crescent.msg", "Message")')
@@ -246,7 +264,10 @@ function crescent.dissector(buffer, pinfo, tree)
   ft:add(F.flag_response, tvb(1, 1))
   ft:add(F.flag_syn, tvb(1, 1))
   ft:add(F.flag_retransmit, tvb(1, 1))
+  ft:add(F.flag_signed, tvb(1, 1))
   ft:add(F.flag_reserved, tvb(1, 1))
+  local signed = band(tvb(1, 1):uint(), FLAG_SIGNED) ~= 0
+  local trailer = signed and SIG_SIZE or 0
   root:add_le(F.seq, tvb(2, 2))
   local msg_id = tvb(4, 1):uint()
   root:add(F.msg_id, tvb(4, 1))
@@ -263,8 +284,20 @@ function crescent.dissector(buffer, pinfo, tree)
   if got ~= want then
     crc_item:add_proto_expert_info(E_CRC, string.format("CRC-32C 0x%08X, computed 0x%08X", got, want))
   end
-  if length ~= n - 11 then root:add_proto_expert_info(E_SHORT, "length field disagrees with the frame size") end
-  if spec and length == n - 11 then
+  if length ~= n - 11 - trailer then root:add_proto_expert_info(E_SHORT, "length field disagrees with the frame size") end
+  local sig_tag = ""
+  if signed and length == n - 11 - trailer then
+    local at = 7 + length
+    local st = root:add(crescent, tvb(at, SIG_SIZE), "Signature")
+    st:add(F.sig_link_id, tvb(at, 1))
+    local ts = tvb(at + 1, 6):le_uint64()
+    st:add(F.sig_timestamp, tvb(at + 1, 6), ts)
+    local secs = (ts / 100000):tonumber() + 1420070400
+    st:add(F.sig_time, tvb(at + 1, 6), os.date("!%Y-%m-%d %H:%M:%S", math.floor(secs)))
+    st:add(F.sig_tag, tvb(at + 7, TAG_SIZE))
+    sig_tag = string.format(" SIGNED link=%d", tvb(at, 1):uint())
+  end
+  if spec and length == n - 11 - trailer then
     if length > 0 then
       local pt = root:add(crescent, tvb(7, length), name)
       if not dissect_payload(spec, tvb, 7, 7 + length - 1, pt) then pt:add_proto_expert_info(E_PAYLOAD) end
@@ -277,6 +310,7 @@ function crescent.dissector(buffer, pinfo, tree)
   local tags = ""
   if band(flags, 0x04) ~= 0 then tags = tags .. " SYN" end
   if band(flags, 0x08) ~= 0 then tags = tags .. " RETRANSMIT" end
+  tags = tags .. sig_tag
   if got ~= want then tags = tags .. " [BAD CRC]" end
   pinfo.cols.info = string.format("%s %s seq=%d%s", DIRECTIONS[dir] or "?", name, seq, tags)
   return total

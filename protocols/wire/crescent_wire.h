@@ -6,15 +6,25 @@
 #define CRESCENT_PROTOCOL_VERSION 2u
 #define CRESCENT_HEADER_SIZE 7u
 #define CRESCENT_MAX_PAYLOAD 640u
-#define CRESCENT_MAX_FRAME 651u
-#define CRESCENT_MAX_ENCODED 654u
+#define CRESCENT_MAX_FRAME 666u
+#define CRESCENT_MAX_ENCODED 669u
 #define CRESCENT_CRC32C_POLY_REFLECTED 0x82F63B78u
 #define CRESCENT_CRC32C_CHECK 0xE3069283u
 #define CRESCENT_FLAG_ACK_REQ 0x01u
 #define CRESCENT_FLAG_RESPONSE 0x02u
 #define CRESCENT_FLAG_SYN 0x04u
 #define CRESCENT_FLAG_RETRANSMIT 0x08u
-#define CRESCENT_FLAGS_RESERVED 0xF0u
+#define CRESCENT_FLAG_SIGNED 0x10u
+#define CRESCENT_FLAGS_RESERVED 0xE0u
+#define CRESCENT_MAX_FRAME_UNSIGNED 651u
+
+/* Signed links (SPEC.md section 2.6): signature block between payload and CRC. */
+#define CRESCENT_SIGNATURE_SIZE 15u /* link_id u8, timestamp u48 LE, tag */
+#define CRESCENT_TAG_SIZE 8u /* HMAC-SHA256(key, header+payload+link_id+timestamp)[:8] */
+#define CRESCENT_LINK_KEY_SIZE 32u
+#define CRESCENT_DEVICE_LINK_ID 0u
+#define CRESCENT_STALE_WINDOW_TICKS 6000000u /* 10 us ticks */
+#define CRESCENT_SIGNING_EPOCH_UNIX_S 1420070400u
 
 /* Link timing, queue and de-duplication constants (SPEC.md section 2.4): defaults. */
 #define CRESCENT_HEARTBEAT_PERIOD_MS 100u
@@ -67,6 +77,8 @@
 #define CRESCENT_MSG_FAULT 0x45u
 #define CRESCENT_MSG_MOTION_DONE 0x46u
 #define CRESCENT_MSG_GET_EXPOSURE_LOG 0x1Au
+#define CRESCENT_MSG_GET_DATA_TOKEN 0x1Bu
+#define CRESCENT_MSG_DATA_TOKEN 0x0Du
 #define CRESCENT_MSG_EXPOSURE_LOG 0x0Cu
 
 /* Payload lengths on the wire. A fixed layout's payload is exactly CRESCENT_LEN_<MSG> bytes (0 for
@@ -109,6 +121,9 @@
 #define CRESCENT_LEN_MAX_FAULT 136u
 #define CRESCENT_LEN_MOTION_DONE 22u
 #define CRESCENT_LEN_GET_EXPOSURE_LOG 3u
+#define CRESCENT_LEN_GET_DATA_TOKEN 0u
+#define CRESCENT_LEN_DATA_TOKEN 4u
+#define CRESCENT_LEN_MAX_DATA_TOKEN 69u
 #define CRESCENT_LEN_EXPOSURE_LOG 61u
 #define CRESCENT_LEN_MAX_EXPOSURE_LOG 262u
 
@@ -211,6 +226,10 @@ enum crescent_error_code {
     CRESCENT_ERR_NO_SESSION = 16,
     CRESCENT_ERR_BAD_ENUM = 17,
     CRESCENT_ERR_BAD_FLAGS = 18,
+    CRESCENT_ERR_UNSIGNED = 20,
+    CRESCENT_ERR_BAD_SIGNATURE = 21,
+    CRESCENT_ERR_REPLAYED = 22,
+    CRESCENT_ERR_STALE = 23,
     CRESCENT_ERR_BEYOND_LIMITS = 19,
 };
 #define CRESCENT_INTERLOCK_DOOR_CLOSED (1u << 0)
@@ -226,6 +245,7 @@ enum crescent_error_code {
 #define CRESCENT_CAP_SIMULATION_CONTROLS (1u << 4)
 #define CRESCENT_CAP_FILE_DATA_CHANNEL (1u << 5)
 #define CRESCENT_CAP_TCP_DATA_CHANNEL (1u << 6)
+#define CRESCENT_CAP_SIGNED_LINK (1u << 7)
 
 #pragma pack(push, 1)
 /* Little-endian on the wire; these structs match on little-endian targets. */
@@ -445,6 +465,12 @@ typedef struct {
     uint16_t plan_id;
     uint8_t index;
 } crescent_get_exposure_log_t;
+/* GET_DATA_TOKEN: empty payload (CRESCENT_LEN_GET_DATA_TOKEN = 0), no struct. */
+typedef struct {
+    uint32_t session_id;
+    uint8_t nonce_len;
+    char nonce[64];
+} crescent_data_token_t;
 typedef struct {
     uint16_t plan_id;
     uint8_t count;

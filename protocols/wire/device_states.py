@@ -74,7 +74,7 @@ for _s in (S.IDLE, S.BUSY, S.ARMED, S.EXPOSING):
 for _s in (S.IDLE, S.BUSY, S.ARMED, S.EXPOSING, S.SAFE_HOLD, S.FAULT):
     TRANSITIONS[(_s, Trigger.DEVICE_RESET)] = S.BOOT
 
-_ALWAYS = frozenset({"HELLO", "GET_STATUS", "GET_INFO", "GET_LIMITS", "GET_EXPOSURE_LOG", "ABORT", "SET_TELEMETRY", "SIM_SET_INPUT", "SIM_INJECT_FAULT"})
+_ALWAYS = frozenset({"HELLO", "GET_STATUS", "GET_INFO", "GET_LIMITS", "GET_EXPOSURE_LOG", "GET_DATA_TOKEN", "ABORT", "SET_TELEMETRY", "SIM_SET_INPUT", "SIM_INJECT_FAULT"})
 
 #: Commands each state accepts. RELEASE is refused only while exposing (ABORT first) and before a session.
 ALLOWED_COMMANDS: dict[S, frozenset[str]] = {

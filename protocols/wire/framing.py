@@ -4,12 +4,21 @@ Unstuffed frame (all integers little-endian)::
 
     offset  size  field
     0       1     version     protocol version (catalogue protocol_version)
-    1       1     flags       bit0 ACK_REQ, bit1 RESPONSE, bit2 SYN, bit3 RETRANSMIT, bits 4-7 reserved (0)
+    1       1     flags       bit0 ACK_REQ, bit1 RESPONSE, bit2 SYN, bit3 RETRANSMIT, bit4 SIGNED,
+                              bits 5-7 reserved (0)
     2       2     seq         sequence number (u16, wraps)
     4       1     msg_id      catalogue message id
     5       2     length      payload length, 0..MAX_PAYLOAD
     7       n     payload
-    7+n     4     crc         CRC-32C of bytes 0 .. 7+n-1
+    7+n     4     crc         CRC-32C of bytes 0 .. 7+n-1            (unsigned frame)
+
+A SIGNED frame carries a 15-byte signature block between payload and CRC
+(:mod:`protocols.wire.signing`), and its CRC covers it::
+
+    7+n     1     link_id     the sender's link id
+    8+n     6     timestamp   u48, 10 us units since 2015-01-01T00:00:00Z (monotonic per link id)
+    14+n    8     tag         HMAC-SHA256(key, bytes 0 .. 14+n-1) truncated to 8 bytes
+    22+n    4     crc         CRC-32C of bytes 0 .. 22+n-1
 
 On the wire: ``b"\\x00" + COBS(frame) + b"\\x00"``. A receiver splits the byte
 stream at 0x00, so after garbage or a lost byte it resynchronises at the next
@@ -21,6 +30,7 @@ buffer, which is bounded by :data:`MAX_ENCODED`.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from cobs import cobs
@@ -34,17 +44,22 @@ HEADER = struct.Struct("<BBHBH")
 HEADER_SIZE = HEADER.size  # 7
 CRC_SIZE = 4
 MAX_PAYLOAD = 640
-MAX_FRAME = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE  # 651 unstuffed
-MAX_ENCODED = MAX_FRAME + (MAX_FRAME + 253) // 254  # 654 stuffed, without the delimiter
+SIGNATURE_SIZE = 15  # link_id u8, timestamp u48, tag 8 bytes (signed frames only)
+TAG_SIZE = 8
+MAX_FRAME_UNSIGNED = HEADER_SIZE + MAX_PAYLOAD + CRC_SIZE  # 651 unstuffed
+MAX_FRAME = MAX_FRAME_UNSIGNED + SIGNATURE_SIZE  # 666 unstuffed (signed)
+MAX_ENCODED = MAX_FRAME + (MAX_FRAME + 253) // 254  # 669 stuffed, without the delimiter
 DELIMITER = b"\x00"
 
 FLAG_ACK_REQ = 0x01
 FLAG_RESPONSE = 0x02
 FLAG_SYN = 0x04
 FLAG_RETRANSMIT = 0x08
-FLAGS_RESERVED = 0xF0
+FLAG_SIGNED = 0x10
+FLAGS_RESERVED = 0xE0
 
 _CRC = struct.Struct("<I")
+_SIG_HEAD = struct.Struct("<BIH")  # link_id, timestamp low 32 bits, timestamp high 16 bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +71,15 @@ class Frame:
     seq: int
     msg_id: int
     payload: bytes
+    signature: "Signature | None" = None
+
+    @property
+    def signed_part(self) -> bytes:
+        """The bytes a signature covers: header, payload, link_id and timestamp (empty if unsigned)."""
+        if self.signature is None:
+            return b""
+        head = HEADER.pack(self.version, self.flags, self.seq, self.msg_id, len(self.payload))
+        return head + self.payload + pack_signature_head(self.signature.link_id, self.signature.timestamp)
 
     @property
     def ack_req(self) -> bool:
@@ -66,17 +90,48 @@ class Frame:
         return bool(self.flags & FLAG_RESPONSE)
 
 
-def build_frame(msg_id: int, seq: int, flags: int, payload: bytes, version: int = PROTOCOL_VERSION) -> bytes:
-    """Unstuffed frame bytes (header + payload + CRC)."""
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The signature block of a SIGNED frame (see module docstring)."""
+
+    link_id: int
+    timestamp: int  # 10 us units since 2015-01-01T00:00:00Z, u48
+    tag: bytes  # TAG_SIZE bytes
+
+
+def pack_signature_head(link_id: int, timestamp: int) -> bytes:
+    """``link_id`` (u8) + ``timestamp`` (u48, little-endian): the signed part of the signature block."""
+    return _SIG_HEAD.pack(link_id, timestamp & 0xFFFFFFFF, timestamp >> 32 & 0xFFFF)
+
+
+def build_frame(msg_id: int, seq: int, flags: int, payload: bytes, version: int = PROTOCOL_VERSION,
+                signature: tuple[int, int, Callable[[bytes], bytes]] | None = None) -> bytes:
+    """Unstuffed frame bytes (header + payload [+ signature block] + CRC).
+
+    ``signature``: ``(link_id, timestamp, tagger)`` makes a SIGNED frame (the flag is set here); the
+    tagger maps the signed part (header, payload, link_id, timestamp) to the tag.
+    """
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds MAX_PAYLOAD {MAX_PAYLOAD}")
+    if signature is not None:
+        flags |= FLAG_SIGNED
     head = HEADER.pack(version, flags, seq & 0xFFFF, msg_id, len(payload)) + payload
+    if signature is not None:
+        link_id, timestamp, tagger = signature
+        if not 0 <= timestamp < 1 << 48:
+            raise ValueError(f"signature timestamp {timestamp} outside u48")
+        head += pack_signature_head(link_id, timestamp)
+        tag = tagger(head)
+        if len(tag) != TAG_SIZE:
+            raise ValueError(f"tag of {len(tag)} bytes, expected {TAG_SIZE}")
+        head += tag
     return head + _CRC.pack(crc32c(head))
 
 
-def encode_frame(msg_id: int, seq: int, flags: int, payload: bytes, version: int = PROTOCOL_VERSION) -> bytes:
+def encode_frame(msg_id: int, seq: int, flags: int, payload: bytes, version: int = PROTOCOL_VERSION,
+                 signature: tuple[int, int, Callable[[bytes], bytes]] | None = None) -> bytes:
     """Bytes to put on the wire: 0x00, the COBS-stuffed frame, 0x00."""
-    return DELIMITER + cobs.encode(build_frame(msg_id, seq, flags, payload, version)) + DELIMITER
+    return DELIMITER + cobs.encode(build_frame(msg_id, seq, flags, payload, version, signature)) + DELIMITER
 
 
 def parse_frame(raw: bytes) -> Frame:
@@ -91,9 +146,16 @@ def parse_frame(raw: bytes) -> Frame:
     if got != want:
         raise FrameError(FrameErrorKind.CRC, f"CRC 0x{got:08X}, computed 0x{want:08X}", raw)
     version, flags, seq, msg_id, length = HEADER.unpack_from(raw, 0)
-    if length != n - HEADER_SIZE - CRC_SIZE:
-        raise FrameError(FrameErrorKind.LENGTH, f"length field {length}, frame carries {n - 11}", raw)
-    return Frame(version, flags, seq, msg_id, bytes(raw[HEADER_SIZE : n - CRC_SIZE]))
+    trailer = SIGNATURE_SIZE if flags & FLAG_SIGNED else 0
+    if length != n - HEADER_SIZE - CRC_SIZE - trailer:
+        raise FrameError(
+            FrameErrorKind.LENGTH, f"length field {length}, frame carries {n - HEADER_SIZE - CRC_SIZE - trailer}", raw)
+    end = HEADER_SIZE + length
+    signature = None
+    if trailer:
+        link_id, lo, hi = _SIG_HEAD.unpack_from(raw, end)
+        signature = Signature(link_id, lo | hi << 32, bytes(raw[end + 7 : end + SIGNATURE_SIZE]))
+    return Frame(version, flags, seq, msg_id, bytes(raw[HEADER_SIZE:end]), signature)
 
 
 class FrameDecoder:

@@ -44,6 +44,18 @@ Framing errors (bad CRC, bad stuffing, over-long runs) drop the bytes up to
 the next delimiter and are reported as :class:`FrameDropped`; the sender's
 retransmission recovers.
 
+Signed links. With a :class:`~protocols.wire.signing.Signer` every frame sent
+is signed (a retransmission or a cached answer with a new timestamp) and every
+frame received is verified before anything else (:mod:`protocols.wire.signing`):
+a refused frame is reported as :class:`AuthRejected`, a refused request is
+answered NAK (UNSIGNED, BAD_SIGNATURE, REPLAYED or STALE; never cached), and
+nothing of it reaches the application, the de-duplication memory or the peer
+watchdog. A NAK with one of those codes never completes a request of ours
+either (it may answer a forged frame that reused our seq): the request is
+retransmitted and, if every attempt is refused so, fails naming the code.
+Without a signer, a signature block received is ignored (such an end accepts
+anything, signed or not).
+
 The tables :data:`SENDER_TRANSITIONS` and :data:`PEER_TRANSITIONS` are the
 whole state machine; the code below only follows them, and SPEC.md's link
 diagrams are generated from them.
@@ -69,6 +81,7 @@ from protocols.wire.framing import (
     encode_frame,
 )
 from protocols.wire.messages import BY_ID, Heartbeat, Message, Nak
+from protocols.wire.signing import SIGNING_ERROR_CODES, Signer, Verdict
 
 # --------------------------------------------------------------------------------------------
 # Timing constants (defaults; SPEC.md "Timing")
@@ -193,6 +206,17 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class AuthRejected:
+    """A frame refused by signature verification (nothing of it was used); requests were answered NAK ``verdict``."""
+
+    seq: int
+    msg_id: int
+    verdict: Verdict
+    link_id: int | None  # the link id the frame claimed (None: unsigned)
+    request: bool
+
+
+@dataclass(frozen=True)
 class FrameDropped:
     """Bytes that were not a valid frame were dropped (resynchronised at the next delimiter)."""
 
@@ -224,6 +248,7 @@ class PeerAlive:
 
 LinkEvent = (
     Received | Answered | SendFailed | DuplicateAnswered | Rejected | FrameDropped | StaleResponse | PeerLost | PeerAlive
+    | AuthRejected
 )
 
 
@@ -242,6 +267,8 @@ class LinkStats:
     send_failures: int = 0
     stale_responses: int = 0
     answers_discarded: int = 0
+    auth_rejected: int = 0  # frames refused by signature verification
+    signing_naks: int = 0  # NAKs with a signing error code received for our requests
 
 
 @dataclass
@@ -253,6 +280,9 @@ class _InFlight:
     first_sent_s: float
     last_sent_s: float
     attempts: int
+    refused: str = ""  # the last signing NAK the peer answered an attempt with
+    peer_refused: int = 0  # frames of the peer our signature check refused while this request was in flight
+    peer_refused_last: str = ""
 
 
 @dataclass
@@ -260,7 +290,7 @@ class _Seen:
     msg_id: int
     payload: bytes
     session: int  # the peer session (count of SYNs received) the request belongs to
-    response: bytes | None = None  # encoded response frame, once answered
+    response: tuple[int, bytes] | None = None  # (msg id, payload) of the response, once answered
 
 
 @dataclass
@@ -268,13 +298,15 @@ class Link:
     """One end of the reliable link. See the module docstring for the theory of operation.
 
     ``initial_seq`` lets a caller choose the first sequence number (a host picks
-    a random one per session from its seeded generator).
+    a random one per session from its seeded generator). ``signer`` makes a
+    signed link (see "Signed links").
     """
 
     config: LinkConfig = field(default_factory=LinkConfig)
     initial_seq: int = 1
     heartbeat_state: int = 0
     stats: LinkStats = field(default_factory=LinkStats)
+    signer: Signer | None = None
 
     def __post_init__(self) -> None:
         self._decoder = FrameDecoder()
@@ -336,7 +368,7 @@ class Link:
             raise LinkError(f"{message.NAME} is a response; use answer(seq, message)")
         payload = message.pack()  # validate now, in the caller's context
         if kind == "stream":
-            self._emit_frame(message.ID, self._next_seq(), 0, payload)
+            self._emit_frame(message.ID, self._next_seq(), 0, payload, now)
             return
         if len(self._queue) >= self.config.max_queue:
             raise LinkError(f"send queue full ({self.config.max_queue} requests); {message.NAME} not sent")
@@ -363,11 +395,11 @@ class Link:
         entry = owed.popleft()
         if not owed:
             del self._owed[seq]
-        entry.response = encode_frame(response.ID, seq, FLAG_RESPONSE, response.pack())
+        entry.response = (response.ID, response.pack())
         if entry.session != self._peer_session:
             self.stats.answers_discarded += 1  # the peer began a new session since: it waits for no such answer
             return
-        self._write(entry.response)
+        self._emit_frame(response.ID, seq, FLAG_RESPONSE, entry.response[1], now)
 
     def receive(self, data: bytes, now: float) -> None:
         """Feed bytes read from the line."""
@@ -390,9 +422,13 @@ class Link:
             if inflight.attempts > cfg.max_retries:
                 self._sender(SenderTrigger.TIMEOUT_GIVE_UP)
                 self.stats.send_failures += 1
-                self._events.append(
-                    SendFailed(inflight.message, inflight.seq, inflight.attempts, f"no response after {inflight.attempts} attempts")
-                )
+                reason = f"no response after {inflight.attempts} attempts"
+                if inflight.refused:
+                    reason += f"; the peer refused our frames: {inflight.refused}"
+                if inflight.peer_refused:
+                    reason += (f"; {inflight.peer_refused} frame(s) from the peer failed our signature check "
+                               f"(last: {inflight.peer_refused_last}): a peer without the link key, or another key")
+                self._events.append(SendFailed(inflight.message, inflight.seq, inflight.attempts, reason))
                 self._inflight = None
                 if self._queue:
                     self._start_next(now)
@@ -401,11 +437,12 @@ class Link:
                 inflight.attempts += 1
                 inflight.last_sent_s = now
                 self.stats.retransmissions += 1
-                self._emit_frame(inflight.message.ID, inflight.seq, inflight.flags | FLAG_RETRANSMIT, inflight.payload)
+                self._emit_frame(inflight.message.ID, inflight.seq, inflight.flags | FLAG_RETRANSMIT, inflight.payload, now)
         if cfg.send_heartbeats and self._next_heartbeat_s is not None and now >= self._next_heartbeat_s:
             uptime_ms = int((now - (self._started_s or now)) * 1000) & 0xFFFFFFFF
             self._emit_frame(
-                Heartbeat.ID, self._next_seq(), 0, Heartbeat(uptime_ms=uptime_ms, state=self.heartbeat_state & 0xFF).pack()
+                Heartbeat.ID, self._next_seq(), 0, Heartbeat(uptime_ms=uptime_ms, state=self.heartbeat_state & 0xFF).pack(),
+                now,
             )
             self._next_heartbeat_s = now + cfg.heartbeat_period_s
         if (
@@ -464,8 +501,9 @@ class Link:
         self.stats.frames_sent += 1
         self.stats.bytes_sent += len(data)
 
-    def _emit_frame(self, msg_id: int, seq: int, flags: int, payload: bytes) -> None:
-        self._write(encode_frame(msg_id, seq, flags, payload))
+    def _emit_frame(self, msg_id: int, seq: int, flags: int, payload: bytes, now: float) -> None:
+        signature = self.signer.signature(now) if self.signer is not None else None
+        self._write(encode_frame(msg_id, seq, flags, payload, signature=signature))
 
     def _start_next(self, now: float) -> None:
         message = self._queue.popleft()
@@ -478,10 +516,16 @@ class Link:
         self._inflight = _InFlight(seq, message, payload, flags, now, now, 1)
         if self._sender_state is SenderState.IDLE:
             self._sender(SenderTrigger.SEND)
-        self._emit_frame(message.ID, seq, flags, payload)
+        self._emit_frame(message.ID, seq, flags, payload, now)
 
     def _on_frame(self, frame: Frame, now: float) -> None:
         self.stats.frames_received += 1
+        if self.signer is not None:
+            request = bool(frame.flags & FLAG_ACK_REQ) and not frame.flags & FLAG_RESPONSE
+            verdict = self.signer.verify(frame, request=request)
+            if verdict is not Verdict.OK:
+                self._refuse(frame, verdict, request, now)
+                return
         self._last_rx_s = now
         before = self._peer_state
         self._peer(PeerTrigger.FRAME)
@@ -494,6 +538,18 @@ class Link:
         else:
             self._on_stream(frame, now)
 
+    def _refuse(self, frame: Frame, verdict: Verdict, request: bool, now: float) -> None:
+        """A frame that failed verification: NAK it if it is a request (never cached), report it, use nothing of it."""
+        self.stats.auth_rejected += 1
+        link_id = frame.signature.link_id if frame.signature is not None else None
+        if self._inflight is not None:
+            self._inflight.peer_refused += 1
+            self._inflight.peer_refused_last = verdict.name
+        if request:
+            nak = Nak(acked_msg_id=frame.msg_id, error_code=verdict.value, detail=link_id or 0)
+            self._emit_frame(Nak.ID, frame.seq, FLAG_RESPONSE, nak.pack(), now)
+        self._events.append(AuthRejected(frame.seq, frame.msg_id, verdict, link_id, request))
+
     def _on_response(self, frame: Frame, now: float) -> None:
         inflight = self._inflight
         if inflight is None or frame.seq != inflight.seq:
@@ -503,6 +559,12 @@ class Link:
         # A corrupt-but-CRC-valid response cannot be trusted; keep waiting, the retry recovers.
         response = self._decode_unanswerable(frame, "response")
         if response is None:
+            return
+        if isinstance(response, Nak) and response.error_code in SIGNING_ERROR_CODES:
+            # Not an answer to our request (which was signed): a refusal of our key, or of a forged frame
+            # that reused our seq. Keep retransmitting; if every attempt is refused, fail naming it.
+            self.stats.signing_naks += 1
+            inflight.refused = f"NAK {Verdict(response.error_code).name} (link id {response.detail})"
             return
         self._inflight = None
         self._sender(SenderTrigger.RESPONSE if self._queue else SenderTrigger.RESPONSE_QUEUE_EMPTY)
@@ -516,7 +578,7 @@ class Link:
         if seen is not None:
             self.stats.duplicates_answered += 1
             if seen.response is not None:
-                self._write(seen.response)
+                self._emit_frame(seen.response[0], frame.seq, FLAG_RESPONSE, seen.response[1], now)
             self._events.append(DuplicateAnswered(frame.seq, frame.msg_id, seen.response is not None))
             return
         if frame.flags & FLAG_SYN:
@@ -530,8 +592,8 @@ class Link:
             message = self._decode_request(frame)
         except PayloadError as exc:
             nak = Nak(acked_msg_id=frame.msg_id, error_code=int(exc.code), detail=exc.detail)
-            entry.response = encode_frame(Nak.ID, frame.seq, FLAG_RESPONSE, nak.pack())
-            self._write(entry.response)
+            entry.response = (Nak.ID, nak.pack())
+            self._emit_frame(Nak.ID, frame.seq, FLAG_RESPONSE, entry.response[1], now)
             self.stats.rejected += 1
             self._events.append(Rejected(frame.seq, frame.msg_id, int(exc.code), exc.detail, str(exc)))
             return

@@ -17,12 +17,19 @@ from protocols.wire.framing import (
     FLAG_ACK_REQ,
     FLAG_RESPONSE,
     FLAG_RETRANSMIT,
+    FLAG_SIGNED,
     FLAG_SYN,
     PROTOCOL_VERSION,
     build_frame,
     encode_frame,
 )
 from protocols.wire.messages import BY_NAME, plan_digest
+from protocols.wire.signing import LinkKey
+
+#: The published test key of the signed vectors (bytes 0x00..0x1f). Never a rig's key.
+TEST_LINK_KEY_HEX = bytes(range(32)).hex()
+#: 2026-01-01T00:00:00Z in signing ticks (10 us since 2015-01-01).
+TEST_TIMESTAMP = (1_767_225_600 - 1_420_070_400) * 100_000
 
 #: Capabilities of the simulated gantry in its default configuration.
 SIM_DEVICE_CAPABILITIES = int(
@@ -68,6 +75,12 @@ class Vector:
     fields: dict[str, Any] = field(default_factory=dict)
     raw_wire_hex: str | None = None
     receiver: str = "decodes to the message"
+    signature: tuple[int, int] | None = None  # (link_id, timestamp): signed with TEST_LINK_KEY_HEX
+
+    def _sig(self) -> Any:
+        if self.signature is None:
+            return None
+        return self.signature[0], self.signature[1], LinkKey.from_hex(TEST_LINK_KEY_HEX).tag
 
     def build_message(self) -> Any:
         assert self.message is not None
@@ -81,14 +94,14 @@ class Vector:
         if self.raw_wire_hex is not None:
             return bytes.fromhex(self.raw_wire_hex)
         msg = self.build_message()
-        return encode_frame(msg.ID, self.seq, self.flags, msg.pack())
+        return encode_frame(msg.ID, self.seq, self.flags, msg.pack(), signature=self._sig())
 
     def frame(self) -> bytes | None:
         """Unstuffed frame bytes (None for raw vectors)."""
         if self.raw_wire_hex is not None:
             return None
         msg = self.build_message()
-        return build_frame(msg.ID, self.seq, self.flags, msg.pack())
+        return build_frame(msg.ID, self.seq, self.flags, msg.pack(), signature=self._sig())
 
 
 def _largest_plan() -> dict[str, Any]:
@@ -120,6 +133,19 @@ def _length_mismatch() -> str:
 
     head = bytes([PROTOCOL_VERSION, FLAG_ACK_REQ, 0x03, 0x01, 0x18, 3, 0]) + b"\x00\x00"
     return (b"\x00" + cobs.encode(head + crc32c(head).to_bytes(4, "little")) + b"\x00").hex()
+
+
+def _forged_signed_get_status() -> str:
+    """A signed GET_STATUS whose tag's last byte is changed (CRC recomputed, so only the tag is wrong)."""
+    from cobs import cobs
+
+    from protocols.wire.crc import crc32c
+
+    good = build_frame(BY_NAME["GET_STATUS"].ID, 0x0111, FLAG_ACK_REQ, b"",
+                       signature=(1, TEST_TIMESTAMP + 2, LinkKey.from_hex(TEST_LINK_KEY_HEX).tag))
+    body = bytearray(good[:-4])
+    body[-1] ^= 0x01
+    return (b"\x00" + cobs.encode(bytes(body) + crc32c(bytes(body)).to_bytes(4, "little")) + b"\x00").hex()
 
 
 VECTORS: tuple[Vector, ...] = (
@@ -167,4 +193,13 @@ VECTORS: tuple[Vector, ...] = (
            receiver="one framing error for the noise, then GET_STATUS seq 0x0102 decodes (resynchronised)"),
     Vector("length_mismatch", "CRC valid, but the header's length field disagrees with the frame size.",
            raw_wire_hex=_length_mismatch(), receiver="framing error LENGTH: drop, send nothing"),
+    Vector("signed_hello", "`hello` on a signed link: host link id 1, timestamp 2026-01-01T00:00:00Z, capability "
+           "SIGNED_LINK, test key 00 01 .. 1f (section 2.6).", "HELLO", 0x0100,
+           FLAG_ACK_REQ | FLAG_SYN | FLAG_SIGNED, {**HELLO_FIELDS, "host_capabilities": int(Capability.SIGNED_LINK)}, signature=(1, TEST_TIMESTAMP)),
+    Vector("signed_nak_replayed", "The device (link id 0) refuses a replayed GET_STATUS of host link 1: NAK "
+           "REPLAYED = 22, detail = link id 1.", "NAK", 0x0101, FLAG_RESPONSE | FLAG_SIGNED,
+           dict(acked_msg_id=0x06, error_code=22, detail=1), signature=(0, TEST_TIMESTAMP + 1)),
+    Vector("forged_signed_get_status", "A signed GET_STATUS (link id 1) with one bit of its tag changed and the "
+           "CRC recomputed.", raw_wire_hex=_forged_signed_get_status(),
+           receiver="frame good, signature BAD_SIGNATURE: answered NAK BAD_SIGNATURE (21), detail 1; not executed"),
 )

@@ -20,6 +20,7 @@ import simpy
 from protocols.wire import messages as M
 from protocols.wire.framing import PROTOCOL_VERSION
 from protocols.wire.link import Answered, Link, LinkConfig, Received, SendFailed
+from protocols.wire.signing import Signer
 from simulator.gantry.linkio import SimLinkDriver
 from simulator.gantry.uart import SerialEndpoint
 
@@ -36,10 +37,10 @@ class LinkClient:
     """Host-side Link bound to a virtual serial endpoint (see module docstring)."""
 
     def __init__(self, env: simpy.Environment, endpoint: SerialEndpoint, *, heartbeats: bool = True,
-                 initial_seq: int = 0x100, config: LinkConfig | None = None) -> None:
+                 initial_seq: int = 0x100, config: LinkConfig | None = None, signer: Signer | None = None) -> None:
         self.env = env
         self.endpoint = endpoint
-        self.link = Link(config or LinkConfig(send_heartbeats=heartbeats), initial_seq=initial_seq)
+        self.link = Link(config or LinkConfig(send_heartbeats=heartbeats), initial_seq=initial_seq, signer=signer)
         self.events: list[Arrival] = []
         self.telemetry: list[Arrival] = []
         self._waiters: dict[int, simpy.Event] = {}

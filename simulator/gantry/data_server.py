@@ -10,18 +10,25 @@ with ``--data-channel tcp``; the file channel stays the default.
 Each connection is served on its own daemon thread and closed after
 ``idle_timeout_s`` without a request; a malformed request gets ``NO`` with
 the reason and the connection is closed.
+
+``token``: a callable giving the current session's data-channel token (SPEC 2.6); every request must
+carry it, else ``NO`` (token missing / stale or wrong) and the connection is closed. ``tls``: an
+:class:`ssl.SSLContext` (server side, with the configured certificate) makes it a ``tls://`` server.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
+import ssl
 import socket
 import socketserver
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from protocols.data_channel import MAX_FRAME_BYTES, RequestParser, encode_frame, encode_missing
+from protocols.data_channel import MAX_FRAME_BYTES, Request, RequestParser, encode_frame, encode_missing
 
 log = logging.getLogger("crescent.gantry.data")
 
@@ -35,6 +42,12 @@ class _Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(self.server.idle_timeout_s)
+        if self.server.tls is not None:
+            try:
+                sock = self.server.tls.wrap_socket(sock, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.info("TLS handshake refused: %s", exc.__class__.__name__)
+                return
         with self.server.lock:
             if self.server.closing:
                 return
@@ -58,7 +71,22 @@ class _Handler(socketserver.BaseRequestHandler):
                 if isinstance(item, Exception):
                     self._send(sock, encode_missing(f"bad request: {item}"))
                     return
+                refused = self._token_problem(item)
+                if refused:
+                    self._send(sock, encode_missing(refused))
+                    return
                 self._send(sock, self._answer(item))
+
+    def _token_problem(self, request: Request) -> str:
+        """Why the request's token is refused ("" if it is good or none is required)."""
+        if self.server.token is None:
+            return ""
+        want = self.server.token()
+        if request.token is None:
+            return "token required (GET <locator> <token>; GET_DATA_TOKEN on the control link)"
+        if want is None or not hmac.compare_digest(request.token, want):
+            return "stale or wrong token (a new HELLO makes a new one; GET_DATA_TOKEN)"
+        return ""
 
     def _answer(self, locator: str) -> bytes:
         if not FRAME_NAME.fullmatch(locator):
@@ -86,8 +114,11 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], root: Path, idle_timeout_s: float) -> None:
+    def __init__(self, address: tuple[str, int], root: Path, idle_timeout_s: float,
+                 token: Callable[[], str | None] | None, tls: ssl.SSLContext | None) -> None:
         self.root = root
+        self.token = token
+        self.tls = tls
         self.idle_timeout_s = idle_timeout_s
         self.connections: set[socket.socket] = set()
         self.lock = threading.Lock()
@@ -99,8 +130,10 @@ class FrameServer:
     """Serve ``root``'s frame files on ``bind:port`` (port 0: any free port) until :meth:`close`."""
 
     def __init__(self, root: str | Path, *, bind: str = "127.0.0.1", port: int = 0, idle_timeout_s: float = 30.0,
-                 advertise_host: str | None = None) -> None:
-        self._server = _Server((bind, port), Path(root).resolve(), idle_timeout_s)
+                 advertise_host: str | None = None, token: Callable[[], str | None] | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self._server = _Server((bind, port), Path(root).resolve(), idle_timeout_s, token, tls)
+        self.scheme = "tls" if tls is not None else "tcp"
         # the address a host should dial: a wildcard bind is not one, so name this machine instead
         self.advertise_host = advertise_host or (socket.getfqdn() if bind in ("", "0.0.0.0", "::") else bind)
         self._thread = threading.Thread(target=self._server.serve_forever, name="frame-server", daemon=True)
@@ -118,7 +151,7 @@ class FrameServer:
         host = self.advertise_host
         if ":" in host:  # IPv6 literal
             host = f"[{host}]"
-        return f"tcp://{host}:{self.address[1]}"
+        return f"{self.scheme}://{host}:{self.address[1]}"
 
     def close(self) -> None:
         """Stop accepting and drop every open connection (a host then sees the channel go down)."""

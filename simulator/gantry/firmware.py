@@ -83,6 +83,7 @@ from protocols.wire.device_states import Trigger, next_state, refusal
 from protocols.wire.framing import MAX_PAYLOAD, PROTOCOL_VERSION
 from protocols.wire.link import (
     Answered,
+    AuthRejected,
     DuplicateAnswered,
     FrameDropped,
     Link,
@@ -95,6 +96,7 @@ from protocols.wire.link import (
     SendFailed,
     StaleResponse,
 )
+from protocols.wire.signing import DEVICE_LINK_ID, HighWaterStore, LinkKey, MemoryHighWater, Signer
 from simulator.gantry.arc import ArcAxis
 from simulator.gantry.config import GantryConfig
 from simulator.gantry.detector import Detector, Frame
@@ -159,11 +161,17 @@ class Gantry:
     device end of the serial line; ``seed`` for every random thing (noise, random faults, the
     link's first sequence number); ``faults`` a :class:`FaultPlan`; ``data_dir`` the file data
     channel; ``event_log`` path of the JSON-lines log (None: memory only).
+
+    Signed link (SPEC 2.6): with ``link_key`` every frame is signed and only verified frames are
+    used; ``high_water`` keeps the high-water marks across a device reset (default: in memory, which
+    survives a simulated reset; the real-time gantry passes a file). ``signing_clock_offset`` (10 us
+    ticks, set by the real-time I/O layer from the wall clock) makes the timestamps wall-clock time.
     """
 
     def __init__(self, env: simpy.Environment, config: GantryConfig, line: SerialEndpoint, *, seed: int,
                  faults: FaultPlan | None = None, data_dir: Path, event_log: Path | None = None,
-                 keep_log: bool = True) -> None:
+                 keep_log: bool = True, link_key: LinkKey | None = None, high_water: HighWaterStore | None = None,
+                 signing_clock_offset: int = 0) -> None:
         self.env = env
         self.cfg = config
         self.limits = config.limits
@@ -205,6 +213,13 @@ class Gantry:
         self._after: list[Callable[[], None]] = []
         self._fired_phases: set[int] = set()
         self._seq_rng = np.random.default_rng([self.seed, 3])
+        self.link_key = link_key
+        self.high_water = high_water if high_water is not None or link_key is None else MemoryHighWater()
+        self.signing_clock_offset = int(signing_clock_offset)
+        #: Source of the data-channel nonces: seeded in virtual time; the real-time gantry uses secrets.
+        _nonce_rng = np.random.default_rng([self.seed, 5])
+        self.random_bytes: Callable[[int], bytes] = lambda n: _nonce_rng.bytes(n)
+        self.data_nonce: bytes | None = None  # this session's (HELLO) data-channel nonce
         self._driver = SimLinkDriver(env, line, self._new_link(), self._handle_link_events)
         self.interlocks = self._compute_interlocks()
         self._scan_inputs()
@@ -219,7 +234,18 @@ class Gantry:
         return int(round(self.env.now * 1e6))
 
     def _new_link(self) -> Link:
-        return Link(LinkConfig(), initial_seq=int(self._seq_rng.integers(0, 0x10000)), heartbeat_state=self.state)
+        signer = None
+        if self.link_key is not None:  # a reset reloads the high-water marks from non-volatile memory
+            signer = Signer(self.link_key, DEVICE_LINK_ID, clock_offset=self.signing_clock_offset, store=self.high_water)
+        return Link(LinkConfig(), initial_seq=int(self._seq_rng.integers(0, 0x10000)), heartbeat_state=self.state,
+                    signer=signer)
+
+    @property
+    def data_token(self) -> str | None:
+        """The data-channel token of the current session (None before the first HELLO); SPEC 2.6."""
+        if self.data_nonce is None:
+            return None
+        return self.link_key.data_token(self.data_nonce) if self.link_key is not None else self.data_nonce.hex()
 
     @property
     def link(self) -> Link:
@@ -256,6 +282,9 @@ class Gantry:
                     self.log.write(self.now_us(), "event_acked", msg=ev.request.NAME, seq=ev.seq, attempts=ev.attempts)
             elif isinstance(ev, StaleResponse):
                 self.log.write(self.now_us(), "stale_response", seq=ev.seq, msg_id=ev.msg_id)
+            elif isinstance(ev, AuthRejected):  # never the key, never the tag
+                self.log.write(self.now_us(), "auth_rejected", verdict=ev.verdict.name, seq=ev.seq, msg_id=ev.msg_id,
+                               link_id=ev.link_id, request=ev.request)
 
     def emit(self, msg: M.Message) -> None:
         """Send a device event (guaranteed delivery); deferred until the current command's answer."""
@@ -414,6 +443,7 @@ class Gantry:
                                    heartbeat_period_s=m.heartbeat_period_ms / 1000.0)
         self.session_open = True
         self.session_id = int(m.session_id)
+        self.data_nonce = self.random_bytes(16)  # a new data-channel token: the last session's is stale
         # A new session never inherits a plan: an armed plan is disarmed, a running one stopped (and
         # reported in resumed_*). SAFE_HOLD and FAULT are kept: only RESET_FAULT leaves them (SPEC 3).
         plan = self.armed
@@ -428,11 +458,18 @@ class Gantry:
             self.log.write(self.now_us(), "fault_cleared", fault="WATCHDOG")
         self._transition(Trigger.HELLO, cause_msg_id=m.ID)  # SAFE_HOLD/FAULT stay: only RESET_FAULT leaves them
         ident = self.cfg.identity
+        caps = DEVICE_CAPABILITIES | (int(Capability.SIGNED_LINK) if self.link_key is not None else 0)
         return M.HelloReply(protocol_version=min(int(m.protocol_version), PROTOCOL_VERSION),
-                            device_capabilities=DEVICE_CAPABILITIES, session_id=self.session_id,
+                            device_capabilities=caps, session_id=self.session_id,
                             firmware_version=ident.firmware_version, serial_number=ident.serial_number,
                             watchdog_timeout_ms=wd_ms, max_payload=MAX_PAYLOAD, state=self.state,
                             resumed_plan_id=plan_id, resumed_exposures_done=min(done, 255))
+
+    def _cmd_get_data_token(self, m: M.Message) -> M.Message:
+        if not self.detector.data_channel.startswith(("tcp://", "tls://")):
+            return self._nak(m, ErrorCode.UNSUPPORTED, 0)
+        assert self.data_nonce is not None  # HELLO came first (BOOT refuses this command)
+        return M.DataToken(session_id=self.session_id, nonce=self.data_nonce.hex())
 
     def status(self) -> M.Message:
         """The STATUS snapshot."""
@@ -971,6 +1008,7 @@ class Gantry:
         self.log.write(self.now_us(), "state", old=S(old).name, new=S(self.state).name, trigger="DEVICE_RESET",
                        cause_msg_id=0, fault=int(FaultCode.DEVICE_RESET))
         self.session_open = False
+        self.data_nonce = None  # RAM lost: the data-channel token with it
         self.latched.clear()  # RAM lost; the hard-wired inputs are read again below
         self._driver.replace_link(self._new_link())  # RAM lost: a fresh link, no de-duplication state
         self.emit(M.StateChanged(device_time_us=self.now_us(), old_state=old, new_state=self.state, cause_msg_id=0,

@@ -40,8 +40,10 @@ import gc
 import logging
 import os
 import queue
+import secrets
 import select
 import socket
+import ssl
 import threading
 import time
 import tty
@@ -56,7 +58,9 @@ from simulator.gantry.config import GantryConfig
 from simulator.gantry.data_server import FrameServer
 from simulator.gantry.faults import FaultPlan
 from simulator.gantry.firmware import Gantry
+from protocols.wire.signing import LinkKey, wall_clock_offset
 from simulator.gantry.render_worker import RENDER_THREADS, RenderPool
+from simulator.gantry.signing_state import FileHighWater, default_state_path
 from simulator.gantry.uart import UartChannel
 from simulator.gantry.virtual import build_gantry
 
@@ -297,7 +301,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
           poll_s: float = 0.001, run_for_s: float | None = None,
           data_channel: Literal["file", "tcp"] = "file", data_port: int = 0,
           data_host: str | None = None, exit_with_parent: bool = False,
-          on_gantry: Callable[[Gantry], None] | None = None) -> Gantry:
+          on_gantry: Callable[[Gantry], None] | None = None, link_key: LinkKey | None = None,
+          signing_state: str | Path | None = None, data_tls: ssl.SSLContext | None = None) -> Gantry:
     """Run the gantry in real time until ``stop`` is set (or ``run_for_s`` elapsed); returns the gantry.
 
     ``on_listening`` is called once with ``"pty /dev/pts/N"`` or ``"tcp HOST:PORT"``.
@@ -307,6 +312,10 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     machine's name when bound to every interface). ``exit_with_parent``: stop
     once the parent process has died and the device is safe (see module docstring).
     ``on_gantry`` is called with the gantry before it starts listening (tests, benchmarks).
+    ``link_key``: sign the link (SPEC 2.6), timestamps from the wall clock, high-water marks kept in
+    ``signing_state`` (default :func:`simulator.gantry.signing_state.default_state_path`). The TCP
+    data channel always requires the session's token; ``data_tls`` (a server SSLContext with the
+    certificate) serves it as ``tls://``.
     """
     stop = stop or threading.Event()
     parent = os.getppid() if exit_with_parent else None
@@ -314,11 +323,19 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     # Images render in a worker process (started before any thread) so the firmware never stalls on physics.
     executor = RenderPool()
     env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
+    high_water = None
+    if link_key is not None:
+        high_water = FileHighWater(signing_state or default_state_path(config.identity.serial_number))
+        high_water.load()  # a corrupt state file is an error now, not at the first frame
     gantry, endpoint = build_gantry(env, config, seed=seed, faults=faults, data_dir=data_dir, event_log=event_log,
-                                    keep_log=False)
+                                    keep_log=False, link_key=link_key, high_water=high_water)
+    gantry.random_bytes = secrets.token_bytes  # data-channel nonces: unpredictable in real time
+    if link_key is not None:
+        log.info("signed link: key id %s, signing state %s", link_key.fingerprint(), high_water.path)
     gantry.log.echo = echo
     gantry.detector.executor = executor
-    frames = (FrameServer(gantry.detector.data_dir, bind=bind, port=data_port, advertise_host=data_host)
+    frames = (FrameServer(gantry.detector.data_dir, bind=bind, port=data_port, advertise_host=data_host,
+                          token=lambda: gantry.data_token, tls=data_tls)
               if data_channel == "tcp" else None)
     if frames is not None:
         gantry.detector.data_channel_url = frames.url
@@ -371,6 +388,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     import protocols.exams.motion  # noqa: F401  (imported by HOME: not on the loop's time)
 
     env.sync()  # device time 0 = now: the set-up above is not a lag of the control loop
+    if gantry.link.signer is not None:  # signing time = wall clock (env.now 0 is now)
+        gantry.signing_clock_offset = gantry.link.signer.clock_offset = wall_clock_offset(env.now, time.time())
     orphaned_at: float | None = None
     try:
         while not stop.is_set():
@@ -396,6 +415,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
         io_port.close()
         if frames is not None:
             frames.close()
+        if gantry.link.signer is not None:
+            gantry.link.signer.flush()
         gantry.log.close()
         executor.terminate()
     return gantry

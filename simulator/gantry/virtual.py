@@ -29,6 +29,7 @@ from typing import Literal
 
 import simpy
 
+from protocols.wire.signing import HighWaterStore, LinkKey
 from simulator.gantry.config import GantryConfig, load_config
 from simulator.gantry.faults import FaultPlan, load_faults
 from simulator.gantry.firmware import Gantry
@@ -52,19 +53,25 @@ def resolve_data_dir(config: GantryConfig, data_dir: str | Path | None) -> Path:
 def build_gantry(env: simpy.Environment, config: GantryConfig | str | Path | None = None, *, seed: int = 0,
                  faults: FaultPlan | str | Path | dict | None = None, data_dir: str | Path | None = None,
                  event_log: str | Path | None | Literal["auto"] = "auto",
-                 keep_log: bool = True) -> tuple[Gantry, SerialEndpoint]:
-    """Gantry plus the host end of its serial line on any SimPy environment (virtual or real time)."""
+                 keep_log: bool = True, link_key: LinkKey | None = None,
+                 high_water: HighWaterStore | None = None) -> tuple[Gantry, SerialEndpoint]:
+    """Gantry plus the host end of its serial line on any SimPy environment (virtual or real time).
+
+    ``link_key`` makes the link signed (SPEC 2.6); ``high_water`` keeps its high-water marks."""
     cfg = config if isinstance(config, GantryConfig) else load_config(config)
     plan = faults if isinstance(faults, FaultPlan) else load_faults(faults)
     ddir = resolve_data_dir(cfg, data_dir)
     log_path = ddir / EVENT_LOG_NAME if event_log == "auto" else (Path(event_log) if event_log is not None else None)
     host_end, device_end = serial_line(env, cfg.uart.byte_time_s, seed)
-    gantry = Gantry(env, cfg, device_end, seed=seed, faults=plan, data_dir=ddir, event_log=log_path, keep_log=keep_log)
+    gantry = Gantry(env, cfg, device_end, seed=seed, faults=plan, data_dir=ddir, event_log=log_path, keep_log=keep_log,
+                    link_key=link_key, high_water=high_water)
     return gantry, host_end
 
 
 def start_virtual_gantry(env: simpy.Environment, config: GantryConfig | str | Path | None = None, *, seed: int = 0,
                          faults: FaultPlan | str | Path | dict | None = None, data_dir: str | Path | None = None,
-                         event_log: str | Path | None | Literal["auto"] = "auto") -> tuple[Gantry, SerialEndpoint]:
+                         event_log: str | Path | None | Literal["auto"] = "auto",
+                         link_key: LinkKey | None = None) -> tuple[Gantry, SerialEndpoint]:
     """Start a simulated gantry in virtual time; returns ``(gantry, host_endpoint)`` (see module docstring)."""
-    return build_gantry(env, config, seed=seed, faults=faults, data_dir=data_dir, event_log=event_log)
+    return build_gantry(env, config, seed=seed, faults=faults, data_dir=data_dir, event_log=event_log,
+                        link_key=link_key)

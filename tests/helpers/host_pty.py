@@ -54,25 +54,29 @@ def pty_config_file(tmp: Path) -> Path:
 
 
 class PtyGantry:
-    """``crescent gantry --pty`` as a subprocess; ``path`` is its /dev/pts/N."""
+    """``crescent gantry --pty`` (or ``--tcp 0``) as a subprocess; ``path`` is its /dev/pts/N (or ``socket://...``).
 
-    def __init__(self, tmp: Path, seed: int = 1, data_channel: str = "file") -> None:
+    ``extra``: more arguments; ``env``: its environment (default: this process's)."""
+
+    def __init__(self, tmp: Path, seed: int = 1, data_channel: str = "file", *, tcp: bool = False,
+                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.data_dir = tmp / "device"
         self.event_log = tmp / "device-events.jsonl"
-        cmd = [sys.executable, "-m", "crescent", "gantry", "--pty", "--config", str(pty_config_file(tmp)),
+        cmd = [sys.executable, "-m", "crescent", "gantry", *(("--tcp", "0") if tcp else ("--pty",)),
+               "--config", str(pty_config_file(tmp)),
                "--seed", str(seed), "--data-dir", str(self.data_dir), "--event-log", str(self.event_log), "--quiet",
-               "--data-channel", data_channel]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               "--data-channel", data_channel, *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         sel = selectors.DefaultSelector()
         sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
         if not sel.select(timeout=60.0):
             self.stop()
             raise RuntimeError("crescent gantry --pty printed nothing in 60 s")
         line = self.proc.stdout.readline().strip()  # type: ignore[union-attr]
-        if not line.startswith("listening pty "):
+        if not line.startswith("listening tcp " if tcp else "listening pty "):
             self.stop()
             raise RuntimeError(f"unexpected first line from crescent gantry: {line!r}: {self.proc.stderr.read()}")
-        self.path = line.split(" ", 2)[2]
+        self.path = ("socket://" if tcp else "") + line.split(" ", 2)[2]
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:
         import json

@@ -36,8 +36,10 @@ def test_simulated_gantry_passes_the_suite_with_valid_junit(gantry_pty: str, tmp
     suite = doc["testsuite"][0]
     assert int(suite["@tests"]) == len(CHECKS)
     assert suite["@failures"] == "0" and suite["@errors"] == "0"
-    # the rig-only interlocks (no simulator input) are skipped, everything else ran
-    assert int(suite["@skipped"]) == 2
+    # the rig-only interlocks (no simulator input), the signed-link checks (no key) and the data-channel
+    # token (file channel) are skipped, everything else ran
+    signed = [n for n in CHECKS if n.startswith("signed_")]
+    assert len(signed) == 5 and int(suite["@skipped"]) == 2 + len(signed) + 1
 
 
 def test_junit_of_a_failing_run_validates_and_names_the_failure(tmp_path) -> None:
@@ -89,3 +91,94 @@ def test_device_info_is_checked_against_the_rig_file(gantry_pty: str, tmp_path) 
     weak = rig.model_copy(update={"limits": rig.limits.model_copy(update={"tube_current_max_ma": 150.0})})
     res = run_suite(gantry_pty, rig=weak, only=["device_info_matches_rig"]).by_name()["device_info_matches_rig"]
     assert res.status == FAIL and "tube current max: device 200 mA, rig file 150 mA" in res.message
+
+
+SIGNED_CHECKS = ["signed_forged_signature", "signed_replay", "signed_replay_after_restart", "signed_stale_timestamp",
+                 "signed_unsigned_frame", "data_channel_token"]
+
+
+def _signed_gantry_args(tmp_path):
+    """A key file (mode 600), the rig file naming it, and a self-signed certificate for the TLS data channel."""
+    import os
+    import subprocess
+
+    import yaml
+
+    key_file = tmp_path / "link.key"
+    key_file.write_text("ab" * 32 + "\n")
+    os.chmod(key_file, 0o600)
+    data = yaml.safe_load(EXAMPLE_RIG_PATH.read_text())
+    data["link_key_file"] = str(key_file)
+    rig_file = tmp_path / "rig.yaml"
+    rig_file.write_text(yaml.safe_dump(data))
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return key_file, rig_file, cert, key
+
+
+@pytest.mark.slow
+def test_signed_gantry_passes_the_signed_checks(tmp_path, monkeypatch) -> None:
+    """`crescent gantry --tcp` with a key and a TLS data channel: forged, replayed (also across a restart),
+    stale and unsigned frames and token-less data requests are all refused as SPEC 2.6 says."""
+    import shutil
+
+    from hil.rig import load_rig
+    from host_pty import PtyGantry
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    key_file, rig_file, cert, key = _signed_gantry_args(tmp_path)
+    monkeypatch.setenv("CRESCENT_DATA_TLS_CA", str(cert))
+    gantry = PtyGantry(tmp_path, data_channel="tcp", tcp=True,
+                       extra=("--link-key-file", str(key_file), "--signing-state", str(tmp_path / "state.json"),
+                              "--data-tls-cert", str(cert), "--data-tls-key", str(key)))
+    try:
+        report = run_suite(gantry.path, rig=load_rig(rig_file), only=[*SIGNED_CHECKS, "deduplication", "crc_and_resync"])
+    finally:
+        gantry.stop()
+    results = report.by_name()
+    for name in ["handshake", *SIGNED_CHECKS, "deduplication", "crc_and_resync"]:
+        assert results[name].status == PASS, (name, results[name].message)
+
+
+@pytest.mark.slow
+def test_signed_checks_fail_against_a_gantry_that_does_not_verify(tmp_path, monkeypatch) -> None:
+    """The signed checks can fail: an in-process real-time gantry whose signature check accepts everything."""
+    import threading
+
+    from hil.rig import load_rig
+    from protocols.wire.signing import LinkKey, Signer, Verdict
+    from simulator.gantry.config import load_config
+    from simulator.gantry.realtime import serve
+
+    key_file, rig_file, _, _ = _signed_gantry_args(tmp_path)
+    real_verify = Signer.verify
+
+    def lax(self, frame, request=False):  # the device (link id 0) accepts every frame; the host still checks
+        return Verdict.OK if self.link_id == 0 else real_verify(self, frame, request=request)
+
+    monkeypatch.setattr(Signer, "verify", lax)
+    where: list[str] = []
+    stop = threading.Event()
+    key = LinkKey.from_hex(key_file.read_text())
+    thread = threading.Thread(target=serve, kwargs=dict(
+        config=load_config("default"), mode="tcp", port=0, data_dir=tmp_path / "dev", event_log=None,
+        on_listening=where.append, stop=stop, link_key=key, signing_state=tmp_path / "state.json"), daemon=True)
+    thread.start()
+    try:
+        for _ in range(600):
+            if where or not thread.is_alive():
+                break
+            stop.wait(0.1)
+        assert where, "the in-process gantry did not start"
+        url = "socket://" + where[0].split(" ", 1)[1]
+        report = run_suite(url, rig=load_rig(rig_file), only=SIGNED_CHECKS[:-1])
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    results = report.by_name()
+    assert results["handshake"].status == PASS
+    for name in SIGNED_CHECKS[:-1]:
+        assert results[name].status == FAIL, (name, results[name].message)

@@ -129,3 +129,32 @@ def test_tshark_verbose_shows_units_and_enum_names(tmp_path: Path) -> None:
     assert "motion: CONTINUOUS (1)" in out
     assert "error_code: NOT_HOMED (13)" in out
     assert "[Group: Checksum]" in out and "computed 0x" in out  # the expert item of the bad CRC
+
+
+@pytest.mark.skipif(TSHARK is None, reason="tshark not installed")
+def test_tshark_shows_the_signature_fields(tmp_path: Path) -> None:
+    """The signed vectors of SPEC.md: tshark shows link id, timestamp (ticks and UTC) and tag; payload still decoded."""
+    import yaml
+
+    from hil.capture import Packet
+    from protocols.wire import specgen
+
+    vectors = {v["name"]: v for v in yaml.safe_load(specgen.VECTORS_PATH.read_text())["vectors"]}
+    hello, nak = vectors["signed_hello"], vectors["signed_nak_replayed"]
+    unsigned = vectors["hello"]
+    pcap = tmp_path / "signed.pcap"
+    write_pcap(pcap, [Packet(1.0, 0, bytes.fromhex(hello["wire_hex"])), Packet(1.1, 1, bytes.fromhex(nak["wire_hex"])),
+                      Packet(1.2, 0, bytes.fromhex(unsigned["wire_hex"]))])
+    res = _tshark(pcap, "-T", "fields", "-E", "separator=|", "-e", "crescent.msg", "-e", "crescent.flags.signed",
+                  "-e", "crescent.sig.link_id", "-e", "crescent.sig.timestamp", "-e", "crescent.sig.tag",
+                  "-e", "crescent.crc_ok", "-e", "crescent.nak.error_code", "-e", "crescent.sig.time")
+    assert res.returncode == 0, res.stderr
+    rows = [line.split("|") for line in res.stdout.splitlines()]
+    if rows and all(r[0] == "" for r in rows):
+        pytest.skip(f"tshark did not run the Lua dissector: {res.stderr.strip()}")
+    tag_of = lambda v: bytes.fromhex(v["frame_hex"])[-12:-4].hex()  # noqa: E731 - the 8 tag bytes before the CRC
+    assert rows[0][:6] == ["HELLO", rows[0][1], "1", str(hello["signature"]["timestamp"]), tag_of(hello), rows[0][5]]
+    assert rows[0][1] in ("1", "True") and rows[0][5] in ("1", "True")
+    assert rows[0][7] == "2026-01-01 00:00:00"
+    assert rows[1][0] == "NAK" and rows[1][2] == "0" and rows[1][6] == "22" and rows[1][4] == tag_of(nak)
+    assert rows[2][0] == "HELLO" and rows[2][1] in ("0", "False") and rows[2][2] == ""  # unsigned: no signature

@@ -62,15 +62,47 @@ def test_message_vector_both_ways(vec: dict) -> None:
     assert frame.hex() == vec["frame_hex"]
     version, flags, seq, msg_id, length = struct.unpack_from("<BBHBH", frame)
     assert (version, flags, seq) == (PROTOCOL_VERSION, vec["flags"], vec["seq"])
-    assert length == len(frame) - 11
+    signed = "signature" in vec
+    assert bool(flags & 0x10) == signed
+    assert length == len(frame) - 11 - (15 if signed else 0)
     assert crc32c_reference(frame[:-4]) == int.from_bytes(frame[-4:], "little")
     cls = BY_NAME[vec["message"]]
     assert msg_id == cls.ID
-    assert cls.unpack(frame[7:-4]).to_dict() == vec["fields"]
+    payload = frame[7 : 7 + length]
+    assert cls.unpack(payload).to_dict() == vec["fields"]
+    if signed:  # SPEC 1 / 2.6: link_id, u48 timestamp, then the tag = HMAC over everything before it
+        sig = vec["signature"]
+        assert frame[7 + length] == sig["link_id"]
+        assert int.from_bytes(frame[8 + length : 14 + length], "little") == sig["timestamp"]
+        assert frame[14 + length : 22 + length] == openssl_hmac_sha256(sig["key_hex"], frame[: 14 + length])[:8]
     # and our encoder produces exactly these bytes from the fields
     decoded = FrameDecoder().feed(wire)
     assert len(decoded) == 1 and isinstance(decoded[0], Frame)
-    assert cls(**vec["fields"]).pack() == frame[7:-4]
+    assert cls(**vec["fields"]).pack() == payload
+
+
+def openssl_hmac_sha256(key_hex: str, data: bytes) -> bytes:
+    """HMAC-SHA256 by the openssl command line tool: an implementation independent of Python's hmac."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not installed")
+    out = subprocess.run(["openssl", "dgst", "-sha256", "-mac", "HMAC", "-macopt", f"hexkey:{key_hex}", "-binary"],
+                         input=data, capture_output=True, check=True).stdout
+    assert len(out) == 32
+    return out
+
+
+def test_openssl_hmac_matches_rfc4231_case_2() -> None:
+    # RFC 4231 test case 2 (key "Jefe"): checks the independent HMAC itself.
+    got = openssl_hmac_sha256(b"Jefe".hex(), b"what do ya want for nothing?")
+    assert got.hex() == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+def test_forged_signed_vector_has_a_good_frame_and_a_bad_tag() -> None:
+    vec = next(v for v in VECTORS["vectors"] if v["name"] == "forged_signed_get_status")
+    (frame,) = FrameDecoder().feed(bytes.fromhex(vec["wire_hex"]))
+    assert isinstance(frame, Frame) and frame.signature is not None
+    key = next(v for v in VECTORS["vectors"] if "signature" in v)["signature"]["key_hex"]
+    assert openssl_hmac_sha256(key, frame.signed_part)[:8] != frame.signature.tag
 
 
 def test_largest_frame_is_within_limits() -> None:

@@ -61,3 +61,82 @@ def test_close_drops_open_connections(tmp_path) -> None:
     server.close()
     assert sock.recv(10) == b""  # the host sees the channel go down at once
     sock.close()
+
+
+def test_token_required_and_a_stale_token_refused(tmp_path) -> None:
+    """SPEC 2.6: every request carries the session's token; none, or an earlier session's, is refused and the
+    connection closed. The host side (TcpDataChannel) sends it and gets the frame."""
+    from firmware_host.intake import TcpDataChannel
+
+    img = np.arange(6 * 8, dtype=np.uint16).reshape(6, 8)
+    frame = write_frame(tmp_path, 1, img)
+    current = {"token": "0f" * 16}
+    with FrameServer(tmp_path, token=lambda: current["token"]) as server:
+        with socket.create_connection(server.address, timeout=5) as sock:
+            (got,) = ask(sock, encode_request(frame.locator))
+            assert isinstance(got, Missing) and "token required" in got.reason and sock.recv(10) == b""
+        with socket.create_connection(server.address, timeout=5) as sock:
+            assert ask(sock, encode_request(frame.locator, "0f" * 16)) == [img.astype("<u2").tobytes()]
+        current["token"] = "a1" * 16  # a new HELLO: a new token
+        with socket.create_connection(server.address, timeout=5) as sock:
+            (got,) = ask(sock, encode_request(frame.locator, "0f" * 16))
+            assert isinstance(got, Missing) and "stale or wrong token" in got.reason and sock.recv(10) == b""
+        channel = TcpDataChannel(server.url, token="a1" * 16, poll_wait_s=2.0)
+        try:
+            data = None
+            for _ in range(50):
+                data = channel.read(frame.locator)
+                if data is not None:
+                    break
+            assert data == img.astype("<u2").tobytes(), channel.last_problem
+        finally:
+            channel.close()
+
+
+def test_tls_data_channel_with_a_self_signed_certificate(tmp_path) -> None:
+    """tls://: the host verifies the device's certificate (made here by openssl) and host name; a host that does
+    not trust it gets no frame."""
+    import shutil
+    import ssl
+    import subprocess
+
+    from firmware_host.intake import TcpDataChannel
+
+    if shutil.which("openssl") is None:
+        import pytest
+
+        pytest.skip("openssl not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    store = tmp_path / "frames"
+    store.mkdir()
+    img = np.arange(4 * 4, dtype=np.uint16).reshape(4, 4)
+    frame = write_frame(store, 2, img)
+
+    def fetch(ca: str | None) -> tuple[bytes | None, str]:
+        channel = TcpDataChannel(server.url, token="77" * 16, ca_file=ca, poll_wait_s=2.0)
+        try:
+            for _ in range(20):
+                data = channel.read(frame.locator)
+                if data is not None or "fetching" not in channel.last_problem:
+                    return data, channel.last_problem
+            return None, channel.last_problem
+        finally:
+            channel.close()
+
+    with FrameServer(store, token=lambda: "77" * 16, tls=ctx) as server:
+        assert server.url.startswith("tls://127.0.0.1:")
+        assert fetch(str(cert)) == (img.astype("<u2").tobytes(), "")
+        data, problem = fetch(None)  # the system's CAs do not know the self-signed certificate
+        assert data is None and "CERTIFICATE_VERIFY_FAILED" in problem
+        with socket.create_connection(server.address, timeout=5) as sock:  # plain TCP to a TLS server: nothing served
+            sock.sendall(encode_request(frame.locator, "77" * 16))
+            try:
+                answer = sock.recv(100)
+            except ConnectionResetError:
+                answer = b""
+            assert b"OK" not in answer
