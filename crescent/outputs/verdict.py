@@ -40,6 +40,9 @@ class Verdict:
     limit: str
     result: str
     source: str
+    #: 1-based projection numbers a failed check blames (e.g. the projections after a patient moved); empty:
+    #: the whole exam. The quality-rejection KOS references these frames (crescent.outputs.dicom_kos).
+    frames: tuple[int, ...] = ()
 
 
 def euref_limits(breast_thickness_mm: float) -> tuple[float, float, float]:
