@@ -43,8 +43,9 @@ COVERAGE_MIN = 0.8
 MOTION_RESIDUAL_MAX_MM = 0.5
 #: Registration grid pitch, mm: projections are binned to about this before registration (speed, noise).
 MOTION_GRID_MM = 0.4
-#: Below this phase-correlation peak (1 = identical images) a projection has no trackable structure.
-MOTION_MIN_PEAK = 0.03
+#: Below this significance of the phase-correlation peak (peak over the standard deviation of the correlation
+#: surface; pure noise gives about 4-5) a pair of projections has no trackable structure.
+MOTION_MIN_SIGNIFICANCE = 10.0
 
 
 def defective_lines(img: np.ndarray, threshold: float = 0.2) -> int:
@@ -78,7 +79,8 @@ def _band_pass(img: np.ndarray) -> np.ndarray:
 
 def phase_shift(ref: np.ndarray, img: np.ndarray) -> tuple[float, float, float]:
     """Shift ``(rows, cols)`` in pixels that moves ``ref`` onto ``img`` (img[i] ~ ref[i - shift]), sub-pixel by a
-    parabola through the peak, and the peak height of the phase correlation (1 = identical up to the shift)."""
+    parabola through the peak, and the peak's significance (its height over the standard deviation of the
+    correlation surface)."""
     f = np.fft.fft2(img) * np.conj(np.fft.fft2(ref))
     r = np.real(np.fft.ifft2(f / np.maximum(np.abs(f), 1e-12)))
     i, j = np.unravel_index(int(np.argmax(r)), r.shape)
@@ -95,7 +97,7 @@ def phase_shift(ref: np.ndarray, img: np.ndarray) -> tuple[float, float, float]:
         sub = 0.5 * (a - b) / den if den != 0 else 0.0
         kk = k if k <= n // 2 else k - n
         out.append(kk + float(np.clip(sub, -0.5, 0.5)))
-    return out[0], out[1], float(r[i, j])
+    return out[0], out[1], float(r[i, j] / max(float(r.std()), 1e-12))
 
 
 def motion_track(raw: np.ndarray, dark_adu: float, angles_deg: list[float], geometry: Any
@@ -115,7 +117,7 @@ def motion_track(raw: np.ndarray, dark_adu: float, angles_deg: list[float], geom
 
     Returns ``None`` when the sweep has fewer than 3 projections or no trackable structure, else a dict:
     ``step_mm`` (n-1, 2) x, y; ``offset_mm`` (n, 2) displacement off the track; ``worst_mm`` (largest length
-    of ``offset_mm``); ``peak`` (the weakest registration's peak); ``moved`` (1-based projections displaced by
+    of ``offset_mm``); ``peak`` (the weakest registration's significance); ``moved`` (1-based projections displaced by
     more than the limit).
     """
     n = len(angles_deg)
@@ -129,7 +131,7 @@ def motion_track(raw: np.ndarray, dark_adu: float, angles_deg: list[float], geom
     for k in range(n - 1):
         dr, dc, peaks[k] = phase_shift(logs[k], logs[k + 1])
         steps[k] = (dc * grid, dr * grid)  # x = columns, y = rows
-    if float(peaks.min()) < MOTION_MIN_PEAK:
+    if float(peaks.min()) < MOTION_MIN_SIGNIFICANCE:
         return None
     src = geometry.source_positions(np.asarray(angles_deg))
     u, w = np.diff(src[:, 0] / src[:, 2]), np.diff(1.0 / src[:, 2])
