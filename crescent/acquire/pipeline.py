@@ -16,6 +16,8 @@ Output folder layout (``out``)::
                               (--projection-sop digital-mammography, and 2D / stereotactic exams)
     dicom/tomo.dcm            Breast Tomosynthesis Image (enhanced multi-frame)
     dicom/dose_sr.dcm         X-Ray Radiation Dose SR (TID 10001): every exposure, AEC scout included
+    dicom/qc_rejection_kos.dcm  Key Object Selection "Rejected for Quality Reasons" (only when an acquisition
+                              QC check fails): the reasons (CID 7011) and the images / frames at fault
     arrays/                   projections .npy + exposure records JSON, volume .npy and .tif
     report.html, *.png        the report and its figures
     capture.pcap              serial traffic both ways (Wireshark: hil/wireshark/crescent.lua)

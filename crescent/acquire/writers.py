@@ -29,6 +29,7 @@ from crescent.outputs.dicom_projection import (
     presentation_frames,
     write_breast_projection_dicom,
 )
+from crescent.outputs.dicom_kos import Rejection, write_qc_rejection_kos
 from crescent.outputs.dose_sr import IrradiationEvent, write_dose_sr
 from crescent.outputs.study import DEFAULT_STUDY_DATETIME, VIRTUAL_EPOCH_S
 from crescent.outputs.verdict import mgd_verdict, mtf_verdict, stereo_verdict
@@ -89,6 +90,8 @@ def exposure_forces(timeline: Timeline, exposures: list, default_n: float) -> li
 #: File names of the projection objects in ``dicom/`` (README output table).
 PROCESSING_FILE = "projections_for_processing.dcm"
 PRESENTATION_FILE = "projections_for_presentation.dcm"
+#: Key Object Selection "Rejected for Quality Reasons" written when a per-exam acquisition QC check fails.
+QC_KOS_FILE = "qc_rejection_kos.dcm"
 
 
 def event_uid(study: StudyInfo, role: str) -> str:
@@ -191,6 +194,12 @@ def write_outputs(acq: AcquireResult, raw: np.ndarray, timeline: Timeline, opts:
         files += write_numpy_outputs(out / "arrays", images=raw, exposures=acq.exposures, pitch_mm=pitch,
                                      volume=acq.recon.volume, z_mm=list(grid.z_mm), voxel_mm=grid.voxel_mm,
                                      x0_mm=grid.x_min_mm + 0.5 * grid.voxel_mm, y0_mm=grid.y_min_mm + 0.5 * grid.voxel_mm)
+    failed = [v for v in acq.acquisition_qc if v.result == "FAIL"]
+    if failed:  # the rejection goes into the DICOM study too (issue 18): a KOS referencing the images at fault
+        images = [p for p in files if p.suffix == ".dcm" and p.name != "dose_sr.dcm"]
+        files.append(write_qc_rejection_kos(
+            dicom_dir / QC_KOS_FILE, study, [Rejection(v.name, v.value, v.limit, v.source, v.frames) for v in failed],
+            images))
     say(len(raw) + 2, steps)
     files.append(write_report(out, _report_data(acq, raw, timeline, files)))
     say(steps, steps)

@@ -89,9 +89,17 @@ PRESENTATION_PERCENTILES = (0.5, 99.9)
 ERECT_CODE = ("10904000", "erect")
 #: Purpose of reference of the For Processing frame a For Presentation frame derives from (CID 7202).
 SOURCE_FOR_PROCESSING_CODE = ("121322", "Source image for image processing operation")
-#: Derivation of a For Presentation frame: CID 7203 ("Image Derivation", baseline) has no code for a log
-#: and linear map, so a local code (coding scheme 99CRESCENT, allowed for a baseline context group).
-DERIVATION_CODE = ("PRES-LOG-LIN", "log of the flat-corrected signal, linear map for presentation", "99CRESCENT")
+#: Derivation of a For Presentation frame, standard codes of CID 7203 "Image Derivation" (DICOM PS3.16, DCM
+#: scheme; checked against pydicom's PS3.16 tables, ``pydicom.sr._cid_dict.cid_concepts[7203]``, and accepted
+#: without warning by dciodvfy): the dark subtraction and the flat-field division of step 1. The log and the
+#: linear map of steps 1-2 have no code in CID 7203; Derivation Description states them.
+DERIVATION_CODES = (("113062", "Pixel by pixel subtraction", "DCM"), ("113046", "Pixel by pixel division", "DCM"))
+#: Image Processing Applied (0028,9446) of the For Presentation frames. Type 1 in the X-Ray Frame Pixel Data
+#: Properties macro; its Defined Terms (DIGITAL_SUBTR, HIGH_PASS_FILTER, LOW_PASS_FILTER, MULTI_BAND_FLTR,
+#: FRAME_AVERAGING, NONE) have none for a log and linear map, and NONE would misstate the pixels. Defined
+#: Terms may be extended, so this term is kept (dciodvfy warns "Unrecognized defined term"; the one
+#: accepted warning of the For Presentation object besides Frame Type's TOMOSYNTHESIS).
+PRESENTATION_PROCESSING_TERM = "LOG_LINEAR_MAP"
 
 
 def presentation_frames(line_integrals: np.ndarray) -> np.ndarray:
@@ -280,7 +288,7 @@ def write_breast_projection_dicom(
         PixelIntensityRelationship="LOG" if presentation else "LIN",
         PixelIntensityRelationshipSign=-1 if presentation else 1,
         ImagerPixelSpacing=[pitch, pitch], GeometricalProperties="UNIFORM",
-        ImageProcessingApplied="LOG_LINEAR_MAP" if presentation else "NONE")
+        ImageProcessingApplied=PRESENTATION_PROCESSING_TERM if presentation else "NONE")
     shared.CollimatorShapeSequence = _seq(  # the whole active area, pixel rows/cols (1-based edges)
         CollimatorShape="RECTANGULAR", CollimatorLeftVerticalEdge=0, CollimatorRightVerticalEdge=det.cols,
         CollimatorUpperHorizontalEdge=0, CollimatorLowerHorizontalEdge=det.rows)
@@ -317,7 +325,7 @@ def write_breast_projection_dicom(
             src.ReferencedFrameNumber = k + 1
             src.PurposeOfReferenceCodeSequence = Sequence([code_item(*SOURCE_FOR_PROCESSING_CODE, "DCM")])
             f.DerivationImageSequence = _seq(DerivationDescription=derivation[:1024],
-                                             DerivationCodeSequence=Sequence([code_item(*DERIVATION_CODE)]),
+                                             DerivationCodeSequence=Sequence([code_item(*c) for c in DERIVATION_CODES]),
                                              SourceImageSequence=Sequence([src]))
         f.IrradiationEventIdentificationSequence = _seq(IrradiationEventUID=event_uids[k])
         f.FrameAcquisitionSequence = _seq(KVP=ds_str(v["kvp"]), XRayTubeCurrentInmA=v["ma"])
@@ -353,9 +361,5 @@ def write_breast_projection_dicom(
     ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
 
     ds.AcquisitionContextSequence = Sequence()
-    if presentation:  # the local coding scheme of DERIVATION_CODE
-        ds.CodingSchemeIdentificationSequence = _seq(CodingSchemeDesignator=DERIVATION_CODE[2],
-                                                     CodingSchemeName="Crescent local codes",
-                                                     CodingSchemeResponsibleOrganization=study.manufacturer)
     ds.InstanceCreationDate, ds.InstanceCreationTime = da(t1), tm(t1)
     return save(ds, path)

@@ -1,11 +1,13 @@
 """Pass/fail of an acquisition against stated limits, each with its source (no physics here).
 
 MGD limits: European guidelines for quality assurance in breast cancer screening and
-diagnosis, 4th edition (European Commission 2006), section 2a.2.5.1 (dosimetry), limiting
-values of the mean glandular dose for PMMA thicknesses 20-70 mm and the equivalent breast
-thicknesses 21-90 mm; the EUREF protocol for DBT (2018) uses the same table for a DBT view.
-The table below was typed from that publication (the search corpus did not hold its text):
-check it against your copy before relying on it.
+diagnosis, 4th edition (European Commission 2006), chapter 2b (digital mammography), dosimetry
+section: acceptable and achievable mean glandular dose for PMMA thicknesses 20-70 mm and the
+equivalent breast thicknesses 21-90 mm (Dance et al. 2000); the EUREF protocol for DBT uses the
+same PMMA method for a DBT view. Not confirmed against the publication's text: the stored copies
+searched (December 2026) hold its title pages and executive summary, not the table, and the
+section number is not confirmed either (crescent.qc.limits has the same table and says so).
+Check it against your copy before relying on it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ EUREF_MGD_LIMITS: tuple[tuple[float, float, float, float], ...] = (
     (70.0, 90.0, 6.5, 5.1),
 )
 EUREF_SOURCE = ("European guidelines for quality assurance in breast cancer screening and diagnosis, 4th ed. "
-                "(European Commission 2006), sect. 2a.2.5.1, limiting MGD per PMMA thickness")
+                "(European Commission 2006), ch. 2b dosimetry, limiting MGD per PMMA thickness (table not "
+                "confirmed against the text)")
 #: Stereotactic localisation accuracy: +-1 mm in each axis (ACR Stereotactic Breast Biopsy QC Manual, 1999).
 STEREO_LIMIT_MM = 1.0
 STEREO_SOURCE = "ACR Stereotactic Breast Biopsy Quality Control Manual (1999): localisation accuracy +-1 mm"
@@ -40,6 +43,9 @@ class Verdict:
     limit: str
     result: str
     source: str
+    #: 1-based projection numbers a failed check blames (e.g. the projections after a patient moved); empty:
+    #: the whole exam. The quality-rejection KOS references these frames (crescent.outputs.dicom_kos).
+    frames: tuple[int, ...] = ()
 
 
 def euref_limits(breast_thickness_mm: float) -> tuple[float, float, float]:

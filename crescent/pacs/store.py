@@ -37,6 +37,7 @@ CRESCENT_SOP_CLASSES: dict[str, str] = {
     "1.2.840.10008.5.1.4.1.1.1.2": "Digital Mammography X-Ray Image Storage - For Presentation",
     "1.2.840.10008.5.1.4.1.1.1.2.1": "Digital Mammography X-Ray Image Storage - For Processing",
     "1.2.840.10008.5.1.4.1.1.88.67": "X-Ray Radiation Dose SR Storage",
+    "1.2.840.10008.5.1.4.1.1.88.59": "Key Object Selection Document Storage",
 }
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # Media Storage Directory (DICOMDIR)
 _UNCOMPRESSED = ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2")  # explicit, implicit VR little endian

@@ -1,20 +1,26 @@
-"""QC limits, each with its source.
+"""QC limits, each with its source and what could be checked of it.
 
-Sources (cited by short name in :class:`Limit.source`):
+Sources (cited by short name in :class:`Limit.source`, with section and table where the author knows them):
 
-* ``EUREF-2D``: European guidelines for quality assurance in breast cancer screening and diagnosis, 4th ed.,
-  supplements (2013), "Protocol for the quality control of the physical and technical aspects of digital
-  breast imaging systems" (EUREF / NHSBSP common limits; NHSBSP equipment report 1407 uses the same
-  figures for DBT where it gives any).
+* ``EUREF-2D``: European guidelines for quality assurance in breast cancer screening and diagnosis, 4th ed.
+  (European Commission 2006), chapter 2b "Digital mammography" of the European protocol for the quality
+  control of the physical and technical aspects of mammography screening, and its supplement (2013).
 * ``EUREF-DBT``: EUREF "Protocol for the quality control of the physical and technical aspects of digital
-  breast tomosynthesis systems" v1.03 (2018) and EFOMP "Quality control in digital breast tomosynthesis"
-  (2023), which record most DBT quantities against a baseline rather than fixed limits.
-* ``ACR-2018``: ACR 2018 Digital Mammography QC Manual / MQSA 21 CFR 900.12(e) (HVL bounds).
+  breast tomosynthesis systems" (van Engen et al.; drafts 0.10 of 2013 and 0.15 of 2014, version 1.01 as
+  euref.org lists it) and EFOMP "Quality control in digital breast tomosynthesis (DBT)", EFOMP protocol
+  version of 01.03.2023, which record most DBT quantities against a baseline rather than fixed limits.
+* ``ACR-2018``: ACR Digital Mammography Quality Control Manual (Berns, Pfeiffer, Butler et al., 2018) and
+  MQSA, 21 CFR 900.12(e) / 1020.30 (HVL bounds).
 * ``project``: no published figure applies to the simulated quantity; the limit and its reason are stated.
 
-The published figures were taken from the protocols' tables as the author knows them; the search corpus
-available while writing held no copy of the protocol texts to check them against (see the README's QC
-section), so each is marked with its table and should be checked against the current edition.
+What was checked (December 2026, with the search tool's stored copies of public pages; see the README's
+"QC limits" table): the stored copies hold the title pages, authors and tables of contents of EUREF-DBT
+drafts 0.10 and 0.15, the EFOMP 2023 protocol, chapter 2b of EUREF-2D and the ACR 2018 manual, but none of
+their limit tables. No published figure below could therefore be confirmed against its protocol's own text;
+each carries :attr:`Limit.checked` saying so, and where a secondary text (a vendor QC manual quoting the
+protocol) agrees or differs, that is said too. No value was changed on that basis. The version "1.03" of
+the EUREF DBT protocol named in issue 18 was not found (euref.org's stored page lists 1.01; EFOMP's 2023
+protocol is "version 01.03.2023", which may be the source of that number).
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ class Limit:
     hi: float | None
     unit: str
     source: str
+    #: What could be checked of the value against the source's text (``project`` limits: their reason is the
+    #: source; nothing to check). Empty = not stated.
+    checked: str = ""
 
     def passes(self, value: float) -> bool:
         if value != value:  # NaN never passes
@@ -46,9 +55,17 @@ class Limit:
         return "recorded"
 
 
+UNCONFIRMED = "not confirmed: the protocol's limit table is not in the stored copies searched"
+#: HVL: what the searched texts say.
+HVL_CHECKED = (f"{UNCONFIRMED} (neither the ACR manual's table nor the CFR text); a vendor QC manual (Konica "
+               "Minolta CS-3, 3.4.5) states 'over 0.30 mm Al' at 28 kVp Mo/Mo, within 0.01 mm of kVp/100 + 0.03, "
+               "and quotes EUREF's typical W/Rh HVL at 28 kV as 0.54 +- 0.03 mm Al (not a limit)")
+
 # ----------------------------------------------------------------------------- detector response and noise
 #: Linearity of the (linear) response: coefficient of determination of mean pixel value vs incident air kerma.
-LINEARITY_R2 = Limit(0.99, None, "", "EUREF-2D 2.4.1 response function: R^2 > 0.99 for the linear fit")
+LINEARITY_R2 = Limit(0.99, None, "", "EUREF-2D 2b, 2.4.1 response function: R^2 > 0.99 for the linear fit",
+                     checked=f"{UNCONFIRMED}; a vendor QC manual (Siemens MAMMOMAT Inspiration, test 4 detector "
+                     "linearity) asks a linear correlation coefficient r > 0.99, a looser figure than R^2 > 0.99")
 #: Noise: slope of log(variance) vs log(mean signal). 1 = quantum limited; electronic or structured noise
 #: moves it away. EUREF-2D 2.4.1 asks for the noise components to be analysed but sets no slope limit.
 NOISE_SLOPE = Limit(0.8, 1.2, "", "project: quantum-limited detector (slope 1) +-0.2; EUREF-2D analyses "
@@ -56,7 +73,8 @@ NOISE_SLOPE = Limit(0.8, 1.2, "", "project: quantum-limited detector (slope 1) +
 
 # ----------------------------------------------------------------------------- tube
 #: kV accuracy of the generator.
-KV_ACCURACY = Limit(-1.0, 1.0, "kV", "EUREF-2D 2.1.2 tube voltage: accuracy +-1 kV")
+KV_ACCURACY = Limit(-1.0, 1.0, "kV", "EUREF-2D 2b, 2.1.2 tube voltage, reproducibility and accuracy: +-1 kV",
+                    checked=UNCONFIRMED)
 #: Tube output at 1 m, 28 kV.
 TUBE_OUTPUT = Limit(14.0, None, "uGy/mAs", "project: EUREF-2D 2.1.3 asks > 30 uGy/mAs at 1 m, 28 kV for "
                     "Mo/Mo only; a W/Rh beam gives less (19.5 uGy/mAs from the SpekPy spectrum of the "
@@ -68,7 +86,8 @@ HVL_C: dict[str, float] = {"Mo/Mo": 0.12, "Mo/Rh": 0.19, "Rh/Rh": 0.22, "W/Rh": 
 def hvl_limit(kvp: float, anode_filter: str) -> Limit:
     """ACR/MQSA: kVp/100 + 0.03 <= HVL <= kVp/100 + C (mm Al)."""
     return Limit(kvp / 100.0 + 0.03, kvp / 100.0 + HVL_C.get(anode_filter, 0.32), "mm Al",
-                 "ACR-2018 / 21 CFR 900.12(e)(5)(iv): kVp/100 + 0.03 <= HVL <= kVp/100 + C")
+                 "ACR-2018 (beam quality, HVL) / MQSA 21 CFR 900.12(e)(5)(iv) and 1020.30(m): kVp/100 + 0.03 <= "
+                 "HVL <= kVp/100 + C", checked=HVL_CHECKED)
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -79,8 +98,8 @@ MTF_5LP = Limit(0.70, None, "", "project: EUREF-DBT records the projection MTF a
 
 # ----------------------------------------------------------------------------- homogeneity, artefacts
 #: Largest deviation of a 10 mm ROI's mean from the mean of all ROIs (flat-fielded 45 mm PMMA image).
-HOMOGENEITY = Limit(None, 15.0, "%", "EUREF-2D 2.4.6 detector uniformity: max deviation of mean pixel value "
-                    "< 15 %")
+HOMOGENEITY = Limit(None, 15.0, "%", "EUREF-2D 2b, 2.4.6 detector uniformity: max deviation of mean pixel "
+                    "value < 15 %", checked=UNCONFIRMED)
 #: Defective (dead or stuck) columns or rows not corrected by the defect map.
 DEFECT_LINES = Limit(None, 0.0, "lines", "project: EUREF-2D 2.4.7/2.4.8 asks for no disturbing artefacts and "
                      "no uncorrected defective lines; a raw line read as the dark offset is one")
@@ -98,8 +117,11 @@ EUREF_MGD: dict[int, tuple[float, float, float, float]] = {
     60: (4.5, 3.6, 75.0, 0.09),
     70: (6.5, 5.1, 90.0, 0.04),
 }
-MGD_SOURCE = ("EUREF-2D 2.5.2 / Table 2.5 MGD acceptable level per PMMA thickness (Dance 2000 equivalent "
-              "breasts); EUREF-DBT v1.03 applies the same PMMA method to the DBT exam")
+MGD_SOURCE = ("EUREF-2D 2b, 2.5.2 (dosimetry), table of acceptable and achievable MGD per PMMA thickness "
+              "(equivalent breasts of Dance et al. 2000, Phys. Med. Biol. 45:3225); EUREF-DBT applies the same "
+              "PMMA method to the DBT exam (draft 0.15 section 2, AEC system)")
+MGD_CHECKED = (f"{UNCONFIRMED}; the equivalent-breast method's reference (Dance et al. 2000) exists as cited. "
+               "The same table is crescent.outputs.verdict.EUREF_MGD_LIMITS")
 #: AEC thickness tracking: the AEC holds the detector signal; each thickness's reference-ROI signal may
 #: differ from the mean over the thicknesses by at most this.
 AEC_SIGNAL_TRACKING = Limit(None, 25.0, "%", "project: EUREF-2D 2.3.2 tracks SNR/CNR per thickness "

@@ -19,11 +19,12 @@ Example
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from protocols.geometry import AcquisitionGeometry, DetectorGeometry
 from protocols.limits import DeviceLimits
@@ -178,6 +179,20 @@ class PhantomConfig(_Model):
     seed: int = 1
     voxel_mm: float = Field(1.0, gt=0.0, le=5.0, description="voxel size of voxel phantoms, mm")
     options: dict[str, float] = Field(default_factory=dict)
+    # Seeded patient (or phantom) motion, for the per-exam acquisition QC; the defaults keep it still.
+    motion_mm: tuple[float, float] = Field(
+        (0.0, 0.0), description="rigid shift (x along the arc, y chest wall -> nipple) of the phantom during the "
+                                "exposures after motion_after_deg, mm (rendered to the nearest image pixel)")
+    motion_after_deg: float = Field(
+        0.0, ge=-90.0, le=90.0,
+        description="the phantom has moved by motion_mm for exposures whose window-mean arc angle exceeds this, deg")
+
+    @field_validator("motion_mm")
+    @classmethod
+    def _motion(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if any(not math.isfinite(c) or abs(c) > 50.0 for c in v):
+            raise ValueError(f"phantom.motion_mm = {v}: each component must be finite and within +-50 mm")
+        return v
 
 
 class IdentityConfig(_Model):

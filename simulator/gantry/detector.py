@@ -219,8 +219,10 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
 
     ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
                       **phantom.options)
+    moving = phantom.motion_mm != (0.0, 0.0)
     return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
-                          noise=det.noise, beam_path=det.beam_path.to_beam_path())
+                          noise=det.noise, beam_path=det.beam_path.to_beam_path(),
+                          patient_motion=(*phantom.motion_mm, phantom.motion_after_deg) if moving else None)
 
 
 def render_image(imager: ExposureImager, record: ExposureRecord, cfg: DetectorConfig) -> np.ndarray:

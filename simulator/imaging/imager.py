@@ -90,6 +90,14 @@ def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, 
     raise ValueError(f"unknown phantom {name!r}; choose one of {PHANTOM_NAMES}")
 
 
+def _shift_edge(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """``a`` moved by ``(rows, cols)`` pixels (out[i, j] = a[i - rows, j - cols]); the uncovered strip repeats
+    the nearest line of ``a``."""
+    r = np.clip(np.arange(a.shape[0]) - rows, 0, a.shape[0] - 1)
+    c = np.clip(np.arange(a.shape[1]) - cols, 0, a.shape[1] - 1)
+    return a[np.ix_(r, c)]
+
+
 class ExposureImager:
     """Renders the raw detector image of each exposure of one exam.
 
@@ -113,11 +121,15 @@ class ExposureImager:
         (:class:`physics.beam_path.BeamPath`, from the gantry configuration); the paddle
         filters the beam incident on the breast (images and dose), the support and cover
         what reaches the detector.
+    patient_motion: ``(dx_mm, dy_mm, after_deg)``: the phantom is shifted rigidly by ``(dx, dy)`` mm
+        (x along the arc, y chest wall -> nipple) for exposures whose window-mean arc angle exceeds
+        ``after_deg`` (seeded patient motion; see :meth:`phantom_shift_mm`). ``None``: still.
     """
 
     def __init__(self, phantom: Phantom, geometry: AcquisitionGeometry, detector: DetectorModel | None = None, *,
                  seed: int, scatter: bool = False, motion_substeps: int = 5, focal_spot: bool = True,
-                 noise: bool = True, cache_bytes: int = 256 * 2**20, beam_path: BeamPath | None = None) -> None:
+                 noise: bool = True, cache_bytes: int = 256 * 2**20, beam_path: BeamPath | None = None,
+                 patient_motion: tuple[float, float, float] | None = None) -> None:
         self.phantom = phantom
         self.geometry = geometry
         self.detector = detector or DetectorModel()
@@ -127,6 +139,7 @@ class ExposureImager:
         self.focal_spot = focal_spot
         self.noise = noise
         self.beam_path = beam_path or DEFAULT_BEAM_PATH
+        self.patient_motion = patient_motion
         self.labels = phantom.material_labels()
         self._cache: OrderedDict[tuple, tuple[np.ndarray, tuple | None]] = OrderedDict()
         self._cache_bytes = int(cache_bytes)
@@ -158,6 +171,21 @@ class ExposureImager:
                     dv = ((v + 0.5) / n_sy - 0.5) * spot if n_sy > 1 else 0.0
                     out.append(p + du * tangent + np.array([0.0, dv, 0.0]))
         return np.array(out)
+
+    def phantom_shift_pixels(self, exposure: ExposureRecord) -> tuple[int, int]:
+        """Seeded patient motion of ``exposure`` as whole image pixels ``(columns, rows)`` (0, 0 = still).
+
+        The shift ``(dx, dy)`` mm of ``patient_motion`` applies when the exposure's window-mean angle exceeds
+        ``after_deg``; it is rounded to the nearest image pixel, so the rendering is exact (see
+        :meth:`expected_signal`).
+        """
+        if self.patient_motion is None:
+            return 0, 0
+        dx, dy, after = self.patient_motion
+        if exposure.mean_angle_deg <= after:
+            return 0, 0
+        pitch = self.geometry.detector.pitch_mm
+        return int(round(dx / pitch)), int(round(dy / pitch))
 
     # ------------------------------------------------------------------ physics
     def spectrum(self, exposure: ExposureRecord) -> Spectrum:
@@ -243,7 +271,21 @@ class ExposureImager:
         return rr, cc, l_sub.astype(np.float32)
 
     def expected_signal(self, exposure: ExposureRecord) -> tuple[np.ndarray, np.ndarray]:
-        """Noiseless absorbed energy per pixel (keV) and its second moment (keV^2), scatter included if enabled."""
+        """Noiseless absorbed energy per pixel (keV) and its second moment (keV^2), scatter included if enabled.
+
+        A phantom moved by ``t`` (seeded patient motion, :meth:`phantom_shift_pixels`) is rendered by moving the
+        whole scene by ``-t``: the source by ``-t`` over the still phantom, then the image by ``+t`` on the
+        panel (``t`` a whole number of pixels, so exact; the strip uncovered at the edge repeats the edge line).
+        """
+        sc, sr = self.phantom_shift_pixels(exposure)
+        if sc or sr:
+            pitch = self.geometry.detector.pitch_mm
+            s1, s2 = self._expected_signal(exposure, np.array([sc * pitch, sr * pitch, 0.0]))
+            return _shift_edge(s1, sr, sc), _shift_edge(s2, sr, sc)
+        return self._expected_signal(exposure, None)
+
+    def _expected_signal(self, exposure: ExposureRecord, source_offset_mm: np.ndarray | None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         det = self.geometry.detector
         q = self.detector.aperture_oversample
         spec = self.spectrum(exposure)
@@ -255,6 +297,8 @@ class ExposureImager:
         mu = materials.attenuation_table(self.labels, e)
         xs, ys = pixel_grid(det, q)
         sources = self.source_samples(exposure)
+        if source_offset_mm is not None:
+            sources = sources - source_offset_mm[None, :]
         s1 = np.zeros((ys.size, xs.size))
         s2 = np.zeros_like(s1)
         for src in sources:
