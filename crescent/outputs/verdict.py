@@ -4,8 +4,11 @@ MGD limits: European guidelines for quality assurance in breast cancer screening
 diagnosis, 4th edition (European Commission 2006), section 2a.2.5.1 (dosimetry), limiting
 values of the mean glandular dose for PMMA thicknesses 20-70 mm and the equivalent breast
 thicknesses 21-90 mm; the EUREF protocol for DBT (2018) uses the same table for a DBT view.
-The table below was typed from that publication (the search corpus did not hold its text):
-check it against your copy before relying on it.
+The table below was typed from that publication; a search of public pages for issue 15 found the
+protocols' titles and contents but not the dose table's text, so the acceptable/achievable levels are
+unverified here (they agree entry for entry with crescent/qc/limits.py EUREF_MGD and the issue-15 brief).
+Verified: the equivalent breasts 21, 53 and 90 mm of 20, 45 and 70 mm PMMA (Dance et al., IWDM 2012,
+LNCS 7361, abstract). Check the levels against your copy before relying on them.
 """
 
 from __future__ import annotations

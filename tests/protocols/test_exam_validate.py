@@ -183,8 +183,8 @@ def test_heat_budget_exceeded():
 
 
 def test_heat_counts_the_aec_scout_worst_case_and_stored_heat():
-    exam = load_standard_exam("dbt-standard")  # worst case 15 x 39 kV x 6 mAs + scout 28 kV x 1 mAs
-    need = 15 * 39.0 * 6.0 + 28.0 * 1.0
+    exam = load_standard_exam("dbt-standard")  # worst case 15 x 39 kV x 9 mAs + scout 28 kV x 1 mAs
+    need = 15 * 39.0 * 9.0 + 28.0 * 1.0
     assert validate_exam(exam, DeviceLimits(anode_heat_capacity_j=need)) == []
     (v,) = validate_exam(exam, DeviceLimits(anode_heat_capacity_j=need - 1.0))
     assert v.code == Code.HEAT_BUDGET and v.value == pytest.approx(need)
