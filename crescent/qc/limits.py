@@ -124,9 +124,9 @@ DBT_TYPICAL_SOURCE = ("Dance, Strudley, Young, Oduko, Whelehan, Mungutroy, IWDM 
 #: from 0.74 mGy (Philips MicroDose) to 2.01 mGy (Fischer Senoscan) around 1.37 mGy for all DR systems,
 #: i.e. 0.54-1.47 x the mean. The band below is that spread; see DBT_TYPICAL_NOTE for 70 mm.
 DBT_TYPICAL_RATIO = (0.5, 1.5)
-DBT_TYPICAL_NOTE = ("at 70 mm PMMA the dbt-standard exam is capped by its tube: 15 pulses of 60 ms at "
-                    "<= 150 mA (6 kW at 39 kV) allow <= 9 mAs per projection, about half the exposure the "
-                    "published system gives a 70 mm slab")
+DBT_TYPICAL_NOTE = ("at 70 mm PMMA the dbt-standard exam is capped by its tube: 60 ms pulses at <= 165 mA "
+                    "(6 kW at 36 kV) allow <= 9.9 mAs per projection, about half the dose the published "
+                    "system gives a 70 mm slab")
 #: AEC thickness tracking: the AEC holds the detector signal; each thickness's reference-ROI signal may
 #: differ from the mean over the thicknesses by at most this.
 AEC_SIGNAL_TRACKING = Limit(None, 10.0, "%", "project: EUREF-2D 2.3.2 tracks SNR/CNR per thickness "
