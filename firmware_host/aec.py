@@ -26,9 +26,9 @@ The model (no physics here: the scout's measured signal, a technique chart and a
 
 The AEC holds the detector signal constant over thickness; the exam's target
 signal sets the dose level. The dbt-standard target was chosen so the exam's MGD
-on PMMA 20-70 mm stays below the EUREF achievable levels with the mAs the
-exam's 60 ms pulses allow (README, "MGD vs PMMA thickness";
-``python -m crescent.qc.mgd_table``). Checked end to end against the simulator's
+on PMMA 20-70 mm stays below the EUREF acceptable levels (and the achievable ones
+from 30 mm) within the mAs the exam's 60 ms pulses allow (README, "MGD vs PMMA
+thickness"; ``python -m crescent.qc.mgd_table``). Checked end to end against the simulator's
 physics in the tests (the acquired projections land on the target signal).
 Units: thickness mm, kVp kV, mAs mAs, signals as fractions of full scale.
 """
