@@ -26,7 +26,7 @@ def test_shipped_table_matches_a_fresh_measurement(pair: str, kvp: float, t: flo
 
 def test_signal_falls_through_pmma_as_its_attenuation_predicts() -> None:
     """ln S(30 mm) - ln S(40 mm) against 10 mm x mu of PMMA (xraydb via physics.materials) averaged over the
-    spectrum reaching the detector through 30-40 mm: within 10 % (beam hardening inside the 10 mm)."""
+    spectrum reaching the detector through 35 mm: within 3 % (beam hardening inside the 10 mm)."""
     import numpy as np
 
     from physics import materials
@@ -38,4 +38,4 @@ def test_signal_falls_through_pmma_as_its_attenuation_predicts() -> None:
     w, _ = DetectorModel().energy_weights(e, spec.fluence_per_mas, 1.0)  # energy the a-Se layer absorbs
     mu = float(np.sum(w * materials.linear_attenuation("pmma", e)) / np.sum(w))
     measured = math.log(_entry("W/Rh", 28.0, 30.0) / _entry("W/Rh", 28.0, 40.0))
-    assert measured == pytest.approx(10.0 * mu, rel=0.10)
+    assert measured == pytest.approx(10.0 * mu, rel=0.03)  # measured 0.632 against 0.634 (2026-12-01)
