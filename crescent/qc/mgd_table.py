@@ -9,7 +9,7 @@ is included, as a dosimeter would see it), the EUREF acceptable and achievable l
 DBT figures of :data:`crescent.qc.limits.DBT_TYPICAL_MGD`. ``--exam`` limits the run to one exam.
 
 The PMMA slabs are 240 x 180 mm; only a 100 x 100 mm patch of the panel at the chest wall is read out
-(400 um pixels), which holds the AEC region (dose does not depend on the read-out). About 1 minute.
+(400 um pixels), which holds the AEC region (dose does not depend on the read-out). 1-2 minutes.
 Units: mm, kV, mAs, mGy.
 """
 
