@@ -7,7 +7,8 @@ equivalent breast thicknesses 21-90 mm (Dance et al. 2000); the EUREF protocol f
 same PMMA method for a DBT view. Not confirmed against the publication's text: the stored copies
 searched (December 2026) hold its title pages and executive summary, not the table, and the
 section number is not confirmed either (crescent.qc.limits has the same table and says so).
-Check it against your copy before relying on it.
+Verified: the equivalent breasts 21, 53 and 90 mm of 20, 45 and 70 mm PMMA (Dance et al., IWDM 2012,
+LNCS 7361, abstract). Check the levels against your copy before relying on them.
 """
 
 from __future__ import annotations

@@ -107,6 +107,17 @@ DEFECT_LINES = Limit(None, 0.0, "lines", "project: EUREF-2D 2.4.7/2.4.8 asks for
 # ----------------------------------------------------------------------------- AEC
 #: EUREF acceptable (and achievable) MGD per PMMA thickness (mm) and the equivalent breast (thickness mm,
 #: glandularity by weight) of Dance et al. 2000 that EUREF uses to compute it.
+#:
+#: What was checked (issue 15, search of public pages): the equivalent breast thicknesses 21, 53 and 90 mm
+#: for 20, 45 and 70 mm PMMA are confirmed by Dance, Strudley, Young, Oduko, Whelehan, Mungutroy,
+#: "Comparison of breast doses for digital tomosynthesis estimated from patient exposures and using PMMA
+#: breast phantoms", IWDM 2012, LNCS 7361 (abstract, https://discovery.dundee.ac.uk/en/publications/
+#: comparison-of-breast-doses-for-digital-tomosynthesis-estimated-fr). The acceptable/achievable levels
+#: and the other equivalent breasts could not be checked: the search found the protocols' titles and
+#: tables of contents (EUREF DBT protocol draft 0.15, 2014; EFOMP DBT protocol 2023; NHSBSP report 1407)
+#: but not the dose tables' text. They are the figures of the European guidelines 4th ed. table as the
+#: project carries them (also in crescent/outputs/verdict.py and the issue-15 brief, which agree entry
+#: for entry); check them against the current edition.
 EUREF_MGD: dict[int, tuple[float, float, float, float]] = {
     # pmma mm: (acceptable mGy, achievable mGy, equivalent breast mm, glandularity)
     20: (1.0, 0.6, 21.0, 0.97),
@@ -122,11 +133,28 @@ MGD_SOURCE = ("EUREF-2D 2b, 2.5.2 (dosimetry), table of acceptable and achievabl
               "PMMA method to the DBT exam (draft 0.15 section 2, AEC system)")
 MGD_CHECKED = (f"{UNCONFIRMED}; the equivalent-breast method's reference (Dance et al. 2000) exists as cited. "
                "The same table is crescent.outputs.verdict.EUREF_MGD_LIMITS")
+#: Published MGD of a clinical DBT system (one view) on PMMA, by PMMA thickness (mm): Dance et al., IWDM 2012,
+#: LNCS 7361, abstract: "For the first system ... The corresponding values for the equivalent PMMA
+#: thicknesses of 20mm, 45mm and 70mm were 0.92, 2.08 and 4.65 mGy respectively" (EUREF DBT dosimetry
+#: protocol applied to two DBT units; patient AGDs at 21/53/90 mm were 1.21/2.12/4.90 mGy).
+DBT_TYPICAL_MGD: dict[int, float] = {20: 0.92, 45: 2.08, 70: 4.65}
+DBT_TYPICAL_SOURCE = ("Dance, Strudley, Young, Oduko, Whelehan, Mungutroy, IWDM 2012 (LNCS 7361), first DBT "
+                      "system: 0.92 / 2.08 / 4.65 mGy at 20 / 45 / 70 mm PMMA")
+#: How far the simulated DBT exam's MGD may lie from :data:`DBT_TYPICAL_MGD`, as a ratio (simulated /
+#: published). Published systems differ by more than a factor of 2 for the same breast: the UK screening
+#: survey (Young & Oduko, Br J Radiol 89 (2016) 20150831, Table 11: CC views of 50-60 mm breasts) ranges
+#: from 0.74 mGy (Philips MicroDose) to 2.01 mGy (Fischer Senoscan) around 1.37 mGy for all DR systems,
+#: i.e. 0.54-1.47 x the mean. The band below is that spread; see DBT_TYPICAL_NOTE for 70 mm.
+DBT_TYPICAL_RATIO = (0.5, 1.5)
+DBT_TYPICAL_NOTE = ("at 70 mm PMMA the dbt-standard exam is capped by its tube: 60 ms pulses at <= 165 mA "
+                    "(6 kW at 36 kV) allow <= 9.9 mAs per projection, about half the dose the published "
+                    "system gives a 70 mm slab")
 #: AEC thickness tracking: the AEC holds the detector signal; each thickness's reference-ROI signal may
 #: differ from the mean over the thicknesses by at most this.
-AEC_SIGNAL_TRACKING = Limit(None, 25.0, "%", "project: EUREF-2D 2.3.2 tracks SNR/CNR per thickness "
-                            "against the 50 mm value; this AEC targets detector signal, whose "
-                            "healthy spread over 20-70 mm PMMA is under 10 %")
+AEC_SIGNAL_TRACKING = Limit(None, 10.0, "%", "project: EUREF-2D 2.3.2 tracks SNR/CNR per thickness "
+                            "against the 50 mm value; this AEC holds the detector signal (calibrated signal "
+                            "per mAs, firmware_host/data/aec_calibration.json), so the signal over 20-70 mm "
+                            "PMMA must stay within 10 % of its mean (measured healthy spread: see README)")
 #: SDNR of 0.2 mm Al on the PMMA in the 0-degree projection.
 SDNR_MIN = Limit(2.0, None, "", "project: EUREF-DBT records SDNR per thickness against the baseline; "
                  "2 is a floor below which a 0.2 mm Al square is not reliably seen in one projection")

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from firmware_host.aec import aec_roi, chart_technique, choose_technique, kvp_exponent, roi_signal
+from firmware_host.aec import (CALIBRATION_PATH, KVP_CHART, aec_roi, chart_technique, choose_technique,
+                               load_calibration, roi_signal, signal_ratio)
 from firmware_host.audit import JsonlAudit, read_audit_log
 from firmware_host.store import ExamStore, verify_exam_folder, verify_projection
 from protocols.exams import load_standard_exam
@@ -16,22 +17,43 @@ from protocols.wire.crc import crc32c
 
 
 def test_chart_interpolates_kvp_and_switches_filter_for_thick_breasts() -> None:
-    assert chart_technique(45.0) == ("W/Rh", pytest.approx(29.0))  # halfway between 28 kV (40) and 30 kV (50)
-    assert chart_technique(85.0)[0] == "W/Ag"
-    assert chart_technique(5.0)[1] == pytest.approx(25.0)  # clamped at the chart's end
+    assert chart_technique(45.0) == ("W/Rh", pytest.approx(30.5))  # halfway between 29 kV (40) and 32 kV (50)
+    assert chart_technique(65.0)[0] == "W/Ag"
+    assert chart_technique(5.0)[1] == pytest.approx(26.0)  # clamped at the chart's end
+    assert max(k for _, p, k in KVP_CHART if p == "W/Ag") <= 36.0  # HVL with paddle <= 0.70 mm Al (g table)
 
 
-def test_mas_scales_inversely_with_the_scout_signal_and_with_kvp_by_hand() -> None:
-    # scout 28 kV, 1 mAs W/Rh; ceiling 6 mAs; a round target of 0.3 for the arithmetic by hand
+def _table_ratio(pair: str, kvp: int, scout_kvp: int, thickness_mm: int) -> float:
+    """Signal ratio read straight from the shipped calibration file at grid points (no interpolation code)."""
+    data = json.loads(CALIBRATION_PATH.read_text())
+    i, j, j0 = data["thickness_mm"].index(thickness_mm), data["kvp"].index(kvp), data["kvp"].index(scout_kvp)
+    return float(np.exp(data["ln_signal_per_mas"][pair][i][j] - data["ln_signal_per_mas"]["W/Rh"][i][j0]))
+
+
+def test_mas_scales_inversely_with_the_scout_signal_and_by_the_calibrated_signal_ratio() -> None:
+    # scout 28 kV, 1 mAs W/Rh; ceiling 9.9 mAs; a round target of 0.3 for the arithmetic by hand
     aec = load_standard_exam("dbt-standard").technique.model_copy(update={"target_signal_fraction": 0.3})
-    d = choose_technique(aec, 40.0, 0.15)  # chart at 40 mm: W/Rh 28 kV = the scout's kVp
+    d = choose_technique(aec, 35.0, 0.15)  # chart at 35 mm: W/Rh 28 kV = the scout's technique
     assert (d.technique.anode_filter, d.technique.kvp) == ("W/Rh", 28.0)
     assert d.technique.mas == pytest.approx(1.0 * 0.3 / 0.15)  # same kVp and filter: 2 mAs
-    d2 = choose_technique(aec, 50.0, 0.15)  # 30 kV, n = 2 + 50/20 = 4.5
-    assert kvp_exponent(50.0) == 4.5
-    assert d2.technique.mas == pytest.approx(2.0 * (28.0 / 30.0) ** 4.5, rel=1e-3)
-    d3 = choose_technique(aec, 40.0, 0.01)  # would need 30 mAs: clamped to the exam's ceiling
-    assert d3.technique.mas == 6.0 and "clamped" in d3.clamped
+    assert d.signal_ratio == pytest.approx(1.0) and d.exponent == 0.0
+    d2 = choose_technique(aec, 50.0, 0.15)  # chart at 50 mm: W/Rh 32 kV
+    assert (d2.technique.anode_filter, d2.technique.kvp) == ("W/Rh", 32.0)
+    r = _table_ratio("W/Rh", 32, 28, 50)
+    assert 1.3 < r < 2.5  # more signal per mAs at 32 kV than at 28 kV through 50 mm PMMA
+    assert d2.technique.mas == pytest.approx(2.0 / r, rel=1e-3)
+    d4 = choose_technique(aec, 70.0, 0.015)  # chart at 70 mm: W/Ag 35 kV, a grid point of the table
+    assert d4.technique.anode_filter == "W/Ag" and d4.technique.kvp == 35.0
+    assert d4.technique.mas == pytest.approx(20.0 / _table_ratio("W/Ag", 35, 28, 70), rel=1e-3)
+    d3 = choose_technique(aec, 35.0, 0.01)  # would need 30 mAs: clamped to the exam's ceiling
+    assert d3.technique.mas == 9.9 and "clamped" in d3.clamped
+
+
+def test_a_missing_pair_or_calibration_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="'X/Y' has no AEC calibration"):
+        signal_ratio("W/Rh", 28.0, "X/Y", 30.0, 40.0)
+    with pytest.raises(FileNotFoundError, match="crescent.qc.aec_calibration"):
+        load_calibration(tmp_path / "none.json")
 
 
 def test_kvp_stays_inside_the_exam_bounds() -> None:

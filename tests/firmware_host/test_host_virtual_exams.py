@@ -145,20 +145,21 @@ def test_operator_abort_mid_sweep_stops_safely_and_keeps_every_image(tmp_path) -
 
 def test_host_plans_with_the_generator_limits_the_gantry_reports(tmp_path) -> None:
     """A gantry with a weaker tube: GET_LIMITS tells the host, whose plans then stay inside it."""
-    weak = {"tube_current_max_ma": 120.0, "tube_max_power_w": 4000.0, "anode_filters": ["W/Rh", "W/Ag"],
+    # dbt-standard's worst case: 9.9 mAs in a 60 ms pulse (165 mA) at 36 kV (5940 W)
+    weak = {"tube_current_max_ma": 170.0, "tube_max_power_w": 5950.0, "anode_filters": ["W/Rh", "W/Ag"],
             "focal_spots_mm": [0.3], "arc_acceleration_deg_s2": 12.0}
     env = simpy.Environment()
     _, endpoint = start_virtual_gantry(env, fast_config(limits=weak), seed=3, data_dir=tmp_path / "device", event_log=None)
     with connect_virtual(env, endpoint, seed=3) as gantry:
         lim = gantry.session.limits
         assert gantry.session.limits_source == "device"
-        assert (lim.tube_current_max_ma, lim.tube_max_power_w, lim.arc_acceleration_deg_s2) == pytest.approx((120.0, 4000.0, 12.0))
+        assert (lim.tube_current_max_ma, lim.tube_max_power_w, lim.arc_acceleration_deg_s2) == pytest.approx((170.0, 5950.0, 12.0))
         assert lim.anode_filters == ("W/Rh", "W/Ag") and lim.focal_spots_mm == pytest.approx((0.3,))
         result = gantry.run_exam("dbt-standard", tmp_path / "exam")
     assert result.record.status == "complete", result.record.warnings
     for e in result.record.exposures:
         ma = e.mas / e.window_s  # mAs per second of window = mean tube current, mA
-        assert ma <= 120.0 * 1.02 and ma * e.kvp <= 4000.0 * 1.02, (e.index, ma, e.kvp)
+        assert ma <= 170.0 * 1.02 and ma * e.kvp <= 5950.0 * 1.02, (e.index, ma, e.kvp)
 
 
 def test_host_refuses_an_exam_the_reported_tube_cannot_deliver(tmp_path) -> None:
@@ -166,5 +167,5 @@ def test_host_refuses_an_exam_the_reported_tube_cannot_deliver(tmp_path) -> None
     env = simpy.Environment()
     _, endpoint = start_virtual_gantry(env, fast_config(limits=weak), seed=4, data_dir=tmp_path / "device", event_log=None)
     with connect_virtual(env, endpoint, seed=4) as gantry:
-        with pytest.raises(ExamError, match=r"needs 100\.0 mA, outside the tube current range \[10\.0, 80\.0\] mA"):
+        with pytest.raises(ExamError, match=r"needs 165\.0 mA, outside the tube current range \[10\.0, 80\.0\] mA"):
             gantry.run_exam("dbt-standard", tmp_path / "exam")

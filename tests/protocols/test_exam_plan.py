@@ -123,7 +123,7 @@ def test_stereo_pair_with_zero_view():
 
 
 def test_aec_needs_a_choice_within_its_bounds():
-    exam = load_standard_exam("dbt-standard")  # W/Rh or W/Ag, 25-39 kV, <= 6 mAs
+    exam = load_standard_exam("dbt-standard")  # W/Rh or W/Ag, 25-36 kV, <= 9.9 mAs
     with pytest.raises(PlanError, match="uses AEC"):
         expand_exam(exam)
     plan = expand_exam(exam, Technique(anode_filter="W/Ag", kvp=31.0, mas=3.0))

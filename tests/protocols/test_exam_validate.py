@@ -42,6 +42,7 @@ def test_over_range_kvp_aec_bounds_and_scout():
     d = data("dbt-standard")
     d["technique"]["kvp_max"] = 52.0
     d["technique"]["scout_kvp"] = 18.0
+    d["technique"]["mas_max_per_projection"] = 6.0  # 100 mA in the 60 ms pulse: within 6 kW even at 52 kV
     vs = only(validate_exam_data(d), Code.KVP_RANGE)
     assert {(v.field, v.limit) for v in vs} == {("technique.kvp_max", 49.0), ("technique.scout_kvp", 22.0)}
     assert any("18.0 is below the generator limit 22.0 kV" in v.message for v in vs)
@@ -183,8 +184,8 @@ def test_heat_budget_exceeded():
 
 
 def test_heat_counts_the_aec_scout_worst_case_and_stored_heat():
-    exam = load_standard_exam("dbt-standard")  # worst case 15 x 39 kV x 6 mAs + scout 28 kV x 1 mAs
-    need = 15 * 39.0 * 6.0 + 28.0 * 1.0
+    exam = load_standard_exam("dbt-standard")  # worst case 15 x 36 kV x 9.9 mAs + scout 28 kV x 1 mAs
+    need = 15 * 36.0 * 9.9 + 28.0 * 1.0
     assert validate_exam(exam, DeviceLimits(anode_heat_capacity_j=need)) == []
     (v,) = validate_exam(exam, DeviceLimits(anode_heat_capacity_j=need - 1.0))
     assert v.code == Code.HEAT_BUDGET and v.value == pytest.approx(need)
