@@ -934,6 +934,61 @@ def check_data_channel_token(ctx: Context) -> CheckResult:
         "data channel: no token and a stale token refused, the session's token accepted")
 
 
+#: Stall injected by the "stall honesty" check, ms: longer than the 500 ms watchdog a host asks for (a device
+#: that judged its watchdog on when it got round to frames would declare the host lost), shorter than the
+#: 1 s after which a stall in motion would latch REALTIME_OVERRUN.
+STALL_MS = 800
+
+
+def check_stall_honesty(ctx: Context) -> CheckResult:
+    """A device that falls behind real time says so (FAULT REALTIME_OVERRUN) and never declares the host lost.
+
+    The host asks (SIM_INJECT_FAULT REALTIME_OVERRUN, param ms) for an 800 ms stall of the device's control loop
+    while its heartbeats keep flowing. The device must judge its 500 ms watchdog on when the heartbeats
+    arrived: no WATCHDOG fault, no SAFE_HOLD, and a REALTIME_OVERRUN event naming the lag; it answers STATUS
+    in the state it had. Simulated real-time devices only (a virtual-time device has no loop to stall and
+    refuses the request as UNSUPPORTED; a rig cannot be stalled on request).
+    """
+    if not ctx.sim_controls:
+        return skipped("device lacks SIMULATION_CONTROLS; a rig cannot be stalled on request")
+    s = ctx.session
+    if hello(ctx, watchdog_ms=500).NAME != "HELLO_REPLY":
+        return failed("no session with a 500 ms watchdog")
+    before = status(ctx)
+    s.pump(0.3)  # heartbeats flowing
+    mark = len(s.frames)
+    resp = s.request(SimInjectFault(fault_code=int(FaultCode.REALTIME_OVERRUN), param=STALL_MS))
+    if is_nak(resp, ErrorCode.UNSUPPORTED):
+        return skipped("the device has no real-time control loop to stall (virtual time)")
+    if resp.NAME != "ACK":
+        return failed(f"SIM_INJECT_FAULT REALTIME_OVERRUN: {describe(resp)}")
+    overrun = s.wait_for(lambda f: f.name == "FAULT" and f.message.fault_code == FaultCode.REALTIME_OVERRUN,  # type: ignore[union-attr]
+                         STALL_MS / 1000.0 + 3.0, since=mark)
+    s.pump(0.5)  # room for a (wrong) watchdog trip to show up
+    faults = [f.message for f in s.frames[mark:] if f.name == "FAULT"]
+    held = [f for f in s.frames[mark:] if f.name == "STATE_CHANGED"
+            and f.message.new_state == DeviceState.SAFE_HOLD]  # type: ignore[union-attr]
+    problems = []
+    if any(m.fault_code == FaultCode.WATCHDOG for m in faults):  # type: ignore[attr-defined]
+        problems.append("the device declared the host lost (FAULT WATCHDOG) although its heartbeats kept arriving")
+    if held:
+        problems.append("the device went to SAFE_HOLD during its own stall")
+    if overrun is None:
+        problems.append(f"no FAULT REALTIME_OVERRUN within {STALL_MS / 1000.0 + 3.0:.1f} s of an {STALL_MS} ms stall")
+    after = status(ctx)
+    if after.NAME != "STATUS":
+        problems.append(f"no STATUS after the stall: {describe(after)}")
+    elif after.state != before.state:  # type: ignore[attr-defined]
+        problems.append(f"state {DeviceState(before.state).name} before the stall, "  # type: ignore[attr-defined]
+                        f"{DeviceState(after.state).name} after it")  # type: ignore[attr-defined]
+    if problems:
+        recover(ctx)
+        return failed("; ".join(problems))
+    lag = overrun.message.detail  # type: ignore[union-attr]
+    return passed(f"{STALL_MS} ms loop stall: FAULT REALTIME_OVERRUN ({lag} ms behind), no watchdog trip, "
+                  f"state {DeviceState(after.state).name} kept")  # type: ignore[attr-defined]
+
+
 #: The suite in its default order (name -> check).
 CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "handshake": check_handshake,
@@ -949,6 +1004,7 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "range_rejection": check_range_rejection,
     "heartbeat_watchdog": check_heartbeat_watchdog,
     "estop_latches_in_every_state": check_estop_latches_in_every_state,
+    "stall_honesty": check_stall_honesty,
     "signed_forged_signature": check_signed_forged_signature,
     "signed_replay": check_signed_replay,
     "signed_replay_after_restart": check_signed_replay_after_restart,

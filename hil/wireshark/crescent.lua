@@ -225,7 +225,7 @@ F.sim_set_input__input = ProtoField.uint8("crescent.sim_set_input.input", "input
 F.sim_set_input__value = ProtoField.uint8("crescent.sim_set_input.value", "value", base.DEC, nil, nil, "1 = closed / pressed / present")
 MSGS[48] = {name = "SIM_SET_INPUT", fields = {{F.sim_set_input__input, 1}, {F.sim_set_input__value, 1}}}
 F.sim_inject_fault__fault_code = ProtoField.uint16("crescent.sim_inject_fault.fault_code", "fault_code", base.DEC, ENUM_FaultCode, nil, "fault to inject")
-F.sim_inject_fault__param = ProtoField.int32("crescent.sim_inject_fault.param", "param", base.DEC, nil, nil, "fault-specific parameter")
+F.sim_inject_fault__param = ProtoField.int32("crescent.sim_inject_fault.param", "param", base.DEC, nil, nil, "fault-specific parameter (REALTIME_OVERRUN: stall the real-time control loop this many ms, default 1000; refused UNSUPPORTED in virtual time)")
 MSGS[49] = {name = "SIM_INJECT_FAULT", fields = {{F.sim_inject_fault__fault_code, 2}, {F.sim_inject_fault__param, 4}}}
 F.telemetry__device_time_us = ProtoField.uint64("crescent.telemetry.device_time_us", "device_time_us [microsecond]", base.DEC, nil, nil, "device clock")
 F.telemetry__arc_mdeg = ProtoField.int32("crescent.telemetry.arc_mdeg", "arc_mdeg [millidegree]", base.DEC, nil, nil, "arc angle (encoder)")

@@ -37,6 +37,12 @@ INJECTABLE: tuple[str, ...] = (
     "MOTOR_STALL", "ENCODER_GLITCH", "KV_DROP", "TUBE_ARC", "DETECTOR_TIMEOUT", "DEVICE_RESET", "ESTOP",
     "DOOR_OPEN", "TELEMETRY_STOP", "LINE_FAULT",
 )
+#: Faults a host may inject over the wire (SIM_INJECT_FAULT) but that no fault schedule or campaign draws:
+#: REALTIME_OVERRUN stalls the real-time gantry's control loop for ``param`` ms (default 1000) while its
+#: reader thread keeps stamping what arrives, so a host (the conformance suite's "stall honesty" case)
+#: can check that a device which falls behind says so (REALTIME_OVERRUN) and does not declare the host
+#: lost. In virtual time there is no loop to stall: it is logged and has no effect.
+WIRE_INJECTABLE: tuple[str, ...] = INJECTABLE + ("REALTIME_OVERRUN",)
 
 Phase = Literal["HOME", "MOVE_ARC", "COMPRESS", "RELEASE", "SWEEP"]
 

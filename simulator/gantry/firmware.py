@@ -64,6 +64,7 @@ from typing import Any
 
 import numpy as np
 import simpy
+import simpy.rt
 
 from protocols.records import ExposureRecord
 from protocols.wire import messages as M
@@ -101,7 +102,7 @@ from simulator.gantry.arc import ArcAxis
 from simulator.gantry.config import GantryConfig
 from simulator.gantry.detector import Detector, Frame
 from simulator.gantry.eventlog import EventLog
-from simulator.gantry.faults import INJECTABLE, FaultPlan, ScheduledFault, random_fault_times
+from simulator.gantry.faults import INJECTABLE, WIRE_INJECTABLE, FaultPlan, ScheduledFault, random_fault_times
 from simulator.gantry.generator import Generator as XrayGenerator
 from simulator.gantry.linkio import SimLinkDriver
 from simulator.gantry.interlocks import OperatorInputs, interlock_mask, open_bits
@@ -177,6 +178,7 @@ class Gantry:
         self.limits = config.limits
         self.line = line
         self.seed = int(seed)
+        self.loop_stall_request_s = 0.0  # SIM_INJECT_FAULT REALTIME_OVERRUN: the real-time loop blocks this long
         self.faults = faults or FaultPlan()
         self.log = EventLog(event_log, keep=keep_log)
         lim = self.limits
@@ -800,8 +802,10 @@ class Gantry:
 
     def _cmd_sim_inject_fault(self, m: M.Message) -> M.Message:
         name = FaultCode(m.fault_code).name
-        if name not in INJECTABLE:
+        if name not in WIRE_INJECTABLE:
             return self._nak(m, ErrorCode.UNSUPPORTED, 0)  # field 0, fault_code
+        if name == "REALTIME_OVERRUN" and not isinstance(self.env, simpy.rt.RealtimeEnvironment):
+            return self._nak(m, ErrorCode.UNSUPPORTED, 0)  # virtual time: no control loop to stall
         self._after.append(lambda: self.inject(name, m.param))
         return self._ack(m)
 
@@ -873,6 +877,9 @@ class Gantry:
             dur = (duration_ms if duration_ms is not None else 1000.0) / 1000.0
             self.telemetry_stopped_until = t + dur
             self._fault_event(int(FaultCode.TELEMETRY_STOP), 0, int(dur * 1000), "telemetry stopped")
+        elif name == "REALTIME_OVERRUN":
+            # the real-time loop (simulator.gantry.realtime) takes this and blocks for as long
+            self.loop_stall_request_s = (param or 1000) / 1000.0
         elif name == "LINE_FAULT":
             if noise_bytes:
                 self.line.tx.inject_noise(noise_bytes)

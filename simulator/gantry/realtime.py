@@ -364,6 +364,10 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
         while True:
             yield env.timeout(poll_s)
             feed.feed_arrived()
+            if gantry.loop_stall_request_s > 0.0:  # injected stall (SIM_INJECT_FAULT REALTIME_OVERRUN)
+                stall_s, gantry.loop_stall_request_s = gantry.loop_stall_request_s, 0.0
+                time.sleep(stall_s)  # the reader thread keeps stamping arrivals meanwhile
+                feed.feed_arrived()
             lag = device_time(time.monotonic()) - env.now
             lags.append(lag)
             overrun["max_lag_s"] = max(overrun["max_lag_s"], lag)

@@ -182,3 +182,73 @@ def test_signed_checks_fail_against_a_gantry_that_does_not_verify(tmp_path, monk
     assert results["handshake"].status == PASS
     for name in SIGNED_CHECKS[:-1]:
         assert results[name].status == FAIL, (name, results[name].message)
+
+
+def _serve_in_thread(tmp_path):  # type: ignore[no-untyped-def]
+    """A real-time gantry behind a pty in this process (so a test can break one of its parts); yields the pty."""
+    import threading
+    import time
+
+    from simulator.gantry.realtime import serve
+    from host_sim import fast_config
+
+    where: list[str] = []
+    stop = threading.Event()
+    t = threading.Thread(target=serve, args=(fast_config(),), daemon=True,
+                         kwargs=dict(seed=1, data_dir=tmp_path, event_log=tmp_path / "events.jsonl", stop=stop,
+                                     on_listening=where.append))
+    t.start()
+    deadline = time.monotonic() + 120
+    while not where and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert where, "gantry did not start"
+    try:
+        yield where[0].split(" ", 1)[1]
+    finally:
+        stop.set()
+        t.join(timeout=30)
+
+
+def test_stall_honesty_passes_on_the_real_time_gantry(tmp_path) -> None:
+    """An 800 ms stall of the control loop (SIM_INJECT_FAULT REALTIME_OVERRUN): REALTIME_OVERRUN, no watchdog trip.
+    (The whole-suite test above runs it against `crescent gantry --pty` in another process too.)"""
+    for pty in _serve_in_thread(tmp_path):
+        res = run_suite(pty, only=["stall_honesty"]).by_name()["stall_honesty"]
+        assert res.status == PASS, res.message
+        assert "REALTIME_OVERRUN" in res.message
+
+
+def test_stall_honesty_fails_on_a_gantry_that_judges_frames_when_it_gets_round_to_them(tmp_path, monkeypatch) -> None:
+    """The defect the case exists for: frames stamped when the late loop reads them, not when they arrived,
+    so after its own stall the device sees 800 ms without a heartbeat and declares the host lost."""
+    import queue
+
+    from simulator.gantry import realtime
+
+    def stamped_when_read(self) -> None:  # type: ignore[no-untyped-def]
+        while True:
+            try:
+                _mono, data = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self.rx.arrive_stamped(data, self.now())
+    monkeypatch.setattr(realtime.ArrivalFeed, "feed_arrived", stamped_when_read)
+    for pty in _serve_in_thread(tmp_path):
+        res = run_suite(pty, only=["stall_honesty"]).by_name()["stall_honesty"]
+        assert res.status == FAIL, res.message
+        assert "declared the host lost" in res.message or "SAFE_HOLD" in res.message, res.message
+
+
+def test_stall_honesty_is_skipped_by_a_virtual_time_device() -> None:
+    """A virtual-time gantry has no loop to stall: it refuses the request (UNSUPPORTED), the case is skipped."""
+    import simpy
+
+    from protocols.wire.catalogue import ErrorCode, FaultCode
+    from protocols.wire.messages import SimInjectFault
+    from host_sim import fast_config
+    from simulator.gantry.virtual import start_virtual_gantry
+
+    env = simpy.Environment()
+    gantry, _ = start_virtual_gantry(env, fast_config(), seed=1, data_dir=None, event_log=None)
+    answer = gantry._cmd_sim_inject_fault(SimInjectFault(fault_code=int(FaultCode.REALTIME_OVERRUN), param=800))
+    assert answer.NAME == "NAK" and answer.error_code == ErrorCode.UNSUPPORTED
