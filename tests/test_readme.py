@@ -13,7 +13,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding=
 
 
 def test_readme_exam_example_is_valid_and_safe() -> None:
-    block = re.search(r"```yaml\n(kind: dbt.*?)```", README, re.S)
+    block = re.search(r"```sh\ncat > my-sweep.yaml <<'EOF'\n(kind: dbt.*?)EOF\n```", README, re.S)
     assert block, "README has a DBT exam example"
     exam = parse_exam_yaml(block.group(1), source="README.md")
     assert exam.name == "my-sweep"
