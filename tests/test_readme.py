@@ -13,7 +13,7 @@ README = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding=
 
 
 def test_readme_exam_example_is_valid_and_safe() -> None:
-    block = re.search(r"```yaml\n(kind: dbt.*?)```", README, re.S)
+    block = re.search(r"```sh\ncat > my-sweep.yaml <<'EOF'\n(kind: dbt.*?)EOF\n```", README, re.S)
     assert block, "README has a DBT exam example"
     exam = parse_exam_yaml(block.group(1), source="README.md")
     assert exam.name == "my-sweep"
@@ -143,6 +143,49 @@ def test_every_block_is_run_or_says_why_not() -> None:
     assert any("crescent acquire --quick" in b.code for b in run)
     assert any(b.lang == "python" and "run_exam" in b.code for b in run)
     assert any("pytest hil/examples --gantry sim" in b.code for b in run)
+
+
+#: Recipes given in README.md prose that must also be in a block the suite runs (issue 20).
+RUN_RECIPES = (
+    "crescent acquire --quick", "crescent acquire --port", "crescent exam run", "crescent exam verify",
+    "crescent exam list", "crescent exam show", "crescent exam schema", "crescent validate my-sweep.yaml",
+    "crescent campaign --exams", "crescent conformance --port", "crescent qc run --suite constancy",
+    "crescent qc report", "python -m crescent.qc.mgd_table", "crescent trial examples",
+    "crescent trial check", "crescent trial schema", "crescent trial run ffdm-vs-dbt",
+    "pytest hil/examples --gantry sim",
+)
+
+
+def commands_outside_blocks(text: str, source: str) -> set[str]:
+    """``crescent <cmd>`` / ``python -m <module>`` named in ``text`` but in no sh or python block."""
+    def named(t: str) -> set[str]:
+        return set(re.findall(r"crescent (?:[a-z][\w-]*)(?: (?:run|report|list|show|schema|check|examples|verify|recover))?"
+                              r"|python -m [\w.]+", t))
+    in_blocks: set[str] = set()
+    for b in extract_blocks(text, source):
+        if b.lang in ("sh", "python"):
+            in_blocks |= named(b.code)
+    return named(text) - in_blocks
+
+
+def test_every_command_the_readme_names_is_in_a_block() -> None:
+    """A command a user would type is in a sh block: run as written, or marked with the reason it is not."""
+    assert commands_outside_blocks(README, "README.md") == set()
+    assert recipes_not_run(README) == []
+
+
+def recipes_not_run(text: str) -> list[str]:
+    run = "\n".join(b.code for b in runnable(extract_blocks(text, "README.md")))
+    return [r for r in RUN_RECIPES if r not in run]
+
+
+def test_a_command_only_in_prose_is_caught() -> None:
+    assert commands_outside_blocks(README + "\nTry `crescent timing x.pcap`.\n", "README.md") == {"crescent timing"}
+    block = "```sh\ncrescent campaign --exams 10\n```"
+    assert block in README
+    assert recipes_not_run(README.replace(block, "`crescent campaign --exams 10`")) == ["crescent campaign --exams"]
+    marked = README.replace(block, "<!-- not run in CI: slow -->\n" + block)
+    assert recipes_not_run(marked) == ["crescent campaign --exams"]
 
 
 @pytest.mark.slow
