@@ -52,7 +52,7 @@ def prepare_for_real_time() -> None:
 LINK_THREAD_RT_PRIORITY = 10
 
 
-def _raise_calling_thread_nice() -> Callable[[], None]:
+def raise_calling_thread_nice() -> Callable[[], None]:
     """Set the calling thread's niceness to :data:`LINK_THREAD_NICE` if allowed; returns how to restore it."""
     import os
 
@@ -167,7 +167,7 @@ class SerialAdapter:
             self._waiting = runner
         # this thread, too, takes the interpreter lock when it wakes: at a low priority on a loaded machine it
         # could be descheduled holding it and hold up the link thread; it runs at the link's niceness meanwhile
-        restore = _raise_calling_thread_nice()
+        restore = raise_calling_thread_nice()
         try:
             return self._wait(runner)
         finally:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware_host.keys import load_link_key
+from firmware_host.serial_adapter import prepare_for_real_time, raise_calling_thread_nice
 from protocols.wire.link import LinkConfig
 from protocols.wire.signing import Signer, wall_clock_offset
 
@@ -79,6 +80,10 @@ def run_suite(
     report = SuiteReport(port_url)
     tap = Tap() if capture else None
     port = open_port(port_url, rig.baud)
+    # the suite's host is this thread: its heartbeats must not wait behind ordinary work on a loaded
+    # machine (a late heartbeat would be blamed on the device); garbage collection kept off its path
+    prepare_for_real_time()
+    restore_priority = raise_calling_thread_nice()
     try:
         t = rig.timeouts
         # Retransmit for up to connect_s: a slow answer is not a protocol violation here (latency is
@@ -112,6 +117,7 @@ def run_suite(
             if name == "handshake" and status != PASS:
                 break  # nothing else can run without a session
     finally:
+        restore_priority()
         port.close()
         if tap is not None and capture:
             tap.flush()
