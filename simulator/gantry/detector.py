@@ -220,7 +220,7 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
     ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
                       **phantom.options)
     return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
-                          noise=det.noise, beam_path=det.beam_path.to_beam_path())
+                          noise=det.noise, beam_path=det.beam_path.to_beam_path(), grid=det.anti_scatter_grid())
 
 
 def render_image(imager: ExposureImager, record: ExposureRecord, cfg: DetectorConfig) -> np.ndarray:
