@@ -97,37 +97,49 @@ def scatter_image(primary: np.ndarray, local_thickness_mm: np.ndarray, nodes_mm:
     A pencil whose ray crosses ``local_thickness_mm`` of breast (0 outside the breast, less than the
     compressed thickness under the rounded edge) scatters ``primary x kernel(local thickness)``; the
     kernel is interpolated linearly between the ``nodes_mm`` levels (``kernels[l]`` per unit primary at
-    ``nodes_mm[l]``, on cells of ``block`` pixels; zero scatter at zero thickness). Each level is one FFT
-    convolution of the block-summed weighted primary; the sum is interpolated back to the pixel grid
-    bilinearly and keeps the total scatter energy.
+    ``nodes_mm[l]``, on cells of ``block`` pixels, odd square; zero scatter at zero thickness). Only the
+    breast's bounding box is weighted (in float32); each level is one FFT convolution of the
+    block-summed weighted primary; the sum is interpolated back to the pixel grid bilinearly and keeps
+    the total scatter energy.
     """
     from scipy.ndimage import zoom
     from scipy.signal import fftconvolve
 
     r, c = primary.shape
     b = max(1, int(block))
-    rr, cc = -(-r // b) * b, -(-c // b) * b
-    t = np.clip(np.asarray(local_thickness_mm, dtype=np.float64), 0.0, float(nodes_mm[-1]))
-    levels = np.concatenate([[0.0], np.asarray(nodes_mm, dtype=np.float64)])
-    k = np.clip(np.searchsorted(levels, t, side="right") - 1, 0, levels.size - 2)
-    frac = (t - levels[k]) / (levels[k + 1] - levels[k])
-    s = None
+    nr, nc = -(-r // b), -(-c // b)  # coarse grid of the whole image
+    t_all = np.asarray(local_thickness_mm)
+    rows = np.flatnonzero((t_all > 0).any(axis=1))
+    cols = np.flatnonzero((t_all > 0).any(axis=0))
+    if rows.size == 0:
+        return np.zeros_like(primary)
+    r0, c0 = rows[0] // b * b, cols[0] // b * b  # the breast's box, aligned to whole cells
+    r1, c1 = min(-(-(rows[-1] + 1) // b) * b, nr * b), min(-(-(cols[-1] + 1) // b) * b, nc * b)
+    box = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
+    tb = np.zeros_like(box)
+    pr, pc = min(r1, r) - r0, min(c1, c) - c0
+    box[:pr, :pc] = primary[r0:r0 + pr, c0:c0 + pc]
+    tb[:pr, :pc] = np.clip(t_all[r0:r0 + pr, c0:c0 + pc], 0.0, float(nodes_mm[-1]))
+    levels = np.concatenate([[0.0], np.asarray(nodes_mm, dtype=np.float64)]).astype(np.float32)
+    k = np.clip(np.searchsorted(levels, tb, side="right") - 1, 0, levels.size - 2).astype(np.int16)
+    frac = (tb - levels[k]) / (levels[k + 1] - levels[k])
+    h = kernels[0].shape[0] // 2
+    s = np.zeros((nr + 2 * h, nc + 2 * h))  # coarse scatter, padded by the kernel's reach
+    cr0, cc0 = r0 // b, c0 // b
     for lv, kern in enumerate(kernels, start=1):  # level 0 (no tissue) scatters nothing
-        w = np.where(k == lv - 1, frac, 0.0) + np.where(k == lv, 1.0 - frac, 0.0)
+        w = np.where(k == lv - 1, frac, np.float32(0.0))
+        w += np.where(k == lv, np.float32(1.0) - frac, np.float32(0.0))
         if not w.any():
             continue
-        src = np.zeros((rr, cc))
-        src[:r, :c] = primary * w
-        coarse = src.reshape(rr // b, b, cc // b, b).sum(axis=(1, 3))
-        part = fftconvolve(coarse, kern, mode="same")
-        s = part if s is None else s + part
-    if s is None:
-        return np.zeros_like(primary)
-    s = np.maximum(s, 0.0)
+        w *= box
+        coarse = w.reshape(w.shape[0] // b, b, w.shape[1] // b, b).sum(axis=(1, 3), dtype=np.float64)
+        part = fftconvolve(coarse, kern, mode="full")  # (box cells + 2h) square around the box
+        s[cr0:cr0 + part.shape[0], cc0:cc0 + part.shape[1]] += part
+    s = np.maximum(s[h:h + nr, h:h + nc], 0.0)
     if b == 1:
         return s[:r, :c]
     fine = zoom(s, b, order=1, grid_mode=True, mode="nearest")[:r, :c] / (b * b)
-    tot = s.sum()
+    tot = s[: -(-r // b), : -(-c // b)].sum()
     ft = fine.sum()
     return fine * (tot / ft) if ft > 0 else fine
 
