@@ -67,7 +67,7 @@ class AntiScatterGrid:
                              f"[0, primary_transmission={self.primary_transmission}]")
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=96)
 def _kernel_cached(kernel_key: tuple, pitch_mm: float, beam_dir_x: float) -> np.ndarray:
     energies, fluence, thickness, angle, gland, gap = kernel_key
     polar = scatter_mc.spr_kernel(np.array(energies), np.array(fluence), thickness, angle, gland, gap)
@@ -97,51 +97,73 @@ def scatter_image(primary: np.ndarray, local_thickness_mm: np.ndarray, nodes_mm:
     A pencil whose ray crosses ``local_thickness_mm`` of breast (0 outside the breast, less than the
     compressed thickness under the rounded edge) scatters ``primary x kernel(local thickness)``; the
     kernel is interpolated linearly between the ``nodes_mm`` levels (``kernels[l]`` per unit primary at
-    ``nodes_mm[l]``, on cells of ``block`` pixels, odd square; zero scatter at zero thickness). Only the
-    breast's bounding box is weighted (in float32); each level is one FFT convolution of the
-    block-summed weighted primary; the sum is interpolated back to the pixel grid bilinearly and keeps
-    the total scatter energy.
+    ``nodes_mm[l]``, on cells of ``block`` pixels, odd squares of one size; zero scatter at zero
+    thickness). On the cells: the primary of the breast's pixels is summed and its thickness averaged
+    with the primary as weight (the interpolation is linear, so this is exact wherever a cell's pixels
+    lie between the same two levels); every level's weighted sum is convolved with its kernel by FFT
+    (summed in the frequency domain, one inverse), and the scatter is interpolated back to the pixel
+    grid bilinearly, keeping the total scatter energy. Scatter falling outside the image is not detected.
     """
-    from scipy.ndimage import zoom
-    from scipy.signal import fftconvolve
+    import scipy.fft as sfft
 
     r, c = primary.shape
     b = max(1, int(block))
     nr, nc = -(-r // b), -(-c // b)  # coarse grid of the whole image
     t_all = np.asarray(local_thickness_mm)
-    rows = np.flatnonzero((t_all > 0).any(axis=1))
-    cols = np.flatnonzero((t_all > 0).any(axis=0))
+    inside = t_all > 0
+    rows = np.flatnonzero(inside.any(axis=1))
+    cols = np.flatnonzero(inside.any(axis=0))
     if rows.size == 0:
         return np.zeros_like(primary)
     r0, c0 = rows[0] // b * b, cols[0] // b * b  # the breast's box, aligned to whole cells
     r1, c1 = min(-(-(rows[-1] + 1) // b) * b, nr * b), min(-(-(cols[-1] + 1) // b) * b, nc * b)
-    box = np.zeros((r1 - r0, c1 - c0), dtype=np.float32)
-    tb = np.zeros_like(box)
     pr, pc = min(r1, r) - r0, min(c1, c) - c0
-    box[:pr, :pc] = primary[r0:r0 + pr, c0:c0 + pc]
-    tb[:pr, :pc] = np.clip(t_all[r0:r0 + pr, c0:c0 + pc], 0.0, float(nodes_mm[-1]))
-    levels = np.concatenate([[0.0], np.asarray(nodes_mm, dtype=np.float64)]).astype(np.float32)
-    k = np.clip(np.searchsorted(levels, tb, side="right") - 1, 0, levels.size - 2).astype(np.int16)
-    frac = (tb - levels[k]) / (levels[k + 1] - levels[k])
+    src = np.zeros((r1 - r0, c1 - c0), dtype=np.float64)
+    pt = np.zeros_like(src)
+    win = (slice(r0, r0 + pr), slice(c0, c0 + pc))
+    src[:pr, :pc] = np.where(inside[win], primary[win], 0.0)
+    pt[:pr, :pc] = src[:pr, :pc] * np.clip(t_all[win], 0.0, float(nodes_mm[-1]))
+    shape = (src.shape[0] // b, b, src.shape[1] // b, b)
+    psum = src.reshape(shape).sum(axis=(1, 3))
+    tbar = np.divide(pt.reshape(shape).sum(axis=(1, 3)), psum, out=np.zeros_like(psum), where=psum > 0)
+    levels = np.concatenate([[0.0], np.asarray(nodes_mm, dtype=np.float64)])
     h = kernels[0].shape[0] // 2
-    s = np.zeros((nr + 2 * h, nc + 2 * h))  # coarse scatter, padded by the kernel's reach
-    cr0, cc0 = r0 // b, c0 // b
+    full = (psum.shape[0] + 2 * h, psum.shape[1] + 2 * h)
+    fshape = (sfft.next_fast_len(full[0]), sfft.next_fast_len(full[1], real=True))
+    acc = None
     for lv, kern in enumerate(kernels, start=1):  # level 0 (no tissue) scatters nothing
-        w = np.where(k == lv - 1, frac, np.float32(0.0))
-        w += np.where(k == lv, np.float32(1.0) - frac, np.float32(0.0))
+        w = np.interp(tbar, levels, np.eye(levels.size)[lv])  # hat weight of this level
         if not w.any():
             continue
-        w *= box
-        coarse = w.reshape(w.shape[0] // b, b, w.shape[1] // b, b).sum(axis=(1, 3), dtype=np.float64)
-        part = fftconvolve(coarse, kern, mode="full")  # (box cells + 2h) square around the box
-        s[cr0:cr0 + part.shape[0], cc0:cc0 + part.shape[1]] += part
+        f = sfft.rfft2(psum * w, fshape) * sfft.rfft2(kern, fshape)
+        acc = f if acc is None else acc + f
+    if acc is None:
+        return np.zeros_like(primary)
+    part = sfft.irfft2(acc, fshape)[:full[0], :full[1]]  # full convolution: box cells + h on every side
+    s = np.zeros((nr + 2 * h, nc + 2 * h))  # coarse scatter, padded by the kernel's reach
+    cr0, cc0 = r0 // b, c0 // b
+    s[cr0:cr0 + full[0], cc0:cc0 + full[1]] += part
     s = np.maximum(s[h:h + nr, h:h + nc], 0.0)
     if b == 1:
         return s[:r, :c]
-    fine = zoom(s, b, order=1, grid_mode=True, mode="nearest")[:r, :c] / (b * b)
-    tot = s[: -(-r // b), : -(-c // b)].sum()
+    fine = _upsample_linear(s, b, r, c) / (b * b)
+    tot = s.sum()
     ft = fine.sum()
     return fine * (tot / ft) if ft > 0 else fine
+
+
+def _upsample_linear(s: np.ndarray, b: int, r: int, c: int) -> np.ndarray:
+    """Bilinear interpolation of cell values (cells of ``b`` pixels) at the centres of ``r x c`` pixels, edges held."""
+    def axis(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = (np.arange(n_fine) + 0.5) / b - 0.5  # pixel centre in cell-centre units
+        i0 = np.clip(np.floor(u).astype(np.int64), 0, n_coarse - 1)
+        i1 = np.minimum(i0 + 1, n_coarse - 1)
+        return i0, i1, np.clip(u - i0, 0.0, 1.0)
+
+    i0, i1, f = axis(r, s.shape[0])
+    rows = s[i0] * (1.0 - f)[:, None] + s[i1] * f[:, None]
+    j0, j1, g = axis(c, s.shape[1])
+    return rows[:, j0] * (1.0 - g)[None, :] + rows[:, j1] * g[None, :]
 
 
 def projection_angle_deg(source_mm: np.ndarray, inside: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
