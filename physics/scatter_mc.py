@@ -299,7 +299,7 @@ def _render_index(edges: tuple[float, ...], n_phi: int, pitch_mm: float, mirror:
     PHI = np.arctan2(np.abs(Y), -X if mirror else X)
     k = np.searchsorted(e, R, side="right") - 1
     j = np.minimum((PHI / np.pi * n_phi).astype(np.int64), n_phi - 1)
-    flat = np.where(k < n_r, k * n_phi + j, -1)
+    flat = np.where(k < n_r, k * n_phi + j, -1).astype(np.int32)
     return flat, np.asarray(2 * half + 1), subsamples
 
 

@@ -328,6 +328,22 @@ class ExposureImager:
         local = np.where(inside, path_mm * math.cos(math.radians(angle)), 0.0)
         return scatter_image(primary, local, nodes, kernels, block)
 
+    def prepare_scatter(self, exposure: ExposureRecord) -> None:
+        """Load the scatter table and render this exposure's kernels at 0 deg now (a no-op with scatter off).
+
+        The gantry's render worker calls it before the exam so the first frame does not pay the loading.
+        """
+        if not self.scatter:
+            return
+        det = self.geometry.detector
+        spec = self.spectrum(exposure)
+        e = spec.energies_kev
+        block = max(1, int(round(SCATTER_PITCH_MM / det.pitch_mm)))
+        fluence = spec.fluence_per_mas * self.beam_path.exit_transmission(e)
+        for t in thickness_nodes(max(self.phantom.thickness_mm, 1.0)):
+            scatter_kernel(e, fluence, float(t), 0.0, self.phantom.glandularity, self.geometry.support_height_mm,
+                           det.pitch_mm * block)
+
     def image(self, exposure: ExposureRecord) -> np.ndarray:
         """Raw image, uint16 ``[rows, cols]`` ADU, of one exposure (noise seeded by (seed, frame_id))."""
         s1, s2 = self.expected_signal(exposure)

@@ -67,7 +67,7 @@ class AntiScatterGrid:
                              f"[0, primary_transmission={self.primary_transmission}]")
 
 
-@lru_cache(maxsize=96)
+@lru_cache(maxsize=32)
 def _kernel_cached(kernel_key: tuple, pitch_mm: float, beam_dir_x: float) -> np.ndarray:
     energies, fluence, thickness, angle, gland, gap = kernel_key
     polar = scatter_mc.spr_kernel(np.array(energies), np.array(fluence), thickness, angle, gland, gap)
