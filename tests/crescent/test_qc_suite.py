@@ -27,22 +27,21 @@ def _failed(results) -> set[str]:
     return {r.test for r in results if not r.passed}
 
 
-def test_healthy_gantry_passes_the_acceptance_suite_but_aec_tracking(tmp_path: Path):
-    """Every acceptance test but AEC tracking passes on a healthy simulated gantry.
+def test_healthy_gantry_passes_the_acceptance_suite(tmp_path: Path):
+    """Every acceptance test passes on a healthy simulated gantry.
 
-    AEC tracking is a known failure of the product, not of the test: since the compression paddle is in
-    the beam, the AEC's signal over PMMA 20-70 mm spreads 35 % (limit 25 %, measured 2026-12-01), while
-    the constancy thicknesses 20/45/70 mm spread 13 %. The AEC's targets are not yet calibrated against
-    the detector signal with the paddle in place (issue 15, AEC calibration), so this test asserts the
-    failure it knows of; when the AEC is calibrated, the assertion below fails and must be tightened.
+    AEC tracking used to be the known failure (the AEC's signal over PMMA 20-70 mm spread 35 %, limit
+    25 %, measured 2026-12-01 without scatter). With scatter in the images (on by default since issue 15's
+    scatter work), the AEC scout sees primary + scatter as a real one does and the spread comes within the
+    limit (22.6 %, measured 2026-12-01); the AEC targets themselves are still to be calibrated (issue 15).
     """
     results = run_suite(SimulatedSite(tmp_path), "acceptance")
     assert len(results) == 8
-    assert _failed(results) == {"aec_tracking"}, [(r.test, r.notes, [(f.name, f.value) for f in r.figures
-                                                                      if not f.passed]) for r in results if not r.passed]
     aec = next(r for r in results if r.test == "aec_tracking")
+    print("AEC tracking figures:", [(f.name, f.value, f.passed) for f in aec.figures])
+    assert _failed(results) == set(), [(r.test, r.notes, [(f.name, f.value) for f in r.figures
+                                                          if not f.passed]) for r in results if not r.passed]
     assert aec.series["thickness_mm"] == [20, 30, 40, 45, 50, 60, 70]
-    assert [f.name for f in aec.figures if not f.passed] == ["AEC signal spread over thicknesses"]
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
