@@ -138,7 +138,9 @@ def _cmd(args: argparse.Namespace) -> int:
                               phantom_voxel_mm=QUICK_PHANTOM_VOXEL_MM if args.quick else DEFAULT_PHANTOM_VOXEL_MM,
                               send=args.send, worklist=args.worklist, mpps=args.mpps, calling_ae=args.calling_ae,
                               accession=args.accession, send_retries=args.send_retries,
-                              projection_sop=args.projection_sop)
+                              projection_sop=args.projection_sop, scatter=args.scatter, grid=args.grid,
+                              grid_primary_transmission=args.grid_primary_transmission,
+                              grid_scatter_transmission=args.grid_scatter_transmission)
     except ValidationError as exc:
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
@@ -273,6 +275,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="DICOM object of the tomosynthesis projections: breast-projection (default: one multi-frame "
                    "Breast Projection X-Ray Image For Processing + one For Presentation) or digital-mammography (one "
                    "Digital Mammography X-Ray Image For Processing per projection, for older archives)")
+    p.add_argument("--scatter", action=argparse.BooleanOptionalAction, default=None,
+                   help="scatter from the breast in the simulated images (default on: Monte Carlo kernels)")
+    p.add_argument("--grid", action=argparse.BooleanOptionalAction, default=None,
+                   help="anti-scatter grid on the simulated panel (default none, as DBT systems run; 2D systems "
+                   "use one)")
+    p.add_argument("--grid-primary-transmission", type=float, default=None, metavar="F",
+                   help="primary transmission of the grid, 0.5-1.0 (default 0.73, Xia et al. SPIE 5745, 2005)")
+    p.add_argument("--grid-scatter-transmission", type=float, default=None, metavar="F",
+                   help="scatter transmission of the grid, 0-1 and at most the primary's (default 0.13)")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bars: one plain progress line per change on stderr instead (logs, CI)")
     net = p.add_argument_group("DICOM network", "AE@HOST:PORT of each peer, e.g. ORTHANC@127.0.0.1:4242. A worklist "

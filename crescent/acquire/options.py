@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crescent.acquire.defaults import DEFAULT_PHANTOM_VOXEL_MM
 from crescent.pacs.address import DEFAULT_CALLING_AE, check_ae_title, parse_address
@@ -32,6 +32,15 @@ class AcquireOptions(BaseModel):
     phantom_voxel_mm: float = Field(DEFAULT_PHANTOM_VOXEL_MM, gt=0.0, le=2.0)
     recon_voxel_mm: float | None = Field(None, gt=0.0, le=2.0, description="in-plane voxel (default: image pitch)")
     slice_mm: float = Field(1.0, gt=0.0, le=10.0, description="slice spacing, mm")
+    scatter: bool | None = Field(None, description="scatter in the simulated images (default: the gantry "
+                                 "config's, on)")
+    grid: bool | None = Field(None, description="anti-scatter grid on the simulated panel (default: the gantry "
+                              "config's, none)")
+    grid_primary_transmission: float | None = Field(
+        None, ge=0.5, le=1.0, description="primary transmission of the grid (default 0.73, Xia et al. 2005)")
+    grid_scatter_transmission: float | None = Field(
+        None, ge=0.0, le=1.0, description="scatter transmission of the grid (default 0.13, Xia et al. 2005); "
+        "at most the primary transmission")
     watchdog_ms: int | None = Field(
         None, ge=WATCHDOG_MS_MIN, le=WATCHDOG_MS_MAX,
         description="device watchdog asked for, ms (default 500, SPEC's default, for a rig as for the simulated "
@@ -55,6 +64,14 @@ class AcquireOptions(BaseModel):
     send_retries: int = Field(2, ge=0, le=20, description="new associations for objects that failed transiently")
     study: dict[str, Any] = Field(default_factory=dict, description="StudyInfo fields (patient, accession, "
                                   "procedure, study UID) from the worklist entry")
+
+    @model_validator(mode="after")
+    def _grid_transmissions(self) -> "AcquireOptions":
+        tp = 0.73 if self.grid_primary_transmission is None else self.grid_primary_transmission
+        if self.grid_scatter_transmission is not None and self.grid_scatter_transmission > tp:
+            raise ValueError(f"grid_scatter_transmission={self.grid_scatter_transmission} must not exceed the grid's "
+                             f"primary transmission {tp}")
+        return self
 
     @field_validator("send", "worklist", "mpps")
     @classmethod

@@ -68,9 +68,13 @@ def _gantry_config(opts: AcquireOptions) -> Any:
     rows = int(round(det.rows * det.binning / binning))
     cols = int(round(det.cols * det.binning / binning))
     detector = det.model_copy(update={"binning": binning, "rows": rows, "cols": cols})
+    panel = {k: v for k, v in (("scatter", opts.scatter), ("grid", opts.grid),
+                               ("grid_primary_transmission", opts.grid_primary_transmission),
+                               ("grid_scatter_transmission", opts.grid_scatter_transmission)) if v is not None}
     return cfg.with_overrides(
         geometry={"detector": detector.model_dump()},
         phantom={"name": opts.phantom, "seed": opts.seed, "voxel_mm": opts.phantom_voxel_mm},
+        **({"detector": panel} if panel else {}),
     )
 
 
@@ -157,7 +161,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
         from crescent.acquire import simulated as sim
         from simulator.imaging.detector import DetectorModel
 
-        flat = sim.flat_fields(header, exposures)
+        flat = sim.flat_fields(header, exposures, grid=cfg.detector.anti_scatter_grid())
         dark = float(DetectorModel().offset_adu)
         lesions, phantom = sim.phantom_truth(data_dir, cfg, header)
         breast = (phantom.thickness_mm, phantom.glandularity)

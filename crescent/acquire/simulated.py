@@ -18,11 +18,16 @@ from reconstruction.analysis.mtf import slanted_edge_mtf
 from simulator.imaging.imager import ExposureImager, make_phantom
 
 
-def flat_fields(header: AcquisitionHeader, exposures: list[ExposureRecord], detector_model: Any | None = None) -> np.ndarray:
-    """Noise-free open-field images for each exposure: the flat-field calibration of the simulated detector."""
+def flat_fields(header: AcquisitionHeader, exposures: list[ExposureRecord], detector_model: Any | None = None,
+                grid: Any | None = None) -> np.ndarray:
+    """Noise-free open-field images for each exposure: the flat-field calibration of the simulated detector.
+
+    ``grid``: the anti-scatter grid the exam ran with (:class:`simulator.imaging.scatter.AntiScatterGrid`),
+    which is in the calibration field too. An open field has no scatter.
+    """
     g = header.geometry
     imager = ExposureImager(make_phantom("uniform", header.compressed_thickness_mm, g, seed=0), g,
-                            detector_model, seed=0, noise=False, focal_spot=False, motion_substeps=1)
+                            detector_model, seed=0, noise=False, focal_spot=False, motion_substeps=1, grid=grid)
     return np.stack([imager.image(e).astype(np.float32) for e in exposures])
 
 

@@ -137,7 +137,17 @@ class DetectorConfig(_Model):
     data_dir: Path | None = Field(None, description="directory of the file data channel (default: a temp dir)")
     readout_timeout_ms: float = Field(1000.0, gt=0.0, description="readout watchdog (DETECTOR_TIMEOUT), ms")
     noise: bool = Field(True, description="quantum and electronic noise in the images")
-    scatter: bool = Field(False, description="add the scatter model to the images")
+    scatter: bool = Field(True, description="scatter from the breast in the images (Monte Carlo kernels, "
+                          "simulator.imaging.scatter); on by default, as in every real exposure")
+    grid: bool = Field(False, description="anti-scatter grid in front of the panel (2D mammography systems use "
+                       "one; DBT systems usually run without)")
+    grid_ratio: float = Field(5.0, ge=2.0, le=16.0, description="grid ratio (a label; the model uses the "
+                              "two transmissions)")
+    grid_primary_transmission: float = Field(
+        0.73, ge=0.5, le=1.0, description="fraction of the primary the grid passes (Xia et al., SPIE 5745, 2005: 0.73)")
+    grid_scatter_transmission: float = Field(
+        0.13, ge=0.0, le=1.0, description="fraction of the scatter the grid passes (Xia et al. 2005: 0.13); "
+        "at most the primary transmission")
     motion_substeps: int = Field(5, ge=1, le=50, description="focal-spot samples along the window's travel")
     fsync: bool = Field(False, description="fsync each frame file before the rename (durable, slower)")
     beam_path: BeamPathConfig = Field(default_factory=BeamPathConfig,
@@ -151,6 +161,21 @@ class DetectorConfig(_Model):
     dark_offset_report_error_adu: float = Field(
         0.0, ge=-1000.0, le=1000.0,
         description="error of the dark offset DEVICE_INFO reports (the AEC subtracts it from the scout), ADU")
+
+    @model_validator(mode="after")
+    def _grid_transmissions(self) -> "DetectorConfig":
+        if self.grid_scatter_transmission > self.grid_primary_transmission:
+            raise ValueError(f"grid_scatter_transmission={self.grid_scatter_transmission} must not exceed "
+                             f"grid_primary_transmission={self.grid_primary_transmission}")
+        return self
+
+    def anti_scatter_grid(self) -> Any:
+        """The :class:`simulator.imaging.scatter.AntiScatterGrid` in the beam, or ``None`` without a grid."""
+        if not self.grid:
+            return None
+        from simulator.imaging.scatter import AntiScatterGrid  # imaging pulls numpy/scipy: load on first use
+
+        return AntiScatterGrid(self.grid_ratio, self.grid_primary_transmission, self.grid_scatter_transmission)
 
 
 class UartConfig(_Model):

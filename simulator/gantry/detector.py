@@ -221,7 +221,7 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
                       **phantom.options)
     moving = phantom.motion_mm != (0.0, 0.0)
     return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
-                          noise=det.noise, beam_path=det.beam_path.to_beam_path(),
+                          noise=det.noise, beam_path=det.beam_path.to_beam_path(), grid=det.anti_scatter_grid(),
                           patient_motion=(*phantom.motion_mm, phantom.motion_after_deg) if moving else None)
 
 
@@ -266,9 +266,12 @@ def render_to_file_job(geometry_json: str, phantom_json: str, detector_json: str
 def prepare_job(geometry_json: str, phantom_json: str, detector_json: str, seed: int, thickness_mm: float,
                 anode_filter: str | None = None, kvps: tuple[float, ...] = ()) -> None:
     """Worker: build (and cache) the imager at ``thickness_mm`` and the beam spectra at ``kvps`` (kV)."""
-    _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
+    im = _worker_imager(geometry_json, phantom_json, detector_json, seed, thickness_mm)
     if anode_filter is not None:
         from physics.spectra import beam_spectrum
 
         for kv in kvps:
             beam_spectrum(anode_filter, kv)
+            im.prepare_scatter(ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=0.0,
+                                              angle_end_deg=0.0, kvp=kv, mas=1.0, anode_filter=anode_filter,
+                                              window_start_s=0.0, window_end_s=0.1))

@@ -1,4 +1,4 @@
-"""Direct-conversion a-Se flat-panel detector: absorption, gain, noise, aperture, scatter.
+"""Direct-conversion a-Se flat-panel detector: absorption, gain, noise, aperture.
 
 Model (per exposure, per pixel of the delivered image):
 
@@ -29,8 +29,8 @@ Model (per exposure, per pixel of the delivered image):
     Sampling the intensity at pixel centres and multiplying its spectrum by
     ``sinc(f a)`` afterwards (:func:`aperture_fourier`, the previous default)
     mirrors the response at Nyquist and is no longer used for rendering.
-* scatter (option): scatter-to-primary ratio from the compressed thickness
-  times the primary blurred by a broad Gaussian kernel (see :func:`add_scatter`).
+* scatter is added by the imager from the Monte Carlo kernels of
+  :mod:`physics.scatter_mc` (see :mod:`simulator.imaging.scatter`).
 
 Units: keV, mm, ADU. Images are ``[row, col]``.
 """
@@ -165,39 +165,3 @@ def aperture_filter(img: np.ndarray) -> np.ndarray:
 
     out = correlate1d(np.asarray(img, dtype=np.float32), _TAPS.astype(np.float32), axis=-1, mode="nearest")
     return correlate1d(out, _TAPS.astype(np.float32), axis=-2, mode="nearest")
-
-
-# Scatter-to-primary ratio without an anti-scatter grid for a large field,
-# versus compressed breast thickness (mm), 50 % glandular breasts at
-# 25-30 kV: approximate values read from J. M. Boone, K. K. Lindfors,
-# V. N. Cooper and J. A. Seibert, "Scatter/primary in mammography:
-# comprehensive results", Med. Phys. 27 (2000) 2408-2416 (their fig. of SPR
-# versus thickness for a 20 x 20 cm field). Approximate; an option only.
-_SPR_THICKNESS_MM = np.array([20.0, 40.0, 60.0, 80.0])
-_SPR_VALUES = np.array([0.25, 0.45, 0.65, 0.85])
-
-
-def scatter_to_primary(thickness_mm: float) -> float:
-    """SPR for a compressed breast of this thickness (linear interpolation, clamped)."""
-    return float(np.interp(thickness_mm, _SPR_THICKNESS_MM, _SPR_VALUES))
-
-
-def add_scatter(primary: np.ndarray, thickness_mm: float, pitch_mm: float, *,
-                kernel_sigma_mm: float | None = None, spr: float | None = None) -> np.ndarray:
-    """Primary + scatter, scatter = SPR x (primary convolved with a normalised Gaussian).
-
-    The kernel width defaults to ``0.5 x thickness + 5`` mm (scatter from a slab
-    spreads over a few thicknesses); the convolution is done by FFT with edge
-    padding. Scatter is added to the *mean* signal, before noise.
-    """
-    spr = scatter_to_primary(thickness_mm) if spr is None else spr
-    sigma = (0.5 * thickness_mm + 5.0) if kernel_sigma_mm is None else kernel_sigma_mm
-    s_px = sigma / pitch_mm
-    r, c = primary.shape
-    pr, pc = min(r, int(3 * s_px) + 1), min(c, int(3 * s_px) + 1)
-    padded = np.pad(primary, ((pr, pr), (pc, pc)), mode="edge")
-    fr = np.fft.fftfreq(padded.shape[0])
-    fc = np.fft.rfftfreq(padded.shape[1])
-    g = np.exp(-2 * (np.pi * s_px) ** 2 * (fr[:, None] ** 2 + fc[None, :] ** 2))
-    blurred = np.fft.irfft2(np.fft.rfft2(padded) * g, s=padded.shape)[pr:pr + r, pc:pc + c]
-    return primary + spr * blurred

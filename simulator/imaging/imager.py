@@ -45,7 +45,9 @@ from protocols.records import ExposureRecord
 from physics import materials
 from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
 from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
-from simulator.imaging.detector import DetectorModel, add_scatter, aperture_filter
+from simulator.imaging.detector import DetectorModel, aperture_filter
+from simulator.imaging.scatter import (SCATTER_PITCH_MM, AntiScatterGrid, projection_angle_deg, scatter_image,
+                                       scatter_kernel, thickness_nodes)
 from simulator.imaging.phantoms.base import Phantom
 from simulator.imaging.phantoms.breast import breast_phantom
 from simulator.imaging.phantoms.qa import (bead_phantom, contrast_detail_phantom, edge_phantom, pmma_phantom,
@@ -59,6 +61,9 @@ from physics.spectra import Spectrum
 SMALL_OBJECT_PX = 8
 #: Second difference of an analytic line integral (mm) above which a pixel is taken to hold a boundary.
 EDGE_TOLERANCE_MM = 1e-3
+
+#: Material path (mm) above which a ray counts as crossing the phantom (the scatter source region).
+INSIDE_MM = 1.0
 
 PHANTOM_NAMES = ("breast", "uniform", "pmma", "edge", "beads", "contrast-detail")
 
@@ -107,7 +112,11 @@ class ExposureImager:
     geometry: the gantry geometry (SID, pivot, support, detector layout and binning).
     detector: a-Se model (gain, noise, aperture); default :class:`DetectorModel`.
     seed: exam seed; exposure noise uses ``(seed, frame_id)``.
-    scatter: add the scatter-to-primary model (:func:`~simulator.imaging.detector.add_scatter`).
+    scatter: add scatter from the Monte Carlo kernels (:mod:`simulator.imaging.scatter`,
+        :mod:`physics.scatter_mc`); the gantry's product default is on
+        (``DetectorConfig.scatter``), this library default off.
+    grid: anti-scatter grid in front of the panel (:class:`~simulator.imaging.scatter.AntiScatterGrid`),
+        or ``None`` (no grid, as DBT systems usually run). It scales the primary even with ``scatter`` off.
     motion_substeps: most source positions used to integrate the focal-spot travel
         between ``angle_start_deg`` and ``angle_end_deg``; the imager uses fewer when
         the travel projects to less than a pixel at the phantom top.
@@ -129,12 +138,14 @@ class ExposureImager:
     def __init__(self, phantom: Phantom, geometry: AcquisitionGeometry, detector: DetectorModel | None = None, *,
                  seed: int, scatter: bool = False, motion_substeps: int = 5, focal_spot: bool = True,
                  noise: bool = True, cache_bytes: int = 256 * 2**20, beam_path: BeamPath | None = None,
+                 grid: AntiScatterGrid | None = None,
                  patient_motion: tuple[float, float, float] | None = None) -> None:
         self.phantom = phantom
         self.geometry = geometry
         self.detector = detector or DetectorModel()
         self.seed = int(seed)
         self.scatter = scatter
+        self.grid = grid
         self.motion_substeps = max(1, int(motion_substeps))
         self.focal_spot = focal_spot
         self.noise = noise
@@ -301,8 +312,11 @@ class ExposureImager:
             sources = sources - source_offset_mm[None, :]
         s1 = np.zeros((ys.size, xs.size))
         s2 = np.zeros_like(s1)
+        inside = None
         for src in sources:
             L, edges = self.projection(src)
+            if self.scatter and inside is None:  # material path of each ray (mm): where, and how much, scatters
+                inside = L.sum(axis=0)
             # energy sums x inverse square from the spectrum's 650 mm x obliquity of incidence on the panel
             accumulate_polyenergetic(L, mu, w1, w2, tuple(src), xs, ys, spec.distance_mm, s1, s2)
             if edges is not None:  # pixels an analytic boundary crosses: mean over the sub-samples of the area
@@ -319,9 +333,60 @@ class ExposureImager:
         if q > 1:
             s1, s2 = bin_sum(s1, q), bin_sum(s2, q)
         e_eff = np.where(s1 > 0, s2 / np.maximum(s1, 1e-30), 0.0)
-        if self.scatter:
-            s1 = add_scatter(s1, max(self.phantom.thickness_mm, 1.0), det.pitch_mm)
+        scat = None
+        if self.scatter and inside is not None and (inside > INSIDE_MM).any():
+            if q > 1:
+                inside = inside.reshape(ys.size // q, q, xs.size // q, q).mean(axis=(1, 3))
+            scat = self.scatter_signal(s1, inside, exposure, sources.mean(axis=0))
+        if self.grid is not None:
+            s1 = self.grid.primary_transmission * s1
+            if scat is not None:
+                scat = self.grid.scatter_transmission * scat
+        if scat is not None:
+            s1 = s1 + scat  # scatter taken at the primary's mean energy per quantum (Swank moment)
         return s1, s1 * e_eff
+
+    def scatter_signal(self, primary: np.ndarray, path_mm: np.ndarray, exposure: ExposureRecord,
+                       source: np.ndarray) -> np.ndarray:
+        """Scatter absorbed per pixel (keV) for this exposure's primary (keV per pixel).
+
+        ``path_mm``: material path of each pixel's ray through the phantom (mm); rays through more than
+        :data:`INSIDE_MM` scatter, each with the kernel of the slab it crossed (path x cos of the
+        projection angle, at most the compressed thickness). Kernels from
+        :func:`simulator.imaging.scatter.scatter_kernel`: the spectrum on the breast (through the support
+        and cover, which filter primary and scatter alike), the phantom's glandularity by weight, the
+        support height as the air gap, and the angle of the ray from ``source`` to the shadow's centre.
+        """
+        det = self.geometry.detector
+        xs, ys = pixel_grid(det, 1)
+        spec = self.spectrum(exposure)
+        e = spec.energies_kev
+        inside = path_mm > INSIDE_MM
+        angle, direction = projection_angle_deg(source, inside, xs, ys)
+        block = max(1, int(round(SCATTER_PITCH_MM / det.pitch_mm)))
+        thickness = max(self.phantom.thickness_mm, 1.0)
+        fluence = spec.fluence_per_mas * self.beam_path.exit_transmission(e)
+        nodes = thickness_nodes(thickness)
+        kernels = [scatter_kernel(e, fluence, float(t), angle, self.phantom.glandularity,
+                                  self.geometry.support_height_mm, det.pitch_mm * block, direction) for t in nodes]
+        local = np.where(inside, path_mm * math.cos(math.radians(angle)), 0.0)
+        return scatter_image(primary, local, nodes, kernels, block)
+
+    def prepare_scatter(self, exposure: ExposureRecord) -> None:
+        """Load the scatter table and render this exposure's kernels at 0 deg now (a no-op with scatter off).
+
+        The gantry's render worker calls it before the exam so the first frame does not pay the loading.
+        """
+        if not self.scatter:
+            return
+        det = self.geometry.detector
+        spec = self.spectrum(exposure)
+        e = spec.energies_kev
+        block = max(1, int(round(SCATTER_PITCH_MM / det.pitch_mm)))
+        fluence = spec.fluence_per_mas * self.beam_path.exit_transmission(e)
+        for t in thickness_nodes(max(self.phantom.thickness_mm, 1.0)):
+            scatter_kernel(e, fluence, float(t), 0.0, self.phantom.glandularity, self.geometry.support_height_mm,
+                           det.pitch_mm * block)
 
     def image(self, exposure: ExposureRecord) -> np.ndarray:
         """Raw image, uint16 ``[rows, cols]`` ADU, of one exposure (noise seeded by (seed, frame_id))."""

@@ -125,3 +125,14 @@ def test_after_sigkill_mid_sweep_the_audit_log_and_the_capture_are_on_disk(tmp_p
 
     names = [item.name for item in decode_packets(packets)]
     assert names.count("EXPOSURE_DONE") >= len(exposures)
+    # ... and they are enough for `crescent exam recover` (the gantry is gone: its data directory is left)
+    res = subprocess.run([sys.executable, "-m", "crescent", "exam", "recover", str(out), "--data-dir",
+                          str(out / "gantry" / "data-channel")], capture_output=True, text=True, timeout=300,
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == 0, res.stderr
+    report = json.loads(res.stdout[res.stdout.index("{"):])
+    assert report["status"] in ("aborted", "incomplete") and report["images"] >= 1, report
+    assert report["device_exposures"] is None or report["device_exposures"] >= len(exposures), report
+    record = json.loads((out / "exam" / "exam_record.json").read_text())
+    assert len(record["image_paths"]) == report["images"]
+    assert {e["index"] for e in record["exposures"] if not e["is_scout"]} >= {e["index"] for e in exposures}

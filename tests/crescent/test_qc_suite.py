@@ -41,6 +41,9 @@ def test_healthy_gantry_passes_the_acceptance_suite(tmp_path: Path):
     assert _failed(results) == set(), [(r.test, r.notes, [(f.name, f.value) for f in r.figures
                                                           if not f.passed]) for r in results if not r.passed]
     aec = next(r for r in results if r.test == "aec_tracking")
+    print("AEC tracking figures:", [(f.name, f.value, f.passed) for f in aec.figures])
+    assert _failed(results) == set(), [(r.test, r.notes, [(f.name, f.value) for f in r.figures
+                                                          if not f.passed]) for r in results if not r.passed]
     assert aec.series["thickness_mm"] == [20, 30, 40, 45, 50, 60, 70]
     spread = next(f for f in aec.figures if f.name == "AEC signal spread over thicknesses")
     assert spread.value <= 10.0 and spread.limit.hi == 10.0

@@ -103,7 +103,7 @@ def test_images_come_from_the_physics_with_the_actual_exposure(tmp_path: Path) -
     assert 40.0 < thickness < 60.0  # a 70 mm breast squeezed to 100 N
     g = cfg.geometry
     imager = ExposureImager(make_phantom("pmma", thickness, g, seed=cfg.phantom.seed, voxel_mm=cfg.phantom.voxel_mm),
-                            g, seed=11)
+                            g, seed=11, scatter=cfg.detector.scatter)  # the gantry's panel: scatter on by default
     ready = {m.frame_id: m for m in client.of("IMAGE_READY")}
     assert len(ready) == 3
     data_dir = Path(client.of("IMAGE_READY") and gantry.detector.data_dir)
