@@ -18,7 +18,7 @@ _COMPRESSION: dict[str, Any] = {"target_force_n": 60.0, "settle_time_s": 1.0, "m
 DBT_ARC: dict[str, float] = {"start_deg": -12.5, "stop_deg": 12.5, "count": 15}
 DBT_MOTION: dict[str, Any] = {"mode": "continuous", "sweep_time_s": 7.0, "pulse_ms": 60.0}
 #: The AEC of the shipped ``dbt-standard`` exam (protocols/exams/library/dbt-standard.yaml).
-DBT_AEC: dict[str, Any] = {"mode": "aec", "target_signal_fraction": 0.00234, "anode_filters": ["W/Rh", "W/Ag"],
+DBT_AEC: dict[str, Any] = {"mode": "aec", "target_signal_fraction": 0.00379, "anode_filters": ["W/Rh", "W/Ag"],
                            "kvp_min": 25.0, "kvp_max": 36.0, "mas_max_per_projection": 9.9,
                            "scout_kvp": 28.0, "scout_mas": 1.0}
 
