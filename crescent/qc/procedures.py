@@ -75,9 +75,61 @@ def _detrended_var(roi: np.ndarray) -> float:
     return float(np.var(roi.ravel() - a @ coef, ddof=3))
 
 
+def _detrend_plane(roi: np.ndarray) -> np.ndarray:
+    """``roi`` minus its least-squares plane (first-order detrending, IEC 62220-1 / EUREF NNPS)."""
+    r, c = np.mgrid[0:roi.shape[0], 0:roi.shape[1]]
+    a = np.column_stack([np.ones(roi.size), r.ravel(), c.ravel()])
+    coef, *_ = np.linalg.lstsq(a, roi.ravel(), rcond=None)
+    return (roi.ravel() - a @ coef).reshape(roi.shape)
+
+
+def nnps_2d(region: np.ndarray, pitch_mm: float, roi_px: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised noise power spectrum (mm^2) of a flat ``region`` (dark removed), IEC 62220-1 / EUREF method.
+
+    Square ROIs of ``roi_px`` pixels overlapping by half tile the region; each is detrended (plane) and
+    Fourier transformed; ``NPS = <|FFT|^2> dx dy / (Nx Ny)`` averaged over the ROIs and divided by the
+    squared mean pixel value of the region. Returns ``(fx, fy, nnps)`` with frequencies in cycles/mm
+    (``np.fft.fftfreq`` order). Parseval: ``sum(nnps) dfx dfy`` = the ROIs' mean detrended variance / mean^2.
+    """
+    rows, cols = region.shape
+    if roi_px < 8 or rows < roi_px or cols < roi_px:
+        raise ValueError(f"NNPS region {rows}x{cols} px must hold one ROI of roi_px={roi_px} (>= 8) px")
+    mean = float(region.mean())
+    if not mean > 0:
+        raise ValueError(f"NNPS region mean {mean:g} ADU must be > 0 (dark removed)")
+    step = roi_px // 2
+    acc = np.zeros((roi_px, roi_px))
+    n = 0
+    for r0 in range(0, rows - roi_px + 1, step):
+        for c0 in range(0, cols - roi_px + 1, step):
+            f = np.fft.fft2(_detrend_plane(region[r0:r0 + roi_px, c0:c0 + roi_px]))
+            acc += np.abs(f) ** 2
+            n += 1
+    nps = acc / n * pitch_mm * pitch_mm / (roi_px * roi_px)
+    freq = np.fft.fftfreq(roi_px, d=pitch_mm)
+    return freq, freq, nps / mean**2
+
+
+def nnps_radial(fx: np.ndarray, fy: np.ndarray, nnps: np.ndarray, at: tuple[float, ...],
+                half_band: float = 0.25) -> list[float]:
+    """Mean of the 2-D NNPS over the annulus ``|f - f0| <= half_band`` (cycles/mm) around each ``f0`` of ``at``,
+    the axes (fx = 0 or fy = 0, where line structure and detrending residue sit) excluded; mm^2."""
+    gx, gy = np.meshgrid(fx, fy, indexing="xy")
+    fr = np.hypot(gx, gy)
+    off_axis = (gx != 0) & (gy != 0)
+    out = []
+    for f0 in at:
+        band = off_axis & (np.abs(fr - f0) <= half_band)
+        out.append(float(nnps[band].mean()) if band.any() else float("nan"))
+    return out
+
+
 # ============================================================================ detector response and noise
 RESPONSE_MAS = (5.0, 10.0, 20.0, 40.0)
-_SMALL = (100, 100, 8, 0.0, 40.0)  # 40 x 40 mm around the reference point, 400 um pixels
+_SMALL = (200, 200, 4, 0.0, 40.0)  # 40 x 40 mm around the reference point, 200 um pixels (Nyquist 2.5 /mm)
+#: Frequencies (cycles/mm) at which the NNPS is reported, and the exposure (mAs) whose image gives it.
+NNPS_FREQS = (1.0, 2.0)
+NNPS_MAS = 20.0
 
 
 def detector_response(site: Any, suite: str) -> QcResult:
@@ -86,10 +138,18 @@ def detector_response(site: Any, suite: str) -> QcResult:
 
     phantom = PhantomSpec("pmma", 45.0, detector=_SMALL)
     kerma, mean, var = [], [], []
+    nnps_at: list[float] = []
+    nnps_curve: tuple[list[float], list[float]] = ([], [])
     for mas in RESPONSE_MAS:
         acq = site.acquire(exams.ffdm_manual(f"qc-response-{mas:g}mas", 28.0, mas), phantom)
         g, e = acq.header.geometry, acq.exposures[0]
         roi = _roi(acq.images[0] - acq.dark_adu, acq.pitch_mm, g, 0.0, 60.0, 10.0)
+        if mas == NNPS_MAS:  # the NNPS of the same image: 30 x 30 mm around the reference point
+            region = _roi(acq.images[0] - acq.dark_adu, acq.pitch_mm, g, 0.0, 60.0, 30.0)
+            fx, fy, nn = nnps_2d(region, acq.pitch_mm)
+            nnps_at = nnps_radial(fx, fy, nn, NNPS_FREQS)
+            fs = [float(f) for f in np.arange(0.25, 0.5 / acq.pitch_mm - 0.2, 0.25)]
+            nnps_curve = (fs, nnps_radial(fx, fy, nn, tuple(fs), half_band=0.125))
         kerma.append(incident_air_kerma_mgy(g, e, g.support_height_mm + acq.record.compressed_thickness_mm))
         mean.append(float(roi.mean()))
         var.append(_detrended_var(roi))
@@ -100,8 +160,11 @@ def detector_response(site: Any, suite: str) -> QcResult:
     return QcResult("detector_response", "Detector response linearity and noise", "qc-response-* (ffdm manual)",
                       phantom.describe(),
                       [Figure("linearity R^2 (PV vs air kerma)", r2, limits.LINEARITY_R2),
-                       Figure("noise slope d log(var) / d log(PV)", slope, limits.NOISE_SLOPE)],
-                      {"air_kerma_mgy": list(k), "mean_pv": list(m), "variance": list(v)})
+                       Figure("noise slope d log(var) / d log(PV)", slope, limits.NOISE_SLOPE),
+                       *[Figure(f"NNPS at {f:g} /mm, {NNPS_MAS:g} mAs (1e-6 mm^2)", 1e6 * val, limits.nnps_limit(f))
+                         for f, val in zip(NNPS_FREQS, nnps_at)]],
+                      {"air_kerma_mgy": list(k), "mean_pv": list(m), "variance": list(v),
+                       "nnps_freq_per_mm": nnps_curve[0], "nnps_mm2": nnps_curve[1]})
 
 
 # ============================================================================ tube output, kV and HVL

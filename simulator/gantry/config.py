@@ -148,6 +148,9 @@ class DetectorConfig(_Model):
     gain_gradient_percent_per_100mm: float = Field(
         0.0, ge=-90.0, le=90.0, description="gain change along x (columns) after calibration, % per 100 mm")
     readout_delay_ms: float = Field(0.0, ge=0.0, le=60000.0, description="extra readout time of every frame, ms")
+    extra_electronic_noise_adu: float = Field(
+        0.0, ge=0.0, le=1000.0,
+        description="electronic noise added in quadrature to the panel's, rms per native del (a noisy pre-amplifier), ADU")
     dark_offset_report_error_adu: float = Field(
         0.0, ge=-1000.0, le=1000.0,
         description="error of the dark offset DEVICE_INFO reports (the AEC subtracts it from the scout), ADU")

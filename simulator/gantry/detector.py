@@ -220,7 +220,14 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
     ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
                       **phantom.options)
     moving = phantom.motion_mm != (0.0, 0.0)
-    return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
+    model = None
+    if det.extra_electronic_noise_adu > 0:  # injected (QC): a noisy panel
+        from simulator.imaging.detector import DetectorModel
+
+        base = DetectorModel()
+        model = DetectorModel(electronic_noise_adu=float(np.hypot(base.electronic_noise_adu,
+                                                                  det.extra_electronic_noise_adu)))
+    return ExposureImager(ph, geometry, model, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
                           noise=det.noise, beam_path=det.beam_path.to_beam_path(),
                           patient_motion=(*phantom.motion_mm, phantom.motion_after_deg) if moving else None)
 
