@@ -198,3 +198,23 @@ def nnps_limit(freq_per_mm: float) -> Limit:
                  f"project: EUREF-DBT / EFOMP record the NNPS against the baseline (no absolute limit); the band "
                  f"is the simulated panel's design value {d:g}e-6 mm^2 +-20 % (a 20 % rise at a fixed technique "
                  "is added noise, a 20 % fall a dose or gain change)", checked=NNPS_CHECKED)
+
+
+# ----------------------------------------------------------------------------- chest wall, field, ghosting
+MISSED_TISSUE = Limit(None, 5.0, "mm", "EUREF-2D 2b (missed tissue at the chest-wall side): <= 5 mm",
+                      checked=UNCONFIRMED)
+FIELD_CHEST_WALL = Limit(0.0, 5.0, "mm", "EUREF-2D 2b (X-ray field / image receptor alignment): the field covers "
+                         "the image receptor and extends beyond it at the chest-wall side by at most 5 mm",
+                         checked=UNCONFIRMED)
+FIELD_OTHER_SIDES = Limit(0.0, None, "mm", "EUREF-2D 2b (X-ray field / image receptor alignment): the field covers "
+                          "the image receptor on the other sides (no upper limit taken here)",
+                          checked=UNCONFIRMED)
+FIELD_COVERS_IMAGE = Limit(None, 0.0, "mm", "project: no strip of the image may be left unexposed (the detector's "
+                           "own image shows a field edge that lies inside the active area)")
+GHOST_FACTOR = Limit(None, 0.3, "", "EUREF-2D 2b (ghost image / image retention): ghost image factor < 0.3",
+                     checked="not confirmed against the protocol's text; a secondary source agrees: the abstract "
+                     "of 'Methodology for undertaking quality control testing of ghosting in digital breast "
+                     "tomosynthesis systems' (discovery.researcher.life, article 96c2a4e9...) calls 0.3 'the "
+                     "tolerance set in the European guidelines for DM' and describes the 45 mm PMMA half-detector "
+                     "then PMMA + 0.1 mm Al method, and an inter-projection variant (block moved after the first "
+                     "projection) giving 0.08-0.89 on clinical DBT systems")

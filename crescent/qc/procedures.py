@@ -377,6 +377,131 @@ def z_resolution(site: Any, suite: str) -> QcResult:
                     {"bead": list(range(len(widths))), "asf_fwhm_mm": widths})
 
 
+# ============================================================================ missed tissue, field alignment
+def _edges_from_profile(v: np.ndarray, y_start: float, pitch: float) -> tuple[float, float] | None:
+    """The dark -> open and open -> dark edges (mm) of a normalised profile (0 under the ruler, 1 open) that starts
+    at ``y_start`` mm, each by the area method (exact for a pixel-aperture-blurred step), or None."""
+    open_rows = np.flatnonzero(v > 0.5)
+    if open_rows.size == 0:
+        return None
+    a = int(open_rows[0])
+    after = np.flatnonzero(v[a:] <= 0.5)
+    if after.size == 0:
+        return None
+    b = a + int(after[0])  # first dark row after the open gap
+    mid = (a + b) // 2
+    stop = min(b + 3, v.size)
+    vc = np.clip(v, 0.0, 1.0)
+    e1 = y_start + pitch * float(np.sum(1.0 - vc[:mid]))
+    e2 = y_start + pitch * (mid + float(np.sum(vc[mid:stop])))
+    return e1, e2
+
+
+def _unexposed_mm(v: np.ndarray, pitch: float) -> float:
+    """Width (mm) of the strip at the start of profile ``v`` (normalised to the open field) that read < 0.5."""
+    exposed = np.flatnonzero(v >= 0.5)
+    return float((exposed[0] if exposed.size else v.size) * pitch)
+
+
+def field_chest_wall(site: Any, suite: str) -> QcResult:
+    """Whole panel, a tungsten ruler against the support's chest-wall edge: missed tissue from the ruler's two
+    edges; X-ray field against the active area from the image (unexposed strips) and the field film."""
+    from simulator.imaging.phantoms.qa import RULER_EDGES_MM
+
+    phantom = PhantomSpec("chest-wall-ruler", 20.0)
+    acq = site.acquire(exams.ffdm_manual("qc-field", 28.0, 10.0), phantom)
+    g = acq.header.geometry
+    p = acq.pitch_mm
+    img = acq.images[0] - acq.dark_adu
+    xs, ys = g.detector.col_centres_mm(), g.detector.row_centres_mm()
+    y_edge = float(ys[0] - 0.5 * p)  # the chest-wall edge of the image
+    beside = (np.abs(xs) > 40.0) & (np.abs(xs) < 80.0)  # open field beside the 40 mm wide ruler
+    open_level = float(np.median(img[(ys > 20.0) & (ys < 60.0)][:, beside]))
+    prof = img[:, np.abs(xs) < 15.0].mean(axis=1) / open_level
+    edges = _edges_from_profile(prof, y_edge, p)
+    e0, e1 = RULER_EDGES_MM
+    if edges is None:
+        missed, scale = float("nan"), float("nan")
+    else:
+        scale = (e1 - e0) / (edges[1] - edges[0])  # ruler mm per detector mm (magnification from the ruler itself)
+        missed = e0 - (edges[0] - y_edge) * scale
+    # unexposed strips at the four edges of the image, away from the ruler
+    norm = img / open_level
+    band_y = (ys > 40.0) & (ys < 160.0)
+    strips = {"chest wall": _unexposed_mm(norm[:, beside].mean(axis=1), p),
+              "nipple side": _unexposed_mm(norm[::-1, beside].mean(axis=1), p),
+              "-x": _unexposed_mm(norm[band_y].mean(axis=0), p),
+              "+x": _unexposed_mm(norm[band_y][:, ::-1].mean(axis=0), p)}
+    film = site.field_film(acq)
+    figs = [Figure("missed tissue at the chest wall", missed, limits.MISSED_TISSUE),
+            Figure("X-ray field beyond the detector, chest wall (film)", film[0], limits.FIELD_CHEST_WALL)]
+    figs += [Figure(f"X-ray field beyond the detector, {side} (film)", m, limits.FIELD_OTHER_SIDES)
+             for side, m in zip(("nipple side", "-x", "+x"), film[1:])]
+    figs.append(Figure("widest unexposed strip at the image edges", max(strips.values()), limits.FIELD_COVERS_IMAGE))
+    figs.append(Figure("ruler scale (ruler mm per detector mm, recorded)", scale,
+                       Limit(None, None, "", "recorded for trends (1/magnification at the support)")))
+    return QcResult("field_chest_wall", "Missed tissue at the chest wall and X-ray field alignment",
+                    "qc-field (ffdm manual 28 kV 10 mAs)", phantom.describe() + " + field film", figs,
+                    {"side": [0.0, 1.0, 2.0, 3.0], "film_margin_mm": list(map(float, film)),
+                     "unexposed_strip_mm": list(strips.values())},
+                    notes="sides: chest wall, nipple side, -x, +x")
+
+
+# ============================================================================ ghosting
+GHOST_SHIFT_MM = -50.0
+
+
+def ghosting(site: Any, suite: str) -> QcResult:
+    """EUREF ghost-image test between two projections: 45 mm PMMA over half the field (x >= 0) with a 0.1 mm Al
+    square outside the field, then (after the first projection) moved by -50 mm to cover the whole read-out area
+    with the Al where the slab shielded the panel. Ghost image factor = (ROI3 - ROI2) / (ROI1 - ROI2) in the
+    second image: ROI1 on the Al, ROI2 beside it (both shielded before), ROI3 where the first exposure was open."""
+    from simulator.imaging.imager import make_phantom
+
+    # read out x = -40 .. 90 mm: the simulator renders a moved phantom by shifting the image, so the 50 mm it
+    # moves must lie inside the read-out area (the ROIs use x = -40 .. 40 mm only)
+    phantom = PhantomSpec("ghost", 45.0, detector=(150, 325, 8, 25.0, 30.0), motion=(GHOST_SHIFT_MM, 0.0, 0.0))
+    acq = site.acquire(exams.ghost_pair("qc-ghost", 28.0, 5.0), phantom)
+    g = acq.header.geometry
+    first, second = acq.exposures[0], acq.exposures[1]
+    img = acq.images[1] - acq.dark_adu
+    flats = site.flat_fields(acq)
+    if flats is not None:  # simulated: remove inverse square and obliquity of the oblique view
+        img = img / np.maximum(flats[1] - acq.dark_adu, 1e-6)
+    truth = make_phantom("ghost", acq.record.compressed_thickness_mm, g, seed=0).lesions[0]
+    ax, ay, az = truth.centre_mm
+    top = az - 0.1
+
+    def project(angle: float, x: float, y: float, z: float) -> tuple[float, float]:
+        s = g.source_position(angle)
+        k = s[2] / (s[2] - z)
+        return s[0] + (x - s[0]) * k, s[1] + (y - s[1]) * k
+
+    al_x, al_y = project(second.mean_angle_deg, ax + GHOST_SHIFT_MM, ay, az)
+    # the slab's edge in the first projection: shielded beyond its shadow at the slab's top and bottom
+    edge = max(project(first.mean_angle_deg, 0.0, ay, z)[0] for z in (g.support_height_mm, top))
+    # ROI2 (shielded before) and ROI3 (open before) lie symmetric about the focal spot's x, 15 mm beyond the Al
+    # in y, so the beam crosses the slab equally obliquely at both (a 45 mm slab's path length otherwise differs
+    # by ~0.5 % between them, as much as a small ghost)
+    size, d = 6.0, 15.0
+    sx = g.source_position(second.mean_angle_deg)[0]
+    x2, x3, y23 = sx + d, sx - d, al_y + 15.0
+    if not (al_x - 0.5 * truth.diameter_mm - 0.5 * size > edge + 1.0 and x2 - 0.5 * size > edge + 1.0
+            and x3 + 0.5 * size < edge - 1.0):
+        raise RuntimeError(f"ghost set-up: the Al shadow (x={al_x:.1f} mm) and ROI2 (x={x2:.1f} mm) must lie in the "
+                           f"shielded half (x > {edge:.1f} mm) and ROI3 (x={x3:.1f} mm) in the open one")
+    r1 = _roi(img, acq.pitch_mm, g, al_x, al_y, size).mean()
+    r2 = _roi(img, acq.pitch_mm, g, x2, y23, size).mean()
+    r3 = _roi(img, acq.pitch_mm, g, x3, y23, size).mean()
+    gif = float((r3 - r2) / (r1 - r2))
+    return QcResult("ghosting", "Ghosting (ghost image factor between projections)",
+                    "qc-ghost (dbt manual -0.5/+0.5 deg, 28 kV 5 mAs)", phantom.describe(),
+                    [Figure("ghost image factor", gif, limits.GHOST_FACTOR),
+                     Figure("Al contrast (ROI1/ROI2 - 1, recorded)", float(r1 / r2 - 1.0),
+                            Limit(None, None, "", "recorded for trends"))],
+                    notes=f"ROI means {r1:.4g} / {r2:.4g} / {r3:.4g} (Al, shielded, previously open)")
+
+
 # ============================================================================ timing
 def _frame(entry: dict[str, Any]) -> Any:
     return entry.get("frame_id", entry.get("fields", {}).get("frame_id"))
@@ -415,4 +540,6 @@ TESTS: tuple[QcTest, ...] = (
     QcTest("geometry_arc", "Geometry / arc angle", ("acceptance", "constancy"), geometry_arc),
     QcTest("z_resolution", "Z-resolution (ASF)", ("acceptance", "constancy"), z_resolution),
     QcTest("timing", "Scan and image-ready times", ("acceptance", "constancy"), timing),
+    QcTest("field_chest_wall", "Missed tissue and X-ray field", ("acceptance", "constancy"), field_chest_wall),
+    QcTest("ghosting", "Ghosting", ("acceptance", "constancy"), ghosting),
 )
