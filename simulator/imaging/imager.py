@@ -310,7 +310,7 @@ class ExposureImager:
             return np.clip((np.minimum(c + 0.5 * p, hi) - np.maximum(c - 0.5 * p, lo)) / p, 0.0, 1.0)
 
         cy, cx = overlap(det.row_centres_mm(), y0, y1), overlap(det.col_centres_mm(), x0, x1)
-        if cy.min() >= 1.0 and cx.min() >= 1.0:
+        if cy.min() >= 1.0 - 1e-9 and cx.min() >= 1.0 - 1e-9:  # the whole panel inside the field
             return None
         return cy[:, None] * cx[None, :]
 

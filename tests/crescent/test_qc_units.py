@@ -112,7 +112,8 @@ def test_detrended_variance_removes_a_ramp():
 
 def test_suites_list_every_test():
     assert {t.name for t in TESTS} == {"tube_output_hvl", "detector_response", "mtf", "homogeneity_artefacts",
-                                       "aec_tracking", "geometry_arc", "z_resolution", "timing"}
+                                       "aec_tracking", "geometry_arc", "z_resolution", "timing",
+                                       "field_chest_wall", "ghosting"}
     assert all({"acceptance", "constancy"} <= set(t.suites) for t in TESTS)
 
 
