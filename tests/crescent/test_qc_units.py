@@ -156,3 +156,16 @@ def test_nnps_of_white_noise_integrates_to_the_relative_variance():
     assert hi < 0.6 * lo
     with pytest.raises(ValueError, match="roi_px"):
         nnps_2d(np.ones((10, 10)), pitch)
+
+
+def test_report_plots_series_of_their_own_length(tmp_path: Path):
+    """The response curves (4 doses) and the NNPS curve (its own frequencies) of one result: two x axes."""
+    lim = Limit(None, None, "", "project: recorded")
+    r = QcResult("detector_response", "Detector response", "e", "p", [Figure("fig", 1.0, lim)],
+                 {"air_kerma_mgy": [1.0, 2.0, 3.0, 4.0], "mean_pv": [10.0, 20.0, 30.0, 40.0],
+                  "nnps_freq_per_mm": [0.5, 1.0, 1.5], "nnps_mm2": [1e-5, 1e-5, 1e-5]})
+    db = tmp_path / "h.sqlite"
+    record_run(db, "constancy", "simulated", "sim-1", [r])
+    html = write_report(history.load(db), tmp_path / "rep", [r]).read_text()
+    assert "qc_curve_detector_response.png" in html
+    assert (tmp_path / "rep" / "qc_curve_detector_response.png").stat().st_size > 0
