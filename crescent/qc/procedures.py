@@ -398,8 +398,11 @@ def _edges_from_profile(v: np.ndarray, y_start: float, pitch: float) -> tuple[fl
 
 
 def _unexposed_mm(v: np.ndarray, pitch: float) -> float:
-    """Width (mm) of the strip at the start of profile ``v`` (normalised to the open field) that read < 0.5."""
-    exposed = np.flatnonzero(v >= 0.5)
+    """Width (mm) of the strip at the start of profile ``v`` (from an image edge inward) that reads below half the
+    level 10-30 mm inside (local, so a smooth gain or heel gradient across the panel is not taken for a field edge)."""
+    inner = v[int(10.0 / pitch):max(int(30.0 / pitch), int(10.0 / pitch) + 1)]
+    level = float(np.median(inner)) if inner.size else float(np.max(v))
+    exposed = np.flatnonzero(v >= 0.5 * level)
     return float((exposed[0] if exposed.size else v.size) * pitch)
 
 

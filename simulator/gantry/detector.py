@@ -150,12 +150,13 @@ class Detector:
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         elif self.executor is None:
-            ghosting = self.cfg.ghost_loss_per_kadu > 0  # sensitivity left by earlier frames (virtual-time path)
-            gain = self.ghost.gain((self.geometry.detector.rows, self.geometry.detector.cols), self.env.now) \
+            # sensitivity left by earlier frames (virtual-time path), at the end of the exposure window
+            ghosting = self.cfg.ghost_loss_per_kadu > 0
+            gain = self.ghost.gain((self.geometry.detector.rows, self.geometry.detector.cols), rec.window_end_s) \
                 if ghosting else None
             image = render_image(self.imager(thickness_mm), rec, self.cfg, gain)
             if ghosting:
-                self.ghost.remember(image, self.env.now)
+                self.ghost.remember(image, rec.window_end_s)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         else:

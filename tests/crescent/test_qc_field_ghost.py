@@ -34,8 +34,12 @@ def test_ruler_edges_by_area_are_exact_for_a_pixel_blurred_step(edges):
 
 
 def test_unexposed_strip_width():
-    assert _unexposed_mm(np.r_[np.zeros(15), np.ones(40)], 0.4) == pytest.approx(6.0)
-    assert _unexposed_mm(np.ones(40), 0.4) == 0.0
+    assert _unexposed_mm(np.r_[np.zeros(15), np.ones(85)], 0.4) == pytest.approx(6.0)
+    assert _unexposed_mm(np.ones(100), 0.4) == 0.0
+    # a smooth gain gradient (0.45 at the edge, 1 inside) is not a field edge; a step to 0 on top of it is
+    ramp = np.linspace(0.45, 1.2, 100)
+    assert _unexposed_mm(ramp, 0.4) == 0.0
+    assert _unexposed_mm(np.r_[np.zeros(5), ramp[5:]], 0.4) == pytest.approx(2.0)
 
 
 def test_collimated_field_covers_pixels_by_area():
