@@ -457,20 +457,26 @@ GHOST_SHIFT_MM = -50.0
 def ghosting(site: Any, suite: str) -> QcResult:
     """EUREF ghost-image test between two projections: 45 mm PMMA over half the field (x >= 0) with a 0.1 mm Al
     square outside the field, then (after the first projection) moved by -50 mm to cover the whole read-out area
-    with the Al where the slab shielded the panel. Ghost image factor = (ROI3 - ROI2) / (ROI1 - ROI2) in the
-    second image: ROI1 on the Al, ROI2 beside it (both shielded before), ROI3 where the first exposure was open."""
+    with the Al where the slab shielded the panel before. Ghost image factor = (ROI3 - ROI2) / (ROI1 - ROI2) in the
+    second image: ROI1 on the Al, ROI2 beside it (both shielded before), ROI3 where the first exposure was open.
+
+    Each ROI of the second image is first divided by the same ROI of a reference exam with the slab in its moved
+    place for both projections (no history difference): the panel's own non-uniformity (gain, heel, the slab's
+    obliquity) cancels, which a single image cannot tell from a ghost."""
     from simulator.imaging.imager import make_phantom
 
     # read out x = -40 .. 90 mm: the simulator renders a moved phantom by shifting the image, so the 50 mm it
     # moves must lie inside the read-out area (the ROIs use x = -40 .. 40 mm only)
-    phantom = PhantomSpec("ghost", 45.0, detector=(150, 325, 8, 25.0, 30.0), motion=(GHOST_SHIFT_MM, 0.0, 0.0))
+    layout = (150, 325, 8, 25.0, 30.0)
+    phantom = PhantomSpec("ghost", 45.0, detector=layout, motion=(GHOST_SHIFT_MM, 0.0, 0.0))
     acq = site.acquire(exams.ghost_pair("qc-ghost", 28.0, 5.0), phantom)
+    ref_phantom = PhantomSpec("ghost", 45.0, {"x_edge_mm": GHOST_SHIFT_MM, "al_x_mm": 65.0 + GHOST_SHIFT_MM},
+                              detector=layout)
+    ref = site.acquire(exams.ghost_pair("qc-ghost-reference", 28.0, 5.0), ref_phantom)
     g = acq.header.geometry
     first, second = acq.exposures[0], acq.exposures[1]
     img = acq.images[1] - acq.dark_adu
-    flats = site.flat_fields(acq)
-    if flats is not None:  # simulated: remove inverse square and obliquity of the oblique view
-        img = img / np.maximum(flats[1] - acq.dark_adu, 1e-6)
+    ref_img = np.maximum(ref.images[1] - ref.dark_adu, 1e-6)
     truth = make_phantom("ghost", acq.record.compressed_thickness_mm, g, seed=0).lesions[0]
     ax, ay, az = truth.centre_mm
     top = az - 0.1
@@ -483,26 +489,28 @@ def ghosting(site: Any, suite: str) -> QcResult:
     al_x, al_y = project(second.mean_angle_deg, ax + GHOST_SHIFT_MM, ay, az)
     # the slab's edge in the first projection: shielded beyond its shadow at the slab's top and bottom
     edge = max(project(first.mean_angle_deg, 0.0, ay, z)[0] for z in (g.support_height_mm, top))
-    # ROI2 (shielded before) and ROI3 (open before) lie symmetric about the focal spot's x, 15 mm beyond the Al
-    # in y, so the beam crosses the slab equally obliquely at both (a 45 mm slab's path length otherwise differs
-    # by ~0.5 % between them, as much as a small ghost)
-    size, d = 6.0, 15.0
+    size, d = 8.0, 16.0
     sx = g.source_position(second.mean_angle_deg)[0]
     x2, x3, y23 = sx + d, sx - d, al_y + 15.0
     if not (al_x - 0.5 * truth.diameter_mm - 0.5 * size > edge + 1.0 and x2 - 0.5 * size > edge + 1.0
             and x3 + 0.5 * size < edge - 1.0):
         raise RuntimeError(f"ghost set-up: the Al shadow (x={al_x:.1f} mm) and ROI2 (x={x2:.1f} mm) must lie in the "
                            f"shielded half (x > {edge:.1f} mm) and ROI3 (x={x3:.1f} mm) in the open one")
-    r1 = _roi(img, acq.pitch_mm, g, al_x, al_y, size).mean()
-    r2 = _roi(img, acq.pitch_mm, g, x2, y23, size).mean()
-    r3 = _roi(img, acq.pitch_mm, g, x3, y23, size).mean()
-    gif = float((r3 - r2) / (r1 - r2))
+
+    def mean(im: np.ndarray, x: float, y: float) -> float:
+        return float(_roi(im, acq.pitch_mm, g, x, y, size).mean())
+
+    rel2, rel3 = mean(img, x2, y23) / mean(ref_img, x2, y23), mean(img, x3, y23) / mean(ref_img, x3, y23)
+    contrast = mean(img, al_x, al_y) / mean(img, al_x, al_y - 16.0) - 1.0  # the Al's, in the second image
+    # (ROI3 - ROI2) / (ROI1 - ROI2) with each ROI in units of the reference's signal there
+    gif = float((rel3 / rel2 - 1.0) / contrast)
     return QcResult("ghosting", "Ghosting (ghost image factor between projections)",
-                    "qc-ghost (dbt manual -0.5/+0.5 deg, 28 kV 5 mAs)", phantom.describe(),
+                    "qc-ghost and qc-ghost-reference (dbt manual -1/+1 deg, 28 kV 5 mAs)",
+                    phantom.describe() + "; reference: slab in its moved place throughout",
                     [Figure("ghost image factor", gif, limits.GHOST_FACTOR),
-                     Figure("Al contrast (ROI1/ROI2 - 1, recorded)", float(r1 / r2 - 1.0),
+                     Figure("Al contrast (ROI1/ROI2 - 1, recorded)", contrast,
                             Limit(None, None, "", "recorded for trends"))],
-                    notes=f"ROI means {r1:.4g} / {r2:.4g} / {r3:.4g} (Al, shielded, previously open)")
+                    notes=f"second image / reference: {rel2:.5f} shielded before, {rel3:.5f} open before")
 
 
 # ============================================================================ timing
