@@ -49,3 +49,12 @@ def dbt_aec(name: str = "qc-dbt-aec", count: int = 15) -> ExamModel:
     """The standard DBT sweep with the shipped exam's AEC (the clinical technique the AEC test checks)."""
     return _model({"kind": "dbt", "name": name, "view": "CC", "arc": {**DBT_ARC, "count": count},
                    "motion": DBT_MOTION, "technique": DBT_AEC, "compression": _COMPRESSION})
+
+
+def ghost_pair(name: str, kvp: float = 28.0, mas: float = 5.0) -> ExamModel:
+    """Two projections at -1 and +1 deg, a continuous 7 s sweep, a fixed technique: the inter-projection
+    ghost test moves its phantom between them (nearly normal incidence, like the EUREF test's 0-degree views)."""
+    return _model({"kind": "dbt", "name": name, "view": "CC", "arc": {"start_deg": -1.0, "stop_deg": 1.0, "count": 2},
+                   "motion": DBT_MOTION,
+                   "technique": {"mode": "manual", "anode_filter": "W/Rh", "kvp": kvp, "mas_per_projection": mas},
+                   "compression": _COMPRESSION})

@@ -180,3 +180,41 @@ IMAGE_READY_S = Limit(None, 2.0, "s", "project: a projection is ready within 2 s
 ASF_FWHM = Limit(None, 10.0, "mm", "project: EUREF-DBT / EFOMP record the ASF FWHM against the baseline "
                  "(no absolute limit); the limit is 30 % above the design value 7.8 mm of the simulated 25 deg "
                  "arc with 400 um pixels and 1 mm slices")
+
+
+# ----------------------------------------------------------------------------- NNPS
+#: NNPS design value of the simulated panel (1e-6 mm^2) at 1 and 2 cycles/mm: 45 mm PMMA, 28 kV W/Rh 20 mAs,
+#: 200 um pixels (README, healthy run). The a-Se model's noise is uncorrelated (white): the NNPS is flat at
+#: variance / mean^2 x pitch^2, 18.6 / 282.5^2 x 0.04 mm^2 = 9.3e-6 mm^2.
+NNPS_DESIGN = {1.0: 9.5, 2.0: 9.4}
+NNPS_CHECKED = ("not confirmed: EUREF-DBT / EFOMP record the NNPS (IEC 62220-1 method) against the baseline; "
+                "no numeric tolerance was found in the stored copies searched")
+
+
+def nnps_limit(freq_per_mm: float) -> Limit:
+    """NNPS at ``freq_per_mm`` (cycles/mm) of the 20 mAs, 28 kV W/Rh image of 45 mm PMMA, in 1e-6 mm^2."""
+    d = NNPS_DESIGN[float(freq_per_mm)]
+    return Limit(round(0.8 * d, 2), round(1.2 * d, 2), "1e-6 mm^2",
+                 f"project: EUREF-DBT / EFOMP record the NNPS against the baseline (no absolute limit); the band "
+                 f"is the simulated panel's design value {d:g}e-6 mm^2 +-20 % (a 20 % rise at a fixed technique "
+                 "is added noise, a 20 % fall a dose or gain change)", checked=NNPS_CHECKED)
+
+
+# ----------------------------------------------------------------------------- chest wall, field, ghosting
+MISSED_TISSUE = Limit(None, 5.0, "mm", "EUREF-2D 2b (missed tissue at the chest-wall side): <= 5 mm",
+                      checked=UNCONFIRMED)
+FIELD_CHEST_WALL = Limit(0.0, 5.0, "mm", "EUREF-2D 2b (X-ray field / image receptor alignment): the field covers "
+                         "the image receptor and extends beyond it at the chest-wall side by at most 5 mm",
+                         checked=UNCONFIRMED)
+FIELD_OTHER_SIDES = Limit(0.0, None, "mm", "EUREF-2D 2b (X-ray field / image receptor alignment): the field covers "
+                          "the image receptor on the other sides (no upper limit taken here)",
+                          checked=UNCONFIRMED)
+FIELD_COVERS_IMAGE = Limit(None, 0.0, "mm", "project: no strip of the image may be left unexposed (the detector's "
+                           "own image shows a field edge that lies inside the active area)")
+GHOST_FACTOR = Limit(None, 0.3, "", "EUREF-2D 2b (ghost image / image retention): ghost image factor < 0.3",
+                     checked="not confirmed against the protocol's text; a secondary source agrees: the abstract "
+                     "of 'Methodology for undertaking quality control testing of ghosting in digital breast "
+                     "tomosynthesis systems' (discovery.researcher.life, article 96c2a4e9...) calls 0.3 'the "
+                     "tolerance set in the European guidelines for DM' and describes the 45 mm PMMA half-detector "
+                     "then PMMA + 0.1 mm Al method, and an inter-projection variant (block moved after the first "
+                     "projection) giving 0.08-0.89 on clinical DBT systems")

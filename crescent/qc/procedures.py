@@ -75,9 +75,61 @@ def _detrended_var(roi: np.ndarray) -> float:
     return float(np.var(roi.ravel() - a @ coef, ddof=3))
 
 
+def _detrend_plane(roi: np.ndarray) -> np.ndarray:
+    """``roi`` minus its least-squares plane (first-order detrending, IEC 62220-1 / EUREF NNPS)."""
+    r, c = np.mgrid[0:roi.shape[0], 0:roi.shape[1]]
+    a = np.column_stack([np.ones(roi.size), r.ravel(), c.ravel()])
+    coef, *_ = np.linalg.lstsq(a, roi.ravel(), rcond=None)
+    return (roi.ravel() - a @ coef).reshape(roi.shape)
+
+
+def nnps_2d(region: np.ndarray, pitch_mm: float, roi_px: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Normalised noise power spectrum (mm^2) of a flat ``region`` (dark removed), IEC 62220-1 / EUREF method.
+
+    Square ROIs of ``roi_px`` pixels overlapping by half tile the region; each is detrended (plane) and
+    Fourier transformed; ``NPS = <|FFT|^2> dx dy / (Nx Ny)`` averaged over the ROIs and divided by the
+    squared mean pixel value of the region. Returns ``(fx, fy, nnps)`` with frequencies in cycles/mm
+    (``np.fft.fftfreq`` order). Parseval: ``sum(nnps) dfx dfy`` = the ROIs' mean detrended variance / mean^2.
+    """
+    rows, cols = region.shape
+    if roi_px < 8 or rows < roi_px or cols < roi_px:
+        raise ValueError(f"NNPS region {rows}x{cols} px must hold one ROI of roi_px={roi_px} (>= 8) px")
+    mean = float(region.mean())
+    if not mean > 0:
+        raise ValueError(f"NNPS region mean {mean:g} ADU must be > 0 (dark removed)")
+    step = roi_px // 2
+    acc = np.zeros((roi_px, roi_px))
+    n = 0
+    for r0 in range(0, rows - roi_px + 1, step):
+        for c0 in range(0, cols - roi_px + 1, step):
+            f = np.fft.fft2(_detrend_plane(region[r0:r0 + roi_px, c0:c0 + roi_px]))
+            acc += np.abs(f) ** 2
+            n += 1
+    nps = acc / n * pitch_mm * pitch_mm / (roi_px * roi_px)
+    freq = np.fft.fftfreq(roi_px, d=pitch_mm)
+    return freq, freq, nps / mean**2
+
+
+def nnps_radial(fx: np.ndarray, fy: np.ndarray, nnps: np.ndarray, at: tuple[float, ...],
+                half_band: float = 0.25) -> list[float]:
+    """Mean of the 2-D NNPS over the annulus ``|f - f0| <= half_band`` (cycles/mm) around each ``f0`` of ``at``,
+    the axes (fx = 0 or fy = 0, where line structure and detrending residue sit) excluded; mm^2."""
+    gx, gy = np.meshgrid(fx, fy, indexing="xy")
+    fr = np.hypot(gx, gy)
+    off_axis = (gx != 0) & (gy != 0)
+    out = []
+    for f0 in at:
+        band = off_axis & (np.abs(fr - f0) <= half_band)
+        out.append(float(nnps[band].mean()) if band.any() else float("nan"))
+    return out
+
+
 # ============================================================================ detector response and noise
 RESPONSE_MAS = (5.0, 10.0, 20.0, 40.0)
-_SMALL = (100, 100, 8, 0.0, 40.0)  # 40 x 40 mm around the reference point, 400 um pixels
+_SMALL = (200, 200, 4, 0.0, 40.0)  # 40 x 40 mm around the reference point, 200 um pixels (Nyquist 2.5 /mm)
+#: Frequencies (cycles/mm) at which the NNPS is reported, and the exposure (mAs) whose image gives it.
+NNPS_FREQS = (1.0, 2.0)
+NNPS_MAS = 20.0
 
 
 def detector_response(site: Any, suite: str) -> QcResult:
@@ -86,10 +138,18 @@ def detector_response(site: Any, suite: str) -> QcResult:
 
     phantom = PhantomSpec("pmma", 45.0, detector=_SMALL)
     kerma, mean, var = [], [], []
+    nnps_at: list[float] = []
+    nnps_curve: tuple[list[float], list[float]] = ([], [])
     for mas in RESPONSE_MAS:
         acq = site.acquire(exams.ffdm_manual(f"qc-response-{mas:g}mas", 28.0, mas), phantom)
         g, e = acq.header.geometry, acq.exposures[0]
         roi = _roi(acq.images[0] - acq.dark_adu, acq.pitch_mm, g, 0.0, 60.0, 10.0)
+        if mas == NNPS_MAS:  # the NNPS of the same image: 30 x 30 mm around the reference point
+            region = _roi(acq.images[0] - acq.dark_adu, acq.pitch_mm, g, 0.0, 60.0, 30.0)
+            fx, fy, nn = nnps_2d(region, acq.pitch_mm)
+            nnps_at = nnps_radial(fx, fy, nn, NNPS_FREQS)
+            fs = [float(f) for f in np.arange(0.25, 0.5 / acq.pitch_mm - 0.2, 0.25)]
+            nnps_curve = (fs, nnps_radial(fx, fy, nn, tuple(fs), half_band=0.125))
         kerma.append(incident_air_kerma_mgy(g, e, g.support_height_mm + acq.record.compressed_thickness_mm))
         mean.append(float(roi.mean()))
         var.append(_detrended_var(roi))
@@ -100,8 +160,11 @@ def detector_response(site: Any, suite: str) -> QcResult:
     return QcResult("detector_response", "Detector response linearity and noise", "qc-response-* (ffdm manual)",
                       phantom.describe(),
                       [Figure("linearity R^2 (PV vs air kerma)", r2, limits.LINEARITY_R2),
-                       Figure("noise slope d log(var) / d log(PV)", slope, limits.NOISE_SLOPE)],
-                      {"air_kerma_mgy": list(k), "mean_pv": list(m), "variance": list(v)})
+                       Figure("noise slope d log(var) / d log(PV)", slope, limits.NOISE_SLOPE),
+                       *[Figure(f"NNPS at {f:g} /mm, {NNPS_MAS:g} mAs (1e-6 mm^2)", 1e6 * val, limits.nnps_limit(f))
+                         for f, val in zip(NNPS_FREQS, nnps_at)]],
+                      {"air_kerma_mgy": list(k), "mean_pv": list(m), "variance": list(v),
+                       "nnps_freq_per_mm": nnps_curve[0], "nnps_mm2": nnps_curve[1]})
 
 
 # ============================================================================ tube output, kV and HVL
@@ -314,6 +377,142 @@ def z_resolution(site: Any, suite: str) -> QcResult:
                     {"bead": list(range(len(widths))), "asf_fwhm_mm": widths})
 
 
+# ============================================================================ missed tissue, field alignment
+def _edges_from_profile(v: np.ndarray, y_start: float, pitch: float) -> tuple[float, float] | None:
+    """The dark -> open and open -> dark edges (mm) of a normalised profile (0 under the ruler, 1 open) that starts
+    at ``y_start`` mm, each by the area method (exact for a pixel-aperture-blurred step), or None."""
+    open_rows = np.flatnonzero(v > 0.5)
+    if open_rows.size == 0:
+        return None
+    a = int(open_rows[0])
+    after = np.flatnonzero(v[a:] <= 0.5)
+    if after.size == 0:
+        return None
+    b = a + int(after[0])  # first dark row after the open gap
+    mid = (a + b) // 2
+    stop = min(b + 3, v.size)
+    vc = np.clip(v, 0.0, 1.0)
+    e1 = y_start + pitch * float(np.sum(1.0 - vc[:mid]))
+    e2 = y_start + pitch * (mid + float(np.sum(vc[mid:stop])))
+    return e1, e2
+
+
+def _unexposed_mm(v: np.ndarray, pitch: float) -> float:
+    """Width (mm) of the strip at the start of profile ``v`` (from an image edge inward) that reads below half the
+    level 10-30 mm inside (local, so a smooth gain or heel gradient across the panel is not taken for a field edge)."""
+    inner = v[int(10.0 / pitch):max(int(30.0 / pitch), int(10.0 / pitch) + 1)]
+    level = float(np.median(inner)) if inner.size else float(np.max(v))
+    exposed = np.flatnonzero(v >= 0.5 * level)
+    return float((exposed[0] if exposed.size else v.size) * pitch)
+
+
+def field_chest_wall(site: Any, suite: str) -> QcResult:
+    """Whole panel, a tungsten ruler against the support's chest-wall edge: missed tissue from the ruler's two
+    edges; X-ray field against the active area from the image (unexposed strips) and the field film."""
+    from simulator.imaging.phantoms.qa import RULER_EDGES_MM
+
+    phantom = PhantomSpec("chest-wall-ruler", 20.0)
+    acq = site.acquire(exams.ffdm_manual("qc-field", 28.0, 10.0), phantom)
+    g = acq.header.geometry
+    p = acq.pitch_mm
+    img = acq.images[0] - acq.dark_adu
+    xs, ys = g.detector.col_centres_mm(), g.detector.row_centres_mm()
+    y_edge = float(ys[0] - 0.5 * p)  # the chest-wall edge of the image
+    beside = (np.abs(xs) > 40.0) & (np.abs(xs) < 80.0)  # open field beside the 40 mm wide ruler
+    open_level = float(np.median(img[(ys > 20.0) & (ys < 60.0)][:, beside]))
+    prof = img[:, np.abs(xs) < 15.0].mean(axis=1) / open_level
+    edges = _edges_from_profile(prof, y_edge, p)
+    e0, e1 = RULER_EDGES_MM
+    if edges is None:
+        missed, scale = float("nan"), float("nan")
+    else:
+        scale = (e1 - e0) / (edges[1] - edges[0])  # ruler mm per detector mm (magnification from the ruler itself)
+        missed = e0 - (edges[0] - y_edge) * scale
+    # unexposed strips at the four edges of the image, away from the ruler
+    norm = img / open_level
+    band_y = (ys > 40.0) & (ys < 160.0)
+    strips = {"chest wall": _unexposed_mm(norm[:, beside].mean(axis=1), p),
+              "nipple side": _unexposed_mm(norm[::-1, beside].mean(axis=1), p),
+              "-x": _unexposed_mm(norm[band_y].mean(axis=0), p),
+              "+x": _unexposed_mm(norm[band_y][:, ::-1].mean(axis=0), p)}
+    film = site.field_film(acq)
+    figs = [Figure("missed tissue at the chest wall", missed, limits.MISSED_TISSUE),
+            Figure("X-ray field beyond the detector, chest wall (film)", film[0], limits.FIELD_CHEST_WALL)]
+    figs += [Figure(f"X-ray field beyond the detector, {side} (film)", m, limits.FIELD_OTHER_SIDES)
+             for side, m in zip(("nipple side", "-x", "+x"), film[1:])]
+    figs.append(Figure("widest unexposed strip at the image edges", max(strips.values()), limits.FIELD_COVERS_IMAGE))
+    figs.append(Figure("ruler scale (ruler mm per detector mm, recorded)", scale,
+                       Limit(None, None, "", "recorded for trends (1/magnification at the support)")))
+    return QcResult("field_chest_wall", "Missed tissue at the chest wall and X-ray field alignment",
+                    "qc-field (ffdm manual 28 kV 10 mAs)", phantom.describe() + " + field film", figs,
+                    {"side": [0.0, 1.0, 2.0, 3.0], "film_margin_mm": list(map(float, film)),
+                     "unexposed_strip_mm": list(strips.values())},
+                    notes="sides: chest wall, nipple side, -x, +x")
+
+
+# ============================================================================ ghosting
+GHOST_SHIFT_MM = -50.0
+
+
+def ghosting(site: Any, suite: str) -> QcResult:
+    """EUREF ghost-image test between two projections: 45 mm PMMA over half the field (x >= 0) with a 0.1 mm Al
+    square outside the field, then (after the first projection) moved by -50 mm to cover the whole read-out area
+    with the Al where the slab shielded the panel before. Ghost image factor = (ROI3 - ROI2) / (ROI1 - ROI2) in the
+    second image: ROI1 on the Al, ROI2 beside it (both shielded before), ROI3 where the first exposure was open.
+
+    Each ROI of the second image is first divided by the same ROI of a reference exam with the slab in its moved
+    place for both projections (no history difference): the panel's own non-uniformity (gain, heel, the slab's
+    obliquity) cancels, which a single image cannot tell from a ghost."""
+    from simulator.imaging.imager import make_phantom
+
+    # read out x = -40 .. 90 mm: the simulator renders a moved phantom by shifting the image, so the 50 mm it
+    # moves must lie inside the read-out area (the ROIs use x = -40 .. 40 mm only)
+    layout = (150, 325, 8, 25.0, 30.0)
+    phantom = PhantomSpec("ghost", 45.0, detector=layout, motion=(GHOST_SHIFT_MM, 0.0, 0.0))
+    acq = site.acquire(exams.ghost_pair("qc-ghost", 28.0, 5.0), phantom)
+    ref_phantom = PhantomSpec("ghost", 45.0, {"x_edge_mm": GHOST_SHIFT_MM, "al_x_mm": 65.0 + GHOST_SHIFT_MM},
+                              detector=layout)
+    ref = site.acquire(exams.ghost_pair("qc-ghost-reference", 28.0, 5.0), ref_phantom)
+    g = acq.header.geometry
+    first, second = acq.exposures[0], acq.exposures[1]
+    img = acq.images[1] - acq.dark_adu
+    ref_img = np.maximum(ref.images[1] - ref.dark_adu, 1e-6)
+    truth = make_phantom("ghost", acq.record.compressed_thickness_mm, g, seed=0).lesions[0]
+    ax, ay, az = truth.centre_mm
+    top = az - 0.1
+
+    def project(angle: float, x: float, y: float, z: float) -> tuple[float, float]:
+        s = g.source_position(angle)
+        k = s[2] / (s[2] - z)
+        return s[0] + (x - s[0]) * k, s[1] + (y - s[1]) * k
+
+    al_x, al_y = project(second.mean_angle_deg, ax + GHOST_SHIFT_MM, ay, az)
+    # the slab's edge in the first projection: shielded beyond its shadow at the slab's top and bottom
+    edge = max(project(first.mean_angle_deg, 0.0, ay, z)[0] for z in (g.support_height_mm, top))
+    size, d = 8.0, 16.0
+    sx = g.source_position(second.mean_angle_deg)[0]
+    x2, x3, y23 = sx + d, sx - d, al_y + 15.0
+    if not (al_x - 0.5 * truth.diameter_mm - 0.5 * size > edge + 1.0 and x2 - 0.5 * size > edge + 1.0
+            and x3 + 0.5 * size < edge - 1.0):
+        raise RuntimeError(f"ghost set-up: the Al shadow (x={al_x:.1f} mm) and ROI2 (x={x2:.1f} mm) must lie in the "
+                           f"shielded half (x > {edge:.1f} mm) and ROI3 (x={x3:.1f} mm) in the open one")
+
+    def mean(im: np.ndarray, x: float, y: float) -> float:
+        return float(_roi(im, acq.pitch_mm, g, x, y, size).mean())
+
+    rel2, rel3 = mean(img, x2, y23) / mean(ref_img, x2, y23), mean(img, x3, y23) / mean(ref_img, x3, y23)
+    contrast = mean(img, al_x, al_y) / mean(img, al_x, al_y - 16.0) - 1.0  # the Al's, in the second image
+    # (ROI3 - ROI2) / (ROI1 - ROI2) with each ROI in units of the reference's signal there
+    gif = float((rel3 / rel2 - 1.0) / contrast)
+    return QcResult("ghosting", "Ghosting (ghost image factor between projections)",
+                    "qc-ghost and qc-ghost-reference (dbt manual -1/+1 deg, 28 kV 5 mAs)",
+                    phantom.describe() + "; reference: slab in its moved place throughout",
+                    [Figure("ghost image factor", gif, limits.GHOST_FACTOR),
+                     Figure("Al contrast (ROI1/ROI2 - 1, recorded)", contrast,
+                            Limit(None, None, "", "recorded for trends"))],
+                    notes=f"second image / reference: {rel2:.5f} shielded before, {rel3:.5f} open before")
+
+
 # ============================================================================ timing
 def _frame(entry: dict[str, Any]) -> Any:
     return entry.get("frame_id", entry.get("fields", {}).get("frame_id"))
@@ -352,4 +551,6 @@ TESTS: tuple[QcTest, ...] = (
     QcTest("geometry_arc", "Geometry / arc angle", ("acceptance", "constancy"), geometry_arc),
     QcTest("z_resolution", "Z-resolution (ASF)", ("acceptance", "constancy"), z_resolution),
     QcTest("timing", "Scan and image-ready times", ("acceptance", "constancy"), timing),
+    QcTest("field_chest_wall", "Missed tissue and X-ray field", ("acceptance", "constancy"), field_chest_wall),
+    QcTest("ghosting", "Ghosting", ("acceptance", "constancy"), ghosting),
 )

@@ -60,11 +60,18 @@ def write_report(rows: list[Row], out: Path, results: list | None = None) -> Pat
         parts.append("<h2>Curves of this run</h2>")
     for r in curves:
         keys = list(r.series)
-        x = r.series[keys[0]]
-        fig, axes = plt.subplots(1, len(keys) - 1, figsize=(3.2 * (len(keys) - 1), 2.6), squeeze=False)
-        for ax, k in zip(axes[0], keys[1:]):
-            ax.plot(x, r.series[k], "o-", ms=3)
-            ax.set_xlabel(keys[0], fontsize=7)
+        # each y is plotted against the first series; a y of another length against the series just
+        # before it (which then serves as that x only, e.g. the NNPS frequencies after the dose curves)
+        pairs: list[tuple[str, str]] = []
+        for i, k in enumerate(keys[1:], 1):
+            if len(r.series[k]) == len(r.series[keys[0]]):
+                pairs.append((keys[0], k))
+            elif len(r.series[keys[i - 1]]) == len(r.series[k]) and (keys[i - 1], k) not in pairs:
+                pairs = [p for p in pairs if p[1] != keys[i - 1]] + [(keys[i - 1], k)]
+        fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 2.6), squeeze=False)
+        for ax, (xk, k) in zip(axes[0], pairs):
+            ax.plot(r.series[xk], r.series[k], "o-", ms=3)
+            ax.set_xlabel(xk, fontsize=7)
             ax.set_ylabel(k, fontsize=7)
             ax.tick_params(labelsize=6)
         fig.suptitle(r.title, fontsize=8)

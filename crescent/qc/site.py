@@ -55,10 +55,15 @@ class PhantomSpec:
     #: the simulated panel's read-out layout for this exam: (rows, cols, binning, offset_x_mm, offset_y_mm),
     #: None = the whole panel at the site's binning
     detector: tuple[int, int, int, float, float] | None = None
+    #: the phantom is moved during the exam: ``(dx_mm, dy_mm, after_deg)``, by (dx, dy) mm for the projections
+    #: whose arc angle exceeds after_deg (the ghost test moves its slab after the first projection)
+    motion: tuple[float, float, float] | None = None
 
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v:g}" for k, v in self.options.items())
-        return f"{self.name} {self.thickness_mm:g} mm" + (f" ({opts})" if opts else "")
+        moved = (f"; moved by ({self.motion[0]:g}, {self.motion[1]:g}) mm after {self.motion[2]:g} deg"
+                 if self.motion else "")
+        return f"{self.name} {self.thickness_mm:g} mm" + (f" ({opts})" if opts else "") + moved
 
 
 def _collect(result: Any, dark_adu: float, serial: str) -> Acquisition:
@@ -96,7 +101,7 @@ class SimulatedSite:
         from simulator.gantry.config import DetectorGeometry
 
         cfg = load_config(self.gantry_config)
-        det = cfg.geometry.detector
+        full = det = cfg.geometry.detector
         if phantom.detector is None:
             b = self.binning
             layout = DetectorGeometry(native_pitch_mm=det.native_pitch_mm, binning=b,
@@ -114,9 +119,20 @@ class SimulatedSite:
             breast={"free_thickness_mm": phantom.thickness_mm / (1.0 - PHANTOM_STRAIN), "stiffness_n": stiffness,
                     "exponent": PHANTOM_EXPONENT, "relaxation_ratio": 0.0},
             paddle={"release_after_exam": False},
-            phantom={"name": phantom.name, "seed": self.seed, "options": dict(phantom.options)},
+            phantom={"name": phantom.name, "seed": self.seed, "options": dict(phantom.options),
+                     **({"motion_mm": phantom.motion[:2], "motion_after_deg": phantom.motion[2]}
+                        if phantom.motion else {})},
         )
-        return cfg.with_overrides(**self.defects) if self.defects else cfg
+        cfg = cfg.with_overrides(**self.defects) if self.defects else cfg
+        # the collimator's field is set against the whole panel: re-express it against the read-out area
+        mc, mn, mx0, mx1 = cfg.detector.field_margin_mm
+        sub = cfg.geometry.detector
+        margins = (mc + (sub.offset_y_mm - full.offset_y_mm),
+                   mn + (full.offset_y_mm + full.height_mm) - (sub.offset_y_mm + sub.height_mm),
+                   mx0 + (sub.offset_x_mm - 0.5 * sub.width_mm) - (full.offset_x_mm - 0.5 * full.width_mm),
+                   mx1 + (full.offset_x_mm + 0.5 * full.width_mm) - (sub.offset_x_mm + 0.5 * sub.width_mm))
+        self._panel_margins = (mc, mn, mx0, mx1)
+        return cfg.with_overrides(detector={"field_margin_mm": margins})
 
     def acquire(self, exam: Any, phantom: PhantomSpec) -> Acquisition:
         """Run ``exam`` with ``phantom`` on a fresh virtual gantry; the projections and the record."""
@@ -147,6 +163,12 @@ class SimulatedSite:
 
         spec = beam_spectrum(exposure.anode_filter, exposure.kvp)
         return air_kerma_mgy_per_mas(spec, 1000.0) * exposure.mas, half_value_layer_mm_al(spec)
+
+    def field_film(self, acq: Acquisition) -> tuple[float, float, float, float]:
+        """The film model: how far the X-ray field of the last exam extends beyond the panel's active area on the
+        chest-wall, nipple, -x and +x sides, mm at the detector plane, read to 0.5 mm (a self-developing film
+        or CR plate on the support, scaled to the detector plane)."""
+        return tuple(round(2.0 * m) / 2.0 for m in self._panel_margins)  # type: ignore[return-value]
 
     def flat_field(self, acq: Acquisition) -> np.ndarray:
         """The panel's flat-field calibration (noise-free open field, dark removed) for the acquisition's exposure."""
@@ -201,6 +223,12 @@ class RigSite:
                                "exposure, mGy: "))
         hvl = float(self.ask("Dosimeter: HVL, mm Al: "))
         return kerma, hvl
+
+    def field_film(self, acq: Acquisition) -> tuple[float, float, float, float]:
+        """The operator's film readings: X-ray field beyond the active area's edge per side, mm (detector plane)."""
+        return tuple(float(self.ask(f"Field film: X-ray field beyond the detector's {side} edge, mm at the detector "
+                                    "plane (negative: inside): "))
+                     for side in ("chest-wall", "nipple-side", "-x (left)", "+x (right)"))  # type: ignore[return-value]
 
     def flat_fields(self, acq: Acquisition) -> None:
         """No flat fields on a rig: reconstruction normalises each projection to its open field."""

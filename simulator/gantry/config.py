@@ -158,6 +158,27 @@ class DetectorConfig(_Model):
     gain_gradient_percent_per_100mm: float = Field(
         0.0, ge=-90.0, le=90.0, description="gain change along x (columns) after calibration, % per 100 mm")
     readout_delay_ms: float = Field(0.0, ge=0.0, le=60000.0, description="extra readout time of every frame, ms")
+    extra_electronic_noise_adu: float = Field(
+        0.0, ge=0.0, le=1000.0,
+        description="electronic noise added in quadrature to the panel's, rms per native del (a noisy pre-amplifier), ADU")
+    # Mechanics and collimation of the healthy panel (QC: missed tissue, field alignment; defects change them).
+    chest_wall_gap_mm: float = Field(
+        3.0, ge=0.0, le=30.0,
+        description="distance from the breast support's chest-wall edge to the active area's (tissue there is "
+                    "never imaged: the missed tissue), mm")
+    field_margin_mm: tuple[float, float, float, float] = Field(
+        (2.0, 3.0, 3.0, 3.0),
+        description="how far the X-ray field extends beyond the panel's active area at the detector plane on the "
+                    "chest-wall, nipple, -x and +x sides (negative: that strip of the panel is not exposed), mm; "
+                    "the collimator tracks the panel over the arc")
+    # Ghosting (a-Se sensitivity loss after exposure): the gain of a pixel drops by ghost_loss_per_kadu per
+    # 1000 ADU of signal it recorded before, decaying with ghost_decay_s. Off (0) by default: only the
+    # virtual-time path models it (the real-time render worker forms each frame alone), and a virtual-time
+    # and a real-time run of the same exam must give the same images. The QC ghosting test and its defect
+    # ("strong ghosting") switch it on.
+    ghost_loss_per_kadu: float = Field(
+        0.0, ge=0.0, le=0.5, description="fractional sensitivity loss per 1000 ADU of prior signal (0: none)")
+    ghost_decay_s: float = Field(60.0, gt=0.0, le=3600.0, description="recovery time constant of the ghost, s")
     dark_offset_report_error_adu: float = Field(
         0.0, ge=-1000.0, le=1000.0,
         description="error of the dark offset DEVICE_INFO reports (the AEC subtracts it from the scout), ADU")
@@ -176,6 +197,14 @@ class DetectorConfig(_Model):
         from simulator.imaging.scatter import AntiScatterGrid  # imaging pulls numpy/scipy: load on first use
 
         return AntiScatterGrid(self.grid_ratio, self.grid_primary_transmission, self.grid_scatter_transmission)
+
+
+    @field_validator("field_margin_mm")
+    @classmethod
+    def _field(cls, v: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        if any(not math.isfinite(m) or abs(m) > 1000.0 for m in v):
+            raise ValueError(f"detector.field_margin_mm = {v}: each margin must be finite and within +-1000 mm")
+        return v
 
 
 class UartConfig(_Model):

@@ -14,6 +14,7 @@ bytes, the size and the file name. Pixels never travel on the UART.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Generator
 from dataclasses import dataclass
@@ -107,6 +108,7 @@ class Detector:
         from simulator.imaging.detector import DetectorModel
 
         self.dark_offset_adu: float = DetectorModel().offset_adu + cfg.dark_offset_report_error_adu
+        self.ghost = Ghost(cfg.ghost_loss_per_kadu, cfg.ghost_decay_s, DetectorModel().offset_adu)
 
 
     @property
@@ -148,7 +150,13 @@ class Detector:
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         elif self.executor is None:
-            image = render_image(self.imager(thickness_mm), rec, self.cfg)
+            # sensitivity left by earlier frames (virtual-time path), at the end of the exposure window
+            ghosting = self.cfg.ghost_loss_per_kadu > 0
+            gain = self.ghost.gain((self.geometry.detector.rows, self.geometry.detector.cols), rec.window_end_s) \
+                if ghosting else None
+            image = render_image(self.imager(thickness_mm), rec, self.cfg, gain)
+            if ghosting:
+                self.ghost.remember(image, rec.window_end_s)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
         else:
@@ -217,18 +225,70 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
     """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`."""
     from simulator.imaging.imager import ExposureImager, make_phantom  # heavy (numba, spekpy): load on first use
 
+    options = dict(phantom.options)
+    if phantom.name == "chest-wall-ruler":  # the ruler lies against the support's chest-wall edge
+        options.setdefault("support_edge_y_mm", -det.chest_wall_gap_mm)
     ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
-                      **phantom.options)
+                      **options)
     moving = phantom.motion_mm != (0.0, 0.0)
-    return ExposureImager(ph, geometry, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
+    model = None
+    if det.extra_electronic_noise_adu > 0:  # injected (QC): a noisy panel
+        from simulator.imaging.detector import DetectorModel
+
+        base = DetectorModel()
+        model = DetectorModel(electronic_noise_adu=float(np.hypot(base.electronic_noise_adu,
+                                                                  det.extra_electronic_noise_adu)))
+    return ExposureImager(ph, geometry, model, seed=seed, scatter=det.scatter, motion_substeps=det.motion_substeps,
                           noise=det.noise, beam_path=det.beam_path.to_beam_path(), grid=det.anti_scatter_grid(),
-                          patient_motion=(*phantom.motion_mm, phantom.motion_after_deg) if moving else None)
+                          patient_motion=(*phantom.motion_mm, phantom.motion_after_deg) if moving else None,
+                          field_mm=xray_field_mm(geometry, det))
 
 
-def render_image(imager: ExposureImager, record: ExposureRecord, cfg: DetectorConfig) -> np.ndarray:
+def xray_field_mm(geometry: AcquisitionGeometry, det: DetectorConfig) -> tuple[float, float, float, float]:
+    """The X-ray field at the detector plane, ``(y_chest, y_nipple, x_min, x_max)`` mm: the read-out area of
+    ``geometry`` widened by ``det.field_margin_mm`` (chest wall, nipple, -x, +x)."""
+    d = geometry.detector
+    mc, mn, mx0, mx1 = det.field_margin_mm
+    return (d.offset_y_mm - mc, d.offset_y_mm + d.height_mm + mn,
+            d.offset_x_mm - 0.5 * d.width_mm - mx0, d.offset_x_mm + 0.5 * d.width_mm + mx1)
+
+
+class Ghost:
+    """a-Se ghosting: each pixel's sensitivity drops by ``loss_per_kadu`` per 1000 ADU of signal it recorded
+    before, the memory decaying as ``exp(-dt / decay_s)`` (dt in s of gantry time). The loss applies to the
+    collected charge, before digitisation (:meth:`ExposureImager.image` ``gain``)."""
+
+    def __init__(self, loss_per_kadu: float, decay_s: float, dark_adu: float) -> None:
+        self.loss = float(loss_per_kadu)
+        self.decay_s = float(decay_s)
+        self.dark = float(dark_adu)
+        self.memory: np.ndarray | None = None
+        self.t_s = 0.0
+
+    def gain(self, shape: tuple[int, ...], t_s: float) -> np.ndarray | None:
+        """Relative sensitivity of each pixel for a frame integrated at ``t_s`` (None: no memory yet)."""
+        if self.memory is None or self.memory.shape != shape or self.loss == 0:
+            return None
+        self.memory *= math.exp(-max(t_s - self.t_s, 0.0) / self.decay_s)
+        self.t_s = t_s
+        return np.maximum(1.0 - self.loss * self.memory / 1000.0, 0.0)
+
+    def remember(self, image: np.ndarray, t_s: float) -> None:
+        """Add the frame's signal (ADU above the dark offset) to the memory."""
+        above = np.maximum(image.astype(np.float64) - self.dark, 0.0)
+        if self.memory is None or self.memory.shape != above.shape:
+            self.memory = np.zeros(above.shape)
+        else:
+            self.memory *= math.exp(-max(t_s - self.t_s, 0.0) / self.decay_s)
+        self.memory += above
+        self.t_s = t_s
+
+
+def render_image(imager: ExposureImager, record: ExposureRecord, cfg: DetectorConfig,
+                 gain: np.ndarray | None = None) -> np.ndarray:
     """The raw image of ``record`` with the panel defects ``cfg`` injects, if any (the one function both
-    the in-process and the worker path call)."""
-    return inject_defects(imager.image(record), cfg, imager.geometry)
+    the in-process and the worker path call); ``gain``: the ghost's relative sensitivity per pixel."""
+    return inject_defects(imager.image(record, gain), cfg, imager.geometry)
 
 
 _WORKER_IMAGERS: dict[tuple, ExposureImager] = {}

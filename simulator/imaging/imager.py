@@ -50,8 +50,8 @@ from simulator.imaging.scatter import (SCATTER_PITCH_MM, AntiScatterGrid, projec
                                        scatter_kernel, thickness_nodes)
 from simulator.imaging.phantoms.base import Phantom
 from simulator.imaging.phantoms.breast import breast_phantom
-from simulator.imaging.phantoms.qa import (bead_phantom, contrast_detail_phantom, edge_phantom, pmma_phantom,
-                                          uniform_phantom)
+from simulator.imaging.phantoms.qa import (bead_phantom, chest_wall_ruler_phantom, contrast_detail_phantom,
+                                          edge_phantom, ghost_phantom, pmma_phantom, uniform_phantom)
 from simulator.imaging.projector import (accumulate_polyenergetic, analytic_footprints, analytic_line_integrals,
                                          analytic_line_integrals_at, bin_sum, pixel_grid, polyenergetic,
                                          voxel_line_integrals)
@@ -65,7 +65,7 @@ EDGE_TOLERANCE_MM = 1e-3
 #: Material path (mm) above which a ray counts as crossing the phantom (the scatter source region).
 INSIDE_MM = 1.0
 
-PHANTOM_NAMES = ("breast", "uniform", "pmma", "edge", "beads", "contrast-detail")
+PHANTOM_NAMES = ("breast", "uniform", "pmma", "edge", "beads", "contrast-detail", "chest-wall-ruler", "ghost")
 
 
 def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, seed: int,
@@ -76,7 +76,9 @@ def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, 
     :func:`~simulator.imaging.phantoms.breast.breast_phantom`, e.g.
     ``glandular_fraction``), ``uniform`` (open field), ``pmma`` (slab),
     ``edge`` (tilted W plate on the detector), ``beads`` (calibration beads up
-    to ``thickness_mm``), ``contrast-detail``. ``phantom.lesions`` is the truth.
+    to ``thickness_mm``), ``contrast-detail``, ``chest-wall-ruler`` (tungsten ruler against the support's
+    chest-wall edge; option ``support_edge_y_mm``), ``ghost`` (half-field 45 mm PMMA with 0.1 mm Al, the
+    EUREF ghost-image set-up). ``phantom.lesions`` is the truth.
     """
     sh = geometry.support_height_mm
     if name == "breast":
@@ -92,6 +94,10 @@ def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, 
         return bead_phantom(sh, heights_mm=(2.0, 0.5 * (2.0 + top), top))
     if name == "contrast-detail":
         return contrast_detail_phantom(sh, slab_mm=thickness_mm)
+    if name == "chest-wall-ruler":
+        return chest_wall_ruler_phantom(sh, **options)
+    if name == "ghost":
+        return ghost_phantom(sh, slab_mm=thickness_mm, **options)
     raise ValueError(f"unknown phantom {name!r}; choose one of {PHANTOM_NAMES}")
 
 
@@ -133,13 +139,17 @@ class ExposureImager:
     patient_motion: ``(dx_mm, dy_mm, after_deg)``: the phantom is shifted rigidly by ``(dx, dy)`` mm
         (x along the arc, y chest wall -> nipple) for exposures whose window-mean arc angle exceeds
         ``after_deg`` (seeded patient motion; see :meth:`phantom_shift_mm`). ``None``: still.
+    field_mm: the X-ray field at the detector plane, ``(y_chest, y_nipple, x_min, x_max)`` mm in the gantry
+        frame (the collimator tracks the panel over the arc); a pixel receives the fraction of its area inside
+        it. ``None``: the field covers the whole panel.
     """
 
     def __init__(self, phantom: Phantom, geometry: AcquisitionGeometry, detector: DetectorModel | None = None, *,
                  seed: int, scatter: bool = False, motion_substeps: int = 5, focal_spot: bool = True,
                  noise: bool = True, cache_bytes: int = 256 * 2**20, beam_path: BeamPath | None = None,
                  grid: AntiScatterGrid | None = None,
-                 patient_motion: tuple[float, float, float] | None = None) -> None:
+                 patient_motion: tuple[float, float, float] | None = None,
+                 field_mm: tuple[float, float, float, float] | None = None) -> None:
         self.phantom = phantom
         self.geometry = geometry
         self.detector = detector or DetectorModel()
@@ -151,6 +161,7 @@ class ExposureImager:
         self.noise = noise
         self.beam_path = beam_path or DEFAULT_BEAM_PATH
         self.patient_motion = patient_motion
+        self.field_mm = field_mm
         self.labels = phantom.material_labels()
         self._cache: OrderedDict[tuple, tuple[np.ndarray, tuple | None]] = OrderedDict()
         self._cache_bytes = int(cache_bytes)
@@ -292,8 +303,27 @@ class ExposureImager:
         if sc or sr:
             pitch = self.geometry.detector.pitch_mm
             s1, s2 = self._expected_signal(exposure, np.array([sc * pitch, sr * pitch, 0.0]))
-            return _shift_edge(s1, sr, sc), _shift_edge(s2, sr, sc)
-        return self._expected_signal(exposure, None)
+            s1, s2 = _shift_edge(s1, sr, sc), _shift_edge(s2, sr, sc)
+        else:
+            s1, s2 = self._expected_signal(exposure, None)
+        cover = self.field_coverage()
+        return (s1, s2) if cover is None else (s1 * cover, s2 * cover)
+
+    def field_coverage(self) -> np.ndarray | None:
+        """Fraction of each pixel's area inside the X-ray field ``field_mm`` (None: all covered)."""
+        if self.field_mm is None:
+            return None
+        det = self.geometry.detector
+        p = det.pitch_mm
+        y0, y1, x0, x1 = self.field_mm
+
+        def overlap(c: np.ndarray, lo: float, hi: float) -> np.ndarray:
+            return np.clip((np.minimum(c + 0.5 * p, hi) - np.maximum(c - 0.5 * p, lo)) / p, 0.0, 1.0)
+
+        cy, cx = overlap(det.row_centres_mm(), y0, y1), overlap(det.col_centres_mm(), x0, x1)
+        if cy.min() >= 1.0 - 1e-9 and cx.min() >= 1.0 - 1e-9:  # the whole panel inside the field
+            return None
+        return cy[:, None] * cx[None, :]
 
     def _expected_signal(self, exposure: ExposureRecord, source_offset_mm: np.ndarray | None
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -388,9 +418,15 @@ class ExposureImager:
             scatter_kernel(e, fluence, float(t), 0.0, self.phantom.glandularity, self.geometry.support_height_mm,
                            det.pitch_mm * block)
 
-    def image(self, exposure: ExposureRecord) -> np.ndarray:
-        """Raw image, uint16 ``[rows, cols]`` ADU, of one exposure (noise seeded by (seed, frame_id))."""
+    def image(self, exposure: ExposureRecord, gain: np.ndarray | None = None) -> np.ndarray:
+        """Raw image, uint16 ``[rows, cols]`` ADU, of one exposure (noise seeded by (seed, frame_id)).
+
+        ``gain``: relative sensitivity per pixel (e.g. a ghost left by earlier exposures), applied to the
+        collected charge before read-out (signal and its quantum noise scale together).
+        """
         s1, s2 = self.expected_signal(exposure)
+        if gain is not None:
+            s1, s2 = s1 * gain, s2 * gain * gain
         rng = np.random.default_rng([self.seed, int(exposure.frame_id)]) if self.noise else None
         return self.detector.read_out(s1, s2, self.geometry.detector.binning, rng)
 

@@ -20,6 +20,20 @@ DEFECTS = {
     "enlarged focal spot": ({"generator": {"focal_spot_scale": 5.0}}, "mtf"),
     "non-uniform field": ({"detector": {"gain_gradient_percent_per_100mm": 30.0}}, "homogeneity_artefacts"),
     "slow detector": ({"detector": {"readout_delay_ms": 3000.0}}, "timing"),
+    # issue 18, second part: NNPS, missed tissue, field alignment, ghosting
+    "noisy panel": ({"detector": {"extra_electronic_noise_adu": 12.0}}, "detector_response"),
+    "chest-wall gap 8 mm": ({"detector": {"chest_wall_gap_mm": 8.0}}, "field_chest_wall"),
+    "X-ray field 12 mm beyond the chest wall": ({"detector": {"field_margin_mm": [12.0, 3.0, 3.0, 3.0]}},
+                                                "field_chest_wall"),
+    "strong ghosting": ({"detector": {"ghost_loss_per_kadu": 0.03}}, "ghosting"),
+}
+#: for the defects of issue 18's second part, the figures of the expected test that must fail (and no other)
+FAILING_FIGURES = {
+    "noisy panel": {"NNPS at 1 /mm, 20 mAs (1e-6 mm^2)", "NNPS at 2 /mm, 20 mAs (1e-6 mm^2)",
+                    "noise slope d log(var) / d log(PV)"},
+    "chest-wall gap 8 mm": {"missed tissue at the chest wall"},
+    "X-ray field 12 mm beyond the chest wall": {"X-ray field beyond the detector, chest wall (film)"},
+    "strong ghosting": {"ghost image factor"},
 }
 
 
@@ -37,7 +51,7 @@ def test_healthy_gantry_passes_the_acceptance_suite(tmp_path: Path):
     (test_each_injected_defect_fails_its_test_and_only_it, "detuned AEC").
     """
     results = run_suite(SimulatedSite(tmp_path), "acceptance")
-    assert len(results) == 8
+    assert len(results) == 10
     assert _failed(results) == set(), [(r.test, r.notes, [(f.name, f.value) for f in r.figures
                                                           if not f.passed]) for r in results if not r.passed]
     aec = next(r for r in results if r.test == "aec_tracking")
@@ -55,6 +69,9 @@ def test_each_injected_defect_fails_its_test_and_only_it(tmp_path: Path, defect:
     results = run_suite(SimulatedSite(tmp_path, defects=overrides), "constancy")
     assert _failed(results) == {expected}, [(r.test, r.notes, [(f.name, f.value) for f in r.figures
                                                                 if not f.passed]) for r in results]
+    if defect in FAILING_FIGURES:
+        bad = {f.name for r in results for f in r.figures if not f.passed}
+        assert bad == FAILING_FIGURES[defect], bad
 
 
 def test_cli_run_stores_history_and_report(tmp_path: Path, capsys):

@@ -112,7 +112,8 @@ def test_detrended_variance_removes_a_ramp():
 
 def test_suites_list_every_test():
     assert {t.name for t in TESTS} == {"tube_output_hvl", "detector_response", "mtf", "homogeneity_artefacts",
-                                       "aec_tracking", "geometry_arc", "z_resolution", "timing"}
+                                       "aec_tracking", "geometry_arc", "z_resolution", "timing",
+                                       "field_chest_wall", "ghosting"}
     assert all({"acceptance", "constancy"} <= set(t.suites) for t in TESTS)
 
 
@@ -130,3 +131,41 @@ def test_qc_report_without_history_exits_2(tmp_path: Path, capsys):
 
     assert main(["qc", "report", "--db", str(tmp_path / "no.sqlite"), "--out", str(tmp_path)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_nnps_of_white_noise_integrates_to_the_relative_variance():
+    """Independent check of the NNPS (IEC 62220-1 method): uncorrelated noise of known sigma on a mean mu has
+    a flat NNPS = sigma^2 dx dy / mu^2, and its integral over frequency is sigma^2 / mu^2 (Parseval)."""
+    from crescent.qc.procedures import nnps_2d, nnps_radial
+
+    rng = np.random.default_rng(18)
+    mu, sigma, pitch = 400.0, 20.0, 0.1
+    ramp = np.add.outer(np.arange(-128, 128) * 0.2, np.arange(-128, 128) * -0.1)  # a heel-like trend, mean ~0: detrended away
+    fx, fy, nn = nnps_2d(mu + ramp + rng.normal(0.0, sigma, (256, 256)), pitch, roi_px=64)
+    df = fx[1] - fx[0]
+    rel_var = (sigma / mu) ** 2
+    assert nn.sum() * df * df == pytest.approx(rel_var, rel=0.03)
+    white = rel_var * pitch * pitch
+    for v in nnps_radial(fx, fy, nn, (1.0, 2.0, 4.0)):
+        assert v == pytest.approx(white, rel=0.05)
+    # the check can fail: correlated noise (2x2 box-smoothed) is not white and loses power at high frequency
+    smooth = rng.normal(0.0, sigma, (257, 257))
+    smooth = 0.25 * (smooth[1:, 1:] + smooth[:-1, 1:] + smooth[1:, :-1] + smooth[:-1, :-1])
+    fx, fy, nn = nnps_2d(mu + smooth, pitch)
+    lo, hi = nnps_radial(fx, fy, nn, (1.0, 4.0))
+    assert hi < 0.6 * lo
+    with pytest.raises(ValueError, match="roi_px"):
+        nnps_2d(np.ones((10, 10)), pitch)
+
+
+def test_report_plots_series_of_their_own_length(tmp_path: Path):
+    """The response curves (4 doses) and the NNPS curve (its own frequencies) of one result: two x axes."""
+    lim = Limit(None, None, "", "project: recorded")
+    r = QcResult("detector_response", "Detector response", "e", "p", [Figure("fig", 1.0, lim)],
+                 {"air_kerma_mgy": [1.0, 2.0, 3.0, 4.0], "mean_pv": [10.0, 20.0, 30.0, 40.0],
+                  "nnps_freq_per_mm": [0.5, 1.0, 1.5], "nnps_mm2": [1e-5, 1e-5, 1e-5]})
+    db = tmp_path / "h.sqlite"
+    record_run(db, "constancy", "simulated", "sim-1", [r])
+    html = write_report(history.load(db), tmp_path / "rep", [r]).read_text()
+    assert "qc_curve_detector_response.png" in html
+    assert (tmp_path / "rep" / "qc_curve_detector_response.png").stat().st_size > 0

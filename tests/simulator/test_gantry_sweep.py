@@ -104,6 +104,10 @@ def test_images_come_from_the_physics_with_the_actual_exposure(tmp_path: Path) -
     g = cfg.geometry
     imager = ExposureImager(make_phantom("pmma", thickness, g, seed=cfg.phantom.seed, voxel_mm=cfg.phantom.voxel_mm),
                             g, seed=11, scatter=cfg.detector.scatter)  # the gantry's panel: scatter on by default
+    # the panel's ghost (issue 18): each frame's sensitivity is what the earlier frames left, at its window's end
+    from simulator.gantry.detector import Ghost
+
+    ghost = Ghost(cfg.detector.ghost_loss_per_kadu, cfg.detector.ghost_decay_s, 100.0)
     ready = {m.frame_id: m for m in client.of("IMAGE_READY")}
     assert len(ready) == 3
     data_dir = Path(client.of("IMAGE_READY") and gantry.detector.data_dir)
@@ -114,7 +118,8 @@ def test_images_come_from_the_physics_with_the_actual_exposure(tmp_path: Path) -
         assert crc32c(raw) == r.checksum
         record = exposure_record(d, "W/Rh", 0.3)
         assert isinstance(record, ExposureRecord) and record.angle_start_deg != record.angle_end_deg
-        expected = imager.image(record)
+        expected = imager.image(record, ghost.gain((r.rows, r.cols), record.window_end_s))
+        ghost.remember(expected, record.window_end_s)
         assert np.array_equal(read_frame(data_dir, r.locator, r.rows, r.cols), expected)
     # a record at a different angle gives a different image (the geometry really is used)
     other = exposure_record(client.of("EXPOSURE_DONE")[0], "W/Rh", 0.3).model_copy(update={"angle_start_deg": 10.0,

@@ -95,3 +95,44 @@ def contrast_detail_phantom(support_height_mm: float, *, slab_mm: float = 45.0,
     return Phantom("contrast-detail", slab_mm, support_height_mm, analytic=AnalyticPhantom(objs), lesions=truth)
 
 
+
+
+#: Chest-wall ruler: distances (mm) of its two tungsten edges from the support's chest-wall edge.
+RULER_EDGES_MM = (10.0, 15.0)
+
+
+def chest_wall_ruler_phantom(support_height_mm: float, *, support_edge_y_mm: float = 0.0, width_mm: float = 40.0,
+                             plate_mm: float = 1.0) -> Phantom:
+    """A radio-opaque ruler (1 mm tungsten) lying on the support against its chest-wall edge, for missed tissue.
+
+    Tungsten covers ``y`` from 10 mm beyond the support edge (over the patient side) to
+    :data:`RULER_EDGES_MM` [0] from it, and again from ``RULER_EDGES_MM[1]`` to 10 mm further: two
+    edges parallel to the chest wall at known distances from the support edge (``support_edge_y_mm``, the
+    gantry frame's y of that edge: minus the gantry's chest-wall gap). ``width_mm`` along x, centred.
+    ``lesions`` holds the two edges' truth (centre y, z of the plate top).
+    """
+    e0, e1 = RULER_EDGES_MM
+    w = LABEL_OF["tungsten"]
+    z = support_height_mm + 0.5 * plate_mm
+    y0 = support_edge_y_mm
+    objs = [AnalyticObject(Box((0.0, y0 + 0.5 * (e0 - 10.0), z), (0.5 * width_mm, 0.5 * (e0 + 10.0), 0.5 * plate_mm)), w),
+            AnalyticObject(Box((0.0, y0 + e1 + 5.0, z), (0.5 * width_mm, 5.0, 0.5 * plate_mm)), w)]
+    truth = [Lesion("ruler edge", (0.0, y0 + e, support_height_mm + plate_mm), 0.0, w) for e in (e0, e1)]
+    return Phantom("chest-wall-ruler", plate_mm, support_height_mm, analytic=AnalyticPhantom(objs), lesions=truth)
+
+
+def ghost_phantom(support_height_mm: float, *, slab_mm: float = 45.0, x_edge_mm: float = 0.0,
+                  al_x_mm: float = 65.0, al_mm: float = 0.1, al_size_mm: float = 10.0) -> Phantom:
+    """EUREF ghost-image set-up: a PMMA slab covering ``x >= x_edge_mm`` (half the field) with a 0.1 mm Al
+    square of ``al_size_mm`` on top at ``x = al_x_mm``, 60 mm from the chest wall.
+
+    The QC exam moves it by -50 mm in x after the first projection (seeded phantom motion), so that the slab
+    then covers the whole read-out area and the Al lies where the slab shielded the panel before.
+    """
+    top = support_height_mm + slab_mm
+    slab = AnalyticObject(Box((x_edge_mm + 120.0, 90.0, support_height_mm + 0.5 * slab_mm),
+                              (120.0, 90.0, 0.5 * slab_mm)), LABEL_OF["pmma"])
+    al = AnalyticObject(Box((al_x_mm, 60.0, top + 0.5 * al_mm), (0.5 * al_size_mm, 0.5 * al_size_mm, 0.5 * al_mm)),
+                        LABEL_OF["aluminium"])
+    truth = [Lesion("al", (al_x_mm, 60.0, top + al_mm), al_size_mm, LABEL_OF["aluminium"])]
+    return Phantom("ghost", slab_mm, support_height_mm, analytic=AnalyticPhantom([slab, al]), lesions=truth)
