@@ -468,10 +468,10 @@ def ghosting(site: Any, suite: str) -> QcResult:
     # read out x = -40 .. 90 mm: the simulator renders a moved phantom by shifting the image, so the 50 mm it
     # moves must lie inside the read-out area (the ROIs use x = -40 .. 40 mm only)
     layout = (150, 325, 8, 25.0, 30.0)
-    phantom = PhantomSpec("ghost", 45.0, detector=layout, motion=(GHOST_SHIFT_MM, 0.0, 0.0))
+    phantom = PhantomSpec("ghost", 45.0, detector=layout, motion=(GHOST_SHIFT_MM, 0.0, 0.0), without_scatter=True)
     acq = site.acquire(exams.ghost_pair("qc-ghost", 28.0, 5.0), phantom)
     ref_phantom = PhantomSpec("ghost", 45.0, {"x_edge_mm": GHOST_SHIFT_MM, "al_x_mm": 65.0 + GHOST_SHIFT_MM},
-                              detector=layout)
+                              detector=layout, without_scatter=True)
     ref = site.acquire(exams.ghost_pair("qc-ghost-reference", 28.0, 5.0), ref_phantom)
     g = acq.header.geometry
     first, second = acq.exposures[0], acq.exposures[1]

@@ -58,6 +58,11 @@ class PhantomSpec:
     #: the phantom is moved during the exam: ``(dx_mm, dy_mm, after_deg)``, by (dx, dy) mm for the projections
     #: whose arc angle exceeds after_deg (the ghost test moves its slab after the first projection)
     motion: tuple[float, float, float] | None = None
+    #: simulated site only: render without scatter. The ghost test moves its slab 50 mm, which the simulator
+    #: renders by shifting the image, while scatter is computed over the read-out window before the shift:
+    #: the moved and the reference exam would then differ by scatter alone (a ghost factor of -0.9 on a
+    #: panel without ghost). The ghost is the panel's own property, so its test renders primary only.
+    without_scatter: bool = False
 
     def describe(self) -> str:
         opts = ", ".join(f"{k}={v:g}" for k, v in self.options.items())
@@ -124,6 +129,8 @@ class SimulatedSite:
                         if phantom.motion else {})},
         )
         cfg = cfg.with_overrides(**self.defects) if self.defects else cfg
+        if phantom.without_scatter:
+            cfg = cfg.with_overrides(detector={"scatter": False})
         # the collimator's field is set against the whole panel: re-express it against the read-out area
         mc, mn, mx0, mx1 = cfg.detector.field_margin_mm
         sub = cfg.geometry.detector
