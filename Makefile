@@ -41,7 +41,7 @@ demo: $(STAMP)
 	$(BIN)/crescent demo
 
 test: $(STAMP) $(TOOLS)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -q --durations=25
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -242,9 +242,11 @@ def recover_offline(out_dir: str | os.PathLike[str], data_dir: str | os.PathLike
         elif e["name"] == "IMAGE_READY":
             m = message_from_dict("IMAGE_READY", e["fields"])
             readies[m.frame_id] = m
-    # A simulated gantry (and a rig that shares its event log) leaves its own log in the data directory:
-    # every exposure it made and each frame's CRC, so exposures the host never heard of are known too.
-    dev_log = Path(data_dir) / "device-events.jsonl"
+    # A simulated gantry (and a rig that shares its event log) leaves its own log in the data directory, or
+    # next to it (`crescent acquire`: OUT/gantry/device-events.jsonl beside OUT/gantry/data-channel): every
+    # exposure it made and each frame's CRC, so exposures the host never heard of are known too.
+    dev_log = next((p for p in (Path(data_dir) / "device-events.jsonl", Path(data_dir).parent / "device-events.jsonl")
+                    if p.is_file()), Path(data_dir) / "device-events.jsonl")
     if dev_log.is_file():
         for line in dev_log.read_text().splitlines():
             try:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocols.wire.catalogue import DeviceState
+from protocols.wire.catalogue import DeviceState, FaultCode
 
 from hil.capture import DEVICE_TO_HOST, DIRECTION_TEXT, HOST_TO_DEVICE
 from hil.decode import WireItem
@@ -137,6 +137,7 @@ def check_items(
     last_rx: dict[int, float | None] = {HOST_TO_DEVICE: None, DEVICE_TO_HOST: None}
     host_silence_from: float | None = None
     safe_hold_times: list[float] = []
+    overruns: list[tuple[float, int]] = []  # (time, lag ms) of the device's FAULT REALTIME_OVERRUN reports
     silences: list[tuple[WireItem, float, float, float]] = []
 
     for it in items:
@@ -171,6 +172,8 @@ def check_items(
                 _check_exposure(it, running, aborted, abort_tolerance, exposures_seen, add)
                 if aborted is not None and msg.plan_id == aborted.plan_id:  # type: ignore[attr-defined]
                     abort_tolerance = max(0, abort_tolerance - 1)
+            elif name == "FAULT" and msg.fault_code == FaultCode.REALTIME_OVERRUN:  # type: ignore[attr-defined]
+                overruns.append((it.t_s, int(msg.detail)))  # type: ignore[attr-defined]
             elif name == "STATE_CHANGED":
                 new = msg.new_state  # type: ignore[attr-defined]
                 if new == DeviceState.SAFE_HOLD:
@@ -268,7 +271,12 @@ def check_items(
             )
             severity = WARNING if held else ERROR
         else:
-            severity = ERROR
+            # a device that fell behind real time and said so (FAULT REALTIME_OVERRUN, lag in ms, sent when
+            # it caught up) is honest about the silence: a warning; an unexplained silence is an error
+            told = [lag for t, lag in overruns if stop - 0.05 <= t <= stop + 1.0 and lag >= 0.5 * 1000 * (stop - start)]
+            if told:
+                msg_txt += f"; the device reported REALTIME_OVERRUN ({told[0]} ms behind real time)"
+            severity = WARNING if told else ERROR
         add(Finding(severity, "silence", it.index, it.t_s, msg_txt))
     report.findings.sort(key=lambda f: (f.index, f.rule))
     return report

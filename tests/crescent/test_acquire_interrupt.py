@@ -131,8 +131,13 @@ def test_after_sigkill_mid_sweep_the_audit_log_and_the_capture_are_on_disk(tmp_p
                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout[res.stdout.index("{"):])
-    assert report["status"] in ("aborted", "incomplete") and report["images"] >= 1, report
-    assert report["device_exposures"] is None or report["device_exposures"] >= len(exposures), report
+    assert report["status"] in ("aborted", "incomplete"), report
     record = json.loads((out / "exam" / "exam_record.json").read_text())
     assert len(record["image_paths"]) == report["images"]
+    # every exposure the audit log holds is in the record (the patient's dose is accounted for) ...
     assert {e["index"] for e in record["exposures"] if not e["is_scout"]} >= {e["index"] for e in exposures}
+    # ... and each has its image or the reason it has none (the gantry was killed before it formed them)
+    stored = {Path(p).stem for p in record["image_paths"]}
+    for e in exposures:
+        assert f"proj_{e['index']:03d}" in stored or e["index"] in record["missing_images"], (e, record)
+    assert record["missing_reasons"] or not record["missing_images"]

@@ -184,3 +184,25 @@ def test_cli_rejects_non_pcap(tmp_path, junk: bytes, capsys) -> None:
     p.write_bytes(junk)
     assert crescent_main(["check-capture", str(p)]) == 2
     assert "error: capture" in capsys.readouterr().err
+
+
+def test_device_silence_is_an_error_unless_the_device_reports_realtime_overrun(capture_builder) -> None:
+    """A device silent past the watchdog is an error; one that then reports FAULT REALTIME_OVERRUN with the lag
+    (the stall-honesty conformance case) told the truth about it: a warning."""
+    def extra(b, overrun: bool):  # type: ignore[no-untyped-def]
+        for k in range(8, 16):  # the host keeps its heartbeats; the device says nothing from 0.753 s
+            b.stream(0.05 + 0.1 * k, H2D, "HEARTBEAT", 400 + k, uptime_ms=50 + 100 * k)
+        if overrun:
+            b.request(1.50, D2H, "FAULT", 180, device_time_us=1_500_000, fault_code=17, latched=0, detail=760,
+                      text="control loop 760 ms behind real time")
+            b.respond(1.501, H2D, "ACK", 180, acked_msg_id=0x44)
+        b.request(1.52, H2D, "GET_STATUS", 10)
+        b.respond(1.521, D2H, "STATUS", 10, state=1)
+
+    silent = check_items(exam_capture(capture_builder, extra=lambda b: extra(b, False)))
+    err = [f for f in silent.errors if f.rule == "silence"]
+    assert err and err[0].message.startswith("device silent"), [f.message for f in silent.findings]
+    told = check_items(exam_capture(capture_builder, extra=lambda b: extra(b, True)))
+    assert not [f for f in told.errors if f.rule == "silence"], [f.message for f in told.errors]
+    warn = [f for f in told.warnings if f.rule == "silence"]
+    assert warn and "REALTIME_OVERRUN (760 ms behind" in warn[0].message
