@@ -251,6 +251,10 @@ class Controller:
             self.runner.on_change(now)
 
     def _on_fault(self, msg: Message) -> None:
+        if int(msg.device_time_us) < self.mirror.fault_floor_us:
+            self.log("decision", fault=fault_name(msg.fault_code), latched=bool(msg.latched), action="continue",
+                     note="FAULT from before this host's RESET_FAULT, delivered late: already cleared")
+            return
         action = fault_action(msg.fault_code, bool(msg.latched))
         self.log("decision", fault=fault_name(msg.fault_code), latched=bool(msg.latched), action=action.value)
         if action is Action.END and self._fault_trouble is None:

@@ -341,6 +341,9 @@ def prepare(ctx: ExamContext, st: _State) -> Plan:
         ctx.log("decision", note=f"device in {DeviceState(status.state).name} before the exam; RESET_FAULT",
                 action="retry")
         yield Command(ResetFault(fault_code=0), retries=R)
+        # faults the device reported before this reset (e.g. its watchdog when the previous host left) are
+        # cleared; if their events reach us only now they must not end this exam
+        ctx.mirror.fault_floor_us = int(ctx.mirror.latest_device_time_s * 1e6)
         status = yield from _status(ctx)
     if status.state not in (int(DeviceState.IDLE), int(DeviceState.ARMED)):
         fault = f", fault {fault_name(status.fault_code)}" if status.fault_code else ""
@@ -822,6 +825,8 @@ def device_cause(ctx: ExamContext, st: _State) -> tuple[str, str] | None:
     hard = int(Interlock.DOOR_CLOSED) | int(Interlock.ESTOP_RELEASED)  # type: ignore[attr-defined]
     for ev in ctx.mirror.events_since(st.event_mark, "FAULT", "STATE_CHANGED", "INTERLOCK_CHANGED"):
         m = ev.message
+        if int(getattr(m, "device_time_us", ctx.mirror.fault_floor_us)) < ctx.mirror.fault_floor_us:
+            continue  # from before this host's RESET_FAULT, delivered late: already cleared
         if m.NAME == "INTERLOCK_CHANGED" and m.interlocks & hard != hard:
             door = not m.interlocks & int(Interlock.DOOR_CLOSED)  # type: ignore[attr-defined]
             return ("interlock open: DOOR_CLOSED" if door else "interlock open: ESTOP_RELEASED",

@@ -49,6 +49,10 @@ class DeviceMirror:
     armed_plan_id: int = 0
     exposures_done: int = 0
     device_time_s: float = 0.0
+    latest_device_time_s: float = 0.0  # the latest device time any frame carried (device_time_s can go back)
+    #: FAULT events with an earlier device time (us) were cleared by this host's RESET_FAULT before its exam
+    #: started; the device may still deliver them late (its events are reliable across sessions)
+    fault_floor_us: int = 0
     peer_alive: bool = True
     peer_lost_count: int = 0  # times the link declared the device lost (its watchdog then holds it safe)
     last_telemetry_host_s: float | None = None
@@ -63,6 +67,7 @@ class DeviceMirror:
         m = message
         if name == "TELEMETRY":
             self.device_time_s = m.device_time_us * 1e-6
+            self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
             self.arc_deg = m.arc_mdeg * 1e-3
             self.arc_speed_deg_s = m.arc_speed_mdeg_s * 1e-3
             self.force_n = m.force_dn * 0.1
@@ -86,6 +91,7 @@ class DeviceMirror:
             return None
         if hasattr(m, "device_time_us"):
             self.device_time_s = m.device_time_us * 1e-6
+            self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
         if name == "STATE_CHANGED":
             self.state = m.new_state
             if m.fault_code:
