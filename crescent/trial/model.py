@@ -32,6 +32,13 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _within(v: "Uniform | Normal", lo: float, hi: float, what: str, unit: str = "") -> "Uniform | Normal":
+    """``v`` if its range [low, high] lies within [lo, hi]; else a ValueError naming the range and the limits."""
+    if v.low < lo or v.high > hi:
+        raise ValueError(f"{what} [{v.low}, {v.high}]{unit} outside {lo:g}-{hi:g}{unit}")
+    return v
+
+
 class Uniform(_Model):
     """A uniform distribution on ``[low, high]`` (units of the field it sets)."""
 
@@ -91,9 +98,7 @@ class Mass(_Model):
     @field_validator("diameter_mm")
     @classmethod
     def _size(cls, v: Uniform | Normal) -> Uniform | Normal:
-        if v.low < 1.0 or v.high > 30.0:
-            raise ValueError(f"mass diameters [{v.low}, {v.high}] mm outside 1-30 mm")
-        return v
+        return _within(v, 1.0, 30.0, "mass diameters", " mm")
 
 
 class CalcificationCluster(_Model):
@@ -110,9 +115,7 @@ class CalcificationCluster(_Model):
     @field_validator("diameter_mm")
     @classmethod
     def _size(cls, v: Uniform | Normal) -> Uniform | Normal:
-        if v.low < 0.05 or v.high > 2.0:
-            raise ValueError(f"calcification diameters [{v.low}, {v.high}] mm outside 0.05-2 mm")
-        return v
+        return _within(v, 0.05, 2.0, "calcification diameters", " mm")
 
 
 Lesion = Annotated[Union[Mass, CalcificationCluster], Field(discriminator="type")]
@@ -133,16 +136,12 @@ class Cohort(_Model):
     @field_validator("thickness_mm")
     @classmethod
     def _thickness(cls, v: Uniform | Normal) -> Uniform | Normal:
-        if v.low < 20.0 or v.high > 90.0:
-            raise ValueError(f"compressed thickness [{v.low}, {v.high}] mm outside 20-90 mm")
-        return v
+        return _within(v, 20.0, 90.0, "compressed thickness", " mm")
 
     @field_validator("glandularity")
     @classmethod
     def _glandularity(cls, v: Uniform | Normal) -> Uniform | Normal:
-        if v.low < 0.01 or v.high > 0.99:
-            raise ValueError(f"glandularity [{v.low}, {v.high}] outside 0.01-0.99")
-        return v
+        return _within(v, 0.01, 0.99, "glandularity")
 
 
 class Arm(_Model):
