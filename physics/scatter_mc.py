@@ -68,6 +68,12 @@ N_PHI = 9
 SLAB_RADIUS_MM = 400.0
 #: a-Se layer thickness of the scoring detector, mm (:class:`simulator.imaging.detector.DetectorModel`'s).
 SE_THICKNESS_MM = 0.200
+#: What a kernel is scored in, by the thickness of its absorbing layer (mm): the product's a-Se layer, or an
+#: ideal energy-integrating receptor that absorbs every photon (the image receptor of the published
+#: convolution-method SPRs, Boone & Cooper 2000 and Sechopoulos et al. 2007, as reproduced by O. Diaz,
+#: PhD thesis, University of Surrey, ch. 6.1: "an ideal image receptor for photon scoring ... all the
+#: energy within the image receptor was recorded"). The shipped table is scored in a-Se.
+RECEPTOR_LAYER_MM = {"a-Se": SE_THICKNESS_MM, "ideal": math.inf}
 HISTORIES = 100_000
 SEED = 20150
 
@@ -150,23 +156,33 @@ def _tables(glandularity: float) -> tuple[np.ndarray, ...]:
     return e, np.ascontiguousarray(mu[1]), np.ascontiguousarray(p_photo[1]), np.ascontiguousarray(p_incoh[1]), f2, mu_se
 
 
-def primary_deposit_kev(e_kev: np.ndarray, thickness_mm: float, angle_deg: float, glandularity: float) -> np.ndarray:
-    """Energy the unscattered pencil deposits in the a-Se layer per incident photon, keV (analytic)."""
+def _receptor_layer_mm(receptor: str) -> float:
+    if receptor not in RECEPTOR_LAYER_MM:
+        raise ValueError(f"receptor={receptor!r} must be one of {sorted(RECEPTOR_LAYER_MM)}")
+    return RECEPTOR_LAYER_MM[receptor]
+
+
+def primary_deposit_kev(e_kev: np.ndarray, thickness_mm: float, angle_deg: float, glandularity: float,
+                        receptor: str = "a-Se") -> np.ndarray:
+    """Energy the unscattered pencil deposits in the receptor (:data:`RECEPTOR_LAYER_MM`) per incident photon,
+    keV (analytic)."""
     e = np.asarray(e_kev, dtype=np.float64)
     c = math.cos(math.radians(angle_deg))
     mu = (materials.breast_mixture_mass_attenuation(glandularity, e)
           * materials.breast_mixture_density_g_cm3(glandularity) / 10.0)
-    eta = 1.0 - np.exp(-materials.linear_attenuation("a-Se", e) * SE_THICKNESS_MM / c)
+    eta = 1.0 - np.exp(-materials.linear_attenuation("a-Se", e) * _receptor_layer_mm(receptor) / c)
     return e * np.exp(-mu * thickness_mm / c) * eta
 
 
 def pencil_kernel(e_kev: float, thickness_mm: float, angle_deg: float, glandularity: float, *,
                   air_gaps_mm: np.ndarray = AIR_GAP_MM, histories: int = HISTORIES,
-                  seed: int = SEED) -> tuple[np.ndarray, float]:
+                  seed: int = SEED, receptor: str = "a-Se") -> tuple[np.ndarray, float]:
     """Scatter per unit primary on the polar grid, ``(n_gap, n_r, N_PHI)``, and the share lost beyond 200 mm.
 
-    ``sum()`` over the last two axes is the infinite-field SPR for each air gap.
+    ``sum()`` over the last two axes is the infinite-field SPR for each air gap. ``receptor`` is what
+    scatter and primary are scored in (:data:`RECEPTOR_LAYER_MM`).
     """
+    layer = _receptor_layer_mm(receptor)
     if histories < 1:
         raise ValueError(f"histories={histories} must be at least 1")
     if not 0.0 < thickness_mm <= 200.0:
@@ -177,11 +193,55 @@ def pencil_kernel(e_kev: float, thickness_mm: float, angle_deg: float, glandular
     gaps = np.asarray(air_gaps_mm, dtype=np.float64)
     out = np.zeros((gaps.size, R_EDGES_MM.size - 1, N_PHI))
     lost = _pencil(int(histories), int(seed), float(e_kev), float(thickness_mm), math.radians(angle_deg), gaps,
-                   mu, p_photo, p_incoh, f2, mu_se, SE_THICKNESS_MM, R_EDGES_MM, N_PHI, SLAB_RADIUS_MM, out)
-    p = float(primary_deposit_kev(np.array([e_kev]), thickness_mm, angle_deg, glandularity)[0]) * histories
+                   mu, p_photo, p_incoh, f2, mu_se, layer, R_EDGES_MM, N_PHI, SLAB_RADIUS_MM, out)
+    p = float(primary_deposit_kev(np.array([e_kev]), thickness_mm, angle_deg, glandularity, receptor)[0]) * histories
     if p <= 1e-300:
         return np.zeros_like(out), 0.0
     return out / p, lost / p
+
+
+def _node_weights(nodes: np.ndarray, e: np.ndarray, primary: np.ndarray) -> np.ndarray:
+    """Share of the primary deposit ``primary`` (per spectrum bin at energies ``e``) given to each energy
+    node by linear interpolation (sums to 1)."""
+    node_w = np.zeros(nodes.size)
+    idx = np.clip(np.searchsorted(nodes, e, side="right") - 1, 0, nodes.size - 2)
+    frac = np.clip((e - nodes[idx]) / (nodes[idx + 1] - nodes[idx]), 0, 1)
+    np.add.at(node_w, idx, primary * (1 - frac))
+    np.add.at(node_w, idx + 1, primary * frac)
+    return node_w / primary.sum()
+
+
+def spectrum_kernel_mc(energies_kev: np.ndarray, fluence: np.ndarray, thickness_mm: float, angle_deg: float,
+                       glandularity: float, air_gap_mm: float, *, receptor: str = "a-Se",
+                       histories: int = 3_000_000, batches: int = 6,
+                       seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """Scatter per unit primary on the polar grid ``(n_r, N_PHI)`` for a beam of this spectrum, straight from
+    the transport (no table, no interpolation in thickness, angle, glandularity or gap).
+
+    The spectrum is weighted onto the table's energy nodes as :func:`spr_kernel` does; ``histories`` are
+    shared among the nodes in proportion to their weight (at least 1000 per node that has weight) and run
+    in ``batches`` independent batches (seeded ``seed + 1000 b + node``). Returns the mean kernel and the
+    batch kernels ``(batches, n_r, N_PHI)``: the spread of any figure over the batches divided by
+    ``sqrt(batches)`` is its Monte Carlo standard error.
+    """
+    if batches < 2:
+        raise ValueError(f"batches={batches} must be at least 2 (the standard error needs two)")
+    e = np.asarray(energies_kev, dtype=np.float64)
+    p = np.asarray(fluence, dtype=np.float64) * primary_deposit_kev(e, thickness_mm, angle_deg, glandularity,
+                                                                     receptor)
+    if p.sum() <= 0:
+        raise ValueError("the spectrum deposits no primary behind the slab")
+    w = _node_weights(ENERGY_KEV, e, p)
+    per_batch = histories / batches
+    out = np.zeros((batches, R_EDGES_MM.size - 1, N_PHI))
+    for b in range(batches):
+        for j in np.flatnonzero(w > 0):
+            n = max(1000, int(round(per_batch * w[j])))
+            kern, _ = pencil_kernel(float(ENERGY_KEV[j]), thickness_mm, angle_deg, glandularity,
+                                    air_gaps_mm=np.array([air_gap_mm]), histories=n,
+                                    seed=seed + 1000 * b + int(j), receptor=receptor)
+            out[b] += w[j] * kern[0]
+    return out.mean(axis=0), out
 
 
 def build_table(histories: int = HISTORIES, seed: int = SEED, path: Path = TABLE_PATH) -> Path:
@@ -273,13 +333,7 @@ def spr_kernel(energies_kev: np.ndarray, fluence: np.ndarray, thickness_mm: floa
                     p = f * primary_deposit_kev(e, t_node, abs(float(angle_deg)), float(glandularity))
                     if p.sum() <= 0:
                         continue
-                    # energy interpolation weights of each spectrum bin onto the table's energy nodes
-                    node_w = np.zeros(tab.energy_kev.size)
-                    idx = np.clip(np.searchsorted(tab.energy_kev, e, side="right") - 1, 0, tab.energy_kev.size - 2)
-                    frac = np.clip((e - tab.energy_kev[idx]) / (tab.energy_kev[idx + 1] - tab.energy_kev[idx]), 0, 1)
-                    np.add.at(node_w, idx, p * (1 - frac))
-                    np.add.at(node_w, idx + 1, p * frac)
-                    node_w /= p.sum()
+                    node_w = _node_weights(tab.energy_kev, e, p)
                     out += w * np.tensordot(node_w, tab.spr[ig, ia, it, :, ip], axes=(0, 0))
     return out
 

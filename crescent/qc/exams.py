@@ -14,13 +14,19 @@ from protocols.exams.models import ExamModel
 _COMPRESSION: dict[str, Any] = {"target_force_n": 60.0, "settle_time_s": 1.0, "min_thickness_mm": 5.0,
                                 "max_thickness_mm": 110.0, "release": "after_exam"}
 
-#: The shipped standard DBT exam's arc and sweep, copied so the QC exams can vary the technique only.
-DBT_ARC: dict[str, float] = {"start_deg": -12.5, "stop_deg": 12.5, "count": 15}
-DBT_MOTION: dict[str, Any] = {"mode": "continuous", "sweep_time_s": 7.0, "pulse_ms": 60.0}
-#: The AEC of the shipped ``dbt-standard`` exam (protocols/exams/library/dbt-standard.yaml).
-DBT_AEC: dict[str, Any] = {"mode": "aec", "target_signal_fraction": 0.00379, "anode_filters": ["W/Rh", "W/Ag"],
-                           "kvp_min": 25.0, "kvp_max": 36.0, "mas_max_per_projection": 9.9,
-                           "scout_kvp": 28.0, "scout_mas": 1.0}
+def _library_part(exam: str, part: str) -> dict[str, Any]:
+    """A part (``arc``, ``motion``, ``technique``) of a shipped library exam, as exam-file data."""
+    from protocols.exams import load_standard_exam
+
+    return getattr(load_standard_exam(exam), part).model_dump(mode="json", exclude_none=True)
+
+
+#: The shipped standard DBT exam's arc and sweep, read from the exam library (protocols/exams/library/
+#: dbt-standard.yaml, the one place they are set) so the QC exams can vary the technique only.
+DBT_ARC: dict[str, Any] = _library_part("dbt-standard", "arc")
+DBT_MOTION: dict[str, Any] = _library_part("dbt-standard", "motion")
+#: The AEC of the shipped ``dbt-standard`` exam (its target and ceiling are set in the library file only).
+DBT_AEC: dict[str, Any] = _library_part("dbt-standard", "technique")
 
 
 def _model(data: dict[str, Any]) -> ExamModel:

@@ -146,6 +146,20 @@ DBT_TYPICAL_SOURCE = ("Dance, Strudley, Young, Oduko, Whelehan, Mungutroy, IWDM 
 #: from 0.74 mGy (Philips MicroDose) to 2.01 mGy (Fischer Senoscan) around 1.37 mGy for all DR systems,
 #: i.e. 0.54-1.47 x the mean. The band below is that spread; see DBT_TYPICAL_NOTE for 70 mm.
 DBT_TYPICAL_RATIO = (0.5, 1.5)
+#: Published clinical 2D MGD (one CC view) for the standard breast, by PMMA thickness (mm): the UK breast
+#: screening programme's dose survey, Young & Oduko, Br J Radiol 89 (2016) 20150831, Table 11
+#: (https://pmc.ncbi.nlm.nih.gov/articles/PMC4985221/table/t11): craniocaudal views of 50-60 mm breasts,
+#: all DR systems, 1.37 +- 0.01 mGy (8678 images, mean thickness 55.2 mm). 45 mm PMMA stands for the
+#: typical breast of that thickness (Dance et al. 2000: 53 mm, 29 % glandular, UK women aged 50-64), so
+#: the survey's mean is the 2D AEC's clinical level at 45 mm PMMA. The ``ffdm-cc`` AEC target is calibrated
+#: on it (``python -m crescent.qc.mgd_table --calibrate ffdm-cc``); no other thickness bin of DR systems was
+#: found, so the other thicknesses are checked against the EUREF levels only.
+FFDM_TYPICAL_MGD: dict[int, float] = {45: 1.37}
+FFDM_TYPICAL_SOURCE = ("Young & Oduko, Br J Radiol 2016 (UK screening survey 2010-12, Table 11): CC views of "
+                       "50-60 mm breasts, all DR systems, 1.37 mGy (45 mm PMMA)")
+#: Tolerance around :data:`FFDM_TYPICAL_MGD`: the spread between the DR systems of the same table
+#: (0.74-2.01 mGy around 1.37 mGy, i.e. 0.54-1.47 x), the band :data:`DBT_TYPICAL_RATIO` uses too.
+FFDM_TYPICAL_RATIO = (0.5, 1.5)
 DBT_TYPICAL_NOTE = ("at 70 mm PMMA the dbt-standard exam is capped by its tube: 60 ms pulses at <= 165 mA "
                     "(6 kW at 36 kV) allow <= 9.9 mAs per projection, about half the dose the published "
                     "system gives a 70 mm slab")

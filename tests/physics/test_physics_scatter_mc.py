@@ -9,13 +9,24 @@ about 1 % from 2 to 8 cm thickness and 3 to 30 cm diameter:
     a = -2.35452817439093, b = 22.3960980055927, c = 8.85064260299289
 
 (coefficients copied from the abstract as stored at zhangqiaokeyan.com/journal-foreign-detail/070406567379.html).
-The abstract does not say at which point of the breast the SPR is taken; we compare at the
-semicircle's centre of mass (on the midline, 4R/(3 pi) from the chest wall), 50 % glandular, Mo/Mo 28 kV.
+
+Their conditions, matched here: the convolution method (a normally incident monoenergetic pencil through
+a laterally unbounded slab, the kernel weighted by the spectrum and summed over the breast's area), a
+homogeneous breast (50 % glandular; they found composition and kV of little effect), 15 mm air gap, no
+paddle, support or grid, and an ideal energy-integrating image receptor (every photon absorbed; the
+published kernels are scored so, as O. Diaz's thesis, University of Surrey, ch. 6.1, describes when it
+reproduces them). The product's own kernels are scored in 0.2 mm of a-Se, which raises the SPR by
+1.5-2.5 % (the a-Se absorbs the hardened primary less well than the softer, oblique scatter): the
+comparison therefore runs the same transport with the ideal receptor, straight from the Monte Carlo
+(no table), with enough histories that the standard error is below 1 %. The abstract does not say at
+which point the SPR is taken; we compare at the semicircle's centre of mass (on the midline, 4R/(3 pi)
+from the chest wall), Mo/Mo 28 kV.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import pytest
@@ -23,14 +34,12 @@ import pytest
 from physics import scatter_mc, spectra
 
 BOONE_A, BOONE_B, BOONE_C = -2.35452817439093, 22.3960980055927, 8.85064260299289
-#: Tolerance of the SPR comparison. Issue 15 asks for 10 %; this build is within 10 % at 10 of the 12
-#: points (diameters 12, 16, 20 cm x thicknesses 2, 4, 6, 8 cm) and at +10.2 % and +10.7 % at 4 cm for the
-#: 16 and 20 cm breasts (our SPR grows a little less than linearly with thickness at the centroid, theirs
-#: a little more), so the check holds at 12 % and says so. Known simplifications of our transport:
-#: Klein-Nishina without the incoherent scattering function, independent-atom coherent form factors.
-SPR_TOLERANCE = 0.12
-#: The issue's 10 %: the points inside it are listed by test_most_points_are_within_10_percent.
-ISSUE_TOLERANCE = 0.10
+#: Issue 15's tolerance of the SPR comparison.
+SPR_TOLERANCE = 0.10
+THICKNESSES_MM = (20.0, 40.0, 60.0, 80.0)
+DIAMETERS_MM = (120.0, 160.0, 200.0)
+#: Histories per thickness for the comparison: the thick slabs need more (few scattered photons get out).
+BOONE_HISTORIES = {20.0: 1_000_000, 40.0: 3_000_000, 60.0: 6_000_000, 80.0: 12_000_000}
 
 
 def boone_spr(thickness_cm: float, diameter_cm: float) -> float:
@@ -38,14 +47,21 @@ def boone_spr(thickness_cm: float, diameter_cm: float) -> float:
     return 1.0 / (BOONE_A + BOONE_B * diameter_cm**-1.5 + BOONE_C * thickness_cm**-0.5)
 
 
-def semicircle_spr(thickness_mm: float, diameter_mm: float, kernel_scale: float = 1.0) -> float:
-    """SPR at the centre of mass of a semicircular breast from the shipped table (Mo/Mo 28 kV, 50 %, 15 mm gap).
+@lru_cache(maxsize=None)
+def boone_condition_kernels(thickness_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, batches) polar kernels under Boone's conditions: Mo/Mo 28 kV, 50 %, 0 deg, 15 mm, ideal receptor."""
+    sp = spectra.beam_spectrum("Mo/Mo", 28.0)
+    return scatter_mc.spectrum_kernel_mc(sp.energies_kev, sp.fluence_per_mas, thickness_mm, 0.0, 0.5, 15.0,
+                                         receptor="ideal", histories=BOONE_HISTORIES[thickness_mm], batches=6,
+                                         seed=2000)
+
+
+def semicircle_spr_from(polar: np.ndarray, diameter_mm: float, kernel_scale: float = 1.0) -> float:
+    """SPR at the centre of mass of a semicircular breast for a polar kernel (the convolution method).
 
     Scatter at the point p is the sum over the pencils that cross the breast of the kernel at the
-    displacement from each pencil's arrival point to p (the convolution method).
+    displacement from each pencil's arrival point to p.
     """
-    sp = spectra.beam_spectrum("Mo/Mo", 28.0)
-    polar = scatter_mc.spr_kernel(sp.energies_kev, sp.fluence_per_mas, thickness_mm, 0.0, 0.5, 15.0)
     k = scatter_mc.render_kernel(polar, 1.0) * kernel_scale
     h = k.shape[0] // 2
     off = np.arange(-h, h + 1, dtype=float)
@@ -57,29 +73,48 @@ def semicircle_spr(thickness_mm: float, diameter_mm: float, kernel_scale: float 
     return float(k[in_breast].sum())
 
 
-def boone_deviations(kernel_scale: float = 1.0, diameter_mm: float = 160.0) -> dict[float, float]:
-    """Relative deviation from Boone's fit at 2, 4, 6 and 8 cm."""
-    return {t: semicircle_spr(t, diameter_mm, kernel_scale) / boone_spr(t / 10.0, diameter_mm / 10.0) - 1.0
-            for t in (20.0, 40.0, 60.0, 80.0)}
+def boone_comparison(kernel_scale: float = 1.0) -> dict[tuple[float, float], tuple[float, float, float]]:
+    """(SPR, its Monte Carlo standard error, deviation from Boone's fit) at every (thickness, diameter)."""
+    out = {}
+    for t in THICKNESSES_MM:
+        mean, batches = boone_condition_kernels(t)
+        for d in DIAMETERS_MM:
+            spr = semicircle_spr_from(mean, d, kernel_scale)
+            each = [semicircle_spr_from(b, d, kernel_scale) for b in batches]
+            se = float(np.std(each, ddof=1) / math.sqrt(len(each)))
+            out[(t, d)] = (spr, se, spr / boone_spr(t / 10.0, d / 10.0) - 1.0)
+    return out
 
 
-@pytest.mark.parametrize("diameter_mm", [120.0, 160.0, 200.0])
-def test_spr_matches_boone_2000_at_2_4_6_8_cm(diameter_mm: float) -> None:
-    dev = boone_deviations(diameter_mm=diameter_mm)
-    assert max(abs(d) for d in dev.values()) <= SPR_TOLERANCE, dev
+@pytest.mark.slow
+def test_spr_matches_boone_2000_within_10_percent_at_2_4_6_8_cm() -> None:
+    res = boone_comparison()
+    for (t, d), (spr, se, dev) in res.items():
+        print(f"T {t:.0f} mm D {d:.0f} mm: SPR {spr:.4f} +- {se:.4f} (MC s.e.), Boone {boone_spr(t / 10, d / 10):.4f},"
+              f" {dev:+.3f}")
+    assert all(se / spr < 0.01 for spr, se, _ in res.values()), res  # the comparison is not noise-limited
+    assert max(abs(dev) for _, _, dev in res.values()) <= SPR_TOLERANCE, res
 
 
-def test_most_points_are_within_10_percent() -> None:
-    devs = [d for dm in (120.0, 160.0, 200.0) for d in boone_deviations(diameter_mm=dm).values()]
-    print("deviations from Boone 2000 (D 12/16/20 cm x T 2/4/6/8 cm):", np.round(devs, 3))
-    assert sum(abs(d) <= ISSUE_TOLERANCE for d in devs) >= 10
-
-
+@pytest.mark.slow
 def test_the_boone_check_fails_on_a_kernel_scaled_by_15_percent() -> None:
     # the checker is able to fail: a kernel 15 % too strong or too weak is outside the tolerance
     for scale in (0.85, 1.15):
-        dev = boone_deviations(kernel_scale=scale)
-        assert max(abs(d) for d in dev.values()) > SPR_TOLERANCE, (scale, dev)
+        res = boone_comparison(kernel_scale=scale)
+        assert max(abs(dev) for _, _, dev in res.values()) > SPR_TOLERANCE, (scale, res)
+
+
+def test_the_a_se_receptor_raises_the_spr_a_little_over_the_ideal_receptor() -> None:
+    # the product's kernels (0.2 mm a-Se) against the ideal receptor of the published SPRs, same histories
+    # (same random numbers: only the scoring differs): a-Se absorbs the hardened primary less well than the
+    # softer, oblique scatter, so its SPR is higher, by a few per cent
+    for e, t in ((19.0, 40.0), (22.0, 80.0)):
+        a, _ = scatter_mc.pencil_kernel(e, t, 0.0, 0.5, histories=50_000, seed=9)
+        i, _ = scatter_mc.pencil_kernel(e, t, 0.0, 0.5, histories=50_000, seed=9, receptor="ideal")
+        ratio = a.sum(axis=(1, 2))[0] / i.sum(axis=(1, 2))[0]
+        assert 1.0 < ratio < 1.06, (e, t, ratio)
+    with pytest.raises(ValueError, match="receptor"):
+        scatter_mc.pencil_kernel(19.0, 40.0, 0.0, 0.5, histories=10, receptor="film")
 
 
 def test_spr_rises_modestly_with_projection_angle() -> None:
