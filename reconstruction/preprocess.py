@@ -30,6 +30,22 @@ from __future__ import annotations
 import numpy as np
 
 
+_BAND_ELEMENTS = 1 << 20
+"""Pixels per band of rows converted at once (float64 temporaries of ~8 MB each)."""
+
+
+def _rows(x: np.ndarray | float, k: int, band: slice, rows: int) -> np.ndarray | float:
+    """The rows ``band`` of projection ``k`` of ``x``: a scalar, an image ``(rows, cols)`` or a stack ``(n, rows, cols)``.
+
+    Arrays whose row axis does not span the image (for example ``(1, 1)`` per-projection values) broadcast whole.
+    """
+    if np.ndim(x) == 3:
+        x = x[k if x.shape[0] > 1 else 0]
+    if np.ndim(x) == 2 and x.shape[0] == rows:
+        return x[band]
+    return x
+
+
 def line_integrals(
     raw: np.ndarray,
     flat: np.ndarray | None = None,
@@ -79,18 +95,29 @@ def line_integrals(
         if np.any(ref <= 0):
             raise ValueError("the unattenuated signal I0 must be positive")
         ref = np.broadcast_to(ref, (n,) + ref.shape[1:]) if ref.ndim == 3 else ref
-    # one projection at a time (float64 inside, float32 out): a stack of 50 um frames in float64
-    # temporaries would be several GB
+    # one projection and one band of rows at a time (float64 inside, float32 out): a stack of 50 um
+    # frames in float64 temporaries would be several GB, and even one frame's temporaries are ~0.3 GB
     out = np.empty(a.shape, dtype=np.float32)
+    rows = a.shape[1]
+    step = max(1, _BAND_ELEMENTS // max(a.shape[2], 1))
     for k in range(n):
-        sig = a[k].astype(np.float64) - d
-        if fl is not None:
-            den = np.maximum(fl[k if fl.shape[0] > 1 else 0].astype(np.float64) - d, min_counts)
-        else:
-            den = ref[k] if np.ndim(ref) == 3 else ref
-        line = -np.log(np.maximum(sig, min_counts) / den)
-        np.minimum(line, max_line_integral, out=line)
-        if clip_negative:
-            np.maximum(line, 0.0, out=line)
-        out[k] = line
+        for r0 in range(0, rows, step):
+            band = slice(r0, min(r0 + step, rows))
+            dk = _rows(d, k, band, rows)
+            sig = a[k, band].astype(np.float64)
+            sig -= dk
+            if fl is not None:
+                den = fl[k if fl.shape[0] > 1 else 0, band].astype(np.float64)
+                den -= dk
+                np.maximum(den, min_counts, out=den)
+            else:
+                den = _rows(ref, k, band, rows)
+            np.maximum(sig, min_counts, out=sig)
+            sig /= den
+            line = np.log(sig, out=sig)
+            np.negative(line, out=line)
+            np.minimum(line, max_line_integral, out=line)
+            if clip_negative:
+                np.maximum(line, 0.0, out=line)
+            out[k, band] = line
     return out[0] if single else out

@@ -59,6 +59,17 @@ ProgressFn = Callable[[str, int, int], None]
 RIG_DOSE_GLANDULARITY = 0.5
 
 
+def _load_stack(paths: list[Path]) -> np.ndarray:
+    """The stored images ``(n, rows, cols)`` as float32, filled in place (no second full-size copy of the stack)."""
+    first = np.load(paths[0])
+    stack = np.empty((len(paths),) + first.shape, dtype=np.float32)
+    stack[0] = first
+    del first
+    for k, path in enumerate(paths[1:], start=1):
+        stack[k] = np.load(path)
+    return stack
+
+
 def _gantry_config(opts: AcquireOptions) -> Any:
     from simulator.gantry import load_config
 
@@ -153,7 +164,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
         raise RuntimeError(f"exam {rec.exam_name} produced no projections: {rec.status} ({rec.reason})")
     header = rec.header
     exposures = [p.exposure for p in header.projections]
-    raw = np.stack([np.load(p) for p in result.image_paths]).astype(np.float32)
+    raw = _load_stack(result.image_paths)
 
     t1 = time.perf_counter()
     say("reconstruction", 0, 0)

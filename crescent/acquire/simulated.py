@@ -28,7 +28,14 @@ def flat_fields(header: AcquisitionHeader, exposures: list[ExposureRecord], dete
     g = header.geometry
     imager = ExposureImager(make_phantom("uniform", header.compressed_thickness_mm, g, seed=0), g,
                             detector_model, seed=0, noise=False, focal_spot=False, motion_substeps=1, grid=grid)
-    return np.stack([imager.image(e).astype(np.float32) for e in exposures])
+    flats = None
+    for k, exposure in enumerate(exposures):  # filled in place: no list of frames and no stacked copy
+        image = imager.image(exposure)
+        if flats is None:
+            flats = np.empty((len(exposures),) + image.shape, dtype=np.float32)
+        flats[k] = image
+        del image
+    return flats
 
 
 def detector_mtf(header: AcquisitionHeader, kvp: float, anode_filter: str) -> tuple[np.ndarray, np.ndarray]:

@@ -358,6 +358,7 @@ class ExposureImager:
                 geo = spec.distance_mm**2 / r2 * src[2] / np.sqrt(r2)
                 np.add.at(s1, (rr, cc), geo * (m1.mean(axis=1) - c1[:, 0]))
                 np.add.at(s2, (rr, cc), geo * (m2.mean(axis=1) - c2[:, 0]))
+            del L, edges  # before the next focal-spot sample's: one panel's line integrals alive at a time
         s1 /= len(sources)
         s2 /= len(sources)
         if q > 1:

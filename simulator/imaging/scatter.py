@@ -146,10 +146,13 @@ def scatter_image(primary: np.ndarray, local_thickness_mm: np.ndarray, nodes_mm:
     s = np.maximum(s[h:h + nr, h:h + nc], 0.0)
     if b == 1:
         return s[:r, :c]
-    fine = _upsample_linear(s, b, r, c) / (b * b)
+    fine = _upsample_linear(s, b, r, c)
+    fine /= b * b
     tot = s.sum()
     ft = fine.sum()
-    return fine * (tot / ft) if ft > 0 else fine
+    if ft > 0:
+        fine *= tot / ft
+    return fine
 
 
 def _upsample_linear(s: np.ndarray, b: int, r: int, c: int) -> np.ndarray:
@@ -163,7 +166,12 @@ def _upsample_linear(s: np.ndarray, b: int, r: int, c: int) -> np.ndarray:
     i0, i1, f = axis(r, s.shape[0])
     rows = s[i0] * (1.0 - f)[:, None] + s[i1] * f[:, None]
     j0, j1, g = axis(c, s.shape[1])
-    return rows[:, j0] * (1.0 - g)[None, :] + rows[:, j1] * g[None, :]
+    fine = rows[:, j0]  # full-size arrays: two, updated in place (a 50 um panel's frame is ~58 MB each)
+    fine *= (1.0 - g)[None, :]
+    right = rows[:, j1]
+    right *= g[None, :]
+    fine += right
+    return fine
 
 
 def projection_angle_deg(source_mm: np.ndarray, inside: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
