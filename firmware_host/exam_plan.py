@@ -43,7 +43,7 @@ from firmware_host.store import ExamStore
 from protocols.exams.models import AecTechnique, ExamModel
 from protocols.exams.motion import runup_deg
 from protocols.exams.plan import PlanError, PlannedExposure, aec_scout_exposure, expand_exam, scan_time_s
-from protocols.records import AcquisitionHeader, ExposureRecord, ProjectionRecord, Technique
+from protocols.records import AcquisitionHeader, ExposureRecord, ProjectionRecord, Technique, exposure_from_done
 from protocols.wire.catalogue import (
     ANODE_FILTER_CODE,
     AbortReason,
@@ -281,13 +281,7 @@ def technique_message(p: PlannedExposure, device_spots_mm: tuple[float, ...] = D
 
 def exposure_record(done: Message, planned: PlannedExposure, is_scout: bool) -> ExposureRecord:
     """EXPOSURE_DONE (wire units) -> ExposureRecord (deg, kV, mAs, s)."""
-    return ExposureRecord(
-        index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg * 1e-3,
-        angle_start_deg=done.start_mdeg * 1e-3, angle_end_deg=done.end_mdeg * 1e-3, kvp=done.kv_ckv * 0.01,
-        mas=done.mas_nas * 1e-6, anode_filter=planned.anode_filter, focal_spot_mm=planned.focal_spot_mm,
-        window_start_s=done.window_start_us * 1e-6, window_end_s=done.window_end_us * 1e-6,
-        terminated_early=done.status != int(ExposureStatus.OK), is_scout=is_scout,
-    )
+    return exposure_from_done(done, planned.anode_filter, planned.focal_spot_mm, is_scout)
 
 
 def _status_name(code: int) -> str:

@@ -34,8 +34,8 @@ from firmware_host.record import ExamRecord
 from firmware_host.store import PROJECTIONS_DIR, ExamStore, verify_projection
 from protocols.exams import exam_from_data
 from protocols.geometry import AcquisitionGeometry
-from protocols.records import AcquisitionHeader, ExposureRecord, ProjectionRecord
-from protocols.wire.catalogue import ANODE_FILTER_TEXT, DeviceState, ExposureStatus, FocalSpot
+from protocols.records import AcquisitionHeader, ExposureRecord, ProjectionRecord, exposure_from_done
+from protocols.wire.catalogue import ANODE_FILTER_TEXT, DeviceState, FocalSpot
 from protocols.wire.messages import GetStatus, Message, message_from_dict
 
 
@@ -74,13 +74,8 @@ def _exposure(done: Message, armed: dict[str, Any], spots_mm: tuple[float, ...])
     fields = armed["fields"]
     spots = sorted(spots_mm) or [0.3]
     spot = spots[0] if fields.get("focal_spot") == int(FocalSpot.SMALL) else spots[-1]
-    return ExposureRecord(
-        index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg * 1e-3,
-        angle_start_deg=done.start_mdeg * 1e-3, angle_end_deg=done.end_mdeg * 1e-3, kvp=done.kv_ckv * 0.01,
-        mas=done.mas_nas * 1e-6, anode_filter=ANODE_FILTER_TEXT.get(int(fields.get("anode_filter", 0)), "W/Rh"),
-        focal_spot_mm=spot, window_start_s=done.window_start_us * 1e-6, window_end_s=done.window_end_us * 1e-6,
-        terminated_early=done.status != int(ExposureStatus.OK), is_scout=armed["is_scout"],
-    )
+    return exposure_from_done(done, ANODE_FILTER_TEXT.get(int(fields.get("anode_filter", 0)), "W/Rh"), spot,
+                              armed["is_scout"])
 
 
 def _on_disk(root: Path) -> dict[int, ProjectionRecord]:

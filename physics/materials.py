@@ -215,6 +215,21 @@ def breast_mixture_mass_attenuation(glandularity: float, energies_kev: np.ndarra
     return w * mass_attenuation("glandular", energies_kev, kind) + (1 - w) * mass_attenuation("adipose", energies_kev, kind)
 
 
-def attenuation_table(labels: np.ndarray | list[int], energies_kev: np.ndarray) -> np.ndarray:
-    """mu in 1/mm, shape ``(len(labels), len(energies))``, for voxel labels."""
-    return np.stack([linear_attenuation(int(k), energies_kev) for k in labels]) if len(labels) else np.zeros((0, len(energies_kev)))
+def attenuation_table(labels: np.ndarray | list[int], energies_kev: np.ndarray,
+                      densities_g_cm3: dict[int, float] | None = None) -> np.ndarray:
+    """mu in 1/mm, shape ``(len(labels), len(energies))``, for voxel labels.
+
+    ``densities_g_cm3``: label -> density (g/cm^3) replacing the material's own for these labels (same
+    composition: mu = (mu/rho)(E) x rho, so the ratio to the table's mu is rho / rho_table at every energy).
+    """
+    if not len(labels):
+        return np.zeros((0, len(energies_kev)))
+    dens = densities_g_cm3 or {}
+    rows = []
+    for k in labels:
+        k = int(k)
+        if k in dens:
+            rows.append(mass_attenuation(material(k).name, energies_kev) * float(dens[k]) / 10.0)
+        else:
+            rows.append(linear_attenuation(k, energies_kev))
+    return np.stack(rows)

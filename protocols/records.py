@@ -9,7 +9,7 @@ clock.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,6 +64,24 @@ class ExposureRecord(BaseModel):
     def window_s(self) -> float:
         """Exposure window length, s."""
         return self.window_end_s - self.window_start_s
+
+
+def exposure_from_done(done: Any, anode_filter: str, focal_spot_mm: float, is_scout: bool = False) -> ExposureRecord:
+    """The :class:`ExposureRecord` an EXPOSURE_DONE message describes (wire units -> deg, kV, mAs, s).
+
+    The one decoding both ends use: the simulated gantry renders each image from exactly this record, so
+    a host decoding the same event gets the same floats and can regenerate the image bit for bit. Wire
+    units are divided by their scale (``kv_ckv / 100``): the nearest double to the decimal value (a
+    multiplication by 0.01 can land one ulp away, and a spectrum one ulp apart draws other noise).
+    """
+    from protocols.wire.catalogue import ExposureStatus
+
+    return ExposureRecord(index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg / 1000.0,
+                          angle_start_deg=done.start_mdeg / 1000.0, angle_end_deg=done.end_mdeg / 1000.0,
+                          kvp=done.kv_ckv / 100.0, mas=done.mas_nas / 1e6, anode_filter=anode_filter,  # type: ignore[arg-type]
+                          focal_spot_mm=focal_spot_mm, window_start_s=done.window_start_us / 1e6,
+                          window_end_s=done.window_end_us / 1e6,
+                          terminated_early=done.status != int(ExposureStatus.OK), is_scout=is_scout)
 
 
 class ProjectionRecord(BaseModel):

@@ -151,7 +151,7 @@ RUN_RECIPES = (
     "crescent exam list", "crescent exam show", "crescent exam schema", "crescent validate my-sweep.yaml",
     "crescent campaign --exams", "crescent conformance --port", "crescent qc run --suite constancy",
     "crescent qc report", "python -m crescent.qc.mgd_table", "crescent trial examples",
-    "crescent trial check", "crescent trial schema", "crescent trial run ffdm-vs-dbt",
+    "crescent trial check", "crescent trial schema", "crescent trial run ffdm-vs-dbt", "crescent trial run wire-check",
     "pytest hil/examples --gantry sim",
 )
 

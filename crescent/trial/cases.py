@@ -3,14 +3,17 @@
 **Case draw** (:func:`draw_case`): case ``i`` of a trial uses ``numpy.random.SeedSequence([trial seed, i])``;
 thickness, glandularity, lesion type (by weight), lesion size, presence (``lesion_present_fraction``) and
 the lesion's position are drawn from it. Lesion-absent cases still draw a type, size and position: the
-location the observer inspects. The draw is identical whatever worker computes it.
+location the observer inspects. A mass's density (its contrast, ``density_g_cm3``) comes from a stream
+of its own (``[case seed, 3]``), so the draws above do not depend on it. The draw is identical whatever
+worker computes it.
 
 **Phantom** (:func:`case_phantom`): a *sub-volume* of a compressed breast, not a whole breast - a slab
 of the case's thickness on the support, just wide enough that every ray reaching the imaged detector
 window crosses tissue only (no outline). Parenchyma: a 1/f^beta Gaussian random field (beta 3 by
 default; :func:`simulator.imaging.phantoms.breast.power_law_field`) on a coarse grid, trilinearly
 resampled, thresholded so the requested volume fraction is glandular; 1.5 mm of skin under the paddle
-and over the support. Masses: voxelised ellipsoids of mass tissue, with thin ellipsoidal spicules if
+and over the support. Masses: voxelised ellipsoids of mass tissue (glandular composition at the drawn
+density; the default 1.06 g/cm^3 is the material table's own), with thin ellipsoidal spicules if
 spiculated. Calcification clusters: exact analytic spheres (hydroxyapatite or calcium oxalate)
 displacing the tissue at their centres. Lesion site and the lesion-free *control site* lie at the
 same height, mirrored in x about the slab centre.
@@ -28,6 +31,12 @@ in-focus slice only, at the lesion's height, voxel = detector pitch; 2D: the log
 ``roi_mm`` are cut around the lesion site and the control site (for 2D, their projections from the
 0-degree focal spot). MGD: Dance's per exposure (:func:`physics.exposure_dose.exposure_mgd_mgy`), scout
 included.
+
+**Over the wire** (``gantry_subset``, :mod:`crescent.trial.gantry`): the arm's exam runs on the virtual-time
+simulated gantry with the host controller, imaging the same phantom onto the same window; the frames and
+the exposure records the host received replace the planned ones above, and the rest is the same. Such an
+arm is cross-checked: its frames are rendered again from their records (equal, pixel for pixel) and it
+is imaged through the direct path as well (``rois_direct``).
 
 Units: mm, degrees, kV, mAs, mGy.
 """
@@ -69,6 +78,8 @@ class CaseDraw:
     lesion_y_mm: float
     lesion_z_mm: float
     control_x_mm: float
+    #: mass: the drawn density of its tissue (glandular composition), g/cm^3; calcifications: their material's
+    lesion_density_g_cm3: float = 1.06
 
     def as_row(self) -> dict[str, Any]:
         """Flat dict for the results table."""
@@ -114,8 +125,15 @@ def draw_case(spec: Any, index: int) -> CaseDraw:
     margin = 0.5 * min(extent, thickness * 0.5) + SKIN_MM + 2.0
     lo, hi = margin, thickness - margin
     z = spec_support_z(spec) + (float(rng.uniform(lo, hi)) if hi > lo else 0.5 * thickness)
+    # the contrast from a stream of its own: the draws above (and so every earlier trial's cases) are unchanged
+    if kind.type == "mass":
+        density = round(_sample(kind.density_g_cm3, np.random.default_rng([seed, 3])), 4)
+    else:
+        from physics.materials import material
+
+        density = material(kind.material).density_g_cm3
     return CaseDraw(index, seed, thickness, round(gland, 4), kind.type, present, round(diam, 4), round(extent, 4),
-                    spic, round(x, 4), round(y, 4), round(z, 4), round(-x, 4))
+                    spic, round(x, 4), round(y, 4), round(z, 4), round(-x, 4), density)
 
 
 def spec_support_z(spec: Any) -> float:
@@ -202,7 +220,7 @@ def case_phantom(spec: Any, draw: CaseDraw, slab: tuple[float, float, float, flo
     """The case's breast sub-volume (a :class:`~simulator.imaging.phantoms.base.Phantom`), lesion inserted if present."""
     from scipy.ndimage import zoom
 
-    from physics.materials import LABEL_OF
+    from physics.materials import LABEL_OF, MASS
     from simulator.imaging.phantoms.analytic import AnalyticObject, AnalyticPhantom, Ellipsoid, Sphere, rot_y, rot_z
     from simulator.imaging.phantoms.base import Phantom
     from simulator.imaging.phantoms.breast import glandularity_by_weight, power_law_field
@@ -228,6 +246,7 @@ def case_phantom(spec: Any, draw: CaseDraw, slab: tuple[float, float, float, flo
     vox = VoxelPhantom(np.ascontiguousarray(labels), (dz, v, v), (x0, y0, support_mm))
     lesions: list[Any] = []
     calcs: list[Any] = []
+    densities: dict[int, float] = {}
     centre = (draw.lesion_x_mm, draw.lesion_y_mm, draw.lesion_z_mm)
     kind = next(les for les in spec.cohort.lesions if les.type == draw.lesion_type)
     if draw.lesion_present and draw.lesion_type == "mass":
@@ -244,6 +263,8 @@ def case_phantom(spec: Any, draw: CaseDraw, slab: tuple[float, float, float, flo
                 objs.append(AnalyticObject(Ellipsoid(c, (half, 0.25, 0.25), rot), LABEL_OF["mass"]))
         voxelise(vox, objs)
         lesions.append(Lesion("mass", centre, draw.lesion_diameter_mm, LABEL_OF["mass"]))
+        if draw.lesion_density_g_cm3 != MASS.density_g_cm3:  # the default mass tissue is the table's own
+            densities[LABEL_OF["mass"]] = draw.lesion_density_g_cm3
     elif draw.lesion_present:
         label = LABEL_OF[kind.material]
         for _ in range(kind.count):
@@ -255,7 +276,7 @@ def case_phantom(spec: Any, draw: CaseDraw, slab: tuple[float, float, float, flo
             calcs.append(AnalyticObject(Sphere(c, 0.5 * d), label, replaces=host))
             lesions.append(Lesion("calcification", c, d, label))
     return Phantom("trial-breast", t, support_mm, vox, AnalyticPhantom(calcs), lesions,
-                   glandularity=glandularity_by_weight(draw.glandularity))
+                   glandularity=glandularity_by_weight(draw.glandularity), densities_g_cm3=densities)
 
 
 def _label_at(vox: Any, p: tuple[float, float, float]) -> int:
@@ -351,79 +372,127 @@ class ArmImages:
     grid: Any
 
 
+def direct_imager(spec: Any, phantom: Any, geometry: Any, seed: int) -> Any:
+    """The direct path's :class:`~simulator.imaging.imager.ExposureImager` of a case on ``geometry``."""
+    from simulator.imaging.imager import ExposureImager
+
+    return ExposureImager(phantom, geometry, seed=seed, scatter=spec.imaging.scatter,
+                          motion_substeps=spec.imaging.motion_substeps)
+
+
 def image_case(spec: Any, draw: CaseDraw, exams: dict[str, Any], arms: list[str],
-               on_images: Any = None) -> dict[str, dict[str, Any]]:
+               on_images: Any = None, wire_arms: list[str] | None = None,
+               work: Any = None) -> dict[str, dict[str, Any]]:
     """Image one case in the given arms; returns per arm {"rois": (2, n, n) [lesion site, control site], "row": {...}}.
 
     ``on_images(ArmImages)``, if given, is called once per arm with that arm's full images (e.g. to write
     them as DICOM) before the next arm is imaged: only one arm's images are ever held.
+
+    ``wire_arms``: arms imaged through the virtual-time gantry over the wire instead
+    (:mod:`crescent.trial.gantry`, temporary files under ``work``); each is cross-checked (its frames
+    rendered again from their records, which must be equal) and imaged through the direct path too: its
+    entry also holds ``"rois_direct"``, and its row the direct path's technique and the comparison.
     """
-    from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
-    from reconstruction.fbp import fbp
-    from reconstruction.filters import FilterSpec
-    from reconstruction.geometry import VolumeGrid, projection_geometry
-    from reconstruction.preprocess import line_integrals
-    from simulator.imaging.imager import ExposureImager, make_phantom
     from protocols.exams import planned_angles_deg
 
+    wire_arms = list(wire_arms or [])
     geometry = gantry_geometry(spec.gantry)
     by_name = {a.name: a for a in spec.arms}
     angles = sorted({a for name in arms for a in planned_angles_deg(exams[name])})
     layout = case_layout(spec, geometry, draw.thickness_mm, angles)
     phantom = case_phantom(spec, draw, layout.slab, geometry.support_height_mm)
     g = geometry.model_copy(update={"detector": layout.window})
-    pitch = spec.imaging.pitch_mm
-    n = int(round(spec.imaging.roi_mm / pitch))
     out: dict[str, dict[str, Any]] = {}
     for name in arms:
         arm = by_name[name]
         exam = exams[name]
+        if name in wire_arms:
+            from crescent.trial.gantry import rerender_check, run_wire_exam
+
+            wire = run_wire_exam(spec, draw, exam, phantom, layout.window, work, arm.dose_scale)
+            check = rerender_check(wire, direct_imager(spec, phantom, wire.geometry, draw.seed))
+            res = _arm_result(spec, draw, layout, geometry, wire.geometry, phantom, name, wire.exposures,
+                              wire.scouts, wire.notes, wire.raw, on_images)
+            del wire.raw
         exposures, scouts, notes = technique_for(exam, phantom, geometry, draw.seed, arm.dose_scale)
-        imager = ExposureImager(phantom, g, seed=draw.seed, scatter=spec.imaging.scatter,
-                                motion_substeps=spec.imaging.motion_substeps)
+        imager = direct_imager(spec, phantom, g, draw.seed)
         raw16 = np.stack([imager.image(e) for e in exposures])
-        raw = raw16.astype(np.float32)
-        flat_imager = ExposureImager(make_phantom("uniform", draw.thickness_mm, g, seed=0), g, seed=0, noise=False,
-                                     focal_spot=False, motion_substeps=1)
-        flat = np.stack([flat_imager.image(e) for e in exposures]).astype(np.float32)
-        lines = line_integrals(raw, flat=flat, dark=float(imager.detector.offset_adu), clip_negative=True)
-        sites = ((draw.lesion_x_mm, draw.lesion_y_mm), (draw.control_x_mm, draw.lesion_y_mm))
-        sl, grid = None, None
-        if len({round(e.mean_angle_deg, 3) for e in exposures}) >= 3:
-            x0, x1, y0, y1 = layout.region
-            grid = VolumeGrid(voxel_mm=pitch, x_min_mm=x0, x_max_mm=x1, y_min_mm=y0, y_max_mm=y1,
-                              z_mm=(draw.lesion_z_mm,))
-            pg = projection_geometry(g, exposures, draw.thickness_mm)
-            sl = fbp(lines, pg, grid, FilterSpec(ramp_fraction=1.0, apodisation="hann", cutoff=1.0), workers=1)[0]
-            xs = x0 + (np.arange(sl.shape[1]) + 0.5) * pitch
-            ys = y0 + (np.arange(sl.shape[0]) + 0.5) * pitch
-            rois = [_roi(sl, (y - ys[0]) / pitch, (x - xs[0]) / pitch, n) for x, y in sites]
-            mode = "dbt"
-        else:
-            img = lines.mean(axis=0)
-            src = np.array(g.source_position(exposures[0].mean_angle_deg))
-            det = layout.window
-            rois = []
-            for x, y in sites:
-                px, py = _project(src, np.array([[x, y, draw.lesion_z_mm]]))[0]
-                c = (px - det.offset_x_mm) / det.pitch_mm + 0.5 * (det.cols - 1)
-                r = (py - det.offset_y_mm) / det.pitch_mm - 0.5
-                rois.append(_roi(img, r, c, n))
-            mode = "2d"
-        t, gl = phantom.thickness_mm, phantom.glandularity
-        mgd_each = [exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in exposures]
-        mgd_scouts = [exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in scouts]
-        mgd_proj, mgd_scout = sum(mgd_each), sum(mgd_scouts)
-        if on_images is not None:
-            top = geometry.support_height_mm + t
-            on_images(ArmImages(name, mode, raw16, exposures, scouts, g, t, gl, mgd_each,
-                                [incident_air_kerma_mgy(geometry, e, top) for e in exposures], mgd_scouts,
-                                [incident_air_kerma_mgy(geometry, e, top) for e in scouts], sl, grid))
-        del raw16, raw
-        e0 = exposures[0]
-        row = {"arm": name, "mode": mode, "n_exposures": len(exposures), "anode_filter": e0.anode_filter,
-               "kvp": e0.kvp, "mas_per_exposure": e0.mas, "mas_total": round(sum(e.mas for e in exposures), 4),
-               "mgd_mgy": round(mgd_proj + mgd_scout, 5), "mgd_scout_mgy": round(mgd_scout, 5),
-               "window_rows": layout.window.rows, "window_cols": layout.window.cols, "roi_px": n, **notes}
-        out[name] = {"rois": np.stack(rois), "row": row}
+        if name not in wire_arms:
+            res = _arm_result(spec, draw, layout, geometry, g, phantom, name, exposures, scouts, notes, raw16,
+                              on_images)
+            res["row"]["imaging_path"] = "direct"
+            out[name] = res
+            continue
+        direct = _arm_result(spec, draw, layout, geometry, g, phantom, name, exposures, scouts, notes, raw16, None)
+        d = direct["row"]
+        rw, rd = res["rois"], direct["rois"]
+        corr = [float(np.corrcoef(rw[k].ravel(), rd[k].ravel())[0, 1]) for k in (0, 1)]
+        res["row"].update({
+            "imaging_path": "gantry", **wire.evidence, **check,
+            "direct_kvp": d["kvp"], "direct_mas_per_exposure": d["mas_per_exposure"], "direct_mgd_mgy": d["mgd_mgy"],
+            **({"direct_scout_signal": d["scout_signal"]} if "scout_signal" in d else {}),
+            "xcheck_roi_corr_lesion": round(corr[0], 5), "xcheck_roi_corr_control": round(corr[1], 5),
+        })
+        res["row"]["mas_per_exposure"] = round(res["row"]["mas_per_exposure"], 6)  # delivered: nAs on the wire
+        res["rois_direct"] = rd
+        out[name] = res
     return out
+
+
+def _arm_result(spec: Any, draw: CaseDraw, layout: Layout, geometry: Any, g: Any, phantom: Any, name: str,
+                exposures: list[Any], scouts: list[Any], notes: dict[str, Any], raw16: np.ndarray,
+                on_images: Any) -> dict[str, Any]:
+    """ROIs and row of one arm from its raw frames ``raw16`` on the detector of ``g`` (see :func:`image_case`)."""
+    from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
+    from reconstruction.fbp import fbp
+    from reconstruction.filters import FilterSpec
+    from reconstruction.geometry import VolumeGrid, projection_geometry
+    from reconstruction.preprocess import line_integrals
+    from simulator.imaging.detector import DetectorModel
+    from simulator.imaging.imager import ExposureImager, make_phantom
+
+    pitch = spec.imaging.pitch_mm
+    n = int(round(spec.imaging.roi_mm / pitch))
+    raw = raw16.astype(np.float32)
+    flat_imager = ExposureImager(make_phantom("uniform", draw.thickness_mm, g, seed=0), g, seed=0, noise=False,
+                                 focal_spot=False, motion_substeps=1)
+    flat = np.stack([flat_imager.image(e) for e in exposures]).astype(np.float32)
+    lines = line_integrals(raw, flat=flat, dark=float(DetectorModel().offset_adu), clip_negative=True)
+    sites = ((draw.lesion_x_mm, draw.lesion_y_mm), (draw.control_x_mm, draw.lesion_y_mm))
+    sl, grid = None, None
+    if len({round(e.mean_angle_deg, 3) for e in exposures}) >= 3:
+        x0, x1, y0, y1 = layout.region
+        grid = VolumeGrid(voxel_mm=pitch, x_min_mm=x0, x_max_mm=x1, y_min_mm=y0, y_max_mm=y1,
+                          z_mm=(draw.lesion_z_mm,))
+        pg = projection_geometry(g, exposures, draw.thickness_mm)
+        sl = fbp(lines, pg, grid, FilterSpec(ramp_fraction=1.0, apodisation="hann", cutoff=1.0), workers=1)[0]
+        xs = x0 + (np.arange(sl.shape[1]) + 0.5) * pitch
+        ys = y0 + (np.arange(sl.shape[0]) + 0.5) * pitch
+        rois = [_roi(sl, (y - ys[0]) / pitch, (x - xs[0]) / pitch, n) for x, y in sites]
+        mode = "dbt"
+    else:
+        img = lines.mean(axis=0)
+        src = np.array(g.source_position(exposures[0].mean_angle_deg))
+        det = g.detector
+        rois = []
+        for x, y in sites:
+            px, py = _project(src, np.array([[x, y, draw.lesion_z_mm]]))[0]
+            c = (px - det.offset_x_mm) / det.pitch_mm + 0.5 * (det.cols - 1)
+            r = (py - det.offset_y_mm) / det.pitch_mm - 0.5
+            rois.append(_roi(img, r, c, n))
+        mode = "2d"
+    t, gl = phantom.thickness_mm, phantom.glandularity
+    mgd_each = [exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in exposures]
+    mgd_scouts = [exposure_mgd_mgy(geometry, e, thickness_mm=t, glandularity=gl) for e in scouts]
+    mgd_proj, mgd_scout = sum(mgd_each), sum(mgd_scouts)
+    if on_images is not None:
+        top = geometry.support_height_mm + t
+        on_images(ArmImages(name, mode, raw16, exposures, scouts, g, t, gl, mgd_each,
+                            [incident_air_kerma_mgy(geometry, e, top) for e in exposures], mgd_scouts,
+                            [incident_air_kerma_mgy(geometry, e, top) for e in scouts], sl, grid))
+    e0 = exposures[0]
+    row = {"arm": name, "mode": mode, "n_exposures": len(exposures), "anode_filter": e0.anode_filter,
+           "kvp": e0.kvp, "mas_per_exposure": e0.mas, "mas_total": round(sum(e.mas for e in exposures), 4),
+           "mgd_mgy": round(mgd_proj + mgd_scout, 5), "mgd_scout_mgy": round(mgd_scout, 5),
+           "window_rows": g.detector.rows, "window_cols": g.detector.cols, "roi_px": n, **notes}
+    return {"rois": np.stack(rois), "row": row}

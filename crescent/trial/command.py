@@ -82,9 +82,10 @@ def _run(args: argparse.Namespace) -> int:
             "cases_run_now": run.submitted, "cases_reused": run.skipped, "workers": run.workers,
             "imaging_wall_s": round(run.wall_s, 1),
             "cases_per_hour": round(3600 * run.submitted / run.wall_s, 1) if run.submitted else None,
+            "cases_over_wire": sum(1 for r in run.rows if r.get("imaging_path") == "gantry"),
             "store": str(run.store), "dashboard": run.dashboard,
             "dicom": str(Path(args.dicom).resolve()) if args.dicom else None}
-    summary, files = write_outputs(spec, out, run.rows, run.rois, info)
+    summary, files = write_outputs(spec, out, run.rows, run.rois, info, run.rois_direct)
     info["total_wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
     print(f"{'arm':<12}{'lesion':<24}{'observer':<11}{'n1/n0':>9}{'MGD mGy':>9}  {'d-prime [95% CI]':<22}{'AUC [95% CI]'}")
@@ -93,6 +94,18 @@ def _run(args: argparse.Namespace) -> int:
         au = f"{s['auc']:.3f} [{s['auc_lo']:.3f}, {s['auc_hi']:.3f}]"
         print(f"{s['arm']:<12}{s['lesion_type']:<24}{s['observer']:<11}{s['n_present']:>4}/{s['n_absent']:<4}"
               f"{s['mean_mgd_mgy']:>9.3f}  {dp:<22}{au}")
+    xc = out / "gantry_crosscheck.csv"
+    if any(p == xc for p in files):
+        import csv
+
+        from crescent.trial.results import CROSSCHECK_TOLERANCE_SD
+
+        with open(xc, newline="") as fh:
+            for c in csv.DictReader(fh):
+                verdict = "within" if c["within_tolerance"] == "True" else "OUTSIDE"
+                print(f"over the wire vs direct path, {c['arm']} {c['lesion_type']} {c['observer']}: {c['n_cases']} cases, "
+                      f"rating difference rms {c['rms_delta_sd']} / max {c['max_abs_delta_sd']} SD of the absent "
+                      f"ratings ({verdict} the {CROSSCHECK_TOLERANCE_SD:g} SD tolerance)")
     print(f"wall time {info['total_wall_s']} s; outputs in {out}: " + ", ".join(p.name for p in files))
     return EXIT_OK
 

@@ -7,7 +7,7 @@ model refuses unknown fields; errors name the field path, the value and the rule
       - cohort.n_cases = 0: Input should be greater than or equal to 1
       - arms.1.exam = 'dbt-huge': not a library exam (dbt-narrow, dbt-standard, ...) nor an existing file
 
-Units: mm, mAs, N (case counts), fractions 0..1. ``crescent trial schema`` prints the JSON Schema.
+Units: mm, mAs, g/cm^3 (mass density), N (case counts), fractions 0..1. ``crescent trial schema`` prints the JSON Schema.
 
 The *trial hash* (:meth:`TrialSpec.trial_hash`) covers everything that changes one case's images
 (cohort distributions, lesions, arms, gantry, imaging) but not ``n_cases``, the observers or the
@@ -85,8 +85,24 @@ class Texture(_Model):
     scale_mm: float = Field(0.5, ge=0.1, le=5.0, description="grid step of the texture field, mm")
 
 
+#: Density of the simulator's mass tissue, g/cm^3 (``physics.materials.MASS``: glandular composition at 1.06).
+MASS_DENSITY_G_CM3 = 1.06
+#: Accepted mass densities, g/cm^3: 1.00-1.20, i.e. -3.8 % to +15.4 % linear attenuation against glandular
+#: tissue (1.04 g/cm^3), at every energy (same composition).
+MASS_DENSITY_RANGE_G_CM3 = (1.0, 1.2)
+#: Density of glandular tissue, g/cm^3 (``physics.materials.GLANDULAR``, Hammerstein 1979).
+GLANDULAR_DENSITY_G_CM3 = 1.04
+
+
 class Mass(_Model):
-    """Masses: ellipsoids of mass tissue (voxelised), optionally with spicules."""
+    """Masses: ellipsoids of mass tissue (voxelised), optionally with spicules.
+
+    Contrast: mass tissue is glandular tissue (Hammerstein 1979 composition) at density ``density_g_cm3``, so
+    its linear attenuation is ``density_g_cm3 / 1.04`` times glandular tissue's at every energy (the contrast
+    against the surrounding parenchyma scales with that ratio minus one). The default 1.06 g/cm^3 (+1.9 %) is
+    the simulator's mass material; infiltrating ductal carcinoma attenuates like fibroglandular tissue to
+    within a few per cent (Johns & Yaffe 1987).
+    """
 
     type: Literal["mass"] = "mass"
     weight: float = Field(1.0, gt=0.0, description="relative frequency among lesion types")
@@ -94,11 +110,21 @@ class Mass(_Model):
     spiculated_fraction: float = Field(0.0, ge=0.0, le=1.0, description="fraction of masses with spicules")
     spicules: int = Field(8, ge=1, le=40, description="spicules on a spiculated mass")
     spicule_length_mm: float = Field(3.0, gt=0.0, le=20.0, description="spicule length beyond the mass, mm")
+    density_g_cm3: Distribution = Field(
+        default_factory=lambda: Uniform(low=MASS_DENSITY_G_CM3, high=MASS_DENSITY_G_CM3),
+        description="density of the mass tissue (glandular composition), g/cm^3: its linear attenuation is "
+                    "density / 1.04 times glandular tissue's at every energy; default 1.06 (+1.9 %), range 1.00-1.20")
 
     @field_validator("diameter_mm")
     @classmethod
     def _size(cls, v: Uniform | Normal) -> Uniform | Normal:
         return _within(v, 1.0, 30.0, "mass diameters", " mm")
+
+    @field_validator("density_g_cm3")
+    @classmethod
+    def _density(cls, v: Uniform | Normal) -> Uniform | Normal:
+        lo, hi = MASS_DENSITY_RANGE_G_CM3
+        return _within(v, lo, hi, "mass densities", " g/cm3")
 
 
 class CalcificationCluster(_Model):
@@ -162,6 +188,27 @@ class Imaging(_Model):
     motion_substeps: int = Field(5, ge=1, le=20, description="most focal-spot samples along a window's travel (gantry default 5)")
 
 
+class GantrySubset(_Model):
+    """Cases imaged through the virtual-time simulated gantry over the wire instead of the direct path.
+
+    Exactly one of ``cases`` (the first K cases of the cohort: each case is already a seeded random patient,
+    so they are a random sample, and growing the cohort never changes them) or ``fraction`` (each case
+    independently, from its own seed; stable as the cohort grows). ``arms``: which arms (default all).
+    Every such case is also imaged through the direct path and cross-checked (:mod:`crescent.trial.gantry`).
+    """
+
+    cases: int | None = Field(None, ge=1, le=100_000, description="the first K cases of the cohort")
+    fraction: float | None = Field(None, gt=0.0, le=1.0, description="each case with this probability (seeded)")
+    arms: list[str] | None = Field(None, min_length=1, description="arms imaged over the wire (default: all)")
+
+    @model_validator(mode="after")
+    def _one(self) -> "GantrySubset":
+        if (self.cases is None) == (self.fraction is None):
+            raise ValueError("give exactly one of cases (the first K cases) or fraction (0 < f <= 1), "
+                             f"got cases={self.cases}, fraction={self.fraction}")
+        return self
+
+
 class TrialSpec(_Model):
     """A whole trial file."""
 
@@ -174,6 +221,9 @@ class TrialSpec(_Model):
     observers: list[Literal["cho-lg", "cho-gabor", "npw"]] = Field(
         default_factory=lambda: ["cho-lg", "npw"], min_length=1)
     bootstrap: int = Field(1000, ge=0, le=100_000, description="bootstrap resamples for the intervals")
+    gantry_subset: GantrySubset | None = Field(
+        None, description="cases imaged through the virtual-time simulated gantry over the wire (and cross-checked "
+                          "against the direct path); default none")
 
     @field_validator("arms")
     @classmethod
@@ -192,10 +242,31 @@ class TrialSpec(_Model):
             raise ValueError(f"pitch_mm={v.pitch_mm} must be the 0.05 mm del pitch times a binning of 1-8")
         return v
 
+    @model_validator(mode="after")
+    def _subset_arms(self) -> "TrialSpec":
+        sub = self.gantry_subset
+        if sub is not None and sub.arms is not None:
+            names = [a.name for a in self.arms]
+            unknown = [a for a in sub.arms if a not in names]
+            if unknown:
+                raise ValueError(f"gantry_subset.arms names arms the trial does not have: {', '.join(unknown)} "
+                                 f"(arms: {', '.join(names)})")
+        return self
+
     def trial_hash(self) -> str:
-        """Hex SHA-256 (16 digits) of what sets a case's images (not n_cases, observers, bootstrap)."""
+        """Hex SHA-256 (16 digits) of what sets a case's images (not n_cases, observers, bootstrap).
+
+        Options at their defaults that older trial files could not state (``gantry_subset`` unset, a mass's
+        ``density_g_cm3`` at 1.06) are left out, so such a file keeps its hash and its finished cases.
+        """
         data = self.model_dump(mode="json", exclude={"description": True, "observers": True, "bootstrap": True,
                                                      "cohort": {"n_cases"}})
+        if data.get("gantry_subset") is None:
+            data.pop("gantry_subset", None)
+        default_density = Uniform(low=MASS_DENSITY_G_CM3, high=MASS_DENSITY_G_CM3).model_dump(mode="json")
+        for les in data["cohort"]["lesions"]:
+            if les.get("type") == "mass" and les.get("density_g_cm3") == default_density:
+                del les["density_g_cm3"]
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

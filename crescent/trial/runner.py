@@ -5,7 +5,8 @@
   with ``dask scheduler`` / ``dask worker``, dask-jobqueue or dask-kubernetes: see the README). Workers
   need this package importable (same version) and write to ``out`` - on a cluster, a shared file system.
 * **Store**: ``out/cases/<trial hash>/<case seed>/<arm>.npz`` holds the two ROIs (lesion site, control
-  site; float32) and the case's row (JSON). The trial hash (:meth:`TrialSpec.trial_hash` plus the
+  site; float32) and the case's row (JSON); a (case, arm) imaged over the wire (``gantry_subset``)
+  also holds the direct path's two ROIs (``rois_direct``), its cross-check. The trial hash (:meth:`TrialSpec.trial_hash` plus the
   resolved exams) changes with anything that changes images, so an edited trial never reuses stale
   cases. Files are written to a temporary name and renamed: a task killed mid-write leaves nothing,
   and a task run twice (a worker lost after finishing) rewrites the same bytes.
@@ -62,6 +63,7 @@ def run_case_task(spec_json: str, exams: dict[str, dict[str, Any]], index: int, 
     worker, as soon as the arm is imaged.
     """
     from crescent.trial.cases import draw_case, image_case
+    from crescent.trial.gantry import over_wire
     from protocols.exams import exam_from_data
 
     try:  # one compute thread per worker process: the cluster gives the parallelism
@@ -85,7 +87,8 @@ def run_case_task(spec_json: str, exams: dict[str, dict[str, Any]], index: int, 
             if not case_dicom_dir(dicom_dir, index, images.arm).is_dir():
                 write_case_dicom(dicom_dir, spec, trial_hash, draw, ex[images.arm], images)
 
-    results = image_case(spec, draw, ex, todo, on_images=on_images)
+    wire = [a for a in over_wire(spec, index, draw.seed) if a in todo]
+    results = image_case(spec, draw, ex, todo, on_images=on_images, wire_arms=wire)
     for arm, res in results.items():
         path = case_path(Path(store), draw.seed, arm)
         if path.exists():  # imaged again only for its DICOM: the stored result is the same
@@ -94,7 +97,8 @@ def run_case_task(spec_json: str, exams: dict[str, dict[str, Any]], index: int, 
         row = {**draw.as_row(), **res["row"]}
         tmp = path.with_name(f".{arm}.{os.getpid()}.{time.monotonic_ns()}.tmp.npz")
         with open(tmp, "wb") as fh:
-            np.savez(fh, rois=res["rois"], row=np.array(json.dumps(row)))
+            extra = {"rois_direct": res["rois_direct"]} if "rois_direct" in res else {}
+            np.savez(fh, rois=res["rois"], row=np.array(json.dumps(row)), **extra)
         os.replace(tmp, path)
     return todo
 
@@ -113,6 +117,8 @@ class RunInfo:
     dashboard: str | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     rois: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
+    #: the direct path's ROIs of the (case, arm)s imaged over the wire (the cross-check)
+    rois_direct: dict[tuple[int, str], np.ndarray] = field(default_factory=dict)
 
 
 #: Where a LocalCluster serves the dask dashboard (dask's usual port; dask takes a free one if it is busy).
@@ -146,8 +152,12 @@ def dashboard_address(client: Any) -> str | None:
     return client.dashboard_link
 
 
-def load_store(spec: TrialSpec, store: Path) -> tuple[list[dict[str, Any]], dict[tuple[int, str], np.ndarray]]:
-    """Rows (case order, arm order) and ROIs of every finished (case, arm) of the trial's first ``n_cases``."""
+def load_store(spec: TrialSpec, store: Path, direct: dict[tuple[int, str], np.ndarray] | None = None
+               ) -> tuple[list[dict[str, Any]], dict[tuple[int, str], np.ndarray]]:
+    """Rows (case order, arm order) and ROIs of every finished (case, arm) of the trial's first ``n_cases``.
+
+    ``direct``: a dict that receives the direct path's ROIs of the (case, arm)s imaged over the wire.
+    """
     from crescent.trial.cases import case_seed
 
     rows, rois = [], {}
@@ -160,6 +170,8 @@ def load_store(spec: TrialSpec, store: Path) -> tuple[list[dict[str, Any]], dict
             with np.load(p) as z:
                 row = json.loads(str(z["row"]))
                 rois[(i, arm.name)] = z["rois"]
+                if direct is not None and "rois_direct" in z.files:
+                    direct[(i, arm.name)] = z["rois_direct"]
             rows.append(row)
     return rows, rois
 
@@ -221,9 +233,10 @@ def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, worke
             client.close()
             if cluster is not None:
                 cluster.close()
-    rows, rois = load_store(spec, store)
+    direct: dict[tuple[int, str], np.ndarray] = {}
+    rows, rois = load_store(spec, store, direct)
     info = RunInfo(store, th, spec.cohort.n_cases, len(todo), skipped, time.perf_counter() - t0, n_workers, dash,
-                   rows, rois)
+                   rows, rois, direct)
     missing = spec.cohort.n_cases * len(arm_names) - len(rows)
     if missing:
         raise RuntimeError(f"{missing} (case, arm) results missing from {store} after the run")

@@ -253,16 +253,30 @@ def cross_validated_ratings(present: np.ndarray, absent: np.ndarray, observer: s
     fa = np.arange(len(absent)) % 2 if folds_absent is None else np.asarray(folds_absent) % 2
     t1 = np.zeros(len(present))
     t0 = np.zeros(len(absent))
+    for k, w in enumerate(fold_templates(present, absent, observer, channels, fp, fa)):
+        ch = None if observer == "npw" else channels
+        t1[fp == k] = rate(present[fp == k], w, ch)
+        t0[fa == k] = rate(absent[fa == k], w, ch)
+    return t1, t0
+
+
+def fold_templates(present: np.ndarray, absent: np.ndarray, observer: str, channels: np.ndarray | None,
+                   folds_present: np.ndarray, folds_absent: np.ndarray) -> list[np.ndarray]:
+    """The two cross-validation templates: entry ``k`` is trained on the ROIs *not* in fold ``k`` and rates fold ``k``.
+
+    Rate other ROIs of a fold-``k`` patient (e.g. the same patient imaged another way) with
+    ``rate(rois, templates[k], channels)`` (NPW: ``channels=None``).
+    """
+    present, absent = np.asarray(present, np.float64), np.asarray(absent, np.float64)
+    fp, fa = np.asarray(folds_present) % 2, np.asarray(folds_absent) % 2
+    out = []
     for k in (0, 1):
         tr1, tr0 = present[fp != k], absent[fa != k]
         if observer == "npw":
-            w = npw_template(tr1, tr0)
-            t1[fp == k], t0[fa == k] = rate(present[fp == k], w), rate(absent[fa == k], w)
+            out.append(npw_template(tr1, tr0))
         else:
-            w = cho_template(tr1, tr0, channels)  # type: ignore[arg-type]
-            t1[fp == k] = rate(present[fp == k], w, channels)
-            t0[fa == k] = rate(absent[fa == k], w, channels)
-    return t1, t0
+            out.append(cho_template(tr1, tr0, channels))  # type: ignore[arg-type]
+    return out
 
 
 def evaluate(present: np.ndarray, absent: np.ndarray, observer: str, *, channels: np.ndarray | None = None,

@@ -100,6 +100,11 @@ class Detector:
         #: No image formation (fault campaigns, protocol tests): each frame is a flat field whose level
         #: follows the delivered mAs and kV, with seeded noise; the readout time is unchanged.
         self.synthetic = False
+        #: An object to image instead of the configured phantom (a :class:`simulator.imaging.phantoms.base.Phantom`
+        #: built by the caller, e.g. one case of a virtual clinical trial): imaged as given, whatever thickness
+        #: the paddle reads, and rendered in this process (set it on a virtual-time gantry; the real-time render
+        #: worker only knows the configured phantoms).
+        self.phantom_object: Any = None
         self._imagers: dict[float, ExposureImager] = {}
         self.executor: Any = None  # real-time mode: ``submit(fn, *args)`` -> future with done()/result()
         self.data_channel_url: str | None = None  # set when a TCP frame server serves data_dir
@@ -125,7 +130,7 @@ class Detector:
         key = round(float(thickness_mm), 2)
         im = self._imagers.get(key)
         if im is None:
-            im = build_imager(self.geometry, self.phantom_cfg, self.cfg, self.seed, key)
+            im = build_imager(self.geometry, self.phantom_cfg, self.cfg, self.seed, key, self.phantom_object)
             self._imagers = {key: im}  # keep only the current exam's phantom
         return im
 
@@ -149,7 +154,7 @@ class Detector:
             image = synthetic_frame(self.geometry.detector.rows, self.geometry.detector.cols, rec, self.seed)
             yield self.env.timeout(self.limits.detector_readout_ms / 1000.0)
             frame = write_frame(self.data_dir, record.frame_id, image, self.cfg.fsync)
-        elif self.executor is None:
+        elif self.executor is None or self.phantom_object is not None:
             # sensitivity left by earlier frames (virtual-time path), at the end of the exposure window
             ghosting = self.cfg.ghost_loss_per_kadu > 0
             gain = self.ghost.gain((self.geometry.detector.rows, self.geometry.detector.cols), rec.window_end_s) \
@@ -221,15 +226,19 @@ def synthetic_frame(rows: int, cols: int, record: ExposureRecord, seed: int) -> 
 
 
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
-                 thickness_mm: float) -> ExposureImager:
-    """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`."""
+                 thickness_mm: float, phantom_object: Any = None) -> ExposureImager:
+    """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`.
+
+    ``phantom_object``: a ready :class:`~simulator.imaging.phantoms.base.Phantom` to image instead of building
+    the configured one (``phantom``'s motion still applies).
+    """
     from simulator.imaging.imager import ExposureImager, make_phantom  # heavy (numba, spekpy): load on first use
 
     options = dict(phantom.options)
     if phantom.name == "chest-wall-ruler":  # the ruler lies against the support's chest-wall edge
         options.setdefault("support_edge_y_mm", -det.chest_wall_gap_mm)
-    ph = make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
-                      **options)
+    ph = phantom_object if phantom_object is not None else make_phantom(
+        phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm, **options)
     moving = phantom.motion_mm != (0.0, 0.0)
     model = None
     if det.extra_electronic_noise_adu > 0:  # injected (QC): a noisy panel

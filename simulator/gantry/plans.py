@@ -16,9 +16,9 @@ import numpy as np
 
 from protocols.exams.motion import move_time_s, runup_deg
 from protocols.limits import DeviceLimits
-from protocols.records import ExposureRecord
+from protocols.records import ExposureRecord, exposure_from_done
 from protocols.wire import messages as M
-from protocols.wire.catalogue import ANODE_FILTER_TEXT, ErrorCode, ExposureStatus, FocalSpot, MotionMode, PlanInvalidReason
+from protocols.wire.catalogue import ANODE_FILTER_TEXT, ErrorCode, FocalSpot, MotionMode, PlanInvalidReason
 from protocols.wire.messages import plan_digest
 
 
@@ -44,15 +44,11 @@ class ArmedPlan:
 def exposure_record(done: M.Message, anode_filter: str, focal_spot_mm: float) -> ExposureRecord:
     """The :class:`ExposureRecord` an EXPOSURE_DONE describes (wire units -> deg, kV, mAs, s).
 
-    The gantry renders each image from exactly this record, so a host holding the event (plus the
-    plan's anode/filter and focal spot) can regenerate the image bit for bit.
+    The gantry renders each image from exactly this record, decoded as the host decodes it
+    (:func:`protocols.records.exposure_from_done`), so a host holding the event (plus the plan's
+    anode/filter and focal spot) can regenerate the image bit for bit.
     """
-    return ExposureRecord(index=done.index, frame_id=done.frame_id, planned_angle_deg=done.planned_mdeg / 1000.0,
-                          angle_start_deg=done.start_mdeg / 1000.0, angle_end_deg=done.end_mdeg / 1000.0,
-                          kvp=done.kv_ckv / 100.0, mas=done.mas_nas / 1e6, anode_filter=anode_filter,  # type: ignore[arg-type]
-                          focal_spot_mm=focal_spot_mm, window_start_s=done.window_start_us / 1e6,
-                          window_end_s=done.window_end_us / 1e6,
-                          terminated_early=done.status != int(ExposureStatus.OK))
+    return exposure_from_done(done, anode_filter, focal_spot_mm)
 
 
 def focal_spot_mm(limits: DeviceLimits, code: int) -> float:

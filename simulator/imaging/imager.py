@@ -335,7 +335,7 @@ class ExposureImager:
         # what leaves the breast crosses the breast support and the detector cover
         w1, w2 = self.detector.energy_weights(e, spec.fluence_per_mas * exposure.mas * self.beam_path.exit_transmission(e),
                                               area)
-        mu = materials.attenuation_table(self.labels, e)
+        mu = materials.attenuation_table(self.labels, e, self.phantom.densities_g_cm3)
         xs, ys = pixel_grid(det, q)
         sources = self.source_samples(exposure)
         if source_offset_mm is not None:

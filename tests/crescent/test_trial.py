@@ -64,6 +64,15 @@ def tiny(**cohort):  # type: ignore[no-untyped-def]
     (("bootstrap: 50", "bootstrap: 50\ncolour: red"), "colour = 'red': Extra inputs are not permitted"),
     (("name: ffdm, exam: ffdm-cc", "name: dbt-low, exam: ffdm-cc"), "arm names must be unique, repeated: dbt-low"),
     (("bootstrap: 50", "bootstrap: 50\nbootstrap: 60"), "duplicate key 'bootstrap'"),
+    (("spiculated_fraction: 0.5", "spiculated_fraction: 0.5\n      density_g_cm3: {low: 1.0, high: 1.5}"),
+     "cohort.lesions.0.density_g_cm3 = dict: Value error, mass densities [1.0, 1.5] g/cm3 outside 1-1.2 g/cm3"),
+    (("bootstrap: 50", "bootstrap: 50\ngantry_subset: {cases: 2, fraction: 0.5}"),
+     "gantry_subset = dict: Value error, give exactly one of cases (the first K cases) or fraction (0 < f <= 1), "
+     "got cases=2, fraction=0.5"),
+    (("bootstrap: 50", "bootstrap: 50\ngantry_subset: {fraction: 0}"),
+     "gantry_subset.fraction = 0: Input should be greater than 0"),
+    (("bootstrap: 50", "bootstrap: 50\ngantry_subset: {cases: 1, arms: [dbt]}"),
+     "gantry_subset.arms names arms the trial does not have: dbt (arms: ffdm, dbt-low)"),
 ])
 def test_bad_trial_files_name_field_value_and_rule(edit, expected):
     text = TINY.replace(*edit)
@@ -167,6 +176,180 @@ def test_dose_and_technique_rows(one_mass_case):
                                 glandularity=glandularity_by_weight(draw.glandularity))
     assert ffdm["mgd_mgy"] - ffdm["mgd_scout_mgy"] == pytest.approx(expected, rel=1e-3)
     assert 0.3 < ffdm["mgd_mgy"] < 3.0 and 0.05 < dbt["mgd_mgy"] < ffdm["mgd_mgy"]
+
+
+# ------------------------------------------------------------------------------------------------ mass contrast
+
+CONTRAST = """
+name: contrast
+cohort:
+  n_cases: 16
+  seed: 3
+  thickness_mm: {low: 40, high: 40}
+  glandularity: {low: 0.2, high: 0.3}
+  lesion_present_fraction: 0.75
+  lesions:
+    - {type: mass, diameter_mm: {low: 4, high: 6}, density_g_cm3: {low: RHO, high: RHO}}
+arms:
+  - {name: ffdm, exam: ffdm-cc}
+imaging: {pitch_mm: 0.4, phantom_voxel_mm: 0.4, roi_mm: 8, motion_substeps: 1}
+observers: [cho-lg]
+bootstrap: 0
+"""
+
+
+def test_default_mass_density_is_the_material_table_and_keeps_the_hash():
+    """1.06 g/cm3 is the simulator's mass tissue; stating it, or no gantry subset, changes neither the hash nor an image."""
+    from crescent.trial.cases import draw_case, image_case
+    from crescent.trial.model import GLANDULAR_DENSITY_G_CM3, MASS_DENSITY_G_CM3, resolve_exam
+    from physics.materials import GLANDULAR, MASS
+
+    assert (MASS_DENSITY_G_CM3, GLANDULAR_DENSITY_G_CM3) == (MASS.density_g_cm3, GLANDULAR.density_g_cm3)
+    assert MASS.mass_fractions == GLANDULAR.mass_fractions
+    plain = tiny()
+    stated = parse_trial_yaml(TINY.replace("spiculated_fraction: 0.5",
+                                           "spiculated_fraction: 0.5\n      density_g_cm3: {low: 1.06, high: 1.06}"))
+    assert stated.trial_hash() == plain.trial_hash()
+    denser = parse_trial_yaml(TINY.replace("spiculated_fraction: 0.5",
+                                           "spiculated_fraction: 0.5\n      density_g_cm3: {low: 1.1, high: 1.1}"))
+    assert denser.trial_hash() != plain.trial_hash()
+    subset = parse_trial_yaml(TINY + "gantry_subset: {cases: 1}\n")
+    assert subset.trial_hash() != plain.trial_hash()
+    # the contrast is drawn from a stream of its own: every other draw of every case is unchanged
+    for i in range(30):
+        a, b = draw_case(plain, i), draw_case(denser, i)
+        assert dataclasses.replace(b, lesion_density_g_cm3=a.lesion_density_g_cm3) == a
+        assert b.lesion_density_g_cm3 == (1.1 if a.lesion_type == "mass" else a.lesion_density_g_cm3)
+    spec = parse_trial_yaml(CONTRAST.replace("RHO", "1.06"))
+    draw = next(d for d in (draw_case(spec, i) for i in range(16)) if d.lesion_present)
+    exams = {"ffdm": resolve_exam("ffdm-cc")}
+    no_override = parse_trial_yaml(CONTRAST.replace(", density_g_cm3: {low: RHO, high: RHO}", ""))
+    assert np.array_equal(image_case(spec, draw, exams, ["ffdm"])["ffdm"]["rois"],
+                          image_case(no_override, draw, exams, ["ffdm"])["ffdm"]["rois"])
+
+
+def test_a_higher_mass_contrast_gives_a_higher_dprime():
+    """Same patients, masses of glandular composition at 1.00, 1.06 and 1.15 g/cm3 (2D, CHO-LG, product scoring).
+
+    Independent check of the physics: the lesion ROI's mean line integral grows linearly with the density
+    (same composition: mu scales with rho), so (1.15 - 1.06) / (1.06 - 1.00) = 1.5 in the signal.
+    """
+    from crescent.trial.cases import draw_case, image_case
+    from crescent.trial.model import resolve_exam
+    from crescent.trial.results import score
+
+    dprime, centre = {}, {}
+    exams = {"ffdm": resolve_exam("ffdm-cc")}
+    for rho in ("1.0", "1.06", "1.15"):
+        spec = parse_trial_yaml(CONTRAST.replace("RHO", rho))
+        rows, rois = [], {}
+        for i in range(spec.cohort.n_cases):
+            d = draw_case(spec, i)
+            r = image_case(spec, d, exams, ["ffdm"])["ffdm"]
+            rows.append({**d.as_row(), **r["row"]})
+            rois[(i, "ffdm")] = r["rois"]
+        assert all(r["lesion_density_g_cm3"] == float(rho) for r in rows)
+        summary, _ = score(spec, rows, rois)
+        dprime[rho] = summary[0]["dprime"]
+        n = rois[(0, "ffdm")].shape[-1]
+        c = slice(n // 2 - 2, n // 2 + 3)
+        centre[rho] = np.mean([rois[(r["index"], "ffdm")][0][c, c].mean() for r in rows if r["lesion_present"]])
+    assert dprime["1.0"] < dprime["1.06"] < dprime["1.15"], dprime
+    assert (centre["1.15"] - centre["1.06"]) / (centre["1.06"] - centre["1.0"]) == pytest.approx(1.5, abs=0.1)
+
+
+# ------------------------------------------------------------------------------------------------ over the wire
+
+WIRE = """
+name: wire
+cohort:
+  n_cases: 8
+  seed: 23
+  thickness_mm: {low: 40, high: 40}
+  glandularity: {low: 0.2, high: 0.3}
+  lesion_present_fraction: 0.75
+  lesions:
+    - {type: mass, diameter_mm: {low: 5, high: 6}}
+arms:
+  - {name: ffdm, exam: ffdm-cc}
+  - {name: dbt-low, exam: dbt-narrow, dose_scale: 0.5}
+imaging: {pitch_mm: 0.4, phantom_voxel_mm: 0.4, roi_mm: 8, motion_substeps: 1}
+observers: [cho-lg, npw]
+bootstrap: 20
+gantry_subset: {cases: 2}
+"""
+
+
+@pytest.fixture(scope="module")
+def wire_run(tmp_path_factory):
+    """The wire trial (cases 0 and 1 over the virtual-time gantry) on one LocalCluster worker."""
+    from crescent.trial.runner import run_trial
+
+    out = tmp_path_factory.mktemp("wire")
+    return out, run_trial(parse_trial_yaml(WIRE), out, workers=1, say=lambda s: None, progress=False)
+
+
+def test_the_subset_goes_over_the_wire_and_its_frames_are_the_direct_paths(wire_run):
+    """Cases 0-1 ran the host's exam on the simulated gantry: the device's own log counts every exposure of the
+    exam (AEC scout + projections) and an image for each, the host received them all, and each frame equals
+    the direct path's rendering of the exposure record the device reported. Cases 2-7 took the direct path."""
+    from protocols.exams import load_standard_exam, planned_angles_deg
+
+    _, info = wire_run
+    n_proj = {"ffdm": 1, "dbt-low": len(planned_angles_deg(load_standard_exam("dbt-narrow")))}
+    assert {(r["index"], r["arm"]): r["imaging_path"] for r in info.rows} == {
+        (i, a): ("gantry" if i < 2 else "direct") for i in range(8) for a in ("ffdm", "dbt-low")}
+    assert set(info.rois_direct) == {(i, a) for i in (0, 1) for a in ("ffdm", "dbt-low")}
+    for r in info.rows:
+        if r["imaging_path"] != "gantry":
+            assert "gantry_device_exposures" not in r
+            continue
+        made = n_proj[r["arm"]] + 1  # the AEC scout
+        assert r["n_exposures"] == n_proj[r["arm"]]
+        assert r["gantry_device_exposures"] == r["gantry_device_images"] == r["gantry_host_exposures"] == made
+        assert r["xcheck_frames_equal"] == made and r["xcheck_max_abs_adu"] == 0
+        assert r["gantry_thickness_mm"] == pytest.approx(r["thickness_mm"], abs=1e-9)
+        # what the wire changes: the measured kV sits under the set one (the generator's rise), the AEC
+        # decided on a scout made at its own measured kV, the device numbered the scout frame 1
+        assert r["kvp"] < r["direct_kvp"] and r["mas_per_exposure"] != r["direct_mas_per_exposure"]
+        # ... a few per cent more mAs, not a factor: the half-dose arm's dose_scale holds over the wire too
+        assert 0.95 < r["mas_per_exposure"] / r["direct_mas_per_exposure"] < 1.25, r
+        assert min(r["xcheck_roi_corr_lesion"], r["xcheck_roi_corr_control"]) > 0.9
+
+
+def test_over_the_wire_ratings_agree_with_the_direct_path_within_the_stated_tolerance(wire_run):
+    """Each wire case's ROIs and its direct-path ROIs, rated by the same cross-validated template, differ by at
+    most CROSSCHECK_TOLERANCE_SD standard deviations of the observer's lesion-absent ratings."""
+    import csv
+
+    from crescent.trial.results import CROSSCHECK_TOLERANCE_SD, write_outputs
+
+    out, info = wire_run
+    write_outputs(parse_trial_yaml(WIRE), out, info.rows, info.rois, {}, info.rois_direct)
+    with open(out / "gantry_crosscheck.csv", newline="") as fh:
+        checks = list(csv.DictReader(fh))
+    with open(out / "cases.csv", newline="") as fh:
+        cases = [r for r in csv.DictReader(fh) if r["imaging_path"] == "gantry"]
+    assert {(x["arm"], x["observer"]) for x in checks} == {(a, o) for a in ("ffdm", "dbt-low") for o in ("cho-lg", "npw")}
+    assert len(cases) == 4
+    for x in checks:
+        assert x["n_cases"] == "2" and x["n_rois"] == "4" and x["within_tolerance"] == "True", x
+        sd = float(x["absent_rating_sd"])
+        for c in (c for c in cases if c["arm"] == x["arm"]):
+            for site in ("", "_control"):
+                got, ref = float(c[f"rating_{x['observer']}{site}"]), float(c[f"rating_{x['observer']}{site}_direct"])
+                assert abs(got - ref) <= CROSSCHECK_TOLERANCE_SD * sd, (x, c["index"], site, got, ref, sd)
+
+
+def test_over_the_wire_tables_do_not_depend_on_the_workers_and_resume(wire_run, tmp_path):
+    from crescent.trial.runner import run_trial
+
+    _, one = wire_run
+    two = run_trial(parse_trial_yaml(WIRE), tmp_path, workers=2, say=lambda s: None, progress=False)
+    assert _table(one) == _table(two)
+    assert {k: v.tobytes() for k, v in one.rois_direct.items()} == {k: v.tobytes() for k, v in two.rois_direct.items()}
+    again = run_trial(parse_trial_yaml(WIRE), tmp_path, workers=1, say=lambda s: None, progress=False)
+    assert (again.submitted, again.skipped) == (0, 8) and _table(again) == _table(two)
 
 
 # ------------------------------------------------------------------------------------------------ dask

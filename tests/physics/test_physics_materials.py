@@ -40,3 +40,18 @@ def test_tissue_ordering_and_units() -> None:
     # glandular at 20 keV: ~0.8 /cm = 0.08 /mm (Johns & Yaffe 1987 measured 0.802 /cm)
     assert gland[1] == pytest.approx(0.080, rel=0.05)
     assert np.all(np.diff(fat) < 0)
+
+
+def test_attenuation_table_density_override_scales_mu_by_the_density_ratio():
+    """A label at another density keeps its composition: mu(E) x rho / rho_table at every energy; others unchanged."""
+    from physics.materials import LABEL_OF, attenuation_table, linear_attenuation
+
+    e = np.linspace(15.0, 49.0, 35)
+    labels = [LABEL_OF["adipose"], LABEL_OF["glandular"], LABEL_OF["mass"]]
+    base = attenuation_table(labels, e)
+    same = attenuation_table(labels, e, {LABEL_OF["mass"]: 1.06})  # the table's own density
+    assert np.array_equal(same, base)
+    dense = attenuation_table(labels, e, {LABEL_OF["mass"]: 1.144})
+    assert np.array_equal(dense[:2], base[:2])
+    # glandular composition: 1.144 g/cm3 is 10 % above glandular tissue (1.04) at every energy
+    assert np.allclose(dense[2] / linear_attenuation("glandular", e), 1.1, rtol=1e-12)

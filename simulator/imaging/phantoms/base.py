@@ -15,7 +15,9 @@ class Phantom:
     ``thickness_mm`` is the compressed thickness (object spans
     ``support_height_mm .. support_height_mm + thickness_mm`` in z);
     ``glandularity`` is the glandular fraction by weight used for dose;
-    ``lesions`` is the ground truth in the gantry frame (mm).
+    ``lesions`` is the ground truth in the gantry frame (mm);
+    ``densities_g_cm3`` gives labels of this phantom a density (g/cm^3) other than their material's
+    (same composition; e.g. a mass of a chosen contrast), used by the imager's attenuation table.
     """
 
     name: str
@@ -25,6 +27,7 @@ class Phantom:
     analytic: AnalyticPhantom = field(default_factory=AnalyticPhantom)
     lesions: list[Lesion] = field(default_factory=list)
     glandularity: float = 0.5
+    densities_g_cm3: dict[int, float] = field(default_factory=dict)
 
     @property
     def top_z_mm(self) -> float:
