@@ -68,6 +68,10 @@ class PtyGantryProcess:
         try:
             self.url = self._wait_for_pty(time.monotonic() + self.start_timeout_s)
         except BaseException:  # a failed or interrupted start leaves no gantry behind
+            # before its pty is announced the gantry has no session: nothing moves or radiates, nothing to make
+            # safe; it is killed at once (a SIGTERM during its start-up would be seen only once it is ready)
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait()
             self.__exit__(None, None, None)
             raise
         return self
