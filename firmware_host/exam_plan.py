@@ -15,7 +15,12 @@ exposure) -> ``release`` (as the exam's compression policy says) -> ``done``.
 
 Any :class:`~firmware_host.errors.Interrupted` (suspender, operator) or host
 error ends the exam through :func:`safe_stop`: ABORT, take in the images of
-exposures already made, RELEASE if ``release_on_fault``. The plan never
+exposures already made, RELEASE if ``release_on_fault``. An operator's stop
+(Ctrl-C, SIGTERM, :meth:`~firmware_host.api.Gantry.abort`) sends RELEASE right
+after ABORT, takes in the images while the paddle rises, and ends once the breast
+is free (force below :data:`BREAST_FREE_N`) and the images are in, or
+``operator_stop_wait_s`` after the stop for readouts still pending: the device
+finishes its park and those readouts on its own. The plan never
 re-fires an exposure. The return value is the :class:`~firmware_host.record.ExamRecord`,
 also written to the exam folder.
 """
@@ -109,6 +114,12 @@ class ExamOptions(BaseModel):
                     "file); a simulated gantry gets at least SIMULATED_IMAGE_TIMEOUT_S (firmware_host.api)")
     image_retry_s: float = Field(0.05, gt=0.0)
     abort_grace_s: float = Field(0.5, gt=0.0, description="after ABORT, wait this long for late EXPOSURE_DONEs")
+    operator_stop_wait_s: float = Field(
+        1.5, gt=0.0, le=IMAGE_TIMEOUT_S_MAX,
+        description="after an operator's stop (Ctrl-C, SIGTERM, abort()), the longest the safe stop waits for "
+                    "readouts still pending on the device, counted from the stop, s: a run stopped by a signal ends "
+                    "within 2 s; an image still pending then is listed missing with that reason, and the device "
+                    "finishes it into its data channel (`crescent exam recover` takes it in)")
     sweep_margin_s: float = Field(10.0, gt=0.0, description="added to the planned scan time")
     reconnect_timeout_s: float = Field(3.0, gt=0.0, description="wait for a lost link before giving up the stop")
     reconnect_budget_s: float = Field(
@@ -339,6 +350,17 @@ def prepare(ctx: ExamContext, st: _State) -> Plan:
         # cleared; if their events reach us only now they must not end this exam
         ctx.mirror.fault_floor_us = int(ctx.mirror.latest_device_time_s * 1e6)
         status = yield from _status(ctx)
+    if status.state == int(DeviceState.BUSY):
+        # a motion still under way: the paddle rising to its park height after an operator's stop ended the
+        # previous exam (the stop does not wait for the park), or a HOME someone else started
+        ctx.log("decision", note="device BUSY before the exam (a motion under way): waiting for it to end",
+                action="retry")
+        try:
+            yield WaitFor(lambda m: m.state != int(DeviceState.BUSY), ctx.options.move_timeout_s,
+                          "the device's motion to end")
+        except WaitTimeout:
+            pass
+        status = yield from _status(ctx)
     if status.state not in (int(DeviceState.IDLE), int(DeviceState.ARMED)):
         fault = f", fault {fault_name(status.fault_code)}" if status.fault_code else ""
         raise ExamError(f"device not ready: state {DeviceState(status.state).name}{fault}")
@@ -516,11 +538,12 @@ def ledger_ready(entry: Message) -> Message:
                       size_bytes=entry.size_bytes, locator=entry.locator)
 
 
-def reconcile_ledger(ctx: ExamContext, st: _State, plan_id: int) -> Plan:
+def reconcile_ledger(ctx: ExamContext, st: _State, plan_id: int, deadline_s: float | None = None) -> Plan:
     """Read the device's ledger of ``plan_id``; record every exposure not yet heard of, take in every image
     the data channel still offers (CRC checked); returns (exposures made, all with status OK).
 
-    Readouts still pending are waited for (GET_EXPOSURE_LOG again) up to ``image_timeout_s``.
+    Readouts still pending are waited for (GET_EXPOSURE_LOG again) up to ``image_timeout_s``, or until
+    the host time ``deadline_s`` (an operator's stop: :func:`safe_stop`).
     """
     t0 = yield Now()
     while True:
@@ -565,10 +588,15 @@ def reconcile_ledger(ctx: ExamContext, st: _State, plan_id: int) -> Plan:
                     if rec.index in st.checks:
                         st.checks[rec.index] = st.checks[rec.index].model_copy(update={"image_stored": True})
         now = yield Now()
-        if not pending or now - t0 >= ctx.options.image_timeout_s:
+        out_of_time = now - t0 >= ctx.options.image_timeout_s if deadline_s is None else now >= deadline_s
+        if not pending or out_of_time:
+            why = ("readout still pending on the device when the exam ended" if deadline_s is None else
+                   f"readout still pending on the device {ctx.options.operator_stop_wait_s:g} s after the operator's "
+                   "stop (operator_stop_wait_s); the device writes it to its data channel, `crescent exam recover` "
+                   "takes it in")
             for e in entries:
                 if e.image_state == 0 and e.frame_id not in st.missing_reasons:
-                    st.missing_reasons[e.frame_id] = "readout still pending on the device when the exam ended"
+                    st.missing_reasons[e.frame_id] = why
             return len(entries), all(e.status == int(ExposureStatus.OK) for e in entries)
         yield Sleep(max(ctx.options.image_retry_s, 0.1))
 
@@ -741,6 +769,52 @@ def release(ctx: ExamContext, st: _State) -> Plan:
         st.warnings.append(f"RELEASE ended before the park height ({done.thickness_um / 1000:.1f} mm) with no force")
 
 
+#: Force below which the breast counts as free of the paddle, N (as the fault campaign's invariant).
+BREAST_FREE_N = 1.0
+
+
+def start_release(ctx: ExamContext, st: _State) -> Plan:
+    """An operator's stop: send RELEASE now and return what :func:`breast_free` needs to follow it, or None
+    when the device did not accept it (the full :func:`release`, with its retries, then runs after the images)."""
+    yield _ph(st, "release")
+    mark = ctx.mirror.mark
+    cmd = Command(Release(), retries=R)
+    try:
+        yield cmd
+    except HostError as exc:
+        ctx.log("decision", note=f"RELEASE at the stop not accepted ({exc}); released after the images", action="retry")
+        return None
+    return mark, cmd.answered_seq
+
+
+def breast_free(ctx: ExamContext, st: _State, releasing: tuple[int, int]) -> Plan:
+    """After :func:`start_release`: wait until the breast is free (the force read back below
+    :data:`BREAST_FREE_N`) or the release's MOTION_DONE; the paddle goes on to its park height by itself
+    and an operator's stop does not wait for it. A release that stops with the breast still under force,
+    or never frees it within ``move_timeout_s``, goes through :func:`release` (RELEASE again, retries)."""
+    mark, seq = releasing
+
+    def free(m: DeviceMirror) -> Any:
+        for e in m.events_since(mark, "MOTION_DONE"):
+            if e.message.cause_msg_id == Release.ID and e.message.cause_seq == seq:
+                return e.message
+        return "free" if m.force_n < BREAST_FREE_N else None
+
+    try:
+        got = yield WaitFor(free, ctx.options.move_timeout_s, "the breast to be free")
+    except WaitTimeout:
+        got = None
+    if isinstance(got, str):
+        st.released = True
+        ctx.log("decision", note=f"breast free ({ctx.mirror.force_n:.1f} N, paddle at {ctx.mirror.thickness_mm:.1f} mm "
+                "and rising): the device parks the paddle; the stop does not wait for it", action="continue")
+        return
+    if got is not None and got.ok:
+        st.released = True
+        return
+    yield from release(ctx, st)
+
+
 # ------------------------------------------------------------------------------------------- the plan
 
 
@@ -862,6 +936,8 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
                 st.ledger_unread.append("device unreachable")
                 return
             new_session = True
+    operator = abort_reason == "OPERATOR"
+    stopped_at = yield Now()
     try:
         if m.state == int(DeviceState.BOOT) and not new_session:
             ctx.log("decision", note="device reset: new session (HELLO) before ABORT/RELEASE", action="retry")
@@ -870,15 +946,23 @@ def _safe_stop_steps(ctx: ExamContext, st: _State, abort_reason: str, release_an
         yield Command(Abort(reason=int(AbortReason[abort_reason])), retries=R)
     except HostError as exc:
         st.warnings.append(f"ABORT not acknowledged: {exc}")
-    # an operator's stop (Ctrl-C, SIGTERM) waits only the grace for images already on their way
-    yield from collect_late_images(ctx, st, ctx.options.abort_grace_s if abort_reason == "OPERATOR"
-                                   else ctx.options.image_timeout_s)
-    for plan_id in list(st.armed):
-        yield from reconcile_ledger(ctx, st, plan_id)
     comp = ctx.exam.compression
-    if st.compressed and (comp.release_on_fault or release_anyway):
+    must_release = st.compressed and (comp.release_on_fault or release_anyway)
+    # An operator's stop (Ctrl-C, SIGTERM) frees the breast first: RELEASE now, the images and the ledger are
+    # read while the paddle rises, and the stop ends once the breast is free (the device parks the paddle).
+    releasing = (yield from start_release(ctx, st)) if operator and must_release else None
+    # an operator's stop waits only the grace for images already on their way, and for readouts still pending
+    # until operator_stop_wait_s after the stop (a run stopped by a signal ends within 2 s)
+    yield from collect_late_images(ctx, st, ctx.options.abort_grace_s if operator else ctx.options.image_timeout_s)
+    deadline = stopped_at + ctx.options.operator_stop_wait_s if operator else None
+    for plan_id in list(st.armed):
+        yield from reconcile_ledger(ctx, st, plan_id, deadline)
+    if must_release:
         try:
-            yield from release(ctx, st)
+            if releasing is not None:
+                yield from breast_free(ctx, st, releasing)
+            else:
+                yield from release(ctx, st)
         except HostError as exc:
             st.warnings.append(f"RELEASE after the abort failed: {exc}")
 

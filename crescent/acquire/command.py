@@ -215,6 +215,11 @@ def _cmd(args: argparse.Namespace) -> int:
                        and exc.record is not None else "")
                 console.print(f"[red]crescent acquire: stopped by {name}[/]{why}. Record, audit log and capture "
                               f"are in {opts.out}; exit {code}", highlight=False)
+                rec = getattr(exc, "record", None)
+                if rec is not None and rec.missing_images:
+                    console.print(f"images not stored for exposures {rec.missing_images}: {opts.out / 'summary.json'} "
+                                  "says why (and how to take in those the device wrote after the stop)",
+                                  highlight=False, markup=False)
                 if net is not None:  # MPPS DISCONTINUED; nothing is sent to the PACS
                     net.after(opts.out, getattr(exc, "record", None), error=exc)
                 return code

@@ -36,10 +36,14 @@ class PtyGantryProcess:
     """``crescent gantry --pty`` in a child process; a context manager yielding itself.
 
     ``url`` is the pseudo-terminal path once started; ``data_dir`` the image data
-    channel; ``event_log`` the device's own event log. The child is stopped with
-    SIGTERM (then SIGKILL) on exit. If this process dies without stopping it (SIGKILL,
-    crash), the child notices (``--exit-with-parent``), lets its watchdog make the device
-    safe, and exits, leaving ``data_dir`` and ``event_log`` for ``crescent exam recover``.
+    channel; ``event_log`` the device's own event log. On a normal exit (the exam over, the
+    device idle) the child is stopped with SIGTERM (then SIGKILL). Leaving on an exception
+    (Ctrl-C, SIGTERM, an error) the host does not wait for it: it sends SIGHUP, and the child
+    finishes on its own what it was doing when the host left (the paddle rising to its park
+    height, the last plan's images being written), lets its watchdog hold it safe and exits
+    (:func:`simulator.gantry.realtime.serve`, ``leave``). If this process dies without either
+    (SIGKILL, crash), the child notices (``--exit-with-parent``) and does the same, leaving
+    ``data_dir`` and ``event_log`` for ``crescent exam recover``.
     """
 
     def __init__(self, config_path: Path, data_dir: Path, event_log: Path, seed: int, *,
@@ -64,6 +68,10 @@ class PtyGantryProcess:
         try:
             self.url = self._wait_for_pty(time.monotonic() + self.start_timeout_s)
         except BaseException:  # a failed or interrupted start leaves no gantry behind
+            # before its pty is announced the gantry has no session: nothing moves or radiates, nothing to make
+            # safe; it is killed at once (a SIGTERM during its start-up would be seen only once it is ready)
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait()
             self.__exit__(None, None, None)
             raise
         return self
@@ -95,17 +103,20 @@ class PtyGantryProcess:
     def __exit__(self, exc_type: object = None, *exc: object) -> None:
         proc = self.proc
         if proc is not None:
-            if proc.poll() is None:
-                self._signal_group(signal.SIGTERM)
-                # leaving on an error or a signal: the gantry stops on its own (its watchdog already holds it
-                # safe); the host does not wait the seconds its shutdown takes
-                patience = 1.0 if exc_type is not None else 10.0
+            if proc.poll() is None and exc_type is not None:
+                # leaving on a signal or an error: the device may still be busy making itself safe (the paddle
+                # rising after a stop, images of exposures already made being read out); SIGHUP (the gantry
+                # alone: its render worker finishes those images) lets it finish, and exit once safe, without
+                # this process waiting for it
                 try:
-                    proc.wait(timeout=patience)
+                    os.kill(proc.pid, signal.SIGHUP)
+                except ProcessLookupError:
+                    pass
+            elif proc.poll() is None:
+                self._signal_group(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=10.0)
                 except subprocess.TimeoutExpired:
-                    if exc_type is not None:
-                        self.proc = None
-                        return
                     self._signal_group(signal.SIGKILL)
                     proc.wait()
             if proc.stdout is not None:

@@ -13,10 +13,12 @@ unless ``--quiet`` and written to ``<data-dir>/device-events.jsonl`` (or ``--eve
 Images go to ``--data-dir``; with ``--data-channel tcp`` a frame server also serves them on
 ``--bind:--data-port`` and DEVICE_INFO names ``tcp://HOST:PORT`` (HOST: ``--data-host``, else the
 bind address, else this machine's name for 0.0.0.0), for hosts that do not share the gantry's
-file system. Ctrl-C or SIGTERM stops it cleanly. With ``--exit-with-parent`` (what ``crescent
+file system. Ctrl-C or SIGTERM stops it cleanly (at once). With ``--exit-with-parent`` (what ``crescent
 acquire`` starts it with) it also stops when the process that started it dies: it first lets its
-watchdog make the device safe (X-rays off, motion stopped, paddle released), then exits, leaving
-``--data-dir`` and the event log for ``crescent exam recover``. Also runnable as ``python -m crescent gantry ...``.
+watchdog make the device safe (X-rays off, motion stopped, paddle released, the last plan's images
+written), then exits, leaving ``--data-dir`` and the event log for ``crescent exam recover``. SIGHUP
+asks for that same exit while the parent lives (``crescent acquire`` leaving after Ctrl-C or SIGTERM:
+the paddle may still be rising). Also runnable as ``python -m crescent gantry ...``.
 
 Signed link (protocols/SPEC.md 2.6): with a link key (``--link-key-file``, else the environment
 variable ``CRESCENT_LINK_KEY`` (64 hex digits) or ``CRESCENT_LINK_KEY_FILE``) the gantry signs every
@@ -122,6 +124,13 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    leave = threading.Event()
+
+    def _leave(signum: int, _frame: Any) -> None:
+        log.info("signal %d: exiting once the device is safe", signum)
+        leave.set()
+
+    signal.signal(signal.SIGHUP, _leave)
 
     def listening(where: str) -> None:
         print(f"listening {where}", flush=True)
@@ -133,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
               event_log=None if args.event_log in ("none", "") else args.event_log,
               on_listening=listening, stop=stop, echo=echo, data_channel=args.data_channel, data_port=args.data_port,
               data_host=args.data_host, exit_with_parent=args.exit_with_parent, link_key=link_key,
-              signing_state=args.signing_state, data_tls=data_tls)
+              signing_state=args.signing_state, data_tls=data_tls, leave=leave)
     except OSError as exc:  # the port or socket cannot be opened: bad input, as for every command
         print(f"crescent gantry: {exc}", file=sys.stderr)
         return EXIT_INPUT

@@ -21,8 +21,10 @@ way (see :meth:`simulator.gantry.firmware.Gantry.realtime_overrun`); once per ep
 
 Parent death (``exit_with_parent``): the gantry child of ``crescent acquire`` watches its parent;
 when it dies the gantry keeps running until it is safe (the watchdog has stopped X-rays and motion
-and the paddle released, bounded by :data:`PARENT_EXIT_GRACE_S`) and then exits, leaving its data
-directory and event log for ``crescent exam recover``.
+and the paddle released, every readout of the last plan written to the data channel, bounded by
+:data:`PARENT_EXIT_GRACE_S`) and then exits, leaving its data directory and event log for
+``crescent exam recover``. ``leave`` asks for the same exit while the parent lives on (``crescent
+acquire`` sets it with SIGHUP when it leaves after a stop, without waiting for the paddle's park).
 
 * PTY: ``os.openpty()``; the slave is put in raw mode (no echo, no line discipline) and kept
   open, so any program can open its ``/dev/pts/N`` path with pyserial, close it and open it
@@ -302,7 +304,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
           data_channel: Literal["file", "tcp"] = "file", data_port: int = 0,
           data_host: str | None = None, exit_with_parent: bool = False,
           on_gantry: Callable[[Gantry], None] | None = None, link_key: LinkKey | None = None,
-          signing_state: str | Path | None = None, data_tls: ssl.SSLContext | None = None) -> Gantry:
+          signing_state: str | Path | None = None, data_tls: ssl.SSLContext | None = None,
+          leave: threading.Event | None = None) -> Gantry:
     """Run the gantry in real time until ``stop`` is set (or ``run_for_s`` elapsed); returns the gantry.
 
     ``on_listening`` is called once with ``"pty /dev/pts/N"`` or ``"tcp HOST:PORT"``.
@@ -310,7 +313,8 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     port; :mod:`protocols.data_channel`) and names that URL in DEVICE_INFO,
     with ``data_host`` as the host part (default: the bind address, or this
     machine's name when bound to every interface). ``exit_with_parent``: stop
-    once the parent process has died and the device is safe (see module docstring).
+    once the parent process has died and the device is safe (see module docstring); ``leave``: once it is
+    set, the same (the host has left: exit as soon as the device is safe, at most :data:`PARENT_EXIT_GRACE_S`).
     ``on_gantry`` is called with the gantry before it starts listening (tests, benchmarks).
     ``link_key``: sign the link (SPEC 2.6), timestamps from the wall clock, high-water marks kept in
     ``signing_state`` (default :func:`simulator.gantry.signing_state.default_state_path`). The TCP
@@ -404,6 +408,10 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
                 orphaned_at = env.now
                 gantry.log.write(gantry.now_us(), "parent_gone", parent_pid=parent)
                 log.info("parent process %d died: exiting once the device is safe", parent)
+            if leave is not None and orphaned_at is None and leave.is_set():
+                orphaned_at = env.now
+                gantry.log.write(gantry.now_us(), "host_left")
+                log.info("the host has left: exiting once the device is safe")
             if orphaned_at is not None and (gantry.is_safe() or env.now - orphaned_at > PARENT_EXIT_GRACE_S):
                 gantry.log.write(gantry.now_us(), "exit_orphaned", safe=gantry.is_safe(),
                                  waited_ms=round((env.now - orphaned_at) * 1000.0, 3))

@@ -143,6 +143,50 @@ def test_operator_abort_mid_sweep_stops_safely_and_keeps_every_image(tmp_path) -
     check_invariants(result, model)
 
 
+def test_an_operator_stop_frees_the_breast_first_and_the_next_exam_waits_for_the_park(tmp_path) -> None:
+    """Ctrl-C / SIGTERM's path (an operator abort): RELEASE right after ABORT, the images of exposures already
+    made taken in while the paddle rises, the record written once the breast is free (the device parks the
+    paddle on its own); an exam started at once on the same connection waits for that park."""
+    env = simpy.Environment()
+    model, endpoint = start_virtual_gantry(env, fast_config(), seed=2, data_dir=tmp_path / "device", event_log=None)
+    with connect_virtual(env, endpoint, seed=2) as gantry:
+        def progress(phase: str, i: int, n: int) -> None:
+            if phase == "sweep" and i == 3:
+                gantry.abort("operator abort (SIGTERM)")
+
+        stopped = gantry.run_exam("dbt-standard", tmp_path / "stopped", progress=progress)
+        again = gantry.run_exam("dbt-standard", tmp_path / "again")  # at once: the paddle may still be rising
+        env.run(until=env.now + 3.0)
+    rec = stopped.record
+    assert rec.status == "aborted" and rec.released
+    audit = read_audit_log(stopped.audit_path).entries
+    after_abort = audit[next(i for i, e in enumerate(audit) if e["kind"] == "command" and e["name"] == "ABORT"):]
+    steps = [(e["kind"], e.get("name") or e.get("to")) for e in after_abort if e["kind"] in ("command", "response", "image")]
+    # ABORT answered, then RELEASE sent before the ledger is read or any image is taken in
+    assert steps[:3] == [("command", "ABORT"), ("response", "ACK"), ("command", "RELEASE")], steps[:6]
+    assert steps.index(("command", "RELEASE")) < steps.index(("command", "GET_EXPOSURE_LOG"))
+    # the device's own reading when the record was written: no force on the breast
+    end = next(e for e in audit if e["kind"] == "exam_end")
+    force = [e["fields"]["force_dn"] for e in audit if e["kind"] == "telemetry" and e["t"] <= end["t"]]
+    assert force[-1] < 10  # deci-newton: below 1 N
+    # nothing lost: every sweep exposure the device made is in the record with its image
+    made = {r["index"] for r in model.log.records() if r["kind"] == "exposure" and r["plan_id"] == rec.plan_id}
+    assert 3 <= len(made) < 15
+    assert {e.index for e in rec.exposures if not e.is_scout} == made and not rec.missing_images
+    assert len(rec.image_paths) == len(made)
+    assert all(ok for _, ok, _ in verify_exam_folder(stopped.out_dir))
+    # the device parked the paddle on its own (the RELEASE's MOTION_DONE, at the park height), and the next exam
+    # waited for that before it compressed again
+    dev = model.log.records()
+    t_abort = next(r["t_us"] for r in dev if r["kind"] == "abort")
+    parked = next(r for r in dev if r["kind"] == "event" and r["msg"] == "MOTION_DONE" and r["t_us"] >= t_abort
+                  and r["fields"]["thickness_um"] == round(model.cfg.paddle.park_height_mm * 1000))
+    assert parked["fields"]["ok"] == 1 and parked["fields"]["force_dn"] == 0
+    compress_again = next(r["t_us"] for r in dev if r["kind"] == "command" and r["msg"] == "COMPRESS" and r["t_us"] > t_abort)
+    assert parked["t_us"] <= compress_again
+    assert again.record.status == "complete", again.record.reason
+
+
 def test_host_plans_with_the_generator_limits_the_gantry_reports(tmp_path) -> None:
     """A gantry with a weaker tube: GET_LIMITS tells the host, whose plans then stay inside it."""
     # dbt-standard's worst case: 9.9 mAs in a 60 ms pulse (165 mA) at 36 kV (5940 W)
