@@ -124,6 +124,63 @@ def _account(root: Path, store: ExamStore, made: list[tuple[ExposureRecord, Mess
     return [e for e, _, _ in made], stored, reasons
 
 
+def _exposure_key(e: ExposureRecord) -> tuple[bool, int]:
+    return (e.is_scout, e.index)
+
+
+def keep_the_better_record(root: Path, recovered: ExamRecord) -> ExamRecord:
+    """What ``exam recover`` writes when the folder may already hold a record the host closed.
+
+    A record the host wrote itself knows more than any recovery (reason, technique, AEC, compression,
+    planned count, times), so it is never replaced: it is kept, and only what the recovery adds is
+    merged into it — images it lacked (their projections, paths, and their indices taken off the
+    missing list) and exposures the device made that it did not list — with a warning saying so. With
+    nothing to add, the closed record is written back as it was. With no closed
+    record (the host died before closing), the recovered record is the record.
+    """
+    path = root / "exam_record.json"
+    if not path.is_file():
+        return recovered
+    try:
+        closed = ExamRecord.model_validate_json(path.read_text())
+    except ValueError:  # a damaged record: the recovery's is the better one
+        return recovered
+    known_exposures = {_exposure_key(e) for e in closed.exposures}
+    extra_exposures = [e for e in recovered.exposures if _exposure_key(e) not in known_exposures]
+    closed_projections = list(closed.header.projections) if closed.header else []
+    have = {p.exposure.index for p in closed_projections}
+    new_projections = [p for p in (recovered.header.projections if recovered.header else [])
+                       if p.exposure.index not in have]
+    new_scout = recovered.scout if closed.scout is None and recovered.scout is not None else None
+    if not (extra_exposures or new_projections or new_scout):
+        return closed
+    gained = {p.exposure.index for p in new_projections}
+    notes = []
+    if new_projections or new_scout:
+        notes.append(f"exam recover took in {len(new_projections) + (new_scout is not None)} image(s) the host had "
+                     f"not stored: {sorted(gained)}" + (" and the scout" if new_scout else ""))
+    if extra_exposures:
+        notes.append(f"exam recover found {len(extra_exposures)} exposure(s) the device made that this record did "
+                     f"not list")
+    update: dict[str, Any] = {
+        "exposures": sorted(closed.exposures + extra_exposures, key=lambda e: (not e.is_scout, e.index)),
+        "missing_images": [i for i in closed.missing_images if i not in gained],
+        "missing_reasons": {i: r for i, r in closed.missing_reasons.items() if i not in gained},
+        "image_paths": closed.image_paths + [p.path for p in new_projections if p.path],
+        "warnings": closed.warnings + notes,
+    }
+    if new_scout is not None:
+        update["scout"] = new_scout
+    if new_projections:
+        projections = sorted(closed_projections + new_projections, key=lambda p: p.exposure.index)
+        header = (closed.header.model_copy(update={"projections": projections}) if closed.header
+                  else recovered.header)
+        update["header"] = header
+    if recovered.device_exposures is not None:
+        update["device_exposures"] = recovered.device_exposures
+    return closed.model_copy(update=update)
+
+
 def recover_plan(out_dir: str | os.PathLike[str], session: Any, mirror: DeviceMirror,
                  options: ExamOptions | None = None) -> Plan:
     """Plan: read STATUS, release as the exam says, write the ``aborted`` ExamRecord; returns it."""
@@ -197,6 +254,7 @@ def recover_plan(out_dir: str | os.PathLike[str], session: Any, mirror: DeviceMi
         missing_reasons=reasons, device_exposures=len(exposures_all) if ledger_ok else None, warnings=warnings,
         image_paths=[p.path for p in projections if p.path],
     )
+    record = keep_the_better_record(root, record)
     ExamStore(root).write_record(record)
     return record
 
@@ -285,5 +343,6 @@ def recover_offline(out_dir: str | os.PathLike[str], data_dir: str | os.PathLike
         missing_images=sorted(main - {p.exposure.index for p in projections}), missing_reasons=reasons,
         warnings=["compression state unknown: the gantry is unreachable"], image_paths=[p.path for p in projections],
     )
+    record = keep_the_better_record(root, record)
     store.write_record(record)
     return record
