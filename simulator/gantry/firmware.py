@@ -982,8 +982,12 @@ class Gantry:
         return quiet and unsupervised and self.state in (int(S.BOOT), int(S.IDLE), int(S.SAFE_HOLD), int(S.FAULT))
 
     def _prepare_imaging(self, plan: ArmedPlan | None = None) -> None:
-        """Real time: let the render worker build the phantom, and the spectra of the kV this generator will
-        deliver for the plan (set kV x rise deficit, +-2 sigma of its noise), before the first exposure."""
+        """Real time: let the render worker build the phantom, and the spectra and scatter kernels of the mean kV
+        this generator will deliver for each of the plan's kV (set kV x rise deficit), before the first exposure.
+
+        Only the mean: each exposure's delivered kV carries its own ripple noise, so its exact spectrum is formed
+        when it is rendered anyway; preparing +-2 sigma as well tripled the work the AEC scout waits for
+        (1.8 s instead of 0.6 s on the default panel), with no gain for the frames."""
         from simulator.gantry.generator import mean_rise_factor
 
         kvs: set[float] = set()
@@ -992,8 +996,7 @@ class Gantry:
             g = self.cfg.generator
             for kv, pulse in zip(plan.kv, plan.pulse_s):
                 mean = kv * self.generator.kv_factor * mean_rise_factor(pulse, g.kv_rise_time_ms / 1000.0)
-                sigma = 0.1 * g.kv_ripple_percent / 100.0 * kv
-                kvs.update(round(mean + d * sigma, 1) for d in (-2.0, 0.0, 2.0))
+                kvs.add(round(mean, 1))
         self.detector.prepare(self.paddle.breast_thickness_mm(), af, tuple(sorted(kvs)))
 
     def _device_reset(self) -> None:
