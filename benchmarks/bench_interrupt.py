@@ -37,28 +37,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "helpers"))  # the tests' /proc helpers
+from procs import children, gone  # noqa: E402
+
 TARGET_S = 2.0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
-
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _audit(out: Path) -> list[dict]:
@@ -95,7 +77,7 @@ def one_run(sig: signal.Signals, at: int, workdir: Path, after_s: float | None =
                 raise RuntimeError(f"acquire never reached sweep exposure {at}: rc={proc.poll()} "
                                    f"{proc.stderr.read()[-1500:] if proc.poll() is not None else ''}")
         gantry = []
-        for p in _children(proc.pid):
+        for p in children(proc.pid):
             try:
                 if b"gantry" in Path(f"/proc/{p}/cmdline").read_bytes():
                     gantry.append(p)
@@ -110,7 +92,7 @@ def one_run(sig: signal.Signals, at: int, workdir: Path, after_s: float | None =
         t_gantry = None
         end = time.monotonic() + 60.0
         while gantry and time.monotonic() < end:
-            if all(_gone(p) for p in gantry):
+            if all(gone(p) for p in gantry):
                 t_gantry = time.monotonic()
                 break
             time.sleep(0.002)
@@ -119,7 +101,7 @@ def one_run(sig: signal.Signals, at: int, workdir: Path, after_s: float | None =
             proc.kill()
             proc.wait()
         for pid in gantry:
-            if not _gone(pid):
+            if not gone(pid):
                 try:
                     os.killpg(pid, signal.SIGKILL)
                 except ProcessLookupError:

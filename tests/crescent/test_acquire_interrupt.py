@@ -24,36 +24,15 @@ import yaml
 
 from firmware_host import read_audit_log
 from hil.pcap import read_pcap
+from procs import children, gone
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                stat = (d / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(d.name))
-    return out
 
 
 def _start(out: Path, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "crescent", "acquire", "--out", str(out), "--no-progress", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-
-
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def _exposures(out: Path) -> int:
@@ -82,22 +61,22 @@ def test_a_signal_mid_sweep_stops_safely_writes_the_record_and_exits_with_its_co
     gantries: list[int] = []
     try:
         _wait_mid_sweep(proc, out)
-        gantries = _children(proc.pid)
+        gantries = children(proc.pid)
         t_sig = time.monotonic()
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=120)
         took = time.monotonic() - t_sig
         # the host does not wait for its gantry: the child finishes making itself safe, then exits on its own
         deadline = time.monotonic() + 30.0
-        while not all(_gone(p) for p in gantries) and time.monotonic() < deadline:
+        while not all(gone(p) for p in gantries) and time.monotonic() < deadline:
             time.sleep(0.05)
-        gantry_gone = all(_gone(p) for p in gantries)
+        gantry_gone = all(gone(p) for p in gantries)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
         for pid in gantries:
-            if not _gone(pid):
+            if not gone(pid):
                 os.killpg(pid, signal.SIGKILL)
     print(f"{signal.Signals(sig).name}: exited {took:.2f} s after the signal (benchmarks/bench_interrupt.py times it)")
     assert proc.returncode == code, (stdout[-2000:], stderr[-2000:])
@@ -145,7 +124,7 @@ def test_after_sigkill_mid_sweep_the_audit_log_and_the_capture_are_on_disk(tmp_p
     gantries: list[int] = []
     try:
         _wait_mid_sweep(proc, out)
-        gantries = _children(proc.pid)  # the simulated gantry: a session leader of its own, outlives us
+        gantries = children(proc.pid)  # the simulated gantry: a session leader of its own, outlives us
         proc.kill()
         proc.wait(timeout=60)
     finally:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from host_pty import pty_config_file, wait_for
+from procs import gone
 
 PARENT = textwrap.dedent("""
     import sys, time
@@ -34,15 +35,6 @@ PARENT = textwrap.dedent("""
 """)
 
 
-def _gone(pid: int) -> bool:
-    """True once ``pid`` has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
 @pytest.mark.slow
 def test_gantry_child_exits_after_its_parent_is_killed(tmp_path) -> None:
     config = pty_config_file(tmp_path)
@@ -53,17 +45,17 @@ def test_gantry_child_exits_after_its_parent_is_killed(tmp_path) -> None:
         line = parent.stdout.readline()  # type: ignore[union-attr]
         assert line.strip().isdigit(), f"parent did not start the gantry: {line!r} {parent.stderr.read()}"  # type: ignore[union-attr]
         child = int(line)
-        assert not _gone(child)
+        assert not gone(child)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         t_kill = time.monotonic()
-        assert wait_for(lambda: _gone(child), 30.0), "gantry child still running 30 s after its parent died"
+        assert wait_for(lambda: gone(child), 30.0), "gantry child still running 30 s after its parent died"
         assert time.monotonic() - t_kill < 30.0
     finally:
         if parent.poll() is None:
             parent.kill()
             parent.wait()
-        if child is not None and not _gone(child):
+        if child is not None and not gone(child):
             os.killpg(child, signal.SIGKILL)
     log = tmp_path / "gantry" / "device-events.jsonl"
     recs = [json.loads(x) for x in log.read_text().splitlines()]
