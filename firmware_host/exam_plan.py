@@ -76,6 +76,7 @@ from protocols.wire.messages import (
     SetTechnique,
     plan_digest,
 )
+from protocols.limits import DeviceLimits
 from protocols.option_bounds import IMAGE_TIMEOUT_S_MAX, WATCHDOG_MS_MAX, WATCHDOG_MS_MIN
 
 R = IDEMPOTENT_RETRIES
@@ -654,17 +655,27 @@ def _check(ctx: ExamContext, rec: ExposureRecord, p: PlannedExposure, status: st
     )
 
 
+def host_scout_exposure(exam: ExamModel, limits: DeviceLimits, min_window_ms: float) -> PlannedExposure:
+    """The AEC scout as the host plans it: the exam's scout, its window stretched to at least
+    ``min_window_ms`` (ms) at a lower tube current and the same mAs (a very short pulse is mostly kV rise).
+
+    Also what the virtual clinical trial's direct path images, so that both AECs see the same scout.
+    """
+    exp = aec_scout_exposure(exam, limits)
+    if exp is None:
+        raise ValueError(f"exam {exam.name} has no AEC scout (manual technique)")
+    if exp.window_ms < min_window_ms:
+        ma = max(limits.tube_current_min_ma, 1e3 * exp.mas / min_window_ms)
+        exp = replace(exp, tube_current_ma=ma, window_ms=1e3 * exp.mas / ma)
+    return exp
+
+
 def scout(ctx: ExamContext, st: _State) -> Plan:
     """AEC pre-exposure; sets ``st.technique``."""
     tech = ctx.exam.technique
     assert isinstance(tech, AecTechnique)
     yield _ph(st, "scout")
-    exp = aec_scout_exposure(ctx.exam, ctx.session.limits)
-    assert exp is not None
-    if exp.window_ms < ctx.options.scout_min_window_ms:
-        # A very short pulse is mostly kV rise: stretch it at a lower current (same mAs).
-        ma = max(ctx.session.limits.tube_current_min_ma, 1e3 * exp.mas / ctx.options.scout_min_window_ms)
-        exp = replace(exp, tube_current_ma=ma, window_ms=1e3 * exp.mas / ma)
+    exp = host_scout_exposure(ctx.exam, ctx.session.limits, ctx.options.scout_min_window_ms)
     yield from move_arc(ctx, exp.planned_angle_deg)
     yield from run_armed_plan(ctx, st, ctx.plan_id, [exp], True, "scout")
     if st.scout is None:

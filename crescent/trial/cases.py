@@ -141,16 +141,25 @@ def spec_support_z(spec: Any) -> float:
     return gantry_geometry(spec.gantry).support_height_mm
 
 
-_GEOMETRY_CACHE: dict[str, Any] = {}
+_CONFIG_CACHE: dict[str, Any] = {}
+
+
+def _gantry_config(gantry: str) -> Any:
+    if gantry not in _CONFIG_CACHE:
+        from simulator.gantry import load_config
+
+        _CONFIG_CACHE[gantry] = load_config(gantry)
+    return _CONFIG_CACHE[gantry]
 
 
 def gantry_geometry(gantry: str) -> Any:
     """The :class:`protocols.geometry.AcquisitionGeometry` of a gantry preset or file (cached)."""
-    if gantry not in _GEOMETRY_CACHE:
-        from simulator.gantry import load_config
+    return _gantry_config(gantry).geometry
 
-        _GEOMETRY_CACHE[gantry] = load_config(gantry).geometry
-    return _GEOMETRY_CACHE[gantry]
+
+def gantry_kv_rise_s(gantry: str) -> float:
+    """The generator's 10-90 % kV rise time of a gantry preset or file, s (the delivered kV's deficit)."""
+    return _gantry_config(gantry).generator.kv_rise_time_ms / 1000.0
 
 
 # ----------------------------------------------------------------------------------------------- geometry
@@ -291,25 +300,47 @@ def _label_at(vox: Any, p: tuple[float, float, float]) -> int:
 # ----------------------------------------------------------------------------------------------- imaging
 
 
-def _records(planned: list[Any], first_frame: int = 1) -> list[Any]:
+def _records(planned: list[Any], first_frame: int = 1, kv_rise_s: float = 0.0) -> list[Any]:
+    """Exposure records of planned exposures as the simulated gantry delivers them on average.
+
+    Frames are numbered from ``first_frame``; each record's kV is the set kV times the generator's mean
+    rise deficit over the window (:func:`simulator.gantry.generator.mean_rise_factor`, ``kv_rise_s`` the
+    10-90 % rise time, s): what the gantry measures and renders, less its ripple noise (0.1 % of the kV
+    per exposure by default).
+    """
     from protocols.records import ExposureRecord
+    from simulator.gantry.generator import mean_rise_factor
 
     out, t = [], 0.0
     for i, p in enumerate(planned):
         w = p.window_ms / 1e3
+        kvp = p.kvp * mean_rise_factor(w, kv_rise_s)
         out.append(ExposureRecord(index=p.index, frame_id=first_frame + i, planned_angle_deg=p.planned_angle_deg,
                                   angle_start_deg=p.window_start_angle_deg, angle_end_deg=p.window_end_angle_deg,
-                                  kvp=p.kvp, mas=p.mas, anode_filter=p.anode_filter, focal_spot_mm=p.focal_spot_mm,
+                                  kvp=kvp, mas=p.mas, anode_filter=p.anode_filter, focal_spot_mm=p.focal_spot_mm,
                                   window_start_s=t, window_end_s=t + w, is_scout=p.role == "aec_scout"))
         t += w + 0.1
     return out
 
 
 def technique_for(exam: Any, phantom: Any, geometry: Any, seed: int, dose_scale: float,
-                  noise: bool = True) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    """(projection records, scout records, AEC notes) of one exam on one phantom: the host's AEC on a rendered scout."""
+                  noise: bool = True, kv_rise_s: float = 0.0, limits: Any = None,
+                  scatter: bool = False) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """(projection records, scout records, AEC notes) of one exam on one phantom: the host's AEC on a rendered scout.
+
+    The scout is the host's (:func:`firmware_host.exam_plan.host_scout_exposure`: stretched to the host's
+    minimum window), static exposures take their tube current from the gantry's ``limits``
+    (:class:`protocols.limits.DeviceLimits`, default the standard limits), frames are numbered as a freshly
+    booted gantry numbers them (the scout 1, then the projections), and every record carries the kV the
+    generator delivers on average (``kv_rise_s``, see :func:`_records`). ``scatter``: the scout is rendered
+    with the detector's scatter model or without, as the case's projections are (``imaging.scatter``).
+    """
+    from protocols.limits import DeviceLimits
+
+    limits = limits if limits is not None else DeviceLimits()
     from firmware_host.aec import choose_technique
-    from protocols.exams import AecTechnique, ProjectionTechnique, aec_scout_exposure, expand_exam
+    from firmware_host.exam_plan import ExamOptions, host_scout_exposure
+    from protocols.exams import AecTechnique, ProjectionTechnique, expand_exam
     from protocols.exams.plan import exam_technique
     from protocols.geometry import DetectorGeometry
     from simulator.imaging.imager import ExposureImager
@@ -318,13 +349,14 @@ def technique_for(exam: Any, phantom: Any, geometry: Any, seed: int, dose_scale:
     notes: dict[str, Any] = {}
     scouts: list[Any] = []
     if isinstance(tech, AecTechnique):
-        scout_plan = aec_scout_exposure(exam)
-        scouts = _records([scout_plan], first_frame=0)
+        scout_plan = host_scout_exposure(exam, limits, ExamOptions().scout_min_window_ms)
+        scouts = _records([scout_plan], first_frame=1, kv_rise_s=kv_rise_s)
         n = int(round(AEC_SIZE_MM / 0.4))
         det = DetectorGeometry(native_pitch_mm=0.05, binning=8, rows=n, cols=n, offset_x_mm=0.0,
                                offset_y_mm=AEC_DEPTH_MM - 0.5 * AEC_SIZE_MM)
         g = geometry.model_copy(update={"detector": det})
-        im = ExposureImager(phantom, g, seed=seed, noise=noise, focal_spot=False, motion_substeps=1)
+        im = ExposureImager(phantom, g, seed=seed, noise=noise, focal_spot=False, motion_substeps=1,
+                            scatter=scatter)
         img = im.image(scouts[0])
         signal = max(float(img.mean()) - im.detector.offset_adu, 0.0) / 65535.0
         decision = choose_technique(tech, phantom.thickness_mm, signal)
@@ -335,7 +367,7 @@ def technique_for(exam: Any, phantom: Any, geometry: Any, seed: int, dose_scale:
     if dose_scale != 1.0:
         chosen = ProjectionTechnique(chosen.anode_filter, chosen.kvp, round(chosen.mas * dose_scale, 4),
                                      chosen.focal_spot_mm, chosen.tube_current_ma)
-    return _records(expand_exam(exam, chosen)), scouts, notes
+    return _records(expand_exam(exam, chosen, limits), first_frame=1 + len(scouts), kv_rise_s=kv_rise_s), scouts, notes
 
 
 def _roi(image: np.ndarray, r: float, c: float, n: int) -> np.ndarray:
@@ -414,7 +446,10 @@ def image_case(spec: Any, draw: CaseDraw, exams: dict[str, Any], arms: list[str]
             res = _arm_result(spec, draw, layout, geometry, wire.geometry, phantom, name, wire.exposures,
                               wire.scouts, wire.notes, wire.raw, on_images)
             del wire.raw
-        exposures, scouts, notes = technique_for(exam, phantom, geometry, draw.seed, arm.dose_scale)
+        exposures, scouts, notes = technique_for(exam, phantom, geometry, draw.seed, arm.dose_scale,
+                                                 kv_rise_s=gantry_kv_rise_s(spec.gantry),
+                                                 limits=_gantry_config(spec.gantry).limits,
+                                                 scatter=spec.imaging.scatter)
         imager = direct_imager(spec, phantom, g, draw.seed)
         raw16 = np.stack([imager.image(e) for e in exposures])
         if name not in wire_arms:

@@ -33,13 +33,11 @@ by the direct path's imager from the exposure record the device reported (actual
 measured kV, delivered mAs, frame id) on the same window: the two must be equal pixel for pixel (the
 gantry renders each image from exactly that record), else the case fails. The case is also imaged
 through the direct path proper (planned exposures, the trial's own AEC emulation) and both results are
-kept; they are *not* equal, for reasons of the wire, not of the physics: the device numbers the AEC scout
-frame 1, so projection k is frame k + 2 (the direct path: k + 1) and its quantum noise is another draw;
-the generator's kV rises over each window, so the measured kV is under the set one (about 0.6 kV on the
-20 ms scout at 28 kV, 0.2-0.3 kV on a DBT pulse, under 0.1 kV on a 2D exposure), the host's AEC reads a
-scout signal 5-13 % lower than the direct path's (which renders its scout at the set kV) and chooses
-5-14 % more mAs in 2D (MGD 4-14 % higher) and up to 13 % more in DBT (often at the exam's mAs ceiling); the
-delivered mAs and the encoder angles are a little off the set ones. Scoring rates both with the same
+kept. The direct path plans and renders as the wire does (:func:`crescent.trial.cases.technique_for`: the
+host's scout stretched to its minimum window, the gantry's tube-current limits and frame numbering, the
+generator's mean delivered kV), so the two differ only by the device's own noise: its kV ripple, the
+delivered mAs (each a different quantum-noise level) and the wire's rounding; measured on ``wire-check``:
+kV within 0.06 kV, scout signal and mAs within about 3 %. Scoring rates both with the same
 templates (``rating_<observer>_direct``) and ``gantry_crosscheck.csv`` reports the differences in
 standard deviations of the observer's lesion-absent ratings, against the stated tolerance
 (:data:`crescent.trial.results.CROSSCHECK_TOLERANCE_SD`; README, "virtual clinical trial").

@@ -37,9 +37,18 @@ def exams_json(spec: TrialSpec, base_dir: Path | None) -> dict[str, dict[str, An
     return {a.name: resolve_exam(a.exam, base_dir).model_dump(mode="json") for a in spec.arms}
 
 
+#: Version of the imaging path's model (what a stored case's images depend on beyond the trial file and
+#: its exams). Raise it when a change to the physics, the direct path or the observers' inputs would give
+#: a finished case other ROIs: a store made by another version is then a different trial, never reused.
+#: 2: the direct path renders the generator's delivered kV (rise deficit) and the gantry's frame numbering.
+IMAGING_MODEL_VERSION = 2
+
+
 def full_hash(spec: TrialSpec, exams: dict[str, dict[str, Any]]) -> str:
-    """Trial hash including the exams' content (an edited exam file is a different trial), 16 hex digits."""
-    blob = json.dumps({"spec": spec.trial_hash(), "exams": exams}, sort_keys=True).encode()
+    """Trial hash including the exams' content (an edited exam file is a different trial) and
+    :data:`IMAGING_MODEL_VERSION`, 16 hex digits."""
+    blob = json.dumps({"spec": spec.trial_hash(), "exams": exams, "imaging_model": IMAGING_MODEL_VERSION},
+                      sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

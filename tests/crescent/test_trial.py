@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -142,7 +143,11 @@ def one_mass_case():
 def test_the_mass_appears_at_the_lesion_site_only(one_mass_case, arm):
     """Mass tissue (1.06 g/cm3) replacing fat/gland raises attenuation at the ROI centre, not at the control site.
 
-    (2D: the control ROI is bit-identical; DBT: the ramp filter and the sweep spread a little of the mass along x.)
+    2D: the control site's expected signal is the same to the bit (checked noise-free in
+    ``test_the_2d_control_site_is_untouched_noise_free``); its noise is another draw wherever a pixel before it
+    (raster order) had another mean, because numpy's Poisson sampler consumes a varying number of uniforms per
+    pixel: the difference there is noise with zero mean. DBT: the ramp filter and the sweep spread a little of
+    the mass along x.
     """
     _, draw, with_lesion, without = one_mass_case
     diff = with_lesion[arm]["rois"] - without[arm]["rois"]
@@ -151,9 +156,32 @@ def test_the_mass_appears_at_the_lesion_site_only(one_mass_case, arm):
     assert diff[0][c, c].mean() > 0.0
     assert diff[0][c, c].mean() > 3 * abs(diff[0][:3, :3].mean())  # centred, not a global shift
     if arm == "ffdm":
-        assert np.array_equal(with_lesion[arm]["rois"][1], without[arm]["rois"][1])
+        control = diff[1]
+        assert abs(control.mean()) <= 4.0 * control.std() / math.sqrt(control.size), control.mean()
     else:
         assert np.abs(diff[1]).mean() < 0.2 * diff[0][c, c].mean()
+
+
+def test_the_2d_control_site_is_untouched_noise_free(monkeypatch):
+    """Noise off, the 2D control ROI of a patient with the mass and without it are equal to the bit: the lesion
+    touches nothing beyond its own shadow (shown able to fail: a lesion copied to the control site breaks it)."""
+    import crescent.trial.cases as cases
+    from crescent.trial.model import resolve_exam
+    from simulator.imaging.imager import ExposureImager
+
+    monkeypatch.setattr(cases, "direct_imager", lambda spec, phantom, g, seed: ExposureImager(
+        phantom, g, seed=seed, scatter=spec.imaging.scatter, motion_substeps=spec.imaging.motion_substeps,
+        noise=False))
+    spec = tiny(n_cases=50)
+    draw = next(d for d in (cases.draw_case(spec, i) for i in range(50)) if d.lesion_type == "mass" and d.lesion_present)
+    exams = {a.name: resolve_exam(a.exam) for a in spec.arms}
+    rois = [cases.image_case(spec, dataclasses.replace(draw, lesion_present=p), exams, ["ffdm"])["ffdm"]["rois"]
+            for p in (True, False)]
+    assert rois[0][0].mean() > rois[1][0].mean()
+    assert np.array_equal(rois[0][1], rois[1][1])
+    mirrored = dataclasses.replace(draw, control_x_mm=draw.lesion_x_mm)  # the control ROI on the lesion
+    leaked = cases.image_case(spec, mirrored, exams, ["ffdm"])["ffdm"]["rois"]
+    assert not np.array_equal(leaked[1], rois[1][1])
 
 
 def test_dose_and_technique_rows(one_mass_case):
@@ -309,11 +337,12 @@ def test_the_subset_goes_over_the_wire_and_its_frames_are_the_direct_paths(wire_
         assert r["gantry_device_exposures"] == r["gantry_device_images"] == r["gantry_host_exposures"] == made
         assert r["xcheck_frames_equal"] == made and r["xcheck_max_abs_adu"] == 0
         assert r["gantry_thickness_mm"] == pytest.approx(r["thickness_mm"], abs=1e-9)
-        # what the wire changes: the measured kV sits under the set one (the generator's rise), the AEC
-        # decided on a scout made at its own measured kV, the device numbered the scout frame 1
-        assert r["kvp"] < r["direct_kvp"] and r["mas_per_exposure"] != r["direct_mas_per_exposure"]
-        # ... a few per cent more mAs, not a factor: the half-dose arm's dose_scale holds over the wire too
-        assert 0.95 < r["mas_per_exposure"] / r["direct_mas_per_exposure"] < 1.25, r
+        # the direct path plans as the host does (scout stretched to the host's minimum window, the gantry's
+        # tube-current limits, its frame numbering) and renders the generator's mean delivered kV: what is left
+        # is the device's ripple, its mAs measurement noise and the wire's rounding (cKV, nAs)
+        assert r["kvp"] == pytest.approx(r["direct_kvp"], abs=0.1), r
+        assert r["mas_per_exposure"] == pytest.approx(r["direct_mas_per_exposure"], rel=0.03), r
+        assert r["scout_signal"] == pytest.approx(r["direct_scout_signal"], rel=0.03), r
         assert min(r["xcheck_roi_corr_lesion"], r["xcheck_roi_corr_control"]) > 0.9
 
 
