@@ -81,20 +81,28 @@ def test_kerma_agrees_with_spekpy_own_kerma() -> None:
     assert ours == pytest.approx(sp.get_kerma() / 1000.0, rel=0.05)  # spekpy: uGy/mAs
 
 
-@pytest.mark.parametrize("af", ["W/Rh", "W/Ag", "W/Al", "Mo/Mo", "Mo/Rh", "Rh/Rh"])
-def test_all_anode_filters_harden_with_kv(af: str) -> None:
-    lo, hi = spectra.beam_spectrum(af, 26.0), spectra.beam_spectrum(af, 34.0)
-    assert spectra.half_value_layer_mm_al(hi) > spectra.half_value_layer_mm_al(lo)
-    assert spectra.mean_energy_kev(hi) > spectra.mean_energy_kev(lo)
-    assert spectra.air_kerma_mgy_per_mas(hi) > spectra.air_kerma_mgy_per_mas(lo)
-    assert lo.energies_kev.max() <= 26.0
+@pytest.mark.slow
+@pytest.mark.parametrize("af", ["W/Rh", "Mo/Mo", "Rh/Rh"])
+def test_signal_through_breast_rises_smoothly_with_kv(af: str) -> None:
+    """Energy fluence behind 40 mm of 30 % glandular breast, 26-28 kV in 0.1 kV steps (the DBT and 2D kVs of
+    a mid-size breast): it rises at every step, and the relative rise changes by under 0.4 percentage points
+    from one step to the next. Analytically it is a smooth function of the kVp; spekpy's model tabulates the
+    characteristic lines by whole kV, which leaves kinks of 0.2-0.3 points there (Rh/Rh 28.0 kV). With
+    spekpy's grid at 0.25 keV (``spectra.SPEKPY_DK_KEV`` before), the sample beside a filter's K edge moved
+    with the kVp: the rise jumped by 3-7 points and the signal fell at some steps (W/Rh 28.5 -> 28.6 kV:
+    -2.4 %), which an AEC scaling mAs from a scout at one kV to projections at another reads as signal."""
+    from physics import materials
 
+    def behind_breast(kv: float) -> float:
+        s = spectra.beam_spectrum(af, kv)
+        e = s.energies_kev
+        mu = 0.3 * np.asarray(materials.linear_attenuation("glandular", e)) + 0.7 * np.asarray(
+            materials.linear_attenuation("adipose", e))
+        return float(np.sum(s.fluence_per_mas * e * np.exp(-mu * 40.0)))
 
-def test_inverse_square_and_rejects_bad_input() -> None:
-    s = spectra.beam_spectrum("W/Rh", 28.0)
-    assert spectra.air_kerma_mgy_per_mas(s, 325.0) == pytest.approx(4 * spectra.air_kerma_mgy_per_mas(s))
-    with pytest.raises(ValueError):
-        spectra.beam_spectrum("Cu/Cu", 28.0)
-    with pytest.raises(ValueError):
-        spectra.beam_spectrum("W/Rh", 80.0)
-    assert np.isclose(s.fluence_per_mas.sum(), s.at_distance(1300.0).fluence_per_mas.sum() * 4)
+    kvs = np.round(np.arange(26.0, 28.05, 0.1), 1)
+    signal = np.array([behind_breast(float(kv)) for kv in kvs])
+    step = np.diff(signal) / signal[:-1]
+    assert step.min() > 0.0, f"{af}: falls at {kvs[int(step.argmin())]} kV ({100 * step.min():.2f} %)"
+    wobble = np.abs(np.diff(step))
+    assert wobble.max() < 0.004, f"{af}: rise per 0.1 kV jumps by {100 * wobble.max():.2f} points at {kvs[int(wobble.argmax()) + 1]} kV"
