@@ -106,6 +106,20 @@ def test_shipped_example_is_valid_and_hash_ignores_case_count():
     assert other.trial_hash() != spec.trial_hash()
 
 
+def test_shipped_example_results_were_made_by_this_imaging_model():
+    """The results shipped beside the example (README table, figure) carry the trial hash of the example as this
+    build computes it (trial file, exams, IMAGING_MODEL_VERSION): a change to the exams or the imaging model that
+    is not followed by a new run of the example fails here instead of leaving stale numbers in the README."""
+    from crescent.trial.model import load_trial
+    from crescent.trial.runner import exams_json, full_hash
+
+    path = ROOT / "crescent/trial/examples/ffdm-vs-dbt.yaml"
+    spec = load_trial(path)
+    run = json.loads((ROOT / "crescent/trial/examples/ffdm-vs-dbt-results/run.json").read_text())
+    assert run["cases"] == spec.cohort.n_cases and run["cases_run_now"] + run["cases_reused"] == run["cases"]
+    assert run["trial_hash"] == full_hash(spec, exams_json(spec, path.parent))
+
+
 # ------------------------------------------------------------------------------------------------ one case
 
 
