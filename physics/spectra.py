@@ -24,8 +24,14 @@ True
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -100,15 +106,92 @@ def beam_spec(anode_filter: str, kvp: float, **overrides: float) -> BeamSpec:
     return BeamSpec(anode=anode, filter_material=filt, filter_mm=t, kvp=kvp, **overrides)
 
 
-#: Energy step of spekpy's own grid, keV. spekpy samples at ``kvp - dk/2, kvp - 3 dk/2, ...``, so the sample
-#: next to a filter's K edge (Rh 23.2 keV, Ag 25.5 keV, Mo 20.0 keV) moves with the kVp: at 0.25 keV the
-#: signal through 40 mm of breast went up and down by 2-4 % from one 0.1 kV step to the next (W/Rh 27.0 ->
-#: 27.1 kV: -2 %). At 0.05 keV it rises smoothly with the kVp (``tests/physics/test_physics_spectra.py``).
-SPEKPY_DK_KEV = 0.05
+#: Energy step of spekpy's own grid, keV. spekpy samples at ``kvp - dk/2, kvp - 3 dk/2, ...``; with the kVp
+#: rounded to 0.1 kV (:func:`beam_spectrum`) and dk = 0.1 keV the samples sit at the same energies (x.x5 keV)
+#: whatever the kVp, so a filter's K edge (Rh 23.2 keV, Ag 25.5 keV, Mo 20.0 keV) always falls at the same place
+#: between two of them. At 0.25 keV the sample next to the edge moved with the kVp, and the signal through
+#: 40 mm of breast went up and down by 2-4 % from one 0.1 kV step to the next (W/Rh 28.5 -> 28.6 kV: -2.4 %).
+#: 0.1 keV costs no more than 0.25 keV (spekpy's set-up dominates); 0.05 keV cost 1.5 times as much.
+SPEKPY_DK_KEV = 0.1
+
+#: Version of what a cached spectrum holds (raise when :func:`_spekpy_spectrum`'s output changes).
+_DISK_CACHE_FORMAT = 1
+
+
+def spectrum_cache_dir() -> Path | None:
+    """Folder of the on-disk spectrum cache: ``$CRESCENT_CACHE_DIR/spectra``, else
+    ``$XDG_CACHE_HOME/crescent/spectra`` (default ``~/.cache/crescent/spectra``); ``CRESCENT_CACHE_DIR=off``
+    turns it off (None)."""
+    base = os.environ.get("CRESCENT_CACHE_DIR")
+    if base is not None:
+        return None if base.strip().lower() in ("", "off", "0", "none") else Path(base) / "spectra"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "crescent" / "spectra"
+
+
+@lru_cache(maxsize=1)
+def _spekpy_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("spekpy")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _cache_key(spec: BeamSpec, bin_kev: float) -> str:
+    blob = json.dumps({"spec": dataclasses.asdict(spec), "bin_kev": bin_kev, "dk": SPEKPY_DK_KEV,
+                       "spekpy": _spekpy_version(), "format": _DISK_CACHE_FORMAT}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    try:
+        with np.load(path) as z:
+            e, f = np.asarray(z["energies_kev"], dtype=np.float64), np.asarray(z["fluence"], dtype=np.float64)
+    except (OSError, KeyError, ValueError):  # missing, unreadable or damaged: computed again
+        return None
+    if e.ndim != 1 or e.shape != f.shape or not (np.all(np.isfinite(e)) and np.all(np.isfinite(f))):
+        return None
+    return e, f
+
+
+def _write_cached(path: Path, e: np.ndarray, f: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, energies_kev=e, fluence=f)
+            os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:  # a read-only or full disk only costs the cache
+        pass
 
 
 @lru_cache(maxsize=256)
 def _spekpy_spectrum(spec: BeamSpec, bin_kev: float) -> tuple[np.ndarray, np.ndarray]:
+    """spekpy's spectrum of ``spec`` binned at ``bin_kev``: (bin mean energies keV, photons/mm^2/mAs per bin).
+
+    Kept in memory (LRU) and on disk (:func:`spectrum_cache_dir`, one ``.npz`` per beam, keyed by the beam, the
+    grid and spekpy's version): spekpy takes about 0.4 s per spectrum, which the real-time gantry's first image
+    at a new kV (the AEC scout) would otherwise wait for on every start.
+    """
+    folder = spectrum_cache_dir()
+    path = folder / f"{_cache_key(spec, bin_kev)}.npz" if folder is not None else None
+    if path is not None:
+        hit = _read_cached(path)
+        if hit is not None:
+            return hit
+    e, f = _spekpy_compute(spec, bin_kev)
+    if path is not None:
+        _write_cached(path, e, f)
+    return e, f
+
+
+def _spekpy_compute(spec: BeamSpec, bin_kev: float) -> tuple[np.ndarray, np.ndarray]:
     import spekpy  # slow import; only when a spectrum is first needed
 
     s = spekpy.Spek(kvp=spec.kvp, th=spec.anode_angle_deg, targ=spec.anode, dk=SPEKPY_DK_KEV,

@@ -106,3 +106,35 @@ def test_signal_through_breast_rises_smoothly_with_kv(af: str) -> None:
     assert step.min() > 0.0, f"{af}: falls at {kvs[int(step.argmin())]} kV ({100 * step.min():.2f} %)"
     wobble = np.abs(np.diff(step))
     assert wobble.max() < 0.004, f"{af}: rise per 0.1 kV jumps by {100 * wobble.max():.2f} points at {kvs[int(wobble.argmax()) + 1]} kV"
+
+
+def test_spectra_are_cached_on_disk_and_a_damaged_entry_is_computed_again(tmp_path, monkeypatch) -> None:
+    """A spectrum computed once is read back from CRESCENT_CACHE_DIR equal to the bit without spekpy; a damaged
+    file is computed again and rewritten; CRESCENT_CACHE_DIR=off writes nothing."""
+    monkeypatch.setenv("CRESCENT_CACHE_DIR", str(tmp_path))
+    spectra._spekpy_spectrum.cache_clear()
+    first = spectra.beam_spectrum("W/Rh", 27.3)
+    files = list((tmp_path / "spectra").glob("*.npz"))
+    assert len(files) == 1
+
+    def no_spekpy(*_a, **_k):
+        raise AssertionError("spekpy called although the spectrum is cached")
+
+    spectra._spekpy_spectrum.cache_clear()
+    with monkeypatch.context() as m:
+        m.setattr(spectra, "_spekpy_compute", no_spekpy)
+        again = spectra.beam_spectrum("W/Rh", 27.3)
+    assert np.array_equal(first.energies_kev, again.energies_kev)
+    assert np.array_equal(first.fluence_per_mas, again.fluence_per_mas)
+
+    files[0].write_bytes(b"not a numpy file")
+    spectra._spekpy_spectrum.cache_clear()
+    rebuilt = spectra.beam_spectrum("W/Rh", 27.3)
+    assert np.array_equal(first.fluence_per_mas, rebuilt.fluence_per_mas)
+    assert spectra._read_cached(files[0]) is not None  # rewritten whole
+
+    monkeypatch.setenv("CRESCENT_CACHE_DIR", "off")
+    spectra._spekpy_spectrum.cache_clear()
+    spectra.beam_spectrum("W/Rh", 27.4)
+    assert len(list((tmp_path / "spectra").glob("*.npz"))) == 1
+    spectra._spekpy_spectrum.cache_clear()
