@@ -662,6 +662,7 @@ class Gantry:
             return self._nak(m, ErrorCode.BEYOND_LIMITS, 2)
         if not self.paddle.in_range(lim.compression_thickness_max_mm):
             return self._nak(m, ErrorCode.INTERLOCK_OPEN, int(Interlock.PADDLE_IN_RANGE))
+        self._prepare_for_compression(target_n, floor_mm, speed)
         self._start_motion("paddle", m.ID, self.paddle.compress(target_n, floor_mm, speed))
         self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
         self._phase("COMPRESS")
@@ -980,6 +981,17 @@ class Gantry:
                  and not any(p.is_alive for p in self._motions.values()))
         unsupervised = not self.session_open or self.link.peer_state is not PeerState.ALIVE
         return quiet and unsupervised and self.state in (int(S.BOOT), int(S.IDLE), int(S.SAFE_HOLD), int(S.FAULT))
+
+    def _prepare_for_compression(self, target_n: float, floor_mm: float, speed_mm_s: float) -> None:
+        """Real time: have the render worker build the phantom at the thickness this compression will stop at
+        (:meth:`Paddle.predict_compress`, exact, about 1 ms) while the paddle is still moving, so the AEC scout
+        does not wait for it after the stop (0.8 s on the default panel). A compression stopped early or
+        interrupted ends elsewhere: :meth:`_prepare_imaging` at its end builds what it really needs."""
+        if getattr(self.detector, "executor", None) is None:
+            return  # virtual time renders in process, on demand
+        predicted = self.paddle.predict_compress(target_n, floor_mm, speed_mm_s)
+        if predicted is not None and predicted[0]:
+            self.detector.prepare(predicted[1])
 
     def _prepare_imaging(self, plan: ArmedPlan | None = None) -> None:
         """Real time: let the render worker build the phantom, and the spectra and scatter kernels of the mean kV

@@ -46,6 +46,13 @@ class Breast:
             return 0.0
         return max(0.0, self.equilibrium_force_n(h_mm) + self.q_n)
 
+    def force_after_n(self, h_mm: float, dt_s: float) -> float:
+        """Force at height ``h_mm`` after holding there for ``dt_s`` s, N (state unchanged)."""
+        if h_mm >= self.cfg.free_thickness_mm:
+            return 0.0
+        q = self.q_n * math.exp(-dt_s / self.cfg.relaxation_time_s)
+        return max(0.0, self.equilibrium_force_n(h_mm) + q)
+
     def predict_n(self, h_mm: float, new_h_mm: float, dt_s: float) -> float:
         """Force after moving from ``h_mm`` to ``new_h_mm`` within ``dt_s``, N (state unchanged)."""
         q = self._q_after(h_mm, new_h_mm, dt_s)
@@ -81,9 +88,13 @@ class Paddle:
 
     # -- readings -------------------------------------------------------------------------
     def force_n(self) -> float:
-        """Force sensor reading now, N (relaxation applied up to now)."""
-        self._relax_to(self.env.now)
-        return self.breast.force_n(self.height_mm)
+        """Force sensor reading now, N (relaxation up to now included). Reading changes nothing: the Maxwell
+        arm's state is advanced only by the drive's own control loops, so a compression's course (and where it
+        stops) does not depend on how often telemetry samples the sensor."""
+        dt = max(self.env.now - self._t_last, 0.0)
+        if dt <= 0.0:
+            return self.breast.force_n(self.height_mm)
+        return self.breast.force_after_n(self.height_mm, dt)
 
     def thickness_mm(self) -> float:
         """Paddle height above the support (the compressed thickness when in contact), mm."""
@@ -167,6 +178,28 @@ class Paddle:
         except simpy.Interrupt:
             return False
 
+    def predict_compress(self, target_n: float, min_thickness_mm: float, speed_mm_s: float,
+                         max_periods: int = 200_000) -> tuple[bool, float] | None:
+        """Where :meth:`compress` with these arguments, started now and left uninterrupted, will stop:
+        ``(target reached, breast thickness mm)``, or None if it would run past ``max_periods`` control periods.
+
+        Runs the very same control loop on a copy of the paddle and the breast with a clock that only counts
+        periods (the drive's arithmetic does not depend on the wall clock), so the result is exact to the bit.
+        The real-time gantry uses it to build the phantom at the thickness the compression will end at while the
+        paddle is still moving. State unchanged.
+        """
+        shadow = Paddle.__new__(Paddle)
+        shadow.__dict__.update(self.__dict__)
+        shadow.env = _PeriodClock(self.env.now)
+        shadow.breast = Breast(self.breast.cfg, self.breast.q_n)
+        body = shadow.compress(target_n, min_thickness_mm, speed_mm_s)
+        try:
+            for _ in range(max_periods):
+                next(body)
+        except StopIteration as done:
+            return bool(done.value), shadow.breast_thickness_mm()
+        return None
+
     def release(self) -> Generator[simpy.Event, None, bool]:
         """Drive up to the park height at the release speed; True when parked."""
         cfg = self.cfg
@@ -182,3 +215,14 @@ class Paddle:
             return True
         except simpy.Interrupt:
             return False
+
+
+class _PeriodClock:
+    """Stand-in for the SimPy environment in :meth:`Paddle.predict_compress`: ``timeout(dt)`` moves ``now`` on
+    by ``dt`` at once (as SimPy's ``now + delay``) and returns nothing to wait for."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def timeout(self, delay: float) -> None:
+        self.now = self.now + delay
