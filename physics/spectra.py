@@ -114,7 +114,8 @@ def beam_spec(anode_filter: str, kvp: float, **overrides: float) -> BeamSpec:
 #: 0.1 keV costs no more than 0.25 keV (spekpy's set-up dominates); 0.05 keV cost 1.5 times as much.
 SPEKPY_DK_KEV = 0.1
 
-#: Version of what a cached spectrum holds (raise when :func:`_spekpy_spectrum`'s output changes).
+#: Version of the cache files' layout. The key also carries a digest of :func:`_spekpy_compute`'s source, so
+#: a change to the binning or the cuts never reads an entry made by the old code.
 _DISK_CACHE_FORMAT = 1
 
 
@@ -130,7 +131,8 @@ def spectrum_cache_dir() -> Path | None:
 
 
 @lru_cache(maxsize=1)
-def _spekpy_version() -> str:
+def spekpy_version() -> str:
+    """Installed spekpy's version (read from the package metadata, without importing spekpy)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -139,9 +141,17 @@ def _spekpy_version() -> str:
         return "unknown"
 
 
+@lru_cache(maxsize=1)
+def _compute_digest() -> str:
+    import inspect
+
+    return hashlib.sha256(inspect.getsource(_spekpy_compute).encode()).hexdigest()[:16]
+
+
 def _cache_key(spec: BeamSpec, bin_kev: float) -> str:
     blob = json.dumps({"spec": dataclasses.asdict(spec), "bin_kev": bin_kev, "dk": SPEKPY_DK_KEV,
-                       "spekpy": _spekpy_version(), "format": _DISK_CACHE_FORMAT}, sort_keys=True)
+                       "spekpy": spekpy_version(), "format": _DISK_CACHE_FORMAT, "code": _compute_digest()},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -149,7 +159,7 @@ def _read_cached(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     try:
         with np.load(path) as z:
             e, f = np.asarray(z["energies_kev"], dtype=np.float64), np.asarray(z["fluence"], dtype=np.float64)
-    except (OSError, KeyError, ValueError):  # missing, unreadable or damaged: computed again
+    except Exception:  # missing, unreadable or damaged (EOFError, BadZipFile, ...): computed again
         return None
     if e.ndim != 1 or e.shape != f.shape or not (np.all(np.isfinite(e)) and np.all(np.isfinite(f))):
         return None
@@ -163,6 +173,8 @@ def _write_cached(path: Path, e: np.ndarray, f: np.ndarray) -> None:
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, energies_kev=e, fluence=f)
+                fh.flush()
+                os.fsync(fh.fileno())  # on disk before it gets its name: a crash leaves no empty entry
             os.replace(tmp, path)  # atomic: a reader sees the whole file or none
         finally:
             if os.path.exists(tmp):

@@ -6,7 +6,11 @@ exams; ``host_pty``: a ``crescent gantry --pty`` child process; ``host_peer``: a
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 _HELPERS = str(Path(__file__).parent / "helpers")
@@ -20,3 +24,11 @@ from hypothesis import settings  # noqa: E402
 
 settings.register_profile("crescent", derandomize=True, deadline=None, database=None, print_blob=True)
 settings.load_profile("crescent")
+
+# The suite never reads or writes the user's spectrum cache (~/.cache/crescent): its own folder, shared with the
+# gantry and trial-worker processes it starts (they inherit the environment), removed at the end. Every run
+# therefore computes the spectra it meets from spekpy, as on a fresh machine.
+if "CRESCENT_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="crescent-test-cache-")
+    os.environ["CRESCENT_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, True)

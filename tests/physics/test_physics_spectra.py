@@ -81,6 +81,25 @@ def test_kerma_agrees_with_spekpy_own_kerma() -> None:
     assert ours == pytest.approx(sp.get_kerma() / 1000.0, rel=0.05)  # spekpy: uGy/mAs
 
 
+@pytest.mark.parametrize("af", ["W/Rh", "W/Ag", "W/Al", "Mo/Mo", "Mo/Rh", "Rh/Rh"])
+def test_all_anode_filters_harden_with_kv(af: str) -> None:
+    lo, hi = spectra.beam_spectrum(af, 26.0), spectra.beam_spectrum(af, 34.0)
+    assert spectra.half_value_layer_mm_al(hi) > spectra.half_value_layer_mm_al(lo)
+    assert spectra.mean_energy_kev(hi) > spectra.mean_energy_kev(lo)
+    assert spectra.air_kerma_mgy_per_mas(hi) > spectra.air_kerma_mgy_per_mas(lo)
+    assert lo.energies_kev.max() <= 26.0
+
+
+def test_inverse_square_and_rejects_bad_input() -> None:
+    s = spectra.beam_spectrum("W/Rh", 28.0)
+    assert spectra.air_kerma_mgy_per_mas(s, 325.0) == pytest.approx(4 * spectra.air_kerma_mgy_per_mas(s))
+    with pytest.raises(ValueError):
+        spectra.beam_spectrum("Cu/Cu", 28.0)
+    with pytest.raises(ValueError):
+        spectra.beam_spectrum("W/Rh", 80.0)
+    assert np.isclose(s.fluence_per_mas.sum(), s.at_distance(1300.0).fluence_per_mas.sum() * 4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("af", ["W/Rh", "Mo/Mo", "Rh/Rh"])
 def test_signal_through_breast_rises_smoothly_with_kv(af: str) -> None:
@@ -127,11 +146,13 @@ def test_spectra_are_cached_on_disk_and_a_damaged_entry_is_computed_again(tmp_pa
     assert np.array_equal(first.energies_kev, again.energies_kev)
     assert np.array_equal(first.fluence_per_mas, again.fluence_per_mas)
 
-    files[0].write_bytes(b"not a numpy file")
-    spectra._spekpy_spectrum.cache_clear()
-    rebuilt = spectra.beam_spectrum("W/Rh", 27.3)
-    assert np.array_equal(first.fluence_per_mas, rebuilt.fluence_per_mas)
-    assert spectra._read_cached(files[0]) is not None  # rewritten whole
+    good = files[0].read_bytes()
+    for damage in (b"not a numpy file", b"", good[: len(good) // 2]):  # garbage, empty, a cut zip
+        files[0].write_bytes(damage)
+        spectra._spekpy_spectrum.cache_clear()
+        rebuilt = spectra.beam_spectrum("W/Rh", 27.3)
+        assert np.array_equal(first.fluence_per_mas, rebuilt.fluence_per_mas)
+        assert spectra._read_cached(files[0]) is not None  # rewritten whole
 
     monkeypatch.setenv("CRESCENT_CACHE_DIR", "off")
     spectra._spekpy_spectrum.cache_clear()
