@@ -155,6 +155,11 @@ def _up(value: float, hi: int) -> int:
     return max(0, min(hi, math.ceil(value - 1e-9)))
 
 
+#: Control periods :meth:`Gantry._prepare_for_compression` may simulate ahead on the control loop (each up to
+#: ``paddle.substeps`` sub-steps): the default drive (8 mm/s from the park height) needs about 230, 1.3 ms.
+PREDICT_MAX_PERIODS = 400
+
+
 class Gantry:
     """The simulated gantry firmware (see module docstring).
 
@@ -986,10 +991,13 @@ class Gantry:
         """Real time: have the render worker build the phantom at the thickness this compression will stop at
         (:meth:`Paddle.predict_compress`, exact, about 1 ms) while the paddle is still moving, so the AEC scout
         does not wait for it after the stop (0.8 s on the default panel). A compression stopped early or
-        interrupted ends elsewhere: :meth:`_prepare_imaging` at its end builds what it really needs."""
+        interrupted ends elsewhere: :meth:`_prepare_imaging` at its end builds what it really needs. The
+        prediction runs on the control loop, so it is given :data:`PREDICT_MAX_PERIODS` control periods at most
+        (about 2.5 ms): a slow drive (1 mm/s takes some 1200 periods, 9 ms) is not predicted, and its phantom
+        is built when it stops."""
         if getattr(self.detector, "executor", None) is None:
             return  # virtual time renders in process, on demand
-        predicted = self.paddle.predict_compress(target_n, floor_mm, speed_mm_s)
+        predicted = self.paddle.predict_compress(target_n, floor_mm, speed_mm_s, max_periods=PREDICT_MAX_PERIODS)
         if predicted is not None and predicted[0]:
             self.detector.prepare(predicted[1])
 

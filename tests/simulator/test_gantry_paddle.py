@@ -142,9 +142,9 @@ def test_predicted_stop_is_where_the_compression_stops(target_n: float, floor_mm
 
     env.process(telemetry())
     for target in (target_n, min(target_n * 1.2, 199.0)):  # compress, hold, compress again
+        state = (paddle.height_mm, paddle.breast.q_n, paddle._t_last, paddle.max_force_seen_n, env.now)
         predicted = paddle.predict_compress(target, floor_mm, speed)
-        h_before, q_before = paddle.height_mm, paddle.breast.q_n
-        assert (paddle.height_mm, paddle.breast.q_n) == (h_before, q_before)  # prediction changes nothing
+        assert (paddle.height_mm, paddle.breast.q_n, paddle._t_last, paddle.max_force_seen_n, env.now) == state
         proc = env.process(paddle.compress(target, floor_mm, speed))
         env.run(until=proc)
         assert predicted == (proc.value, paddle.breast_thickness_mm())
@@ -168,3 +168,46 @@ def test_reading_the_force_sensor_does_not_change_the_breast() -> None:
         env.run(until=env.now + 5.0)
         forces.append((paddle.force_n(), paddle.breast.q_n))
     assert forces[0][0] == forces[1][0] and forces[0][1] == forces[1][1]
+
+
+class _RecordingExecutor:
+    """Stands in for the real-time render pool: records what the firmware asks it to prepare."""
+
+    def __init__(self) -> None:
+        self.prepared: list[tuple] = []
+
+    def prepare(self, *args) -> None:
+        self.prepared.append(args)
+
+
+def test_the_phantom_is_prepared_at_compress_for_the_thickness_it_stops_at(tmp_path: Path) -> None:
+    """On COMPRESS the gantry asks its render worker for the phantom at the predicted stop thickness before the
+    paddle moves; when the paddle stops, what it asks for is the same (so the worker has nothing left to build).
+    A slow drive beyond PREDICT_MAX_PERIODS is not predicted: its phantom is asked for only at the stop."""
+    from simulator.gantry.firmware import PREDICT_MAX_PERIODS
+
+    for speed_um_s, predicted in ((0, True), (1000, False)):
+        env = simpy.Environment()
+        gantry, ep = start_virtual_gantry(env, load_config(), seed=1, data_dir=tmp_path / str(speed_um_s),
+                                          event_log=None)
+        pool = _RecordingExecutor()
+        gantry.detector.executor = pool
+        client = LinkClient(env, ep)
+        seen: dict[str, object] = {}
+
+        def script():
+            yield from open_session(client, home=False)
+            done = client.wait_event(lambda m: m.NAME == "MOTION_DONE")
+            r = yield client.request(M.Compress(target_force_dn=1000, min_thickness_um=0, speed_um_s=speed_um_s))
+            seen["ack"], seen["at_ack"], seen["height_at_ack"] = r.NAME, list(pool.prepared), gantry.paddle.height_mm
+            yield done | env.timeout(200.0)
+
+        env.run(until=env.process(script()))
+        stopped = round(gantry.paddle.breast_thickness_mm(), 2)
+        assert seen["ack"] == "ACK" and seen["height_at_ack"] == load_config().paddle.park_height_mm
+        assert pool.prepared[-1][4] == stopped  # at the stop: the actual thickness
+        if predicted:
+            assert [a[4] for a in seen["at_ack"]] == [stopped]  # before any motion: the same thickness
+            assert pool.prepared[0] == pool.prepared[-1]
+        else:
+            assert seen["at_ack"] == [] and PREDICT_MAX_PERIODS < 1200
