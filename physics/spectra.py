@@ -145,7 +145,11 @@ def spekpy_version() -> str:
 def _compute_digest() -> str:
     import inspect
 
-    return hashlib.sha256(inspect.getsource(_spekpy_compute).encode()).hexdigest()[:16]
+    try:
+        source = inspect.getsource(_spekpy_compute)
+    except (OSError, TypeError):  # no source shipped (a frozen or byte-code-only install): the code's bytes
+        source = _spekpy_compute.__code__.co_code.hex()
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def _cache_key(spec: BeamSpec, bin_kev: float) -> str:
