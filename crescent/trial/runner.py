@@ -37,18 +37,31 @@ def exams_json(spec: TrialSpec, base_dir: Path | None) -> dict[str, dict[str, An
     return {a.name: resolve_exam(a.exam, base_dir).model_dump(mode="json") for a in spec.arms}
 
 
-#: Version of the imaging path's model (what a stored case's images depend on beyond the trial file and
-#: its exams). Raise it when a change to the physics, the direct path or the observers' inputs would give
-#: a finished case other ROIs: a store made by another version is then a different trial, never reused.
+#: Version of the imaging path's model (what a stored case's images depend on beyond the trial file, its exams
+#: and the calibrations :func:`imaging_inputs` reads). Raise it when a change to the code of the physics, the
+#: direct path or the observers' inputs would give a finished case other ROIs: a store made by another version
+#: is then a different trial, never reused.
 #: 2: the direct path renders the generator's delivered kV (rise deficit) and the gantry's frame numbering.
-IMAGING_MODEL_VERSION = 2
+#: 3: spectra on spekpy's 0.1 keV grid.
+IMAGING_MODEL_VERSION = 3
+
+
+def imaging_inputs() -> dict[str, Any]:
+    """The data behind the images that is not in the trial file or the code: the AEC's factory calibration
+    (``firmware_host/data/aec_calibration.json``, by SHA-256: a re-measured table moves every AEC technique) and
+    the spectra's energy grid (keV) with spekpy's version. Part of :func:`full_hash`."""
+    from firmware_host.aec import CALIBRATION_PATH
+    from physics.spectra import SPEKPY_DK_KEV, spekpy_version
+
+    return {"aec_calibration_sha256": hashlib.sha256(CALIBRATION_PATH.read_bytes()).hexdigest(),
+            "spekpy_dk_kev": SPEKPY_DK_KEV, "spekpy": spekpy_version()}
 
 
 def full_hash(spec: TrialSpec, exams: dict[str, dict[str, Any]]) -> str:
-    """Trial hash including the exams' content (an edited exam file is a different trial) and
-    :data:`IMAGING_MODEL_VERSION`, 16 hex digits."""
-    blob = json.dumps({"spec": spec.trial_hash(), "exams": exams, "imaging_model": IMAGING_MODEL_VERSION},
-                      sort_keys=True).encode()
+    """Trial hash including the exams' content (an edited exam file is a different trial),
+    :data:`IMAGING_MODEL_VERSION` and :func:`imaging_inputs`, 16 hex digits."""
+    blob = json.dumps({"spec": spec.trial_hash(), "exams": exams, "imaging_model": IMAGING_MODEL_VERSION,
+                       "inputs": imaging_inputs()}, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -120,6 +120,32 @@ def test_shipped_example_results_were_made_by_this_imaging_model():
     assert run["trial_hash"] == full_hash(spec, exams_json(spec, path.parent))
 
 
+def test_a_remeasured_aec_table_or_spectrum_grid_is_another_trial(tmp_path, monkeypatch):
+    """The trial hash follows the data behind the images: an AEC table with one entry changed, or another
+    spectrum grid, gives another hash (the store is not reused), the same files the same hash."""
+    import firmware_host.aec as aec
+    import physics.spectra as spectra
+    from crescent.trial.model import load_trial
+    from crescent.trial.runner import exams_json, full_hash
+
+    path = ROOT / "crescent/trial/examples/ffdm-vs-dbt.yaml"
+    spec = load_trial(path)
+    exams = exams_json(spec, path.parent)
+    shipped = full_hash(spec, exams)
+    copy = tmp_path / "aec_calibration.json"
+    data = json.loads(aec.CALIBRATION_PATH.read_text())
+    copy.write_text(json.dumps(data))
+    monkeypatch.setattr(aec, "CALIBRATION_PATH", copy)
+    same_content = full_hash(spec, exams)
+    data["ln_signal_per_mas"]["W/Rh"][0][0] += 0.01
+    copy.write_text(json.dumps(data))
+    assert full_hash(spec, exams) != same_content
+    monkeypatch.setattr(aec, "CALIBRATION_PATH", ROOT / "firmware_host/data/aec_calibration.json")
+    assert full_hash(spec, exams) == shipped
+    monkeypatch.setattr(spectra, "SPEKPY_DK_KEV", 0.25)
+    assert full_hash(spec, exams) != shipped
+
+
 # ------------------------------------------------------------------------------------------------ one case
 
 
@@ -353,10 +379,11 @@ def test_the_subset_goes_over_the_wire_and_its_frames_are_the_direct_paths(wire_
         assert r["gantry_thickness_mm"] == pytest.approx(r["thickness_mm"], abs=1e-9)
         # the direct path plans as the host does (scout stretched to the host's minimum window, the gantry's
         # tube-current limits, its frame numbering) and renders the generator's mean delivered kV: what is left
-        # is the device's ripple, its mAs measurement noise and the wire's rounding (cKV, nAs)
+        # is the device's ripple, its mAs measurement noise and the wire's rounding (cKV, nAs): measured within
+        # 3.2 % on wire-check's 48 case-arms; 4 % here (the 5-14 % of a path that planned otherwise fails)
         assert r["kvp"] == pytest.approx(r["direct_kvp"], abs=0.1), r
-        assert r["mas_per_exposure"] == pytest.approx(r["direct_mas_per_exposure"], rel=0.03), r
-        assert r["scout_signal"] == pytest.approx(r["direct_scout_signal"], rel=0.03), r
+        assert r["mas_per_exposure"] == pytest.approx(r["direct_mas_per_exposure"], rel=0.04), r
+        assert r["scout_signal"] == pytest.approx(r["direct_scout_signal"], rel=0.04), r
         assert min(r["xcheck_roi_corr_lesion"], r["xcheck_roi_corr_control"]) > 0.9
 
 
