@@ -92,14 +92,18 @@ class DeviceMirror:
         if hasattr(m, "device_time_us"):
             self.device_time_s = m.device_time_us * 1e-6
             self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
+        # an event from before this host's RESET_FAULT, delivered late (the device retries its events across
+        # sessions), is kept in the log but no longer describes the device: its state and fault were cleared
+        stale = int(getattr(m, "device_time_us", self.fault_floor_us)) < self.fault_floor_us
         if name == "STATE_CHANGED":
-            self.state = m.new_state
-            if m.fault_code:
-                self.fault_code = m.fault_code
+            if not stale:
+                self.state = m.new_state
+                if m.fault_code:
+                    self.fault_code = m.fault_code
         elif name == "INTERLOCK_CHANGED":
             self.interlocks = m.interlocks
         elif name == "FAULT":
-            if m.latched:
+            if m.latched and not stale:
                 self.fault_code = m.fault_code
         elif name == "MOTION_DONE":
             self.arc_deg = m.arc_mdeg * 1e-3

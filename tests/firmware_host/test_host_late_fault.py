@@ -55,3 +55,22 @@ def test_the_controller_ignores_only_the_faults_before_the_floor() -> None:
     assert fake._fault_trouble is None and "before this host's RESET_FAULT" in logged[-1]["note"]
     Controller._on_fault(fake, _watchdog(251_000_000)[0])  # type: ignore[arg-type]
     assert fake._fault_trouble is not None and "WATCHDOG" in str(fake._fault_trouble)
+
+
+def test_a_late_safe_hold_from_before_the_reset_leaves_the_mirror_and_the_exam_alone() -> None:
+    """The late STATE_CHANGED(SAFE_HOLD) of the previous host's watchdog does not put the mirror back in
+    SAFE_HOLD: the controller's every-tick check (``trouble``) stays quiet. Found by the README test on a
+    loaded machine: the Python snippet's exam aborted at COMPRESS with "device entered SAFE_HOLD (WATCHDOG)"
+    when the old event arrived after its RESET_FAULT. A SAFE_HOLD after the reset still ends the exam."""
+    mirror = _mirror_after_reset(250_900_000)
+    mirror.peer_alive = True
+    fake = SimpleNamespace(mirror=mirror, _fault_trouble=None)
+    for m in _watchdog(250_837_024):
+        mirror.apply(m, 1.0)
+    assert mirror.state == int(DeviceState.IDLE) and mirror.fault_code == 0
+    assert Controller.trouble(fake) is None  # type: ignore[arg-type]
+    assert len(mirror.events) == 2  # kept in the log all the same
+    for m in _watchdog(251_000_000):
+        mirror.apply(m, 2.0)
+    assert mirror.state == int(DeviceState.SAFE_HOLD)
+    assert "SAFE_HOLD (WATCHDOG)" in str(Controller.trouble(fake))  # type: ignore[arg-type]
