@@ -86,6 +86,9 @@ class Controller:
         self.now = 0.0
         self.phase = "idle"
         self._fault_trouble: Interrupted | None = None
+        #: device time (us) of the FAULT event behind ``_fault_trouble``: a RESET_FAULT that this host sends
+        #: later (``mirror.fault_floor_us``) clears it, so it no longer ends the exam
+        self._fault_trouble_us = 0
         self._telemetry_requested_s: float | None = None
         self._aux: set[int] = set()  # ids of out-of-band commands in flight
         #: Optional traffic tap ``tap(direction, data, t_s)`` (direction 0 host->device, 1 device->host),
@@ -186,7 +189,7 @@ class Controller:
         if not m.peer_alive:
             return Interrupted("link lost: the device stopped answering (its watchdog makes it safe)", "TIMEOUT",
                                "WATCHDOG")
-        if self._fault_trouble is not None:
+        if self._fault_trouble is not None and self._fault_trouble_us >= m.fault_floor_us:
             return self._fault_trouble
         if m.state in (int(DeviceState.SAFE_HOLD), int(DeviceState.FAULT), int(DeviceState.BOOT)):
             fault = fault_name(m.fault_code) if m.fault_code else None
@@ -257,11 +260,13 @@ class Controller:
             return
         action = fault_action(msg.fault_code, bool(msg.latched))
         self.log("decision", fault=fault_name(msg.fault_code), latched=bool(msg.latched), action=action.value)
-        if action is Action.END and self._fault_trouble is None:
+        stale = self._fault_trouble is not None and self._fault_trouble_us < self.mirror.fault_floor_us
+        if action is Action.END and (self._fault_trouble is None or stale):
             self._fault_trouble = Interrupted(
                 f"device fault {fault_name(msg.fault_code)}: {msg.text or 'no detail'}", "FAULT",
                 fault_name(msg.fault_code),
             )
+            self._fault_trouble_us = int(msg.device_time_us)
         elif int(msg.fault_code) == int(FaultCode.TELEMETRY_STOP):
             self._request_telemetry(self.now)
 

@@ -74,3 +74,49 @@ def test_a_late_safe_hold_from_before_the_reset_leaves_the_mirror_and_the_exam_a
         mirror.apply(m, 2.0)
     assert mirror.state == int(DeviceState.SAFE_HOLD)
     assert "SAFE_HOLD (WATCHDOG)" in str(Controller.trouble(fake))  # type: ignore[arg-type]
+
+
+def _late_fault_exam(tmp_path, fault_in_sweep: bool):  # type: ignore[no-untyped-def]
+    import simpy
+
+    from firmware_host import connect_virtual
+    from host_sim import fast_config
+    from simulator.gantry import start_virtual_gantry
+
+    env = simpy.Environment()
+    model, endpoint = start_virtual_gantry(env, fast_config(), seed=1, data_dir=tmp_path / "device", event_log=None)
+    with connect_virtual(env, endpoint, seed=1):
+        env.run(until=env.now + 1.0)
+    env.run(until=env.now + 1.0)  # no host: the watchdog trips
+    assert model.state == int(DeviceState.SAFE_HOLD)
+    tripped_us = model.now_us() - 400_000
+
+    def inject(phase: str, index: int, total: int) -> None:
+        if phase == "prepare":  # after HELLO, before STATUS and RESET_FAULT
+            model.emit(Fault(device_time_us=tripped_us, fault_code=int(FaultCode.WATCHDOG), latched=0, detail=0,
+                             text="host heartbeat lost: safe hold"))
+        elif fault_in_sweep and phase == "sweep" and index == 3:  # a fault of this exam
+            model.emit(Fault(device_time_us=model.now_us(), fault_code=int(FaultCode.WATCHDOG), latched=0, detail=0,
+                             text="a fault during this exam"))
+
+    with connect_virtual(env, endpoint, seed=2) as gantry:
+        result = gantry.run_exam("dbt-standard", tmp_path / "exam", progress=inject)
+    assert '"name":"FAULT"' in result.audit_path.read_text().replace(" ", "")  # the late event reached this host
+    return result
+
+
+def test_a_late_fault_arriving_before_the_reset_does_not_end_the_exam(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The product path: a real controller and the simulated gantry (virtual time). The previous host leaves,
+    the device's watchdog holds it in SAFE_HOLD; the next host connects and, before its RESET_FAULT, receives
+    that watchdog's FAULT (the previous session's event, delivered late: on a shared pty the bytes wait in the
+    line). The reset clears it, so the exam runs to the end. Found by the README test on a loaded CI run
+    (README.md's Python recipe aborted in prepare with "device fault WATCHDOG: host heartbeat lost")."""
+    result = _late_fault_exam(tmp_path, fault_in_sweep=False)
+    assert result.record.status == "complete", result.record.reason
+    assert len(result.image_paths) == 15
+
+
+def test_a_fault_of_this_exam_after_a_late_one_still_ends_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    result = _late_fault_exam(tmp_path, fault_in_sweep=True)
+    assert result.record.status == "aborted"
+    assert "a fault during this exam" in (result.record.reason or "")
