@@ -53,15 +53,11 @@ def run_campaign(seeds: list[int], exams: list[str], results_path: Path, *, work
     done = load_results(results_path)
     todo = [c for c in cases_for([s for s in seeds if s not in done], exams)]
     if todo:
-        from dask.distributed import Client, LocalCluster, as_completed
+        from dask.distributed import as_completed
 
-        cluster = None
-        if scheduler:
-            client = Client(scheduler)
-        else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=40)
-            client = Client(cluster)
+        from crescent import dask_cluster
+
+        client, cluster = dask_cluster.open_client(scheduler, workers)
         try:
             futures = [client.submit(_run, c.to_dict(), keep_root, key=f"campaign-seed-{c.seed}-{time.time_ns()}",
                                      pure=False) for c in todo]
@@ -75,7 +71,5 @@ def run_campaign(seeds: list[int], exams: list[str], results_path: Path, *, work
                     if on_result is not None:
                         on_result(r)
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            dask_cluster.close(client, cluster)
     return [done[s] for s in sorted(set(seeds)) if s in done]

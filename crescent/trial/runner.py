@@ -148,15 +148,10 @@ DEFAULT_DASHBOARD = ":8787"
 
 
 def _client(scheduler: str | None, workers: int | None, dashboard: str = DEFAULT_DASHBOARD) -> tuple[Any, Any]:
-    from distributed import Client, LocalCluster
+    from crescent import dask_cluster
 
-    if scheduler:
-        return Client(scheduler), None
-    n = workers or os.cpu_count() or 1
     env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=dashboard,
-                           env=env, silence_logs=40)
-    return Client(cluster), cluster
+    return dask_cluster.open_client(scheduler, workers or os.cpu_count() or 1, env=env, dashboard_address=dashboard)
 
 
 def dashboard_address(client: Any) -> str | None:
@@ -252,9 +247,9 @@ def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, worke
                 on_submitted(client, futures)
             _wait(futures, as_completed, progress)
         finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            from crescent import dask_cluster
+
+            dask_cluster.close(client, cluster)
     direct: dict[tuple[int, str], np.ndarray] = {}
     rows, rois = load_store(spec, store, direct)
     info = RunInfo(store, th, spec.cohort.n_cases, len(todo), skipped, time.perf_counter() - t0, n_workers, dash,
