@@ -211,6 +211,7 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
             lines = line_integrals(raw[pair], flat=None if flat is None else flat[pair], dark=dark,
                                    i0=None if i0 is None else i0[pair], clip_negative=True)
             stereo = analysis.stereo_localise(lines, header, [exposures[i] for i in pair], lesions)
+            del lines  # full-panel line integrals of the pair: not needed past the triangulation
     elif len(angles) >= 3:  # tomosynthesis: reconstruct slices and find the lesions in focus
         voxel = opts.recon_voxel_mm or header.geometry.detector.pitch_mm
         recon = analysis.reconstruct(raw, header, flat=flat, dark=dark, voxel_mm=voxel, slice_mm=opts.slice_mm, i0=i0,
@@ -243,7 +244,12 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
     from crescent.acquire.acquisition_qc import acquisition_qc
 
     acq.acquisition_qc = acquisition_qc(rec, header, exposures, raw, dark)
-    acq.files += write_outputs(acq, raw.astype(np.uint16), timeline_from_packets(tap.packets), opts,
+    # the outputs need the raw counts only: the float32 stack and the flat fields go before they are written
+    # (a stereo pair at full resolution held both, plus a uint16 copy, at its peak)
+    del flat
+    raw_counts = raw.astype(np.uint16)
+    del raw
+    acq.files += write_outputs(acq, raw_counts, timeline_from_packets(tap.packets), opts,
                                progress=lambda i, n: say("outputs", i, n))
     timings["outputs"] = time.perf_counter() - t3
     timings["total"] = time.perf_counter() - t0

@@ -126,16 +126,15 @@ its diameter of its true depth. Display window: 1st-99th percentile of the whole
 
 def cine_html(projections: Sequence[np.ndarray], angles_deg: Sequence[float]) -> str:
     """The projection cine section body: every projection as a frame, play/pause and a slider."""
-    imgs = [np.asarray(p, dtype=np.float64) for p in projections]
-    h, w = imgs[0].shape
+    h, w = np.shape(projections[0])
     k = max(1, -(-max(h, w) // MAX_PROJECTION_PX))
     frames = []
-    for p in imgs:
-        small = p[::k, ::k]
+    for p in projections:  # decimated before it is converted: one small float copy at a time
+        small = np.asarray(np.asarray(p)[::k, ::k], dtype=np.float64)
         lo, hi = _window(small)  # each projection its own window: the signal changes with the angle
         frames.append(data_uri(to_8bit(small, lo, hi)))
     note = "" if k == 1 else f" Shown decimated by {k} (every {k}th pixel); full resolution in arrays/ and dicom/."
-    labels = [f"projection {i + 1} of {len(imgs)}, {a:+.2f} deg" for i, a in enumerate(angles_deg)]
+    labels = [f"projection {i + 1} of {len(frames)}, {a:+.2f} deg" for i, a in enumerate(angles_deg)]
     return f"""<p class="cap">The projections in acquisition order as a cine (display window 1st-99th percentile of
 each); chest wall at the top.{html.escape(note)}</p>
 <div><button id="cine-play" type="button">play</button>

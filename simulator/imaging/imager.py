@@ -251,29 +251,42 @@ class ExposureImager:
             L = np.zeros((len(self.labels), ys.size, xs.size), dtype=np.float32)
         edges = None
         if self.phantom.analytic.objects:
-            background = L.copy() if q == 1 else None
+            # the voxel background under each analytic object's shadow (not the whole panel: at full resolution
+            # a copy of every material's line integrals is some 300 MB)
+            backgrounds = self._shadow_boxes(source, L, xs, ys) if q == 1 else []
             analytic_line_integrals(self.phantom.analytic, tuple(source), det, self.labels, oversample=q, out=L)
             if q == 1:
-                edges = self._edge_pixels(source, L, background, xs, ys)
+                edges = self._edge_pixels(L, backgrounds, xs, ys, source)
         if L.nbytes <= self._cache_bytes:  # a full-resolution panel's line integrals may not fit: not kept
             self._cache[key] = (L, edges)
             while sum(v[0].nbytes for v in self._cache.values()) > self._cache_bytes:
                 self._cache.popitem(last=False)
         return L, edges
 
-    def _edge_pixels(self, source: np.ndarray, L: np.ndarray, background: np.ndarray, xs: np.ndarray,
-                     ys: np.ndarray) -> tuple | None:
-        """Pixels whose area an analytic boundary crosses, and their sub-sampled line integrals."""
+    def _shadow_boxes(self, source: np.ndarray, L: np.ndarray, xs: np.ndarray, ys: np.ndarray
+                      ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+        """Each analytic object's shadow box ``(r0, r1, c0, c1)`` (one pixel of margin, clipped to the panel) with
+        a copy of the per-material line integrals ``L`` holds there before the objects are added."""
         rows, cols = L.shape[1:]
-        mask = np.zeros((rows, cols), dtype=bool)
+        out = []
         for r0, r1, c0, c1 in analytic_footprints(self.phantom.analytic, tuple(source), xs, ys):
             r0, c0, r1, c1 = max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, rows), min(c1 + 1, cols)
-            if r1 <= r0 or c1 <= c0:
-                continue
+            if r1 > r0 and c1 > c0:
+                out.append(((r0, r1, c0, c1), L[:, r0:r1, c0:c1].copy()))
+        return out
+
+    def _edge_pixels(self, L: np.ndarray, backgrounds: list[tuple[tuple[int, int, int, int], np.ndarray]],
+                     xs: np.ndarray, ys: np.ndarray, source: np.ndarray) -> tuple | None:
+        """Pixels whose area an analytic boundary crosses, and their sub-sampled line integrals.
+
+        ``backgrounds``: :meth:`_shadow_boxes` (the voxel line integrals under each object's shadow)."""
+        rows, cols = L.shape[1:]
+        mask = np.zeros((rows, cols), dtype=bool)
+        for (r0, r1, c0, c1), background in backgrounds:
             if r1 - r0 <= SMALL_OBJECT_PX + 6 or c1 - c0 <= SMALL_OBJECT_PX + 6:
                 mask[r0:r1, c0:c1] = True  # small object: supersample its whole shadow
                 continue
-            d = L[:, r0:r1, c0:c1] - background[:, r0:r1, c0:c1]  # the analytic contribution
+            d = L[:, r0:r1, c0:c1] - background  # the analytic contribution
             sub = mask[r0:r1, c0:c1]
             d2c = np.abs(d[:, :, :-2] - 2.0 * d[:, :, 1:-1] + d[:, :, 2:]).max(axis=0) > EDGE_TOLERANCE_MM
             d2r = np.abs(d[:, :-2, :] - 2.0 * d[:, 1:-1, :] + d[:, 2:, :]).max(axis=0) > EDGE_TOLERANCE_MM
@@ -289,7 +302,11 @@ class ExposureImager:
         x = xs[cc][:, None] + ox.ravel()[None, :]
         y = ys[rr][:, None] + oy.ravel()[None, :]
         la = analytic_line_integrals_at(self.phantom.analytic, tuple(source), x, y, self.labels)
-        l_sub = np.maximum(la.reshape(len(self.labels), rr.size, n * n) + background[:, rr, cc][:, :, None], 0.0)
+        under = np.empty((len(self.labels), rr.size), dtype=np.float32)  # the voxel background at each pixel
+        for (r0, r1, c0, c1), background in backgrounds:  # every masked pixel lies in some box; boxes agree
+            inb = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
+            under[:, inb] = background[:, rr[inb] - r0, cc[inb] - c0]
+        l_sub = np.maximum(la.reshape(len(self.labels), rr.size, n * n) + under[:, :, None], 0.0)
         return rr, cc, l_sub.astype(np.float32)
 
     def expected_signal(self, exposure: ExposureRecord) -> tuple[np.ndarray, np.ndarray]:

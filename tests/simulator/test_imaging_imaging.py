@@ -81,3 +81,31 @@ def test_dose_bookkeeping() -> None:
     g = np.interp(hvl, [0.55, 0.60], [0.311, 0.339])
     assert mgd0 / k0 == pytest.approx(g * 1.042, rel=0.05)
     assert imager.mgd_mgy(_exp(25.0, mas=50.0), 45.0, 0.5) < mgd0
+
+
+def test_projection_holds_one_panel_of_line_integrals_not_two() -> None:
+    """The edge supersampling keeps the voxel background only under each analytic object's shadow: a full-panel
+    copy of every material's line integrals was some 300 MB at full resolution (the stereo exam's peak). The
+    default gantry's phantom (voxel breast with analytic lesions); memory traced while one projection is formed.
+    """
+    import tracemalloc
+
+    from protocols.records import ExposureRecord
+    from simulator.gantry import load_config
+    from simulator.gantry.detector import build_imager
+
+    cfg = load_config(None)
+    im = build_imager(cfg.geometry, cfg.phantom, cfg.detector, 1, 45.0)
+    assert im.phantom.analytic.objects and im.phantom.voxels is not None
+    rec = ExposureRecord(index=0, frame_id=1, planned_angle_deg=0.0, angle_start_deg=0.0, angle_end_deg=0.0, kvp=29.0,
+                         mas=1.0, anode_filter="W/Rh", window_start_s=0.0, window_end_s=0.1)
+    source = im.source_samples(rec)[0]
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        L, edges = im.projection(source)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert edges is not None  # the lesions' boundaries were supersampled
+    assert peak < 1.5 * L.nbytes, (peak, L.nbytes)
