@@ -4,9 +4,9 @@ client of an existing scheduler, closed without shutdown noise.
 Closing a LocalCluster races with its workers' heartbeats: a worker whose heartbeat is in flight when the
 scheduler goes logs ``distributed.worker - ERROR - Failed to communicate with scheduler during heartbeat``
 with a traceback (dask/distributed's known shutdown noise; seen on a loaded 2-core machine at the end of a
-finished ``crescent campaign``). Every result is in by then, so :func:`close` quiets the workers' loggers
-of *our own* LocalCluster before closing it. Workers of an external scheduler (``--scheduler``) are never
-touched: only the client is closed.
+finished ``crescent campaign``). When every result is in, :func:`close` quiets the workers' loggers of
+*our own* LocalCluster before closing it (``quiet=True``); after an error or an interruption they keep
+talking. Workers of an external scheduler (``--scheduler``) are never touched: only the client is closed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ WORKER_LOGGERS = ("distributed.worker", "distributed.nanny", "distributed.core",
 def open_client(scheduler: str | None, workers: int, *, env: dict[str, str] | None = None,
                 dashboard_address: str | None = None) -> tuple[Any, Any]:
     """``(client, cluster)``: a client of ``scheduler`` (``tcp://HOST:PORT``; cluster None), or of a new
-    LocalCluster of ``workers`` single-threaded worker processes with ``env`` set in each."""
+    LocalCluster of ``workers`` single-threaded worker processes with ``env`` set in each, serving the dask
+    dashboard at ``dashboard_address`` (``:8787``; None: no dashboard)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -39,11 +40,16 @@ def _quiet_worker_logs() -> None:
         logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
-def close(client: Any, cluster: Any) -> None:
-    """Close ``client``, and ``cluster`` when it is ours, without the workers' shutdown noise."""
-    if cluster is not None:
-        with contextlib.suppress(Exception):  # a worker already gone has nothing left to say
-            client.run(_quiet_worker_logs)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+def close(client: Any, cluster: Any, *, quiet: bool) -> None:
+    """Close ``client``, and ``cluster`` when it is ours (not None). ``quiet``: every result is in, so our
+    workers' shutdown is not news (their loggers are quieted first); False after an error or an interruption."""
+    try:
+        if quiet and cluster is not None:
+            with contextlib.suppress(Exception):  # a worker already gone has nothing left to say
+                client.run(_quiet_worker_logs)
+    finally:
+        try:
+            client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()

@@ -137,7 +137,7 @@ class Controller:
         if self.runner is not None and not self.runner.finished:
             raise HostError(f"plan {self.runner.name!r} is still running; cannot start {name!r}")
         self.now = now
-        self._fault_trouble = None
+        self._fault_trouble, self._fault_trouble_us = None, 0
         self.runner = PlanRunner(plan, self, name)
         self.log("plan_start", plan=name)
         self.runner.start(now)
@@ -183,13 +183,19 @@ class Controller:
         """The condition that must end the running exam now, if any (the suspenders).
 
         Link lost; the device in SAFE_HOLD, FAULT or BOOT; the door or the
-        emergency stop open; a fault the policy ends the exam on.
+        emergency stop open; a fault the policy ends the exam on, reported at or after this host's
+        RESET_FAULT (``mirror.fault_floor_us``: an earlier one was cleared by that reset).
         """
         m = self.mirror
         if not m.peer_alive:
             return Interrupted("link lost: the device stopped answering (its watchdog makes it safe)", "TIMEOUT",
                                "WATCHDOG")
-        if self._fault_trouble is not None and self._fault_trouble_us >= m.fault_floor_us:
+        if self._fault_trouble is not None and self._fault_trouble_us < m.fault_floor_us:
+            # reported before this host's RESET_FAULT (the previous session's, delivered late): the reset cleared it
+            self.log("decision", fault=self._fault_trouble.fault, action="continue",
+                     note="FAULT from before this host's RESET_FAULT: cleared by it, the exam goes on")
+            self._fault_trouble = None
+        if self._fault_trouble is not None:
             return self._fault_trouble
         if m.state in (int(DeviceState.SAFE_HOLD), int(DeviceState.FAULT), int(DeviceState.BOOT)):
             fault = fault_name(m.fault_code) if m.fault_code else None
@@ -261,7 +267,7 @@ class Controller:
         action = fault_action(msg.fault_code, bool(msg.latched))
         self.log("decision", fault=fault_name(msg.fault_code), latched=bool(msg.latched), action=action.value)
         stale = self._fault_trouble is not None and self._fault_trouble_us < self.mirror.fault_floor_us
-        if action is Action.END and (self._fault_trouble is None or stale):
+        if action is Action.END and (self._fault_trouble is None or stale):  # a later fault replaces a cleared one
             self._fault_trouble = Interrupted(
                 f"device fault {fault_name(msg.fault_code)}: {msg.text or 'no detail'}", "FAULT",
                 fault_name(msg.fault_code),

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from crescent import dask_cluster
 from crescent.campaign.cases import Case, draw_case
 
 
@@ -55,9 +56,8 @@ def run_campaign(seeds: list[int], exams: list[str], results_path: Path, *, work
     if todo:
         from dask.distributed import as_completed
 
-        from crescent import dask_cluster
-
         client, cluster = dask_cluster.open_client(scheduler, workers)
+        finished = False
         try:
             futures = [client.submit(_run, c.to_dict(), keep_root, key=f"campaign-seed-{c.seed}-{time.time_ns()}",
                                      pure=False) for c in todo]
@@ -70,6 +70,7 @@ def run_campaign(seeds: list[int], exams: list[str], results_path: Path, *, work
                     done[int(r["seed"])] = r
                     if on_result is not None:
                         on_result(r)
+            finished = True
         finally:
-            dask_cluster.close(client, cluster)
+            dask_cluster.close(client, cluster, quiet=finished)
     return [done[s] for s in sorted(set(seeds)) if s in done]

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from crescent import dask_cluster
 from crescent.trial.model import TrialSpec, resolve_exam
 
 
@@ -148,8 +149,6 @@ DEFAULT_DASHBOARD = ":8787"
 
 
 def _client(scheduler: str | None, workers: int | None, dashboard: str = DEFAULT_DASHBOARD) -> tuple[Any, Any]:
-    from crescent import dask_cluster
-
     env = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return dask_cluster.open_client(scheduler, workers or os.cpu_count() or 1, env=env, dashboard_address=dashboard)
 
@@ -233,6 +232,7 @@ def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, worke
     n_workers, dash = 0, None
     if todo:
         client, cluster = _client(scheduler, workers, dashboard)
+        finished = False
         try:
             n_workers = len(client.scheduler_info()["workers"])
             dash = dashboard_address(client)
@@ -246,10 +246,9 @@ def run_trial(spec: TrialSpec, out: Path, *, scheduler: str | None = None, worke
             if on_submitted is not None:
                 on_submitted(client, futures)
             _wait(futures, as_completed, progress)
+            finished = True
         finally:
-            from crescent import dask_cluster
-
-            dask_cluster.close(client, cluster)
+            dask_cluster.close(client, cluster, quiet=finished)
     direct: dict[tuple[int, str], np.ndarray] = {}
     rows, rois = load_store(spec, store, direct)
     info = RunInfo(store, th, spec.cohort.n_cases, len(todo), skipped, time.perf_counter() - t0, n_workers, dash,

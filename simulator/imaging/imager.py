@@ -251,8 +251,8 @@ class ExposureImager:
             L = np.zeros((len(self.labels), ys.size, xs.size), dtype=np.float32)
         edges = None
         if self.phantom.analytic.objects:
-            # the voxel background under each analytic object's shadow (not the whole panel: at full resolution
-            # a copy of every material's line integrals is some 300 MB)
+            # the voxel background under each analytic object's shadow (not the whole panel: a stereo exam's
+            # full-resolution frame, 4800 x 6000 pixels, holds some 580 MB of per-material line integrals)
             backgrounds = self._shadow_boxes(source, L, xs, ys) if q == 1 else []
             analytic_line_integrals(self.phantom.analytic, tuple(source), det, self.labels, oversample=q, out=L)
             if q == 1:
@@ -264,18 +264,20 @@ class ExposureImager:
         return L, edges
 
     def _shadow_boxes(self, source: np.ndarray, L: np.ndarray, xs: np.ndarray, ys: np.ndarray
-                      ) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+                      ) -> list[tuple[tuple[int, int, int, int], np.ndarray | None]]:
         """Each analytic object's shadow box ``(r0, r1, c0, c1)`` (one pixel of margin, clipped to the panel) with
-        a copy of the per-material line integrals ``L`` holds there before the objects are added."""
+        a copy of the per-material line integrals ``L`` holds there before the objects are added (None: a phantom
+        without voxels, whose background is zero)."""
         rows, cols = L.shape[1:]
-        out = []
+        out: list[tuple[tuple[int, int, int, int], np.ndarray | None]] = []
         for r0, r1, c0, c1 in analytic_footprints(self.phantom.analytic, tuple(source), xs, ys):
             r0, c0, r1, c1 = max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, rows), min(c1 + 1, cols)
             if r1 > r0 and c1 > c0:
-                out.append(((r0, r1, c0, c1), L[:, r0:r1, c0:c1].copy()))
+                bg = L[:, r0:r1, c0:c1].copy() if self.phantom.voxels is not None else None
+                out.append(((r0, r1, c0, c1), bg))
         return out
 
-    def _edge_pixels(self, L: np.ndarray, backgrounds: list[tuple[tuple[int, int, int, int], np.ndarray]],
+    def _edge_pixels(self, L: np.ndarray, backgrounds: list[tuple[tuple[int, int, int, int], np.ndarray | None]],
                      xs: np.ndarray, ys: np.ndarray, source: np.ndarray) -> tuple | None:
         """Pixels whose area an analytic boundary crosses, and their sub-sampled line integrals.
 
@@ -286,7 +288,7 @@ class ExposureImager:
             if r1 - r0 <= SMALL_OBJECT_PX + 6 or c1 - c0 <= SMALL_OBJECT_PX + 6:
                 mask[r0:r1, c0:c1] = True  # small object: supersample its whole shadow
                 continue
-            d = L[:, r0:r1, c0:c1] - background  # the analytic contribution
+            d = L[:, r0:r1, c0:c1] if background is None else L[:, r0:r1, c0:c1] - background  # the analytic part
             sub = mask[r0:r1, c0:c1]
             d2c = np.abs(d[:, :, :-2] - 2.0 * d[:, :, 1:-1] + d[:, :, 2:]).max(axis=0) > EDGE_TOLERANCE_MM
             d2r = np.abs(d[:, :-2, :] - 2.0 * d[:, 1:-1, :] + d[:, 2:, :]).max(axis=0) > EDGE_TOLERANCE_MM
@@ -302,10 +304,11 @@ class ExposureImager:
         x = xs[cc][:, None] + ox.ravel()[None, :]
         y = ys[rr][:, None] + oy.ravel()[None, :]
         la = analytic_line_integrals_at(self.phantom.analytic, tuple(source), x, y, self.labels)
-        under = np.empty((len(self.labels), rr.size), dtype=np.float32)  # the voxel background at each pixel
+        under = np.zeros((len(self.labels), rr.size), dtype=L.dtype)  # the voxel background at each pixel
         for (r0, r1, c0, c1), background in backgrounds:  # every masked pixel lies in some box; boxes agree
-            inb = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
-            under[:, inb] = background[:, rr[inb] - r0, cc[inb] - c0]
+            if background is not None:
+                inb = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1)
+                under[:, inb] = background[:, rr[inb] - r0, cc[inb] - c0]
         l_sub = np.maximum(la.reshape(len(self.labels), rr.size, n * n) + under[:, :, None], 0.0)
         return rr, cc, l_sub.astype(np.float32)
 

@@ -114,6 +114,7 @@ def test_a_late_fault_arriving_before_the_reset_does_not_end_the_exam(tmp_path) 
     result = _late_fault_exam(tmp_path, fault_in_sweep=False)
     assert result.record.status == "complete", result.record.reason
     assert len(result.image_paths) == 15
+    assert "cleared by it, the exam goes on" in result.audit_path.read_text()  # the audit log says why
 
 
 def test_a_fault_of_this_exam_after_a_late_one_still_ends_it(tmp_path) -> None:  # type: ignore[no-untyped-def]

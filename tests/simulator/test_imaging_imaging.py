@@ -85,7 +85,7 @@ def test_dose_bookkeeping() -> None:
 
 def test_projection_holds_one_panel_of_line_integrals_not_two() -> None:
     """The edge supersampling keeps the voxel background only under each analytic object's shadow: a full-panel
-    copy of every material's line integrals was some 300 MB at full resolution (the stereo exam's peak). The
+    copy of every material's line integrals was some 580 MB in a stereo exam's full-resolution frame. The
     default gantry's phantom (voxel breast with analytic lesions); memory traced while one projection is formed.
     """
     import tracemalloc
