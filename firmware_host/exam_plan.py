@@ -349,7 +349,7 @@ def prepare(ctx: ExamContext, st: _State) -> Plan:
         yield Command(ResetFault(fault_code=0), retries=R)
         # faults the device reported before this reset (e.g. its watchdog when the previous host left) are
         # cleared; if their events reach us only now they must not end this exam
-        ctx.mirror.fault_floor_us = int(ctx.mirror.latest_device_time_s * 1e6)
+        ctx.mirror.mark_reset()
         status = yield from _status(ctx)
     if status.state == int(DeviceState.BUSY):
         # a motion still under way: the paddle rising to its park height after an operator's stop ended the

@@ -50,6 +50,7 @@ class DeviceMirror:
     exposures_done: int = 0
     device_time_s: float = 0.0
     latest_device_time_s: float = 0.0  # the latest device time any frame carried (device_time_s can go back)
+    latest_device_time_us: int = 0  # the same, exact (us)
     #: FAULT events with an earlier device time (us) were cleared by this host's RESET_FAULT before its exam
     #: started; the device may still deliver them late (its events are reliable across sessions)
     fault_floor_us: int = 0
@@ -68,6 +69,7 @@ class DeviceMirror:
         if name == "TELEMETRY":
             self.device_time_s = m.device_time_us * 1e-6
             self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
+            self.latest_device_time_us = max(self.latest_device_time_us, int(m.device_time_us))
             self.arc_deg = m.arc_mdeg * 1e-3
             self.arc_speed_deg_s = m.arc_speed_mdeg_s * 1e-3
             self.force_n = m.force_dn * 0.1
@@ -92,6 +94,7 @@ class DeviceMirror:
         if hasattr(m, "device_time_us"):
             self.device_time_s = m.device_time_us * 1e-6
             self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
+            self.latest_device_time_us = max(self.latest_device_time_us, int(m.device_time_us))
         # an event from before this host's RESET_FAULT, delivered late (the device retries its events across
         # sessions), is kept in the log but no longer describes the device: its state and fault were cleared
         stale = int(getattr(m, "device_time_us", self.fault_floor_us)) < self.fault_floor_us
@@ -118,6 +121,12 @@ class DeviceMirror:
         if name == "FAULT":
             self.faults.append(ev)
         return ev
+
+    def mark_reset(self) -> None:
+        """This host's RESET_FAULT was answered: every FAULT or STATE_CHANGED received so far, and any later copy
+        of one (the device retries its events), is from before the reset, which cleared it. Its device time is at
+        most the latest this host has seen; the device's own faults after the reset carry a later one."""
+        self.fault_floor_us = self.latest_device_time_us + 1
 
     def apply_status(self, m: Message) -> None:
         """Take a STATUS snapshot as the truth."""

@@ -19,7 +19,7 @@ def _mirror_after_reset(reset_at_us: int) -> DeviceMirror:
     mirror.apply(Telemetry(device_time_us=reset_at_us, arc_mdeg=0, arc_speed_mdeg_s=0, force_dn=0, thickness_um=0,
                            kv_ckv=0, ma_dma=0, anode_heat_permille=0, state=int(DeviceState.IDLE), interlocks=63,
                            detector_state=0), 0.0)
-    mirror.fault_floor_us = int(mirror.latest_device_time_s * 1e6)  # as prepare() sets it after RESET_FAULT
+    mirror.mark_reset()  # as prepare() does once RESET_FAULT is answered
     return mirror
 
 
@@ -121,3 +121,18 @@ def test_a_fault_of_this_exam_after_a_late_one_still_ends_it(tmp_path) -> None: 
     result = _late_fault_exam(tmp_path, fault_in_sweep=True)
     assert result.record.status == "aborted"
     assert "a fault during this exam" in (result.record.reason or "")
+
+
+def test_a_late_fault_that_is_the_newest_frame_before_the_reset_is_cleared_by_it() -> None:
+    """No telemetry yet: the previous session's FAULT is the newest timed frame this host has seen when its
+    RESET_FAULT is answered. The floor lies above it (a float round trip once put it 1 us low, or equal)."""
+    mirror = DeviceMirror()
+    fault = _watchdog(250_837_023)[0]
+    mirror.apply(fault, 0.5)
+    mirror.mark_reset()
+    assert mirror.fault_floor_us == 250_837_024
+    logged: list[dict] = []
+    fake = SimpleNamespace(mirror=mirror, _fault_trouble=None, log=lambda kind, **kw: logged.append(kw), now=0.0,
+                           _request_telemetry=lambda now: None)
+    Controller._on_fault(fake, fault)  # type: ignore[arg-type]
+    assert fake._fault_trouble is None
