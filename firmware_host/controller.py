@@ -190,11 +190,7 @@ class Controller:
         if not m.peer_alive:
             return Interrupted("link lost: the device stopped answering (its watchdog makes it safe)", "TIMEOUT",
                                "WATCHDOG")
-        if self._fault_trouble is not None and self._fault_trouble_us < m.fault_floor_us:
-            # reported before this host's RESET_FAULT (the previous session's, delivered late): the reset cleared it
-            self.log("decision", fault=self._fault_trouble.fault, action="continue",
-                     note="FAULT from before this host's RESET_FAULT: cleared by it, the exam goes on")
-            self._fault_trouble = None
+        self._drop_cleared_fault_trouble()
         if self._fault_trouble is not None:
             return self._fault_trouble
         if m.state in (int(DeviceState.SAFE_HOLD), int(DeviceState.FAULT), int(DeviceState.BOOT)):
@@ -266,8 +262,8 @@ class Controller:
             return
         action = fault_action(msg.fault_code, bool(msg.latched))
         self.log("decision", fault=fault_name(msg.fault_code), latched=bool(msg.latched), action=action.value)
-        stale = self._fault_trouble is not None and self._fault_trouble_us < self.mirror.fault_floor_us
-        if action is Action.END and (self._fault_trouble is None or stale):  # a later fault replaces a cleared one
+        self._drop_cleared_fault_trouble()  # a later fault replaces one the reset cleared
+        if action is Action.END and self._fault_trouble is None:
             self._fault_trouble = Interrupted(
                 f"device fault {fault_name(msg.fault_code)}: {msg.text or 'no detail'}", "FAULT",
                 fault_name(msg.fault_code),
@@ -275,6 +271,14 @@ class Controller:
             self._fault_trouble_us = int(msg.device_time_us)
         elif int(msg.fault_code) == int(FaultCode.TELEMETRY_STOP):
             self._request_telemetry(self.now)
+
+    def _drop_cleared_fault_trouble(self) -> None:
+        """Forget the fault that was to end the exam if it was reported before this host's RESET_FAULT (the previous
+        session's, delivered late): the reset cleared it (``mirror.fault_floor_us``)."""
+        if self._fault_trouble is not None and self._fault_trouble_us < self.mirror.fault_floor_us:
+            self.log("decision", fault=self._fault_trouble.fault, action="continue",
+                     note="FAULT from before this host's RESET_FAULT: cleared by it, the exam goes on")
+            self._fault_trouble = None
 
     def _check_telemetry(self, now: float) -> None:
         last = self.mirror.last_telemetry_host_s

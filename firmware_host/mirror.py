@@ -49,8 +49,7 @@ class DeviceMirror:
     armed_plan_id: int = 0
     exposures_done: int = 0
     device_time_s: float = 0.0
-    latest_device_time_s: float = 0.0  # the latest device time any frame carried (device_time_s can go back)
-    latest_device_time_us: int = 0  # the same, exact (us)
+    latest_device_time_us: int = 0  # the latest device time (us) any frame carried (device_time_s can go back)
     #: FAULT events with an earlier device time (us) were cleared by this host's RESET_FAULT before its exam
     #: started; the device may still deliver them late (its events are reliable across sessions)
     fault_floor_us: int = 0
@@ -68,7 +67,6 @@ class DeviceMirror:
         m = message
         if name == "TELEMETRY":
             self.device_time_s = m.device_time_us * 1e-6
-            self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
             self.latest_device_time_us = max(self.latest_device_time_us, int(m.device_time_us))
             self.arc_deg = m.arc_mdeg * 1e-3
             self.arc_speed_deg_s = m.arc_speed_mdeg_s * 1e-3
@@ -93,7 +91,6 @@ class DeviceMirror:
             return None
         if hasattr(m, "device_time_us"):
             self.device_time_s = m.device_time_us * 1e-6
-            self.latest_device_time_s = max(self.latest_device_time_s, self.device_time_s)
             self.latest_device_time_us = max(self.latest_device_time_us, int(m.device_time_us))
         # an event from before this host's RESET_FAULT, delivered late (the device retries its events across
         # sessions), is kept in the log but no longer describes the device: its state and fault were cleared

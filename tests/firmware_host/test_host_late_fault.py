@@ -37,6 +37,15 @@ def _cause(mirror: DeviceMirror, events: list) -> object:
     return device_cause(SimpleNamespace(mirror=mirror), SimpleNamespace(event_mark=mark))  # type: ignore[arg-type]
 
 
+def _fake_controller(mirror: DeviceMirror, logged: list[dict] | None = None) -> SimpleNamespace:
+    """The controller state ``_on_fault`` and ``trouble`` read, with the real helper they call."""
+    fake = SimpleNamespace(mirror=mirror, _fault_trouble=None, _fault_trouble_us=0, now=0.0,
+                           log=lambda kind, **kw: (logged if logged is not None else []).append(kw),
+                           _request_telemetry=lambda now: None)
+    fake._drop_cleared_fault_trouble = lambda: Controller._drop_cleared_fault_trouble(fake)  # type: ignore[arg-type]
+    return fake
+
+
 def test_a_fault_from_before_the_reset_delivered_late_does_not_end_the_exam() -> None:
     assert _cause(_mirror_after_reset(250_900_000), _watchdog(250_837_024)) is None
 
@@ -48,9 +57,7 @@ def test_a_fault_after_the_reset_still_ends_the_exam() -> None:
 
 def test_the_controller_ignores_only_the_faults_before_the_floor() -> None:
     logged: list[dict] = []
-    fake = SimpleNamespace(mirror=_mirror_after_reset(250_900_000), _fault_trouble=None,
-                           log=lambda kind, **kw: logged.append(kw), now=0.0,
-                           _request_telemetry=lambda now: None)
+    fake = _fake_controller(_mirror_after_reset(250_900_000), logged)
     Controller._on_fault(fake, _watchdog(250_837_024)[0])  # type: ignore[arg-type]
     assert fake._fault_trouble is None and "before this host's RESET_FAULT" in logged[-1]["note"]
     Controller._on_fault(fake, _watchdog(251_000_000)[0])  # type: ignore[arg-type]
@@ -64,7 +71,7 @@ def test_a_late_safe_hold_from_before_the_reset_leaves_the_mirror_and_the_exam_a
     when the old event arrived after its RESET_FAULT. A SAFE_HOLD after the reset still ends the exam."""
     mirror = _mirror_after_reset(250_900_000)
     mirror.peer_alive = True
-    fake = SimpleNamespace(mirror=mirror, _fault_trouble=None)
+    fake = _fake_controller(mirror)
     for m in _watchdog(250_837_024):
         mirror.apply(m, 1.0)
     assert mirror.state == int(DeviceState.IDLE) and mirror.fault_code == 0
@@ -132,7 +139,24 @@ def test_a_late_fault_that_is_the_newest_frame_before_the_reset_is_cleared_by_it
     mirror.mark_reset()
     assert mirror.fault_floor_us == 250_837_024
     logged: list[dict] = []
-    fake = SimpleNamespace(mirror=mirror, _fault_trouble=None, log=lambda kind, **kw: logged.append(kw), now=0.0,
-                           _request_telemetry=lambda now: None)
+    fake = _fake_controller(mirror, logged)
     Controller._on_fault(fake, fault)  # type: ignore[arg-type]
     assert fake._fault_trouble is None
+
+
+def test_a_fault_after_the_reset_replaces_one_the_reset_cleared_at_once() -> None:
+    """The old fault was kept as the reason to end the exam before RESET_FAULT; a fault after the reset arrives
+    before the controller's next check: it is the one that ends the exam, with its own reason."""
+    mirror = DeviceMirror()
+    logged: list[dict] = []
+    fake = _fake_controller(mirror, logged)
+    old = _watchdog(250_837_023)[0]
+    mirror.apply(old, 0.5)
+    Controller._on_fault(fake, old)  # type: ignore[arg-type]
+    assert fake._fault_trouble is not None
+    mirror.mark_reset()
+    new = Fault(device_time_us=251_000_000, fault_code=int(FaultCode.WATCHDOG), latched=0, detail=0,
+                text="a fault during this exam")
+    Controller._on_fault(fake, new)  # type: ignore[arg-type]
+    assert "a fault during this exam" in str(fake._fault_trouble)
+    assert any("cleared by it" in str(e.get("note", "")) for e in logged)
