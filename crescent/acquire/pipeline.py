@@ -208,7 +208,8 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
     if rec.exam_kind == "stereo":  # stereotactic pair (after any 0-degree view): triangulate the lesions
         pair = [i for i, e in enumerate(exposures) if abs(e.mean_angle_deg) > 1.0][-2:]
         if len(pair) == 2:
-            lines = line_integrals(raw[pair], flat=None if flat is None else flat[pair], dark=dark,
+            sel = slice(pair[0], pair[1] + 1) if pair[1] == pair[0] + 1 else pair  # a view, not a copy, if adjacent
+            lines = line_integrals(raw[sel], flat=None if flat is None else flat[sel], dark=dark,
                                    i0=None if i0 is None else i0[pair], clip_negative=True)
             stereo = analysis.stereo_localise(lines, header, [exposures[i] for i in pair], lesions)
             del lines  # full-panel line integrals of the pair: not needed past the triangulation
@@ -243,10 +244,10 @@ def run_acquire(opts: AcquireOptions, progress: ProgressFn | None = None,
                         line_integrals=lines_all)
     from crescent.acquire.acquisition_qc import acquisition_qc
 
-    acq.acquisition_qc = acquisition_qc(rec, header, exposures, raw, dark)
-    # the outputs need the raw counts only: the float32 stack and the flat fields go before they are written
-    # (a stereo pair at full resolution held both, plus a uint16 copy, at its peak)
+    # the QC and the outputs need the raw counts only: the flat fields go first, the float32 stack before the
+    # outputs are written (a stereo pair at full resolution held both, plus a uint16 copy, at its peak)
     del flat
+    acq.acquisition_qc = acquisition_qc(rec, header, exposures, raw, dark)
     raw_counts = raw.astype(np.uint16)
     del raw
     acq.files += write_outputs(acq, raw_counts, timeline_from_packets(tap.packets), opts,

@@ -81,19 +81,39 @@ class DetectorModel:
         ``rng=None`` gives the noiseless expected image (still rounded and clipped).
         """
         scale = self.gain_adu_per_kev / binning**2
-        if rng is None:
-            adu = self.offset_adu + scale * s1_kev
-            return np.clip(np.rint(adu), 0, self.max_adu).astype(np.uint16)
+        if rng is None:  # in bands of rows (see below): no full-panel float temporaries
+            s1_kev = np.asarray(s1_kev)
+            expected = np.empty(s1_kev.shape, dtype=np.uint16)
+            step = max(1, READOUT_BAND_PIXELS // max(1, s1_kev[0].size))
+            for r0 in range(0, s1_kev.shape[0], step):
+                adu = self.offset_adu + scale * s1_kev[r0:r0 + step]
+                expected[r0:r0 + step] = np.clip(np.rint(adu), 0, self.max_adu)
+            return expected
         s1 = np.ascontiguousarray(s1_kev, dtype=np.float64)
         s2 = np.ascontiguousarray(s2_kev2, dtype=np.float64)
-        n_eff = np.empty_like(s1)
-        e_eff = np.empty_like(s1)
-        _quanta(s1, s2, n_eff, e_eff)
-        counts = rng.poisson(n_eff)
-        noise = rng.normal(0.0, self.electronic_noise_adu / binning, size=s1.shape)
+        # In bands of rows, so a full-resolution panel (28.8 Mpx) holds one float64 panel beyond its inputs, not
+        # four: the quanta and Poisson counts of a band, then (second pass) the electronic noise of a band. The
+        # draws come from ``rng`` in the same order as over the whole panel (all counts, then all noise, C order),
+        # so the image does not depend on the band size.
+        rows = s1.shape[0]
+        band = max(1, READOUT_BAND_PIXELS // max(1, s1[0].size))
+        signal = np.empty_like(s1)  # offset + scale x counts x energy per quantum (ADU, before the noise)
+        for r0 in range(0, rows, band):
+            r1 = min(r0 + band, rows)
+            n_eff = np.empty_like(s1[r0:r1])
+            e_eff = np.empty_like(n_eff)
+            _quanta(s1[r0:r1], s2[r0:r1], n_eff, e_eff)
+            _signal_adu(rng.poisson(n_eff), e_eff, self.offset_adu, scale, signal[r0:r1])
         out = np.empty(s1.shape, dtype=np.uint16)
-        _digitise(counts, e_eff, noise, self.offset_adu, scale, float(self.max_adu), out)
+        for r0 in range(0, rows, band):
+            r1 = min(r0 + band, rows)
+            noise = rng.normal(0.0, self.electronic_noise_adu / binning, size=signal[r0:r1].shape)
+            _digitise(signal[r0:r1], noise, float(self.max_adu), out[r0:r1])
         return out
+
+
+#: Pixels per band of :meth:`DetectorModel.read_out` (1 Mpx: about 8 MB per float64 band).
+READOUT_BAND_PIXELS = 1 << 20
 
 
 @nb.njit(cache=True)
@@ -111,11 +131,19 @@ def _quanta(s1, s2, n_eff, e_eff):  # pragma: no cover - numba
 
 
 @nb.njit(cache=True)
-def _digitise(counts, e_eff, noise, offset, scale, max_adu, out):  # pragma: no cover - numba
-    """``clip(rint(offset + scale * counts * e_eff + noise), 0, max_adu)`` as uint16, one pass."""
-    c, e, g, o = counts.ravel(), e_eff.ravel(), noise.ravel(), out.ravel()
+def _signal_adu(counts, e_eff, offset, scale, out):  # pragma: no cover - numba
+    """``offset + scale * counts * e_eff`` (ADU before the electronic noise), one pass."""
+    c, e, o = counts.ravel(), e_eff.ravel(), out.ravel()
     for i in range(c.size):
-        v = np.rint(offset + scale * c[i] * e[i] + g[i])
+        o[i] = offset + scale * c[i] * e[i]
+
+
+@nb.njit(cache=True)
+def _digitise(signal, noise, max_adu, out):  # pragma: no cover - numba
+    """``clip(rint(signal + noise), 0, max_adu)`` as uint16, one pass."""
+    a, g, o = signal.ravel(), noise.ravel(), out.ravel()
+    for i in range(a.size):
+        v = np.rint(a[i] + g[i])
         o[i] = np.uint16(min(max(v, 0.0), max_adu))
 
 

@@ -327,7 +327,10 @@ class ExposureImager:
         else:
             s1, s2 = self._expected_signal(exposure, None)
         cover = self.field_coverage()
-        return (s1, s2) if cover is None else (s1 * cover, s2 * cover)
+        if cover is not None:  # in place: s1 and s2 are this call's own arrays
+            s1 *= cover
+            s2 *= cover
+        return s1, s2
 
     def field_coverage(self) -> np.ndarray | None:
         """Fraction of each pixel's area inside the X-ray field ``field_mm`` (None: all covered)."""
@@ -383,19 +386,28 @@ class ExposureImager:
         s2 /= len(sources)
         if q > 1:
             s1, s2 = bin_sum(s1, q), bin_sum(s2, q)
-        e_eff = np.where(s1 > 0, s2 / np.maximum(s1, 1e-30), 0.0)
+        # energy per quantum s2 / s1 (0 where s1 <= 0), in place of s2 and a band of rows at a time: a
+        # full-resolution panel is 230 MB a copy
+        e_eff = s2
+        step = max(1, (1 << 20) // max(1, s1.shape[1]))
+        for r0 in range(0, s1.shape[0], step):
+            b1, be = s1[r0:r0 + step], e_eff[r0:r0 + step]
+            np.divide(be, np.maximum(b1, 1e-30), out=be)
+            be[b1 <= 0] = 0.0
+        del s2
         scat = None
         if self.scatter and inside is not None and (inside > INSIDE_MM).any():
             if q > 1:
                 inside = inside.reshape(ys.size // q, q, xs.size // q, q).mean(axis=(1, 3))
             scat = self.scatter_signal(s1, inside, exposure, sources.mean(axis=0))
         if self.grid is not None:
-            s1 = self.grid.primary_transmission * s1
+            s1 *= self.grid.primary_transmission
             if scat is not None:
-                scat = self.grid.scatter_transmission * scat
+                scat *= self.grid.scatter_transmission
         if scat is not None:
-            s1 = s1 + scat  # scatter taken at the primary's mean energy per quantum (Swank moment)
-        return s1, s1 * e_eff
+            s1 += scat  # scatter taken at the primary's mean energy per quantum (Swank moment)
+            del scat
+        return s1, np.multiply(s1, e_eff, out=e_eff)
 
     def scatter_signal(self, primary: np.ndarray, path_mm: np.ndarray, exposure: ExposureRecord,
                        source: np.ndarray) -> np.ndarray:

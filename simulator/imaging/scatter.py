@@ -118,14 +118,23 @@ def scatter_image(primary: np.ndarray, local_thickness_mm: np.ndarray, nodes_mm:
     r0, c0 = rows[0] // b * b, cols[0] // b * b  # the breast's box, aligned to whole cells
     r1, c1 = min(-(-(rows[-1] + 1) // b) * b, nr * b), min(-(-(cols[-1] + 1) // b) * b, nc * b)
     pr, pc = min(r1, r) - r0, min(c1, c) - c0
-    src = np.zeros((r1 - r0, c1 - c0), dtype=np.float64)
-    pt = np.zeros_like(src)
-    win = (slice(r0, r0 + pr), slice(c0, c0 + pc))
-    src[:pr, :pc] = np.where(inside[win], primary[win], 0.0)
-    pt[:pr, :pc] = src[:pr, :pc] * np.clip(t_all[win], 0.0, float(nodes_mm[-1]))
-    shape = (src.shape[0] // b, b, src.shape[1] // b, b)
-    psum = src.reshape(shape).sum(axis=(1, 3))
-    tbar = np.divide(pt.reshape(shape).sum(axis=(1, 3)), psum, out=np.zeros_like(psum), where=psum > 0)
+    # primary and primary x thickness summed over each cell, in bands of whole cell rows (a full-resolution
+    # panel's box would be two more 230 MB float64 copies; each cell's sum is the same either way)
+    psum = np.zeros(((r1 - r0) // b, (c1 - c0) // b))
+    ptsum = np.zeros_like(psum)
+    band = max(1, _BAND_PIXELS // max(1, b * (c1 - c0))) * b
+    for a0 in range(0, r1 - r0, band):
+        a1 = min(a0 + band, r1 - r0)
+        src = np.zeros((a1 - a0, c1 - c0), dtype=np.float64)
+        pt = np.zeros_like(src)
+        n = max(0, min(a1, pr) - a0)  # rows of this band inside the image
+        win = (slice(r0 + a0, r0 + a0 + n), slice(c0, c0 + pc))
+        src[:n, :pc] = np.where(inside[win], primary[win], 0.0)
+        pt[:n, :pc] = src[:n, :pc] * np.clip(t_all[win], 0.0, float(nodes_mm[-1]))
+        shape = (src.shape[0] // b, b, src.shape[1] // b, b)
+        psum[a0 // b:a1 // b] = src.reshape(shape).sum(axis=(1, 3))
+        ptsum[a0 // b:a1 // b] = pt.reshape(shape).sum(axis=(1, 3))
+    tbar = np.divide(ptsum, psum, out=np.zeros_like(psum), where=psum > 0)
     levels = np.concatenate([[0.0], np.asarray(nodes_mm, dtype=np.float64)])
     h = kernels[0].shape[0] // 2
     full = (psum.shape[0] + 2 * h, psum.shape[1] + 2 * h)
@@ -166,12 +175,18 @@ def _upsample_linear(s: np.ndarray, b: int, r: int, c: int) -> np.ndarray:
     i0, i1, f = axis(r, s.shape[0])
     rows = s[i0] * (1.0 - f)[:, None] + s[i1] * f[:, None]
     j0, j1, g = axis(c, s.shape[1])
-    fine = rows[:, j0]  # full-size arrays: two, updated in place (a 50 um panel's frame is ~58 MB each)
+    fine = rows[:, j0]  # one full-size array, updated in place (a 50 um panel's frame is ~58 MB, full resolution 230 MB)
     fine *= (1.0 - g)[None, :]
-    right = rows[:, j1]
-    right *= g[None, :]
-    fine += right
+    band = max(1, _BAND_PIXELS // max(1, c))
+    for a0 in range(0, r, band):  # the right-hand neighbours' share, a band of rows at a time
+        right = rows[a0:a0 + band, j1]
+        right *= g[None, :]
+        fine[a0:a0 + band] += right
     return fine
+
+
+#: Pixels per band of the full-resolution loops of :func:`scatter_image` (1 Mpx: 8 MB per float64 band).
+_BAND_PIXELS = 1 << 20
 
 
 def projection_angle_deg(source_mm: np.ndarray, inside: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:

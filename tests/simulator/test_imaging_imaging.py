@@ -109,3 +109,66 @@ def test_projection_holds_one_panel_of_line_integrals_not_two() -> None:
         tracemalloc.stop()
     assert edges is not None  # the lesions' boundaries were supersampled
     assert peak < 1.5 * L.nbytes, (peak, L.nbytes)
+
+
+def _default_gantry_frame(monkeypatch: pytest.MonkeyPatch | None = None, band_pixels: int | None = None,
+                          grid: bool = False) -> np.ndarray:
+    """One frame of the default gantry (scatter on, X-ray field, noise), optionally with other band sizes."""
+    import simulator.imaging.detector as detector
+    import simulator.imaging.scatter as scatter
+    from simulator.gantry import load_config
+    from simulator.gantry.detector import build_imager, render_image
+
+    if band_pixels is not None and monkeypatch is not None:
+        monkeypatch.setattr(detector, "READOUT_BAND_PIXELS", band_pixels)
+        monkeypatch.setattr(scatter, "_BAND_PIXELS", band_pixels)
+    cfg = load_config(None)
+    det = cfg.detector.model_copy(update={"grid": grid})
+    im = build_imager(cfg.geometry, cfg.phantom, det, 3, 45.0)
+    rec = ExposureRecord(index=0, frame_id=5, planned_angle_deg=7.5, angle_start_deg=7.2, angle_end_deg=7.8, kvp=29.0,
+                         mas=4.0, anode_filter="W/Rh", window_start_s=0.0, window_end_s=0.1)
+    return render_image(im, rec, det)
+
+
+@pytest.mark.parametrize("grid", [False, True], ids=["default", "grid"])
+def test_read_out_and_scatter_bands_do_not_change_the_image(monkeypatch: pytest.MonkeyPatch, grid: bool) -> None:
+    """The read-out (Poisson counts, electronic noise) and the scatter's cell sums run in bands of rows to bound a
+    full-resolution frame's memory; the image is bit-identical whatever the band size (the draws keep their order).
+    The default band covers 1 Mpx (two bands on the default 1200 x 1500 panel); 997 pixels gives hundreds."""
+    whole = _default_gantry_frame(grid=grid)
+    banded = _default_gantry_frame(monkeypatch, 997, grid=grid)
+    assert whole.shape == (1200, 1500)
+    assert np.array_equal(whole, banded)
+    assert whole.std() > 0  # a real image (not an empty one equal to another)
+
+
+def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forming one default-gantry image (scatter on) holds under five float64 panels beyond the cached line
+    integrals: at most the signal and its second moment (or energy per quantum), each ray's material path and the
+    scatter's local thickness (float32), and the scatter image. The read-out's quanta, counts and noise and the
+    scatter's cell sums are done in bands of rows; here the bands are set to 1/20 of the panel, the proportion of
+    the 1 Mpx bands in a 28.8 Mpx full-resolution frame. It held over six (the read-out alone held four panels of
+    quanta, energy per quantum, counts and noise beside its inputs: some 1.4 GB at full resolution)."""
+    import tracemalloc
+
+    import simulator.imaging.detector as detector
+    import simulator.imaging.scatter as scatter
+    from simulator.gantry import load_config
+    from simulator.gantry.detector import build_imager
+
+    cfg = load_config(None)
+    pixels = cfg.geometry.detector.rows * cfg.geometry.detector.cols
+    monkeypatch.setattr(detector, "READOUT_BAND_PIXELS", pixels // 20)
+    monkeypatch.setattr(scatter, "_BAND_PIXELS", pixels // 20)
+    im = build_imager(cfg.geometry, cfg.phantom, cfg.detector, 1, 45.0)
+    assert im.scatter
+    rec = _exp(0.0, mas=4.0, frame=2)
+    im.image(rec)  # the line integrals are cached after this (the default panel's fit in the cache)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        im.image(rec)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < 5.0 * 8 * pixels, peak / (8 * pixels)
