@@ -108,7 +108,7 @@ def phase_shift(ref: np.ndarray, img: np.ndarray) -> tuple[float, float, float]:
     return out[0], out[1], float(r[i, j] / max(float(r.std()), 1e-12))
 
 
-def motion_track(raw: np.ndarray, dark_adu: float, angles_deg: list[float], geometry: Any
+def motion_track(raw: np.ndarray | list[np.ndarray], dark_adu: float, angles_deg: list[float], geometry: Any
                  ) -> dict[str, Any] | None:
     """Track a sweep's projections against each other and against the parallax track of a still object.
 
@@ -165,13 +165,13 @@ def motion_verdict(raw: np.ndarray, dark_adu: float, exposures: list[Any], geome
     """The patient-motion check of one sweep (:func:`motion_track`) as a verdict; INFO when it cannot be made."""
     keep = [k for k, e in enumerate(exposures) if not e.is_scout]  # frame numbers count the sweep only
     sweep = [exposures[k] for k in keep]
-    raw = raw[keep]
     name = "Patient motion between projections"
     source = ("project: no published per-exam limit (EUREF / EFOMP DBT protocols test equipment); 0.5 mm = the "
               "calcification size a DBT exam must resolve")
     if len({round(e.mean_angle_deg, 2) for e in sweep}) < 3:
         return Verdict(name, "not a sweep (fewer than 3 angles)", "-", "INFO", source)
-    t = motion_track(raw, dark_adu, [e.mean_angle_deg for e in sweep], geometry)
+    frames = [raw[k] for k in keep]  # views: no copy of the stack
+    t = motion_track(frames, dark_adu, [e.mean_angle_deg for e in sweep], geometry)
     if t is None:
         return Verdict(name, "no trackable structure in the projections", "-", "INFO", source)
     where = f"; projections {', '.join(map(str, t['moved']))} off the track" if t["moved"] else ""
@@ -200,7 +200,8 @@ def acquisition_qc(record: Any, header: Any, exposures: list[Any], raw: np.ndarr
                            "motion; the patient's is the next check)"))
     if kv.size:
         out.append(motion_verdict(raw, dark_adu, exposures, header.geometry))
-    img = raw.mean(axis=0, dtype=np.float64) - dark_adu  # no float64 copy of the stack (230 MB a full-resolution frame)
+    img = raw.mean(axis=0, dtype=np.float64)  # no float64 copy of the stack (230 MB a full-resolution frame)
+    img -= dark_adu
     lines = defective_lines(img)
     out.append(Verdict("Detector artefacts (defective lines)", str(lines), "0", "PASS" if lines == 0 else "FAIL",
                        "project: EUREF-2D 2.4.7 no uncorrected defective lines"))

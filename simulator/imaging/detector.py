@@ -84,7 +84,7 @@ class DetectorModel:
         if rng is None:  # in bands of rows (see below): no full-panel float temporaries
             s1_kev = np.asarray(s1_kev)
             expected = np.empty(s1_kev.shape, dtype=np.uint16)
-            step = max(1, READOUT_BAND_PIXELS // max(1, s1_kev[0].size))
+            step = max(1, BAND_PIXELS // max(1, s1_kev.shape[1] if s1_kev.ndim > 1 else 1))
             for r0 in range(0, s1_kev.shape[0], step):
                 adu = self.offset_adu + scale * s1_kev[r0:r0 + step]
                 expected[r0:r0 + step] = np.clip(np.rint(adu), 0, self.max_adu)
@@ -96,7 +96,7 @@ class DetectorModel:
         # draws come from ``rng`` in the same order as over the whole panel (all counts, then all noise, C order),
         # so the image does not depend on the band size.
         rows = s1.shape[0]
-        band = max(1, READOUT_BAND_PIXELS // max(1, s1[0].size))
+        band = max(1, BAND_PIXELS // max(1, s1.shape[1] if s1.ndim > 1 else 1))
         signal = np.empty_like(s1)  # offset + scale x counts x energy per quantum (ADU, before the noise)
         for r0 in range(0, rows, band):
             r1 = min(r0 + band, rows)
@@ -112,8 +112,10 @@ class DetectorModel:
         return out
 
 
-#: Pixels per band of :meth:`DetectorModel.read_out` (1 Mpx: about 8 MB per float64 band).
-READOUT_BAND_PIXELS = 1 << 20
+#: Pixels per band of rows in the full-panel loops of image formation (:meth:`DetectorModel.read_out`, the
+#: imager's energy per quantum, :func:`simulator.imaging.scatter.scatter_image`): 1 Mpx, about 8 MB per float64
+#: band, against 230 MB for a whole full-resolution (50 um, 4800 x 6000) float64 panel.
+BAND_PIXELS = 1 << 20
 
 
 @nb.njit(cache=True)
@@ -182,6 +184,16 @@ def aperture_taps(half_width: int = 8) -> np.ndarray:
 
 
 _TAPS = aperture_taps()
+
+
+def aperture_filter_in_place(img: np.ndarray) -> None:
+    """:func:`aperture_filter` of a float32 view, written back into it and clamped at zero (one temporary)."""
+    from scipy.ndimage import correlate1d
+
+    taps = _TAPS.astype(np.float32)
+    rows_done = correlate1d(img, taps, axis=-1, mode="nearest")
+    correlate1d(rows_done, taps, axis=-2, mode="nearest", output=img)
+    np.maximum(img, 0.0, out=img)
 
 
 def aperture_filter(img: np.ndarray) -> np.ndarray:

@@ -37,9 +37,11 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 
 from protocols.geometry import AcquisitionGeometry
@@ -47,7 +49,8 @@ from protocols.records import ExposureRecord
 from physics import materials
 from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
 from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
-from simulator.imaging.detector import DetectorModel, aperture_filter
+from simulator.imaging import detector as _detector
+from simulator.imaging.detector import DetectorModel, aperture_filter_in_place
 from simulator.imaging.scatter import (SCATTER_PITCH_MM, AntiScatterGrid, projection_angle_deg, scatter_image,
                                        scatter_kernel, thickness_nodes)
 from simulator.imaging.phantoms.base import Phantom
@@ -104,14 +107,30 @@ def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, 
 
 
 _FILTER_THREADS: ThreadPoolExecutor | None = None
+_FILTER_LOCK = threading.Lock()
 
 
-def _filter_threads() -> ThreadPoolExecutor:
-    """Threads (one per core) for the per-material aperture filter of :meth:`ExposureImager.projection`."""
+def _filter_threads() -> ThreadPoolExecutor | None:
+    """Threads for the per-material aperture filter of :meth:`ExposureImager.projection`: as many as numba may use
+    (one in a trial worker started with ``NUMBA_NUM_THREADS=1``: then None, the filter runs in the caller)."""
     global _FILTER_THREADS
-    if _FILTER_THREADS is None:
-        _FILTER_THREADS = ThreadPoolExecutor(max(1, os.cpu_count() or 1), thread_name_prefix="aperture-filter")
-    return _FILTER_THREADS
+    n = numba.get_num_threads()
+    if n < 2:
+        return None
+    with _FILTER_LOCK:
+        if _FILTER_THREADS is None:
+            _FILTER_THREADS = ThreadPoolExecutor(n, thread_name_prefix="aperture-filter")
+        return _FILTER_THREADS
+
+
+def _forget_filter_threads() -> None:
+    """After fork: the child has the pool object but not its threads (a map would wait for ever); start afresh."""
+    global _FILTER_THREADS, _FILTER_LOCK
+    _FILTER_THREADS = None
+    _FILTER_LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_filter_threads)
 
 
 def _shift_edge(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -261,9 +280,12 @@ class ExposureImager:
                     r0, r1 = max(rows[0] - 9, 0), min(rows[-1] + 10, L.shape[1])
                     c0, c1 = max(cols[0] - 9, 0), min(cols[-1] + 10, L.shape[2])
                     boxes = [L[m, r0:r1, c0:c1] for m in range(L.shape[0])]
-                    # the materials in parallel (scipy's filter releases the GIL); each writes its own slice
-                    for m, filtered in enumerate(_filter_threads().map(aperture_filter, boxes)):
-                        L[m, r0:r1, c0:c1] = np.maximum(filtered, 0.0)
+                    pool = _filter_threads()
+                    if pool is None or len(boxes) < 2:
+                        for box in boxes:
+                            aperture_filter_in_place(box)
+                    else:  # the materials in parallel (scipy's filter releases the GIL), each into its own plane
+                        list(pool.map(aperture_filter_in_place, boxes))
         else:
             L = np.zeros((len(self.labels), ys.size, xs.size), dtype=np.float32)
         edges = None
@@ -406,7 +428,7 @@ class ExposureImager:
         # energy per quantum s2 / s1 (0 where s1 <= 0), in place of s2 and a band of rows at a time: a
         # full-resolution panel is 230 MB a copy
         e_eff = s2
-        step = max(1, (1 << 20) // max(1, s1.shape[1]))
+        step = max(1, _detector.BAND_PIXELS // max(1, s1.shape[1]))
         for r0 in range(0, s1.shape[0], step):
             b1, be = s1[r0:r0 + step], e_eff[r0:r0 + step]
             np.divide(be, np.maximum(b1, 1e-30), out=be)

@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from physics import scatter_mc
+from simulator.imaging import detector as _detector
 
 #: Pitch of the grid the scatter convolution runs on, mm (rounded to a whole number of pixels).
 SCATTER_PITCH_MM = 2.0
@@ -122,7 +123,7 @@ def scatter_image(primary: np.ndarray, local_thickness_mm: np.ndarray, nodes_mm:
     # panel's box would be two more 230 MB float64 copies; each cell's sum is the same either way)
     psum = np.zeros(((r1 - r0) // b, (c1 - c0) // b))
     ptsum = np.zeros_like(psum)
-    band = max(1, _BAND_PIXELS // max(1, b * (c1 - c0))) * b
+    band = max(1, _detector.BAND_PIXELS // max(1, b * (c1 - c0))) * b
     for a0 in range(0, r1 - r0, band):
         a1 = min(a0 + band, r1 - r0)
         src = np.zeros((a1 - a0, c1 - c0), dtype=np.float64)
@@ -175,18 +176,15 @@ def _upsample_linear(s: np.ndarray, b: int, r: int, c: int) -> np.ndarray:
     i0, i1, f = axis(r, s.shape[0])
     rows = s[i0] * (1.0 - f)[:, None] + s[i1] * f[:, None]
     j0, j1, g = axis(c, s.shape[1])
-    fine = rows[:, j0]  # one full-size array, updated in place (a 50 um panel's frame is ~58 MB, full resolution 230 MB)
+    fine = rows[:, j0]  # one full-size array, updated in place (230 MB for a full-resolution, 50 um frame)
     fine *= (1.0 - g)[None, :]
-    band = max(1, _BAND_PIXELS // max(1, c))
+    band = max(1, _detector.BAND_PIXELS // max(1, c))
     for a0 in range(0, r, band):  # the right-hand neighbours' share, a band of rows at a time
         right = rows[a0:a0 + band, j1]
         right *= g[None, :]
         fine[a0:a0 + band] += right
     return fine
 
-
-#: Pixels per band of the full-resolution loops of :func:`scatter_image` (1 Mpx: 8 MB per float64 band).
-_BAND_PIXELS = 1 << 20
 
 
 def projection_angle_deg(source_mm: np.ndarray, inside: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:

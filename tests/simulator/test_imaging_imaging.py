@@ -5,6 +5,7 @@ import pytest
 
 from protocols.geometry import AcquisitionGeometry, DetectorGeometry, project_point
 from protocols.records import ExposureRecord
+from simulator.imaging.detector import DetectorModel
 from simulator.imaging.imager import PHANTOM_NAMES, ExposureImager, make_phantom
 from physics.materials import LABEL_OF
 
@@ -111,35 +112,93 @@ def test_projection_holds_one_panel_of_line_integrals_not_two() -> None:
     assert peak < 1.5 * L.nbytes, (peak, L.nbytes)
 
 
-def _default_gantry_frame(monkeypatch: pytest.MonkeyPatch | None = None, band_pixels: int | None = None,
-                          grid: bool = False) -> np.ndarray:
-    """One frame of the default gantry (scatter on, X-ray field, noise), optionally with other band sizes."""
+def _default_gantry_frame(monkeypatch: pytest.MonkeyPatch | None = None, band_pixels: int | None = None) -> np.ndarray:
+    """One frame of the default gantry (scatter on, X-ray field, noise), optionally with another band size."""
     import simulator.imaging.detector as detector
-    import simulator.imaging.scatter as scatter
     from simulator.gantry import load_config
     from simulator.gantry.detector import build_imager, render_image
 
     if band_pixels is not None and monkeypatch is not None:
-        monkeypatch.setattr(detector, "READOUT_BAND_PIXELS", band_pixels)
-        monkeypatch.setattr(scatter, "_BAND_PIXELS", band_pixels)
+        monkeypatch.setattr(detector, "BAND_PIXELS", band_pixels)
     cfg = load_config(None)
-    det = cfg.detector.model_copy(update={"grid": grid})
-    im = build_imager(cfg.geometry, cfg.phantom, det, 3, 45.0)
+    im = build_imager(cfg.geometry, cfg.phantom, cfg.detector, 3, 45.0)
     rec = ExposureRecord(index=0, frame_id=5, planned_angle_deg=7.5, angle_start_deg=7.2, angle_end_deg=7.8, kvp=29.0,
                          mas=4.0, anode_filter="W/Rh", window_start_s=0.0, window_end_s=0.1)
-    return render_image(im, rec, det)
+    return render_image(im, rec, cfg.detector)
 
 
-@pytest.mark.parametrize("grid", [False, True], ids=["default", "grid"])
-def test_read_out_and_scatter_bands_do_not_change_the_image(monkeypatch: pytest.MonkeyPatch, grid: bool) -> None:
-    """The read-out (Poisson counts, electronic noise) and the scatter's cell sums run in bands of rows to bound a
-    full-resolution frame's memory; the image is bit-identical whatever the band size (the draws keep their order).
-    The default band covers 1 Mpx (two bands on the default 1200 x 1500 panel); 997 pixels gives hundreds."""
-    whole = _default_gantry_frame(grid=grid)
-    banded = _default_gantry_frame(monkeypatch, 997, grid=grid)
+def test_band_size_does_not_change_a_default_gantry_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read-out (Poisson counts, electronic noise), the energy per quantum and the scatter's cell sums run in
+    bands of rows to bound a full-resolution frame's memory: a default-gantry frame is bit-identical with one band
+    over the whole panel and with bands of 997 pixels (hundreds of bands, the last one partial)."""
+    whole = _default_gantry_frame(monkeypatch, 1 << 30)
+    banded = _default_gantry_frame(monkeypatch, 997)
     assert whole.shape == (1200, 1500)
     assert np.array_equal(whole, banded)
     assert whole.std() > 0  # a real image (not an empty one equal to another)
+
+
+@pytest.mark.parametrize("noise", [True, False], ids=["noisy", "noiseless"])
+def test_banded_read_out_equals_the_whole_panel_formula(monkeypatch: pytest.MonkeyPatch, noise: bool) -> None:
+    """The banded read-out against the whole-panel formula written out here (all Poisson counts, then all the
+    electronic noise, over the whole panel): equal bit for bit, with bands of 7 pixels on a 37 x 53 panel."""
+    import simulator.imaging.detector as detector
+
+    model = DetectorModel()
+    gen = np.random.default_rng(5)
+    s1 = gen.uniform(0.0, 4.0e5, (37, 53))
+    s1[3, :7] = 0.0  # no signal: no quanta
+    s2 = s1 * gen.uniform(15.0, 25.0, s1.shape)
+    binning = 2
+    scale = model.gain_adu_per_kev / binning**2
+    if noise:
+        rng = np.random.default_rng([1, 2])
+        n_eff = np.where(s1 > 0, s1**2 / np.maximum(s2, 1e-30), 0.0)
+        e_eff = np.where(s1 > 0, s2 / np.maximum(s1, 1e-30), 0.0)
+        counts = rng.poisson(n_eff)
+        electronic = rng.normal(0.0, model.electronic_noise_adu / binning, size=s1.shape)
+        expected = np.clip(np.rint(model.offset_adu + scale * counts * e_eff + electronic), 0, model.max_adu)
+    else:
+        expected = np.clip(np.rint(model.offset_adu + scale * s1), 0, model.max_adu)
+    monkeypatch.setattr(detector, "BAND_PIXELS", 7 * 53)
+    got = model.read_out(s1, s2, binning, np.random.default_rng([1, 2]) if noise else None)
+    assert got.dtype == np.uint16
+    assert np.array_equal(got, expected.astype(np.uint16))
+
+
+@pytest.mark.parametrize("band_rows", [1, 3, 1000])
+def test_scatter_image_does_not_depend_on_its_band(monkeypatch: pytest.MonkeyPatch, band_rows: int) -> None:
+    """The scatter's cell sums (cells of 4 pixels; 103 rows, not a multiple of 4) and its upsampling, in bands of 1
+    and 3 cell rows against one band over the whole image: equal bit for bit."""
+    import simulator.imaging.detector as detector
+    from simulator.imaging.scatter import scatter_image
+
+    gen = np.random.default_rng(9)
+    primary = gen.uniform(1.0e3, 2.0e3, (103, 90))
+    thickness = np.zeros_like(primary)
+    thickness[10:95, 5:80] = gen.uniform(5.0, 45.0, (85, 75))
+    nodes = np.array([20.0, 40.0, 60.0])
+    kernels = [np.outer(np.hanning(9), np.hanning(9)) * k / 40.0 for k in (1.0, 2.0, 3.0)]
+    monkeypatch.setattr(detector, "BAND_PIXELS", 1 << 30)
+    whole = scatter_image(primary, thickness, nodes, kernels, 4)
+    monkeypatch.setattr(detector, "BAND_PIXELS", band_rows * 4 * 90)
+    assert np.array_equal(scatter_image(primary, thickness, nodes, kernels, 4), whole)
+    assert whole.shape == primary.shape and whole.sum() > 0
+
+
+def test_aperture_filter_in_place_is_the_filter_clamped_at_zero() -> None:
+    """The projection's in-place filter (one temporary per material, planes filtered in parallel threads) equals
+    the allocating filter clamped at zero, on a view of a bigger array."""
+    from simulator.imaging.detector import aperture_filter, aperture_filter_in_place
+
+    gen = np.random.default_rng(2)
+    L = gen.normal(1.0, 2.0, (3, 40, 50)).astype(np.float32)
+    view = L[1, 5:35, 7:41]
+    expected = np.maximum(aperture_filter(view.copy()), 0.0)
+    outside = L[1, :5].copy()
+    aperture_filter_in_place(view)
+    assert np.array_equal(view, expected)
+    assert np.array_equal(L[1, :5], outside)  # nothing written outside the view
 
 
 def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,14 +211,12 @@ def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monk
     import tracemalloc
 
     import simulator.imaging.detector as detector
-    import simulator.imaging.scatter as scatter
     from simulator.gantry import load_config
     from simulator.gantry.detector import build_imager
 
     cfg = load_config(None)
     pixels = cfg.geometry.detector.rows * cfg.geometry.detector.cols
-    monkeypatch.setattr(detector, "READOUT_BAND_PIXELS", pixels // 20)
-    monkeypatch.setattr(scatter, "_BAND_PIXELS", pixels // 20)
+    monkeypatch.setattr(detector, "BAND_PIXELS", pixels // 20)
     im = build_imager(cfg.geometry, cfg.phantom, cfg.detector, 1, 45.0)
     assert im.scatter
     rec = _exp(0.0, mas=4.0, frame=2)
@@ -172,3 +229,26 @@ def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monk
     finally:
         tracemalloc.stop()
     assert peak < 5.0 * 8 * pixels, peak / (8 * pixels)
+
+
+def test_filter_threads_work_in_a_forked_child() -> None:
+    """A process forked after the aperture-filter threads ran gets a pool of its own: the inherited one has no
+    threads, and a map on it would wait for ever (a multiprocessing fork pool of renderers)."""
+    import os
+    import signal
+
+    from simulator.imaging import imager
+
+    pool = imager._filter_threads()
+    if pool is None:
+        pytest.skip("numba runs one thread here: the filter runs in the caller, no pool")
+    assert list(pool.map(abs, [-1, -2])) == [1, 2]
+    pid = os.fork()
+    if pid == 0:  # child: a bounded wait, then a code the parent reads
+        signal.alarm(20)
+        try:
+            ok = imager._filter_threads() is not pool and list(imager._filter_threads().map(abs, [-3])) == [3]
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
