@@ -2,8 +2,8 @@
 
 The firmware runs on ``simpy.rt.RealtimeEnvironment(strict=False)``: device time is anchored to
 the wall clock (``env_start + monotonic() - real_start``), so after any stall it catches up and
-never drifts. Images are formed in a separate worker process
-(:mod:`simulator.gantry.render_worker`) that also writes the frame files, so the control loop
+never drifts. Images are formed in separate worker processes
+(:mod:`simulator.gantry.render_worker`; two for a large panel) that also write the frame files, so the control loop
 keeps its period (telemetry, heartbeats, the sweep) while the physics runs.
 
 Input: an I/O thread reads the port and stamps every chunk with the monotonic time it was read
@@ -61,7 +61,7 @@ from simulator.gantry.data_server import FrameServer
 from simulator.gantry.faults import FaultPlan
 from simulator.gantry.firmware import Gantry
 from protocols.wire.signing import LinkKey, wall_clock_offset
-from simulator.gantry.render_worker import RENDER_THREADS, RenderPool
+from simulator.gantry.render_worker import RENDER_THREADS, RenderPool, render_workers
 from simulator.gantry.signing_state import FileHighWater, default_state_path
 from simulator.gantry.uart import UartChannel
 from simulator.gantry.virtual import build_gantry
@@ -75,8 +75,8 @@ OVERRUN_LIMIT_S = 0.25
 #: device reacted to its inputs later than two watchdog periods, so its motion and exposure timing are void.
 OVERRUN_LATCH_S = 1.0
 #: Niceness the real-time gantry asks for (lower = sooner on the CPU). Only a privileged process gets a
-#: negative value; otherwise the gantry runs at its inherited priority (logged). Its render worker
-#: sets its own, lower, priority (:data:`simulator.gantry.render_worker.RENDER_NICE`).
+#: negative value; otherwise the gantry runs at its inherited priority (logged). Its render workers
+#: set their own, lowest, priority (:data:`simulator.gantry.render_worker.RENDER_NICE`).
 LOOP_NICE = -10
 #: After its parent died, the longest the gantry waits for its safe state before exiting anyway, s.
 PARENT_EXIT_GRACE_S = 30.0
@@ -324,8 +324,9 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     stop = stop or threading.Event()
     parent = os.getppid() if exit_with_parent else None
     _raise_priority()
-    # Images render in a worker process (started before any thread) so the firmware never stalls on physics.
-    executor = RenderPool()
+    # Images render in worker processes (started before any thread; two for a large panel) so the firmware never stalls on physics.
+    panel = config.geometry.detector
+    executor = RenderPool(render_workers(panel.rows * panel.cols))
     env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
     high_water = None
     if link_key is not None:

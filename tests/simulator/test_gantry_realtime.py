@@ -167,6 +167,55 @@ def test_worker_rendered_frame_equals_in_process_frame(tmp_path) -> None:
     assert not list(tmp_path.glob(".*.staged"))  # published: nothing left staged
 
 
+def test_two_render_workers_take_frames_in_turn_and_render_what_the_in_process_path_does(tmp_path) -> None:
+    """A large panel's gantry starts two render workers (the default gantry's 1200 x 1500: frames every ~0.5 s
+    would queue behind one); frames go to them in turn, each prepared first, and every file equals the
+    in-process image. Small panels keep one worker; CRESCENT_RENDER_WORKERS overrides."""
+    import os
+
+    from simulator.gantry import load_config
+    from simulator.gantry.render_worker import RenderPool, render_workers
+
+    default = load_config(None).geometry.detector
+    env = os.environ.pop("CRESCENT_RENDER_WORKERS", None)
+    try:
+        assert render_workers(default.rows * default.cols) == (2 if (os.cpu_count() or 1) >= 2 else 1)
+        assert render_workers(24 * 30) == 1
+        os.environ["CRESCENT_RENDER_WORKERS"] = "3"
+        assert render_workers(24 * 30) == 3
+    finally:
+        os.environ.pop("CRESCENT_RENDER_WORKERS", None)
+        if env is not None:
+            os.environ["CRESCENT_RENDER_WORKERS"] = env
+    cfg = fast_config()
+    args = (cfg.geometry.model_dump_json(), cfg.phantom.model_dump_json(), cfg.detector.model_dump_json(), 11, 45.0)
+    recs = [ExposureRecord(index=i, frame_id=10 + i, planned_angle_deg=a, angle_start_deg=a - 0.2, angle_end_deg=a + 0.2,
+                           kvp=29.0, mas=2.0, anode_filter="W/Rh", window_start_s=float(i), window_end_s=i + 0.06)
+            for i, a in enumerate((-7.5, -2.5, 2.5, 7.5))]
+    pool = RenderPool(2)
+    try:
+        assert pool.workers == 2
+        pool.prepare(*args, "W/Rh", (29.0,))
+        futs = [pool.submit(render_to_file_job, *args, r.model_dump_json(), str(tmp_path), False) for r in recs]
+        deadline = time.monotonic() + 300
+        while not all(f.done() for f in futs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        frames = [f.result() for f in futs]
+        turns = [pool.submit(os.getpid) for _ in range(4)]
+        deadline = time.monotonic() + 60
+        while not all(f.done() for f in turns) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [f.result() for f in turns]
+    finally:
+        pool.terminate()
+    assert pids[0] != pids[1] and pids[:2] == pids[2:]  # two processes, taking jobs in turn
+    imager = build_imager(cfg.geometry, cfg.phantom, cfg.detector, 11, 45.0)
+    for rec, frame in zip(recs, frames):
+        publish_frame(tmp_path, frame)
+        assert np.array_equal(read_frame(tmp_path, frame.locator, frame.rows, frame.cols),
+                              render_image(imager, rec, cfg.detector))
+
+
 @pytest.mark.slow
 def test_real_time_stall_with_queued_heartbeats_is_an_overrun_not_a_lost_host(tmp_path) -> None:
     """Behind a real pty: the loop is blocked 0.8 s while the host keeps sending heartbeats (500 ms watchdog).
