@@ -3,7 +3,7 @@
 The firmware runs on ``simpy.rt.RealtimeEnvironment(strict=False)``: device time is anchored to
 the wall clock (``env_start + monotonic() - real_start``), so after any stall it catches up and
 never drifts. Images are formed in separate worker processes
-(:mod:`simulator.gantry.render_worker`; two for a large panel) that also write the frame files, so the control loop
+(:mod:`simulator.gantry.render_worker`; one unless ``CRESCENT_RENDER_WORKERS`` asks for more) that also write the frame files, so the control loop
 keeps its period (telemetry, heartbeats, the sweep) while the physics runs.
 
 Input: an I/O thread reads the port and stamps every chunk with the monotonic time it was read
@@ -76,7 +76,7 @@ OVERRUN_LIMIT_S = 0.25
 OVERRUN_LATCH_S = 1.0
 #: Niceness the real-time gantry asks for (lower = sooner on the CPU). Only a privileged process gets a
 #: negative value; otherwise the gantry runs at its inherited priority (logged). Its render workers
-#: set their own, lowest, priority (:data:`simulator.gantry.render_worker.RENDER_NICE`).
+#: set their own, lower, priority (:data:`simulator.gantry.render_worker.RENDER_NICE`).
 LOOP_NICE = -10
 #: After its parent died, the longest the gantry waits for its safe state before exiting anyway, s.
 PARENT_EXIT_GRACE_S = 30.0
@@ -324,7 +324,7 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     stop = stop or threading.Event()
     parent = os.getppid() if exit_with_parent else None
     _raise_priority()
-    # Images render in worker processes (started before any thread; two for a large panel) so the firmware never stalls on physics.
+    # Images render in worker processes (started before any thread) so the firmware never stalls on physics.
     panel = config.geometry.detector
     executor = RenderPool(render_workers(panel.rows * panel.cols))
     env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)

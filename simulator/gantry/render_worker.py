@@ -21,14 +21,12 @@ Determinism: the worker calls the same :func:`simulator.gantry.detector.render_i
 as the in-process (virtual-time) path; noise depends only on ``(seed, frame_id)``, so
 a worker-rendered frame equals the in-process one bit for bit.
 
-A large panel (the default gantry's) gets two workers that take the frames in turn
-(:func:`render_workers`): one frame's single-threaded steps overlap the next one's parallel
-kernels, so a sweep's frames (one every ~0.5 s) do not queue behind each other.
+``CRESCENT_RENDER_WORKERS=2`` starts a second worker that takes every other frame
+(:func:`render_workers` gives the measured trade-off; one by default).
 
-Each worker runs numba on every core at the lowest priority (:data:`RENDER_NICE`, 19), so
-the real-time loop, the host and the kernel's own tty work preempt it whenever they wake
-(idle OpenMP threads sleep rather than spin: the workers share the cores), and asks the
-kernel to kill it when the gantry process dies (Linux ``PR_SET_PDEATHSIG``).
+Each worker runs numba on every core at a lower priority (:data:`RENDER_NICE`), so the
+real-time loop preempts it whenever it wakes (idle OpenMP threads sleep rather than spin),
+and asks the kernel to kill it when the gantry process dies (Linux ``PR_SET_PDEATHSIG``).
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,28 +43,25 @@ from typing import Any
 #: not by a core kept idle: the worker runs at a lower priority (:data:`RENDER_NICE`), so the loop
 #: (which sleeps between its 1 ms polls) preempts it whenever it wakes.
 RENDER_THREADS = max(1, os.cpu_count() or 1)
-#: Niceness of the render workers (Linux/Unix): the lowest. Safety comes before images: the device's loop, the
-#: host's heartbeats and the kernel's pty work (at normal priority, often on the same small machine as a
-#: simulated gantry) must never wait for a render; on a busy machine images come later (a simulated device gets a
-#: 60 s image timeout), never a watchdog trip. Render time is the idle cores' time.
-RENDER_NICE = 19
-#: Panels of at least this many pixels (the default gantry's 1200 x 1500) get :data:`LARGE_PANEL_WORKERS` render
-#: workers; smaller ones (test and QC panels, which render in milliseconds) one.
-LARGE_PANEL_PIXELS = 1_000_000
-#: Render workers for a large panel (on a machine with at least two cores): frames go to them in turn, so one
-#: frame's single-threaded steps (read-out noise, scatter, Python) overlap the next frame's parallel ones and a
-#: sweep's frames keep up with its exposures (each worker holds its own phantom: about 0.6 GB for the default).
-LARGE_PANEL_WORKERS = 2
-
-
+#: Niceness of the render workers (Linux/Unix): below normal, and at least 2 below the gantry's loop.
+#: Safety comes before images: the device's loop and the host's heartbeats (at normal priority, often on
+#: the same small machine as a simulated gantry) must never wait for a render; on a busy machine images
+#: come later (a simulated device gets a 60 s image timeout), never a watchdog trip. (19 was tried: a
+#: CPU-hog companion then starved the renders, AEC scout image 4.6 s.)
+RENDER_NICE = 5
 def render_workers(panel_pixels: int) -> int:
-    """How many render workers a gantry with a ``panel_pixels`` panel starts (``CRESCENT_RENDER_WORKERS`` overrides)."""
-    forced = os.environ.get("CRESCENT_RENDER_WORKERS")
-    if forced:
-        return max(1, int(forced))
-    if panel_pixels >= LARGE_PANEL_PIXELS and (os.cpu_count() or 1) >= 2:
-        return LARGE_PANEL_WORKERS
-    return 1
+    """How many render workers a gantry with a ``panel_pixels`` (rows x cols) panel starts: one, or
+    ``CRESCENT_RENDER_WORKERS``.
+
+    A second worker takes every other frame, so one frame's single-threaded steps overlap the next one's
+    kernels. Measured on an otherwise idle 2-core machine (``benchmarks/bench_realtime.py``, default gantry,
+    1200 x 1500): IMAGE_READY p95 0.9-1.35 s with two against 1.1-2.8 s with one. On a busy machine it is worse
+    (with the CPU-hog companion: the AEC scout's image 2.9-3.2 s against 0.4-0.6 s, the exam 1.44-1.48x its
+    timeline against 1.17-1.36x), and each worker holds its own phantom (about 0.6 GB for the default gantry):
+    hence one by default, whatever the panel.
+    """
+    forced = os.environ.get("CRESCENT_RENDER_WORKERS", "").strip()
+    return max(1, int(forced)) if forced else 1
 
 
 class _Result:
@@ -84,14 +80,14 @@ class _Result:
 class RenderPool:
     """``workers`` spawned processes for image formation (:func:`render_workers`); :meth:`terminate` kills them.
 
-    Renders go to the workers in turn; each worker runs its jobs one at a time in submission order, and
-    :meth:`prepare` and :meth:`warm_up` go to every worker, so a preparation submitted before an exposure's
-    render is finished before that render starts, whichever worker renders it.
+    Renders go to the workers in turn, the first one (an exam's AEC scout) to worker 0; each worker runs its
+    jobs one at a time in submission order. Until a first frame has been rendered, :meth:`prepare` goes to
+    worker 0 only and waits for the others: the phantom and spectra the scout needs are built without a second
+    worker competing for the cores (on a busy machine that doubled the scout's wait). Once a frame is done the
+    waiting preparations go to the other workers. A render runs after every preparation its worker has been
+    given; one that reaches another worker before the first frame is done builds what it needs itself (the
+    same imager: the frame does not depend on which worker renders it).
     """
-
-    @property
-    def workers(self) -> int:
-        return len(self._pools)
 
     def __init__(self, workers: int = 1) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -99,24 +95,56 @@ class RenderPool:
         self._pools = [ctx.Pool(1, initializer=_init_worker) for _ in range(n)]
         self._next = 0
         self._prepared: tuple | None = None
+        self._lock = threading.Lock()
+        self._rendered = False  # a frame has been rendered: preparations go to every worker at once
+        self._waiting: list[tuple] = []  # preparations for workers 1.. until then
+
+    @property
+    def workers(self) -> int:
+        return len(self._pools)
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> _Result:
         """Run ``fn(*args)`` in the next worker in turn; returns a future with ``done()`` / ``result()``."""
-        pool = self._pools[self._next]
-        self._next = (self._next + 1) % len(self._pools)
-        return _Result(pool.apply_async(fn, args))
+        with self._lock:
+            pool = self._pools[self._next]
+            self._next = (self._next + 1) % len(self._pools)
+            if not self._rendered and len(self._pools) > 1:
+                return _Result(pool.apply_async(fn, args, callback=self._first_done))
+            return _Result(pool.apply_async(fn, args))
+
+    def _first_done(self, _value: Any) -> None:
+        """A render finished (the pool's result thread): release the preparations held for workers 1..."""
+        with self._lock:
+            if self._rendered:
+                return
+            self._rendered = True
+            waiting, self._waiting = self._waiting, []
+            for fn, args in waiting:
+                for pool in self._pools[1:]:
+                    pool.apply_async(fn, args)
 
     def submit_to_all(self, fn: Callable[..., Any], *args: Any) -> list[_Result]:
-        """Run ``fn(*args)`` in every worker (preparation: each keeps its own imager and spectra)."""
+        """Run ``fn(*args)`` in every worker now (each keeps its own imager and spectra)."""
         return [_Result(pool.apply_async(fn, args)) for pool in self._pools]
 
     def prepare(self, *args: Any) -> None:
-        """Build the imager (phantom, spectrum) of ``args`` in every worker ahead of the first exposure; once per key."""
+        """Build the imager (phantom, spectrum) of ``args`` in every worker ahead of the first exposure; once per key.
+
+        Before the first frame is rendered, only in worker 0 now; the others get it once that frame is done."""
         from simulator.gantry.detector import prepare_job
 
-        if args != self._prepared:
+        with self._lock:
+            if args == self._prepared:
+                return
             self._prepared = args
-            self.submit_to_all(prepare_job, *args)
+            if self._rendered or len(self._pools) == 1:
+                for pool in self._pools:
+                    pool.apply_async(prepare_job, args)
+                return
+            self._pools[0].apply_async(prepare_job, args)
+            self._waiting.append((prepare_job, args))
+            # the next render goes to worker 0 (the scout); the turn restarts there
+            self._next = 0
 
     def warm_up(self, config: Any, seed: int) -> _Result:
         """Render a tiny throw-away frame of the configured phantom so numba compiles (or loads its cache)
