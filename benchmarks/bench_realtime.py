@@ -17,7 +17,7 @@ against a `crescent gantry --pty` child: HELLO (500 ms watchdog), HOME, COMPRESS
   REALTIME_OVERRUN faults, peer_lost (must be none);
 * the bench host's own longest stall (a starved host is a lost host to a 500 ms watchdog).
 
-The gantry asks for nice -10 (granted when privileged) and its render workers run at nice 19; the
+The gantry asks for nice -10 (granted when privileged) and its render worker runs at nice 5; the
 bench host also asks for -10, standing for a host on its own machine. The hog is one companion
 process spinning a core (``--hog`` seconds max; it stops itself).
 

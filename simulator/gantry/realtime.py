@@ -2,8 +2,9 @@
 
 The firmware runs on ``simpy.rt.RealtimeEnvironment(strict=False)``: device time is anchored to
 the wall clock (``env_start + monotonic() - real_start``), so after any stall it catches up and
-never drifts. Images are formed in separate worker processes
-(:mod:`simulator.gantry.render_worker`; one unless ``CRESCENT_RENDER_WORKERS`` asks for more) that also write the frame files, so the control loop
+never drifts. Images are formed in a separate worker process
+(:mod:`simulator.gantry.render_worker`; ``CRESCENT_RENDER_WORKERS`` asks for more) that also
+writes the frame files, so the control loop
 keeps its period (telemetry, heartbeats, the sweep) while the physics runs.
 
 Input: an I/O thread reads the port and stamps every chunk with the monotonic time it was read
@@ -325,8 +326,7 @@ def serve(config: GantryConfig, *, mode: Literal["pty", "tcp"] = "pty", port: in
     parent = os.getppid() if exit_with_parent else None
     _raise_priority()
     # Images render in worker processes (started before any thread) so the firmware never stalls on physics.
-    panel = config.geometry.detector
-    executor = RenderPool(render_workers(panel.rows * panel.cols))
+    executor = RenderPool(render_workers())
     env = simpy.rt.RealtimeEnvironment(factor=1.0, strict=False)
     high_water = None
     if link_key is not None:

@@ -15,7 +15,8 @@ Before the first exposure the worker is made ready: at start it compiles the num
 kernels on a tiny frame (:meth:`RenderPool.warm_up`); when the breast is compressed
 or a plan armed, :meth:`RenderPool.prepare` builds the phantom at the compressed
 thickness and the beam spectrum of the plan's kV, so the first image (the AEC scout
-included) costs one render only.
+included) costs one render only. (With a second worker, its preparation waits for
+the gantry's first frame: see :class:`RenderPool`.)
 
 Determinism: the worker calls the same :func:`simulator.gantry.detector.render_image`
 as the in-process (virtual-time) path; noise depends only on ``(seed, frame_id)``, so
@@ -25,7 +26,7 @@ a worker-rendered frame equals the in-process one bit for bit.
 (:func:`render_workers` gives the measured trade-off; one by default).
 
 Each worker runs numba on every core at a lower priority (:data:`RENDER_NICE`), so the
-real-time loop preempts it whenever it wakes (idle OpenMP threads sleep rather than spin),
+real-time loop preempts it whenever it wakes (with two, idle OpenMP threads sleep rather than spin),
 and asks the kernel to kill it when the gantry process dies (Linux ``PR_SET_PDEATHSIG``).
 """
 
@@ -49,19 +50,28 @@ RENDER_THREADS = max(1, os.cpu_count() or 1)
 #: come later (a simulated device gets a 60 s image timeout), never a watchdog trip. (19 was tried: a
 #: CPU-hog companion then starved the renders, AEC scout image 4.6 s.)
 RENDER_NICE = 5
-def render_workers(panel_pixels: int) -> int:
-    """How many render workers a gantry with a ``panel_pixels`` (rows x cols) panel starts: one, or
-    ``CRESCENT_RENDER_WORKERS``.
+
+
+def render_workers() -> int:
+    """How many render workers a gantry starts: one, or ``CRESCENT_RENDER_WORKERS``.
 
     A second worker takes every other frame, so one frame's single-threaded steps overlap the next one's
     kernels. Measured on an otherwise idle 2-core machine (``benchmarks/bench_realtime.py``, default gantry,
     1200 x 1500): IMAGE_READY p95 0.9-1.35 s with two against 1.1-2.8 s with one. On a busy machine it is worse
-    (with the CPU-hog companion: the AEC scout's image 2.9-3.2 s against 0.4-0.6 s, the exam 1.44-1.48x its
-    timeline against 1.17-1.36x), and each worker holds its own phantom (about 0.6 GB for the default gantry):
-    hence one by default, whatever the panel.
+    (with the CPU-hog companion, this code: the AEC scout's image 2.9-3.2 s against 0.4-0.6 s, the exam
+    1.44-1.48x its timeline against 1.17-1.36x), and each worker holds its own phantom (about 0.6 GB for the
+    default gantry): hence one by default.
     """
     forced = os.environ.get("CRESCENT_RENDER_WORKERS", "").strip()
-    return max(1, int(forced)) if forced else 1
+    if not forced:
+        return 1
+    try:
+        n = int(forced)
+    except ValueError:
+        raise ValueError(f"CRESCENT_RENDER_WORKERS={forced!r}: a whole number of render workers (1 or more)") from None
+    if n < 1:
+        raise ValueError(f"CRESCENT_RENDER_WORKERS={n}: at least 1 render worker")
+    return n
 
 
 class _Result:
@@ -80,11 +90,11 @@ class _Result:
 class RenderPool:
     """``workers`` spawned processes for image formation (:func:`render_workers`); :meth:`terminate` kills them.
 
-    Renders go to the workers in turn, the first one (an exam's AEC scout) to worker 0; each worker runs its
-    jobs one at a time in submission order. Until a first frame has been rendered, :meth:`prepare` goes to
-    worker 0 only and waits for the others: the phantom and spectra the scout needs are built without a second
-    worker competing for the cores (on a busy machine that doubled the scout's wait). Once a frame is done the
-    waiting preparations go to the other workers. A render runs after every preparation its worker has been
+    Renders go to the workers in turn, the gantry's first one (its first exam's AEC scout) to worker 0; each
+    worker runs its jobs one at a time in submission order. Until the gantry's first frame has been rendered,
+    :meth:`prepare` goes to worker 0 only: the phantom and spectra the scout needs are built without a second
+    worker competing for the cores. Once that frame is done the latest preparation goes to the other workers
+    (later exams prepare every worker at once). A render runs after every preparation its worker has been
     given; one that reaches another worker before the first frame is done builds what it needs itself (the
     same imager: the frame does not depend on which worker renders it).
     """
@@ -92,12 +102,13 @@ class RenderPool:
     def __init__(self, workers: int = 1) -> None:
         ctx = multiprocessing.get_context("spawn")
         n = max(1, int(workers))
-        self._pools = [ctx.Pool(1, initializer=_init_worker) for _ in range(n)]
+        self._pools = [ctx.Pool(1, initializer=_init_worker, initargs=(n,)) for _ in range(n)]
         self._next = 0
         self._prepared: tuple | None = None
         self._lock = threading.Lock()
         self._rendered = False  # a frame has been rendered: preparations go to every worker at once
         self._waiting: list[tuple] = []  # preparations for workers 1.. until then
+        self._closed = False  # terminate() began: nothing more is submitted
 
     @property
     def workers(self) -> int:
@@ -115,13 +126,16 @@ class RenderPool:
     def _first_done(self, _value: Any) -> None:
         """A render finished (the pool's result thread): release the preparations held for workers 1..."""
         with self._lock:
-            if self._rendered:
+            if self._rendered or self._closed:
                 return
             self._rendered = True
-            waiting, self._waiting = self._waiting, []
+            waiting, self._waiting = self._waiting[-1:], []  # the latest: a worker keeps one imager
             for fn, args in waiting:
                 for pool in self._pools[1:]:
-                    pool.apply_async(fn, args)
+                    try:
+                        pool.apply_async(fn, args)
+                    except ValueError:  # the pool is closing (this runs on its result thread: never raise)
+                        return
 
     def submit_to_all(self, fn: Callable[..., Any], *args: Any) -> list[_Result]:
         """Run ``fn(*args)`` in every worker now (each keeps its own imager and spectra)."""
@@ -169,16 +183,19 @@ class RenderPool:
                                   config.detector.model_dump_json(), seed, 40.0, rec.model_dump_json())[-1]
 
     def terminate(self) -> None:
+        with self._lock:
+            self._closed = True
         for pool in self._pools:
             pool.terminate()
         for pool in self._pools:
             pool.join()
 
 
-def _init_worker() -> None:
-    """Pool initializer: limit numba's threads, and die with the gantry process."""
+def _init_worker(workers: int = 1) -> None:
+    """Pool initializer: limit numba's threads, and die with the gantry process (``workers``: how many share the cores)."""
     os.environ["NUMBA_NUM_THREADS"] = str(RENDER_THREADS)  # read when numba is first imported here
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep: workers share the cores
+    if workers > 1:  # idle OpenMP threads sleep rather than spin: the workers share the cores
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:  # below the loop's priority (inherited), and not above normal
         os.setpriority(os.PRIO_PROCESS, 0, max(RENDER_NICE, os.getpriority(os.PRIO_PROCESS, 0) + 2))
     except (AttributeError, OSError):

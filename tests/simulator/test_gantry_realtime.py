@@ -176,9 +176,12 @@ def test_two_render_workers_take_frames_in_turn_and_render_what_the_in_process_p
 
     env = os.environ.pop("CRESCENT_RENDER_WORKERS", None)
     try:
-        assert render_workers(1200 * 1500) == 1
+        assert render_workers() == 1
         os.environ["CRESCENT_RENDER_WORKERS"] = "2"
-        assert render_workers(1200 * 1500) == 2
+        assert render_workers() == 2
+        os.environ["CRESCENT_RENDER_WORKERS"] = "two"
+        with pytest.raises(ValueError, match="CRESCENT_RENDER_WORKERS='two'"):
+            render_workers()
     finally:
         os.environ.pop("CRESCENT_RENDER_WORKERS", None)
         if env is not None:
@@ -192,11 +195,13 @@ def test_two_render_workers_take_frames_in_turn_and_render_what_the_in_process_p
     try:
         assert pool.workers == 2
         pool.prepare(*args, "W/Rh", (29.0,))
+        assert not pool._rendered and len(pool._waiting) == 1  # held for worker 1 until a frame is done
         futs = [pool.submit(render_to_file_job, *args, r.model_dump_json(), str(tmp_path), False) for r in recs]
         deadline = time.monotonic() + 300
         while not all(f.done() for f in futs) and time.monotonic() < deadline:
             time.sleep(0.05)
         frames = [f.result() for f in futs]
+        assert pool._rendered and not pool._waiting  # released with the first frame
         turns = [pool.submit(os.getpid) for _ in range(4)]
         deadline = time.monotonic() + 60
         while not all(f.done() for f in turns) and time.monotonic() < deadline:
