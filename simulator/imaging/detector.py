@@ -183,7 +183,9 @@ def aperture_taps(half_width: int = 8) -> np.ndarray:
     return h / h.sum()
 
 
-_TAPS = aperture_taps()
+#: Taps a side of the product's aperture filter (:func:`aperture_filter`): it reaches this many pixels.
+APERTURE_HALF_WIDTH = 8
+_TAPS = aperture_taps(APERTURE_HALF_WIDTH)
 
 
 def aperture_filter_in_place(img: np.ndarray) -> None:

@@ -135,7 +135,7 @@ os.register_at_fork(after_in_child=_forget_filter_threads)
 
 #: Pixels the aperture filter reaches on each side (:func:`~simulator.imaging.detector.aperture_taps`' half width)
 #: plus one: outside a material's box padded by this much its filtered line integrals stay zero.
-_FILTER_REACH = 9
+_FILTER_REACH = _detector.APERTURE_HALF_WIDTH + 1
 
 
 def _material_boxes(L: np.ndarray, reach: int) -> list[np.ndarray]:
