@@ -1,7 +1,8 @@
 """`crescent acquire`, the README's main job: every output exists, is valid, and the lesions come into focus.
 
 The default run (simulated gantry behind a real pseudo-terminal, in a child process) is executed
-once for the module, exactly as the README runs it; a virtual-time run checks determinism.
+once for the test session, exactly as the README runs it (``default_run`` in conftest.py, which
+test_breast_projection.py reads too); a virtual-time run checks determinism.
 """
 
 from __future__ import annotations
@@ -19,17 +20,7 @@ import pytest
 
 from crescent.acquire.pipeline import AcquireOptions, run_acquire
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test also runs the module's acquisition
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("acquire") / "out"
-    proc = subprocess.run([sys.executable, "-m", "crescent", "acquire", "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=500)  # below pytest-timeout: the child is reaped
-    print(proc.stdout[-4000:], proc.stderr[-4000:])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return out
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may run the session's default acquisition (conftest.py)
 
 
 def test_every_output_exists(default_run: Path) -> None:

@@ -1,7 +1,8 @@
 """Issue 16: DBT projections as Breast Projection X-Ray Images (For Processing + For Presentation), the default.
 
-Two `crescent acquire --virtual-time` runs for the module: the product default (Breast Projection objects) and
-`--projection-sop digital-mammography` (8x-binned panel to keep it short). Third-party checks: dciodvfy on each
+The product default (Breast Projection objects) is the session's `crescent acquire --out` run as `make run` runs
+it (real-time simulated gantry; ``default_run`` in conftest.py), and one `crescent acquire --virtual-time
+--projection-sop digital-mammography` run (8x-binned panel to keep it short). Third-party checks: dciodvfy on each
 object, dcentvfy across the study; pixel and angle checks against the exam record written by the host.
 """
 
@@ -38,11 +39,6 @@ def _acquire(out: Path, *extra: str) -> Path:
                            "--no-progress", *extra], capture_output=True, text=True, timeout=1400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out
-
-
-@pytest.fixture(scope="module")
-def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _acquire(tmp_path_factory.mktemp("bp") / "out")
 
 
 @pytest.fixture(scope="module")
