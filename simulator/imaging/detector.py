@@ -43,6 +43,7 @@ import numba as nb
 import numpy as np
 
 from physics import materials
+from simulator.imaging.threads import image_threads
 
 
 @dataclass(frozen=True)
@@ -91,26 +92,46 @@ class DetectorModel:
             return expected
         s1 = np.ascontiguousarray(s1_kev, dtype=np.float64)
         s2 = np.ascontiguousarray(s2_kev2, dtype=np.float64)
-        # In bands of rows, so a full-resolution panel (28.8 Mpx) holds one float64 panel beyond its inputs, not
-        # four: the quanta and Poisson counts of a band, then (second pass) the electronic noise of a band. The
-        # draws come from ``rng`` in the same order as over the whole panel (all counts, then all noise, C order),
-        # so the image does not depend on the band size.
+        # In bands of equal rows (at most NOISE_BAND_PIXELS each), so a full-resolution panel (28.8 Mpx) holds a few
+        # float64 bands beyond its inputs, never a whole float64 panel. Each band draws its quanta and then its
+        # electronic noise from a stream of its own: the first band from ``rng`` itself, band k >= 1 from the
+        # (k-1)-th child that ``rng.spawn`` gives. The bands are then independent, so they run on the image-formation
+        # threads (numpy's samplers and these kernels release the GIL) and the image does not depend on how many
+        # threads there are or in which order they finish. A panel of one band (any image of at most
+        # NOISE_BAND_PIXELS) draws only from ``rng``: its quanta, then its noise, in C order.
         rows = s1.shape[0]
-        band = max(1, BAND_PIXELS // max(1, s1.shape[1] if s1.ndim > 1 else 1))
-        signal = np.empty_like(s1)  # offset + scale x counts x energy per quantum (ADU, before the noise)
-        for r0 in range(0, rows, band):
+        n_bands = max(1, -(-s1.size // NOISE_BAND_PIXELS))  # bands of equal rows, each about NOISE_BAND_PIXELS
+        band = -(-rows // n_bands)
+        starts = range(0, rows, band)
+        streams = [rng, *rng.spawn(len(starts) - 1)] if len(starts) > 1 else [rng]
+        sigma = self.electronic_noise_adu / binning
+        out = np.empty(s1.shape, dtype=np.uint16)
+
+        def one_band(k: int) -> None:
+            r0 = starts[k]
             r1 = min(r0 + band, rows)
             n_eff = np.empty_like(s1[r0:r1])
             e_eff = np.empty_like(n_eff)
             _quanta(s1[r0:r1], s2[r0:r1], n_eff, e_eff)
-            _signal_adu(rng.poisson(n_eff), e_eff, self.offset_adu, scale, signal[r0:r1])
-        out = np.empty(s1.shape, dtype=np.uint16)
-        for r0 in range(0, rows, band):
-            r1 = min(r0 + band, rows)
-            noise = rng.normal(0.0, self.electronic_noise_adu / binning, size=signal[r0:r1].shape)
-            _digitise(signal[r0:r1], noise, float(self.max_adu), out[r0:r1])
+            signal = n_eff  # offset + scale x counts x energy per quantum (ADU before the noise), over n_eff
+            _signal_adu(streams[k].poisson(n_eff), e_eff, self.offset_adu, scale, signal)
+            del e_eff
+            _digitise(signal, streams[k].normal(0.0, sigma, size=signal.shape), float(self.max_adu), out[r0:r1])
+
+        pool = image_threads() if len(starts) > 1 else None
+        if pool is None:
+            for k in range(len(starts)):
+                one_band(k)
+        else:
+            list(pool.map(one_band, range(len(starts))))
         return out
 
+
+#: Most pixels per band of rows of the read-out's noise (:meth:`DetectorModel.read_out`): a panel is cut into the
+#: fewest bands of equal rows under this size, each drawing from its own random stream, so the bands run in parallel.
+#: Part of the imaging model: another value gives another noise realisation of a panel larger than it (the default
+#: gantry's 1200 x 1500 frame is two bands). Distinct from :data:`BAND_PIXELS`, which only bounds memory.
+NOISE_BAND_PIXELS = 1 << 20
 
 #: Pixels per band of rows in the full-panel loops of image formation (:meth:`DetectorModel.read_out`, the
 #: imager's energy per quantum, :func:`simulator.imaging.scatter.scatter_image`): 1 Mpx, about 8 MB per float64
@@ -118,7 +139,7 @@ class DetectorModel:
 BAND_PIXELS = 1 << 20
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _quanta(s1, s2, n_eff, e_eff):  # pragma: no cover - numba
     """Effective quanta ``s1^2 / s2`` and energy per quantum ``s2 / s1`` (0 where s1 <= 0), one pass."""
     a1, a2 = s1.ravel(), s2.ravel()
@@ -132,7 +153,7 @@ def _quanta(s1, s2, n_eff, e_eff):  # pragma: no cover - numba
             e[i] = 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _signal_adu(counts, e_eff, offset, scale, out):  # pragma: no cover - numba
     """``offset + scale * counts * e_eff`` (ADU before the electronic noise), one pass."""
     c, e, o = counts.ravel(), e_eff.ravel(), out.ravel()
@@ -140,7 +161,7 @@ def _signal_adu(counts, e_eff, offset, scale, out):  # pragma: no cover - numba
         o[i] = offset + scale * c[i] * e[i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _digitise(signal, noise, max_adu, out):  # pragma: no cover - numba
     """``clip(rint(signal + noise), 0, max_adu)`` as uint16, one pass."""
     a, g, o = signal.ravel(), noise.ravel(), out.ravel()

@@ -36,10 +36,7 @@ Example
 from __future__ import annotations
 
 import math
-import os
-import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -51,6 +48,7 @@ from physics.beam_path import DEFAULT_BEAM_PATH, BeamPath
 from physics.exposure_dose import exposure_mgd_mgy, incident_air_kerma_mgy
 from simulator.imaging import detector as _detector
 from simulator.imaging.detector import DetectorModel, aperture_filter_in_place
+from simulator.imaging.threads import image_threads
 from simulator.imaging.scatter import (SCATTER_PITCH_MM, AntiScatterGrid, projection_angle_deg, scatter_image,
                                        scatter_kernel, thickness_nodes)
 from simulator.imaging.phantoms.base import Phantom
@@ -104,33 +102,6 @@ def make_phantom(name: str, thickness_mm: float, geometry: AcquisitionGeometry, 
     if name == "ghost":
         return ghost_phantom(sh, slab_mm=thickness_mm, **options)
     raise ValueError(f"unknown phantom {name!r}; choose one of {PHANTOM_NAMES}")
-
-
-_FILTER_THREADS: ThreadPoolExecutor | None = None
-_FILTER_LOCK = threading.Lock()
-
-
-def _filter_threads() -> ThreadPoolExecutor | None:
-    """Threads for the per-material aperture filter of :meth:`ExposureImager.projection`: as many as numba may use
-    (one in a trial worker started with ``NUMBA_NUM_THREADS=1``: then None, the filter runs in the caller)."""
-    global _FILTER_THREADS
-    n = numba.get_num_threads()
-    if n < 2:
-        return None
-    with _FILTER_LOCK:
-        if _FILTER_THREADS is None:
-            _FILTER_THREADS = ThreadPoolExecutor(n, thread_name_prefix="aperture-filter")
-        return _FILTER_THREADS
-
-
-def _forget_filter_threads() -> None:
-    """After fork: the child has the pool object but not its threads (a map would wait for ever); start afresh."""
-    global _FILTER_THREADS, _FILTER_LOCK
-    _FILTER_THREADS = None
-    _FILTER_LOCK = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_filter_threads)
 
 
 #: Pixels the aperture filter reaches on each side (:func:`~simulator.imaging.detector.aperture_taps`' half width)
@@ -300,7 +271,7 @@ class ExposureImager:
             if q == 1:  # box-filter over the pixel, only where a material is (+ the filter's reach)
                 boxes = _material_boxes(L, _FILTER_REACH)
                 if boxes:
-                    pool = _filter_threads()
+                    pool = image_threads()
                     if pool is None or len(boxes) < 2:
                         for box in boxes:
                             aperture_filter_in_place(box)
@@ -353,9 +324,16 @@ class ExposureImager:
             d2r = np.abs(d[:, :-2, :] - 2.0 * d[:, 1:-1, :] + d[:, 2:, :]).max(axis=0) > EDGE_TOLERANCE_MM
             sub[:, 1:-1] |= d2c
             sub[1:-1, :] |= d2r
-        rr, cc = np.nonzero(mask)
+        if not backgrounds:
+            return None
+        # every marked pixel lies in some shadow box: look for them in the boxes' union only (the same pixels, in
+        # the same row-major order, as over the whole panel, without scanning 1.8 Mpx per focal-spot sample)
+        r_lo, r_hi = min(b[0][0] for b in backgrounds), max(b[0][1] for b in backgrounds)
+        c_lo, c_hi = min(b[0][2] for b in backgrounds), max(b[0][3] for b in backgrounds)
+        rr, cc = np.nonzero(mask[r_lo:r_hi, c_lo:c_hi])
         if rr.size == 0:
             return None
+        rr, cc = rr + r_lo, cc + c_lo
         n = self.detector.edge_subsamples
         pitch = self.geometry.detector.pitch_mm
         off = ((np.arange(n) + 0.5) / n - 0.5) * pitch
@@ -425,10 +403,14 @@ class ExposureImager:
         s1 = np.zeros((ys.size, xs.size))
         s2 = np.zeros_like(s1)
         inside = None
+        kernels = None  # the scatter kernels, computed on an image-formation thread while the samples are summed
         for src in sources:
             L, edges = self.projection(src)
             if self.scatter and inside is None:  # material path of each ray (mm): where, and how much, scatters
                 inside = L.sum(axis=0)
+                pool = image_threads() if q == 1 else None  # (q > 1: the kernels follow the binned path, below)
+                if pool is not None and (inside > INSIDE_MM).any():
+                    kernels = pool.submit(self.scatter_kernels, inside, exposure, sources.mean(axis=0))
             # energy sums x inverse square from the spectrum's 650 mm x obliquity of incidence on the panel
             accumulate_polyenergetic(L, mu, w1, w2, tuple(src), xs, ys, spec.distance_mm, s1, s2)
             if edges is not None:  # pixels an analytic boundary crosses: mean over the sub-samples of the area
@@ -458,7 +440,8 @@ class ExposureImager:
         if self.scatter and inside is not None and (inside > INSIDE_MM).any():
             if q > 1:
                 inside = inside.reshape(ys.size // q, q, xs.size // q, q).mean(axis=(1, 3))
-            scat = self.scatter_signal(s1, inside, exposure, sources.mean(axis=0))
+            scat = self.scatter_signal(s1, inside, exposure, sources.mean(axis=0),
+                                       kernels.result() if kernels is not None else None)
         if self.grid is not None:
             s1 *= self.grid.primary_transmission
             if scat is not None:
@@ -469,30 +452,41 @@ class ExposureImager:
         return s1, np.multiply(s1, e_eff, out=e_eff)
 
     def scatter_signal(self, primary: np.ndarray, path_mm: np.ndarray, exposure: ExposureRecord,
-                       source: np.ndarray) -> np.ndarray:
+                       source: np.ndarray, kernels: tuple[list[np.ndarray], np.ndarray, float] | None = None
+                       ) -> np.ndarray:
         """Scatter absorbed per pixel (keV) for this exposure's primary (keV per pixel).
 
         ``path_mm``: material path of each pixel's ray through the phantom (mm); rays through more than
         :data:`INSIDE_MM` scatter, each with the kernel of the slab it crossed (path x cos of the
-        projection angle, at most the compressed thickness). Kernels from
-        :func:`simulator.imaging.scatter.scatter_kernel`: the spectrum on the breast (through the support
-        and cover, which filter primary and scatter alike), the phantom's glandularity by weight, the
-        support height as the air gap, and the angle of the ray from ``source`` to the shadow's centre.
+        projection angle, at most the compressed thickness). ``kernels``: what :meth:`scatter_kernels` gives for
+        the same ``path_mm``, ``exposure`` and ``source``, if already computed.
+        """
+        kernel_list, nodes, angle = kernels if kernels is not None else self.scatter_kernels(path_mm, exposure, source)
+        block = max(1, int(round(SCATTER_PITCH_MM / self.geometry.detector.pitch_mm)))
+        local = np.where(path_mm > INSIDE_MM, path_mm * math.cos(math.radians(angle)), 0.0)
+        return scatter_image(primary, local, nodes, kernel_list, block)
+
+    def scatter_kernels(self, path_mm: np.ndarray, exposure: ExposureRecord, source: np.ndarray
+                        ) -> tuple[list[np.ndarray], np.ndarray, float]:
+        """The scatter kernels of this exposure, their local-thickness levels (mm) and the projection angle (degrees).
+
+        Kernels from :func:`simulator.imaging.scatter.scatter_kernel`: the spectrum on the breast (through the
+        support and cover, which filter primary and scatter alike), the phantom's glandularity by weight, the
+        support height as the air gap, and the angle of the ray from ``source`` to the centre of the shadow
+        (the rays of ``path_mm`` over :data:`INSIDE_MM`), one per level of
+        :func:`~simulator.imaging.scatter.thickness_nodes`.
         """
         det = self.geometry.detector
         xs, ys = pixel_grid(det, 1)
         spec = self.spectrum(exposure)
         e = spec.energies_kev
-        inside = path_mm > INSIDE_MM
-        angle, direction = projection_angle_deg(source, inside, xs, ys)
+        angle, direction = projection_angle_deg(source, path_mm > INSIDE_MM, xs, ys)
         block = max(1, int(round(SCATTER_PITCH_MM / det.pitch_mm)))
-        thickness = max(self.phantom.thickness_mm, 1.0)
         fluence = spec.fluence_per_mas * self.beam_path.exit_transmission(e)
-        nodes = thickness_nodes(thickness)
-        kernels = [scatter_kernel(e, fluence, float(t), angle, self.phantom.glandularity,
-                                  self.geometry.support_height_mm, det.pitch_mm * block, direction) for t in nodes]
-        local = np.where(inside, path_mm * math.cos(math.radians(angle)), 0.0)
-        return scatter_image(primary, local, nodes, kernels, block)
+        nodes = thickness_nodes(max(self.phantom.thickness_mm, 1.0))
+        kernel_list = [scatter_kernel(e, fluence, float(t), angle, self.phantom.glandularity,
+                                      self.geometry.support_height_mm, det.pitch_mm * block, direction) for t in nodes]
+        return kernel_list, nodes, angle
 
     def prepare_scatter(self, exposure: ExposureRecord) -> None:
         """Load the scatter table and render this exposure's kernels at 0 deg now (a no-op with scatter off).

@@ -127,10 +127,31 @@ def _default_gantry_frame(monkeypatch: pytest.MonkeyPatch | None = None, band_pi
     return render_image(im, rec, cfg.detector)
 
 
+def test_a_default_gantry_frame_does_not_depend_on_the_image_formation_threads(monkeypatch: pytest.MonkeyPatch
+                                                                              ) -> None:
+    """With numba on two or more threads a frame uses the image-formation threads three ways: the per-material
+    aperture filter, the scatter kernels (computed while the focal-spot samples are summed) and the read-out's noise
+    bands. A default-gantry frame (scatter on, two noise bands) is bit-identical with every step in the caller."""
+    import numba
+
+    import simulator.imaging.detector as detector
+    import simulator.imaging.imager as imager
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("numba runs one thread here: there is no pool to compare with")
+    threaded = _default_gantry_frame()
+    monkeypatch.setattr(imager, "image_threads", lambda: None)
+    monkeypatch.setattr(detector, "image_threads", lambda: None)
+    alone = _default_gantry_frame()
+    assert np.array_equal(threaded, alone)
+    assert threaded.std() > 0
+
+
 def test_band_size_does_not_change_a_default_gantry_frame(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The read-out (Poisson counts, electronic noise), the energy per quantum and the scatter's cell sums run in
-    bands of rows to bound a full-resolution frame's memory: a default-gantry frame is bit-identical with one band
-    over the whole panel and with bands of 997 pixels (hundreds of bands, the last one partial)."""
+    """The energy per quantum and the scatter's cell sums run in bands of rows (BAND_PIXELS) to bound a
+    full-resolution frame's memory: a default-gantry frame is bit-identical with one band over the whole panel and
+    with bands of 997 pixels (hundreds of bands, the last one partial). (The read-out's noise bands,
+    NOISE_BAND_PIXELS, are part of the imaging model: see the read-out tests.)"""
     whole = _default_gantry_frame(monkeypatch, 1 << 30)
     banded = _default_gantry_frame(monkeypatch, 997)
     assert whole.shape == (1200, 1500)
@@ -138,32 +159,72 @@ def test_band_size_does_not_change_a_default_gantry_frame(monkeypatch: pytest.Mo
     assert whole.std() > 0  # a real image (not an empty one equal to another)
 
 
-@pytest.mark.parametrize("noise", [True, False], ids=["noisy", "noiseless"])
-def test_banded_read_out_equals_the_whole_panel_formula(monkeypatch: pytest.MonkeyPatch, noise: bool) -> None:
-    """The banded read-out against the whole-panel formula written out here (all Poisson counts, then all the
-    electronic noise, over the whole panel): equal bit for bit, with bands of 7 pixels on a 37 x 53 panel."""
-    import simulator.imaging.detector as detector
-
+def _read_out_formula(s1: np.ndarray, s2: np.ndarray, binning: int, streams: list, band_rows: int) -> np.ndarray:
+    """The read-out as :meth:`DetectorModel.read_out` documents it, written out here: in bands of
+    ``band_rows`` rows, band k draws all its Poisson quanta and then all its electronic noise from ``streams[k]``."""
     model = DetectorModel()
-    gen = np.random.default_rng(5)
-    s1 = gen.uniform(0.0, 4.0e5, (37, 53))
-    s1[3, :7] = 0.0  # no signal: no quanta
-    s2 = s1 * gen.uniform(15.0, 25.0, s1.shape)
-    binning = 2
     scale = model.gain_adu_per_kev / binning**2
+    out = np.empty(s1.shape)
+    for k, r0 in enumerate(range(0, s1.shape[0], band_rows)):
+        a1, a2 = s1[r0:r0 + band_rows], s2[r0:r0 + band_rows]
+        n_eff = np.where(a1 > 0, a1**2 / np.maximum(a2, 1e-30), 0.0)
+        e_eff = np.where(a1 > 0, a2 / np.maximum(a1, 1e-30), 0.0)
+        counts = streams[k].poisson(n_eff)
+        electronic = streams[k].normal(0.0, model.electronic_noise_adu / binning, size=a1.shape)
+        out[r0:r0 + band_rows] = model.offset_adu + scale * counts * e_eff + electronic
+    return np.clip(np.rint(out), 0, model.max_adu).astype(np.uint16)
+
+
+def _moments(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    gen = np.random.default_rng(5)
+    s1 = gen.uniform(0.0, 4.0e5, shape)
+    s1[3, :7] = 0.0  # no signal: no quanta
+    return s1, s1 * gen.uniform(15.0, 25.0, s1.shape)
+
+
+@pytest.mark.parametrize("noise", [True, False], ids=["noisy", "noiseless"])
+def test_a_one_band_read_out_equals_the_whole_panel_formula(noise: bool) -> None:
+    """A panel of at most NOISE_BAND_PIXELS (every trial window and QC region) draws from the frame's generator
+    alone: all Poisson counts, then all the electronic noise, over the whole panel, bit for bit."""
+    model = DetectorModel()
+    s1, s2 = _moments((37, 53))
     if noise:
-        rng = np.random.default_rng([1, 2])
-        n_eff = np.where(s1 > 0, s1**2 / np.maximum(s2, 1e-30), 0.0)
-        e_eff = np.where(s1 > 0, s2 / np.maximum(s1, 1e-30), 0.0)
-        counts = rng.poisson(n_eff)
-        electronic = rng.normal(0.0, model.electronic_noise_adu / binning, size=s1.shape)
-        expected = np.clip(np.rint(model.offset_adu + scale * counts * e_eff + electronic), 0, model.max_adu)
+        expected = _read_out_formula(s1, s2, 2, [np.random.default_rng([1, 2])], 37)
     else:
-        expected = np.clip(np.rint(model.offset_adu + scale * s1), 0, model.max_adu)
-    monkeypatch.setattr(detector, "BAND_PIXELS", 7 * 53)
-    got = model.read_out(s1, s2, binning, np.random.default_rng([1, 2]) if noise else None)
+        expected = np.clip(np.rint(model.offset_adu + model.gain_adu_per_kev / 4 * s1), 0, model.max_adu)
+    got = model.read_out(s1, s2, 2, np.random.default_rng([1, 2]) if noise else None)
     assert got.dtype == np.uint16
     assert np.array_equal(got, expected.astype(np.uint16))
+
+
+def test_a_banded_read_out_draws_each_band_from_its_own_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A panel larger than NOISE_BAND_PIXELS is cut into the fewest bands of equal rows: band 0 draws from the
+    frame's generator, band k from its (k-1)-th spawned child. 37 x 53 with bands of at most 7 x 53 pixels: six
+    bands of 7 rows (the last one 2 rows), equal bit for bit to the formula; one shared stream would fail."""
+    import simulator.imaging.detector as detector
+
+    s1, s2 = _moments((37, 53))
+    rng = np.random.default_rng([1, 2])
+    expected = _read_out_formula(s1, s2, 2, [rng, *rng.spawn(5)], 7)
+    monkeypatch.setattr(detector, "NOISE_BAND_PIXELS", 7 * 53)
+    got = DetectorModel().read_out(s1, s2, 2, np.random.default_rng([1, 2]))
+    assert np.array_equal(got, expected)
+    shared = np.random.default_rng([1, 2])
+    assert not np.array_equal(got, _read_out_formula(s1, s2, 2, [shared] * 6, 7))
+
+
+def test_a_banded_read_out_does_not_depend_on_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bands run on the image-formation threads when numba may use more than one: the same image bit for bit
+    with the pool and with every band in the caller (no pool), in a band count that leaves threads racing."""
+    import simulator.imaging.detector as detector
+
+    s1, s2 = _moments((301, 97))
+    monkeypatch.setattr(detector, "NOISE_BAND_PIXELS", 5 * 97)
+    threaded = DetectorModel().read_out(s1, s2, 2, np.random.default_rng([3, 4]))
+    monkeypatch.setattr(detector, "image_threads", lambda: None)
+    alone = DetectorModel().read_out(s1, s2, 2, np.random.default_rng([3, 4]))
+    assert np.array_equal(threaded, alone)
+    assert threaded.std() > 0
 
 
 @pytest.mark.parametrize("band_rows", [1, 3, 1000])
@@ -205,8 +266,9 @@ def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monk
     """Forming one default-gantry image (scatter on) holds under five float64 panels beyond the cached line
     integrals: at most the signal and its second moment (or energy per quantum), each ray's material path and the
     scatter's local thickness (float32), and the scatter image. The read-out's quanta, counts and noise and the
-    scatter's cell sums are done in bands of rows; here the bands are set to 1/20 of the panel, the proportion of
-    the 1 Mpx bands in a 28.8 Mpx full-resolution frame. It held over six (the read-out alone held four panels of
+    scatter's cell sums are done in bands of rows (the read-out's bands one per image-formation thread at a time);
+    here the bands are set to 1/20 of the panel, the proportion of the 1 Mpx bands in a 28.8 Mpx full-resolution
+    frame. It held over six (the read-out alone held four panels of
     quanta, energy per quantum, counts and noise beside its inputs: some 1.4 GB at full resolution)."""
     import tracemalloc
 
@@ -217,6 +279,7 @@ def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monk
     cfg = load_config(None)
     pixels = cfg.geometry.detector.rows * cfg.geometry.detector.cols
     monkeypatch.setattr(detector, "BAND_PIXELS", pixels // 20)
+    monkeypatch.setattr(detector, "NOISE_BAND_PIXELS", pixels // 20)  # the read-out's, as many in flight as threads
     im = build_imager(cfg.geometry, cfg.phantom, cfg.detector, 1, 45.0)
     assert im.scatter
     rec = _exp(0.0, mas=4.0, frame=2)
@@ -231,15 +294,16 @@ def test_image_holds_under_five_float_panels_at_full_resolution_proportions(monk
     assert peak < 5.0 * 8 * pixels, peak / (8 * pixels)
 
 
-def test_filter_threads_work_in_a_forked_child() -> None:
-    """A process forked after the aperture-filter threads ran gets a pool of its own: the inherited one has no
-    threads, and a map on it would wait for ever (a multiprocessing fork pool of renderers)."""
+def test_image_threads_work_in_a_forked_child() -> None:
+    """A process forked after the image-formation threads (aperture filter, read-out noise) ran gets a pool of its
+    own: the inherited one has no threads, and a map on it would wait for ever (a multiprocessing fork pool of
+    renderers)."""
     import os
     import signal
 
-    from simulator.imaging import imager
+    from simulator.imaging.threads import image_threads
 
-    pool = imager._filter_threads()
+    pool = image_threads()
     if pool is None:
         pytest.skip("numba runs one thread here: the filter runs in the caller, no pool")
     assert list(pool.map(abs, [-1, -2])) == [1, 2]
@@ -247,7 +311,7 @@ def test_filter_threads_work_in_a_forked_child() -> None:
     if pid == 0:  # child: a bounded wait, then a code the parent reads
         signal.alarm(20)
         try:
-            ok = imager._filter_threads() is not pool and list(imager._filter_threads().map(abs, [-3])) == [3]
+            ok = image_threads() is not pool and list(image_threads().map(abs, [-3])) == [3]
         finally:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
