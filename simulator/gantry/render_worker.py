@@ -26,7 +26,7 @@ a worker-rendered frame equals the in-process one bit for bit.
 (:func:`render_workers` gives the measured trade-off; one by default).
 
 Each worker runs numba on every core at a lower priority (:data:`RENDER_NICE`), so the
-real-time loop preempts it whenever it wakes (with two, idle OpenMP threads sleep rather than spin),
+real-time loop preempts it whenever it wakes (its idle OpenMP threads sleep rather than spin),
 and asks the kernel to kill it when the gantry process dies (Linux ``PR_SET_PDEATHSIG``).
 """
 
@@ -194,8 +194,11 @@ class RenderPool:
 def _init_worker(workers: int = 1) -> None:
     """Pool initializer: limit numba's threads, and die with the gantry process (``workers``: how many share the cores)."""
     os.environ["NUMBA_NUM_THREADS"] = str(RENDER_THREADS)  # read when numba is first imported here
-    if workers > 1:  # idle OpenMP threads sleep rather than spin: the workers share the cores
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # Idle OpenMP threads sleep rather than spin (read when numba's OpenMP layer starts): between numba's kernels a
+    # frame's numpy and scipy steps, its image-formation threads, the control loop and the host need the cores. A
+    # spinning idle thread held them (bench_realtime, quiet, this machine: IMAGE_READY p95 under 1 s in 3 of 10 runs
+    # with spinning threads, in 5 of 7 with sleeping ones).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:  # below the loop's priority (inherited), and not above normal
         os.setpriority(os.PRIO_PROCESS, 0, max(RENDER_NICE, os.getpriority(os.PRIO_PROCESS, 0) + 2))
     except (AttributeError, OSError):
