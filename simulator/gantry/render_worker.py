@@ -57,10 +57,11 @@ def render_workers() -> int:
 
     A second worker takes every other frame, so one frame's single-threaded steps overlap the next one's
     kernels. Measured on an otherwise idle 2-core machine (``benchmarks/bench_realtime.py``, default gantry,
-    1200 x 1500): IMAGE_READY p95 0.9-1.35 s with two against 1.1-2.8 s with one. On a busy machine it is worse
-    (with the CPU-hog companion, this code: the AEC scout's image 2.9-3.2 s against 0.4-0.6 s, the exam
-    1.44-1.48x its timeline against 1.17-1.36x), and each worker holds its own phantom (about 0.6 GB for the
-    default gantry): hence one by default.
+    1200 x 1500, a 0.47 s frame): IMAGE_READY p95 0.84-0.97 s with two in three quiet runs, but the AEC scout's
+    image 0.42-1.05 s and telemetry p99 4.4-10.5 ms; with one, p95 0.77-0.81 s in four of six quiet runs and
+    1.26-1.27 s in two, the scout 0.34-0.42 s, telemetry p99 2.5-4.3 ms. On a busy machine two are worse (with the
+    CPU-hog companion, an earlier build: the scout 2.9-3.2 s against 0.4-0.6 s), and each worker holds its own
+    phantom (about 0.6 GB for the default gantry): hence one by default.
     """
     forced = os.environ.get("CRESCENT_RENDER_WORKERS", "").strip()
     if not forced:

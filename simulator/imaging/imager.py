@@ -17,8 +17,9 @@ rows x runs per voxel row, air is free) and the energy sum costs ~ attenuated
 pixels x energy bins, both per source sample (focal-spot travel and spot
 size; usually 1-2 for DBT pulses). For the default ``crescent acquire`` we
 recommend a breast at 0.25 mm voxels onto a 4 x 4 binned panel (200 um,
-1200 x 1500): about 0.9 CPU-seconds per exposure on the 2-core machine,
-noise, aperture filter and dose included (``benchmarks/bench_projector.py
+1200 x 1500): about 0.75 CPU-seconds per exposure on the 2-core machine
+(0.46-0.49 s wall with numba and the image-formation threads on both cores),
+noise, scatter, aperture filter and dose included (``benchmarks/bench_projector.py
 --exam-only`` measures it).
 
 Example
