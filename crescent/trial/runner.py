@@ -44,7 +44,10 @@ def exams_json(spec: TrialSpec, base_dir: Path | None) -> dict[str, dict[str, An
 #: is then a different trial, never reused.
 #: 2: the direct path renders the generator's delivered kV (rise deficit) and the gantry's frame numbering.
 #: 3: spectra on spekpy's 0.1 keV grid.
-IMAGING_MODEL_VERSION = 3
+#: 4: the read-out's noise in bands of about 1 Mpx, each from its own stream
+#:    (simulator.imaging.detector.NOISE_BAND_PIXELS): a window over 1 Mpx (e.g. 20 mm ROIs on 50 um pixels)
+#:    gets another noise realisation; smaller ones, as in the shipped example, keep theirs.
+IMAGING_MODEL_VERSION = 4
 
 
 def imaging_inputs() -> dict[str, Any]:

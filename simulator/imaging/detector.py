@@ -79,10 +79,12 @@ class DetectorModel:
                  rng: np.random.Generator | None) -> np.ndarray:
         """Raw uint16 ADU image from the mean absorbed energy ``s1`` and its second moment ``s2``.
 
-        ``rng=None`` gives the noiseless expected image (still rounded and clipped).
+        ``rng=None`` gives the noiseless expected image (still rounded and clipped). ``rng`` must be seeded through a
+        :class:`numpy.random.SeedSequence` (as ``np.random.default_rng(seed)`` is): a panel of more than
+        :data:`NOISE_BAND_PIXELS` draws its further bands from ``rng.spawn`` children, which are then reproducible.
         """
         scale = self.gain_adu_per_kev / binning**2
-        if rng is None:  # in bands of rows (see below): no full-panel float temporaries
+        if rng is None:  # in bands of rows of BAND_PIXELS: no full-panel float temporaries
             s1_kev = np.asarray(s1_kev)
             expected = np.empty(s1_kev.shape, dtype=np.uint16)
             step = max(1, BAND_PIXELS // max(1, s1_kev.shape[1] if s1_kev.ndim > 1 else 1))
@@ -92,16 +94,16 @@ class DetectorModel:
             return expected
         s1 = np.ascontiguousarray(s1_kev, dtype=np.float64)
         s2 = np.ascontiguousarray(s2_kev2, dtype=np.float64)
-        # In bands of equal rows (at most NOISE_BAND_PIXELS each), so a full-resolution panel (28.8 Mpx) holds a few
-        # float64 bands beyond its inputs, never a whole float64 panel. Each band draws its quanta and then its
-        # electronic noise from a stream of its own: the first band from ``rng`` itself, band k >= 1 from the
+        # In bands of equal rows (the last may be shorter; about NOISE_BAND_PIXELS each), so a full-resolution panel
+        # (28.8 Mpx) holds a few float64 bands beyond its inputs, never a whole float64 panel. Each band draws its
+        # quanta and then its electronic noise from a stream of its own: the first band from ``rng`` itself, band k >= 1 from the
         # (k-1)-th child that ``rng.spawn`` gives. The bands are then independent, so they run on the image-formation
         # threads (numpy's samplers and these kernels release the GIL) and the image does not depend on how many
         # threads there are or in which order they finish. A panel of one band (any image of at most
         # NOISE_BAND_PIXELS) draws only from ``rng``: its quanta, then its noise, in C order.
         rows = s1.shape[0]
         n_bands = max(1, -(-s1.size // NOISE_BAND_PIXELS))  # bands of equal rows, each about NOISE_BAND_PIXELS
-        band = -(-rows // n_bands)
+        band = max(1, -(-rows // n_bands))  # (an empty panel: one empty band)
         starts = range(0, rows, band)
         streams = [rng, *rng.spawn(len(starts) - 1)] if len(starts) > 1 else [rng]
         sigma = self.electronic_noise_adu / binning
@@ -127,14 +129,15 @@ class DetectorModel:
         return out
 
 
-#: Most pixels per band of rows of the read-out's noise (:meth:`DetectorModel.read_out`): a panel is cut into the
-#: fewest bands of equal rows under this size, each drawing from its own random stream, so the bands run in parallel.
+#: Pixels per band of rows of the read-out's noise (:meth:`DetectorModel.read_out`): a panel of N pixels is cut into
+#: ceil(N / NOISE_BAND_PIXELS) bands of ceil(rows / that) rows (the last one shorter, so sometimes one band fewer),
+#: each drawing from its own random stream, so the bands run in parallel.
 #: Part of the imaging model: another value gives another noise realisation of a panel larger than it (the default
 #: gantry's 1200 x 1500 frame is two bands). Distinct from :data:`BAND_PIXELS`, which only bounds memory.
 NOISE_BAND_PIXELS = 1 << 20
 
-#: Pixels per band of rows in the full-panel loops of image formation (:meth:`DetectorModel.read_out`, the
-#: imager's energy per quantum, :func:`simulator.imaging.scatter.scatter_image`): 1 Mpx, about 8 MB per float64
+#: Pixels per band of rows in the full-panel loops of image formation (the noiseless :meth:`DetectorModel.read_out`,
+#: the imager's energy per quantum, :func:`simulator.imaging.scatter.scatter_image`): 1 Mpx, about 8 MB per float64
 #: band, against 230 MB for a whole full-resolution (50 um, 4800 x 6000) float64 panel.
 BAND_PIXELS = 1 << 20
 

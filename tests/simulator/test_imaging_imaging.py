@@ -184,8 +184,9 @@ def _moments(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize("noise", [True, False], ids=["noisy", "noiseless"])
 def test_a_one_band_read_out_equals_the_whole_panel_formula(noise: bool) -> None:
-    """A panel of at most NOISE_BAND_PIXELS (every trial window and QC region) draws from the frame's generator
-    alone: all Poisson counts, then all the electronic noise, over the whole panel, bit for bit."""
+    """A panel of at most NOISE_BAND_PIXELS (the shipped trial example's windows, 0.13-0.21 Mpx; QC at its default
+    binning) draws from the frame's generator alone: all Poisson counts, then all the electronic noise, over the
+    whole panel, bit for bit (as before the noise was banded)."""
     model = DetectorModel()
     s1, s2 = _moments((37, 53))
     if noise:
@@ -216,8 +217,12 @@ def test_a_banded_read_out_draws_each_band_from_its_own_stream(monkeypatch: pyte
 def test_a_banded_read_out_does_not_depend_on_the_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bands run on the image-formation threads when numba may use more than one: the same image bit for bit
     with the pool and with every band in the caller (no pool), in a band count that leaves threads racing."""
+    import numba
+
     import simulator.imaging.detector as detector
 
+    if numba.get_num_threads() < 2:
+        pytest.skip("numba runs one thread here: there is no pool to compare with")
     s1, s2 = _moments((301, 97))
     monkeypatch.setattr(detector, "NOISE_BAND_PIXELS", 5 * 97)
     threaded = DetectorModel().read_out(s1, s2, 2, np.random.default_rng([3, 4]))
@@ -229,8 +234,8 @@ def test_a_banded_read_out_does_not_depend_on_the_threads(monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize("band_rows", [1, 3, 1000])
 def test_scatter_image_does_not_depend_on_its_band(monkeypatch: pytest.MonkeyPatch, band_rows: int) -> None:
-    """The scatter's cell sums (cells of 4 pixels; 103 rows, not a multiple of 4) and its upsampling, in bands of 1
-    and 3 cell rows against one band over the whole image: equal bit for bit."""
+    """The scatter's cell sums (cells of 4 pixels; 103 rows, not a multiple of 4), in bands of 1 and 3 cell rows
+    against one band over the whole image: equal bit for bit."""
     import simulator.imaging.detector as detector
     from simulator.imaging.scatter import scatter_image
 
@@ -245,6 +250,43 @@ def test_scatter_image_does_not_depend_on_its_band(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(detector, "BAND_PIXELS", band_rows * 4 * 90)
     assert np.array_equal(scatter_image(primary, thickness, nodes, kernels, 4), whole)
     assert whole.shape == primary.shape and whole.sum() > 0
+
+
+@pytest.mark.parametrize("shape", [(103, 90, 4), (1200, 1500, 10), (7, 5, 3), (1, 1, 2)])
+def test_scatter_upsampling_is_the_bilinear_formula_and_keeps_its_sum(shape: tuple[int, int, int]) -> None:
+    """The scatter's bilinear upsampling (a numba kernel) against the numpy formula it replaced, written out here: the
+    same values bit for bit, and the same total (the array is column-major like numpy's gather ``rows[:, j0]``, so
+    its sum adds in the same order: the scatter image is scaled by that total)."""
+    from simulator.imaging.scatter import _upsample_linear
+
+    r, c, b = shape
+    s = np.random.default_rng(4).uniform(0.0, 100.0, (-(-r // b), -(-c // b)))
+
+    def axis(n_fine: int, n_coarse: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = (np.arange(n_fine) + 0.5) / b - 0.5
+        i0 = np.clip(np.floor(u).astype(np.int64), 0, n_coarse - 1)
+        return i0, np.minimum(i0 + 1, n_coarse - 1), np.clip(u - i0, 0.0, 1.0)
+
+    i0, i1, f = axis(r, s.shape[0])
+    rows = s[i0] * (1.0 - f)[:, None] + s[i1] * f[:, None]
+    j0, j1, g = axis(c, s.shape[1])
+    expected = rows[:, j0] * (1.0 - g)[None, :]
+    expected += rows[:, j1] * g[None, :]
+    got = _upsample_linear(s, b, r, c)
+    assert np.array_equal(got, expected)
+    assert got.sum() == expected.sum()
+
+
+def test_a_noiseless_read_out_does_not_depend_on_its_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The noiseless read-out runs in bands of BAND_PIXELS (memory only): bands of 7 rows on a 37 x 53 panel give the
+    one-band image bit for bit."""
+    import simulator.imaging.detector as detector
+
+    s1, s2 = _moments((37, 53))
+    whole = DetectorModel().read_out(s1, s2, 2, None)
+    monkeypatch.setattr(detector, "BAND_PIXELS", 7 * 53)
+    assert np.array_equal(DetectorModel().read_out(s1, s2, 2, None), whole)
+    assert whole.std() > 0
 
 
 def test_aperture_filter_in_place_is_the_filter_clamped_at_zero() -> None:
