@@ -96,8 +96,8 @@ class DetectorModel:
         s2 = np.ascontiguousarray(s2_kev2, dtype=np.float64)
         # In bands of equal rows (the last may be shorter; about NOISE_BAND_PIXELS each), so a full-resolution panel
         # (28.8 Mpx) holds a few float64 bands beyond its inputs, never a whole float64 panel. Each band draws its
-        # quanta and then its electronic noise from a stream of its own: the first band from ``rng`` itself, band k >= 1 from the
-        # (k-1)-th child that ``rng.spawn`` gives. The bands are then independent, so they run on the image-formation
+        # quanta and then its electronic noise from a stream of its own: the first band from ``rng`` itself, band
+        # k >= 1 from the (k-1)-th child that ``rng.spawn`` gives. The bands are then independent, so they run on the image-formation
         # threads (numpy's samplers and these kernels release the GIL) and the image does not depend on how many
         # threads there are or in which order they finish. A panel of one band (any image of at most
         # NOISE_BAND_PIXELS) draws only from ``rng``: its quanta, then its noise, in C order.

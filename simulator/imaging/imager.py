@@ -39,7 +39,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
-import numba
 import numpy as np
 
 from protocols.geometry import AcquisitionGeometry
@@ -404,13 +403,15 @@ class ExposureImager:
         s1 = np.zeros((ys.size, xs.size))
         s2 = np.zeros_like(s1)
         inside = None
+        scatters = False  # whether any ray crosses more than INSIDE_MM of phantom
         kernels = None  # the scatter kernels, computed on an image-formation thread while the samples are summed
         for src in sources:
             L, edges = self.projection(src)
             if self.scatter and inside is None:  # material path of each ray (mm): where, and how much, scatters
                 inside = L.sum(axis=0)
+                scatters = bool((inside > INSIDE_MM).any())
                 pool = image_threads() if q == 1 else None  # (q > 1: the kernels follow the binned path, below)
-                if pool is not None and (inside > INSIDE_MM).any():
+                if pool is not None and scatters:
                     kernels = pool.submit(self.scatter_kernels, inside, exposure, sources.mean(axis=0))
             # energy sums x inverse square from the spectrum's 650 mm x obliquity of incidence on the panel
             accumulate_polyenergetic(L, mu, w1, w2, tuple(src), xs, ys, spec.distance_mm, s1, s2)
@@ -438,7 +439,7 @@ class ExposureImager:
             be[b1 <= 0] = 0.0
         del s2
         scat = None
-        if self.scatter and inside is not None and (inside > INSIDE_MM).any():
+        if scatters:
             if q > 1:
                 inside = inside.reshape(ys.size // q, q, xs.size // q, q).mean(axis=(1, 3))
             scat = self.scatter_signal(s1, inside, exposure, sources.mean(axis=0),

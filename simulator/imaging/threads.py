@@ -4,8 +4,8 @@ scipy's 1-D filters (the per-material aperture filter of :meth:`simulator.imagin
 and numpy's random samplers (the read-out's noise, :meth:`simulator.imaging.detector.DetectorModel.read_out`)
 run without the GIL, so independent pieces of a frame (a material's plane, a band of rows) can share the cores
 that numba's kernels use; the scatter kernels (numpy, releasing the GIL in their array loops) are computed here
-while the focal-spot samples are summed. One pool per process, as many threads as numba may use; ``None`` where numba is held to
-one thread (a trial worker started with ``NUMBA_NUM_THREADS=1``): the caller then does the work itself.
+while the focal-spot samples are summed. One pool per process, as many threads as numba may use; ``None`` where
+numba is held to one thread (a trial worker started with ``NUMBA_NUM_THREADS=1``): the caller then does the work itself.
 """
 
 from __future__ import annotations
