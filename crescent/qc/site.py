@@ -154,7 +154,7 @@ class SimulatedSite:
         cfg = self.config(phantom)
         env = simpy.Environment()
         model, endpoint = start_virtual_gantry(env, cfg, seed=self.seed, data_dir=out / "device", event_log=None)
-        options = ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S, watchdog_timeout_ms=5000)
+        options = ExamOptions(image_timeout_s=SIMULATED_IMAGE_TIMEOUT_S)  # SPEC's 500 ms watchdog, as every host path
         with connect_virtual(env, endpoint, seed=self.seed, options=options) as gantry:
             result = gantry.run_exam(exam, out / "exam")
             serial = self.serial = f"sim-{gantry.session.serial_number}"

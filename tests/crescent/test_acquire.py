@@ -23,6 +23,16 @@ from crescent.acquire.pipeline import AcquireOptions, run_acquire
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]  # the first test may run the session's default acquisition (conftest.py)
 
 
+def test_default_acquire_asks_the_device_for_the_500_ms_watchdog(default_run: Path) -> None:
+    """Issue 13, defect 5: ``crescent acquire`` asked its gantry for a 5000 ms watchdog, so a host killed mid-sweep
+    left the device exposing for 5 s. Every HELLO of the product's default run, as the device logged it, asks for
+    SPEC's 500 ms."""
+    hellos = [r for r in map(json.loads, (default_run / "gantry" / "device-events.jsonl").read_text().splitlines())
+              if r.get("kind") == "command" and r.get("msg") == "HELLO"]
+    assert hellos, "the device logged no HELLO"
+    assert {h["fields"]["watchdog_timeout_ms"] for h in hellos} == {500}
+
+
 def test_every_output_exists(default_run: Path) -> None:
     summary = json.loads((default_run / "summary.json").read_text())
     n = summary["projections"]
