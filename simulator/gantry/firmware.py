@@ -1119,8 +1119,9 @@ class Gantry:
     def _finish(self, sw: _Sweep) -> None:
         self.log.write(self.now_us(), "sweep_end", plan_id=sw.plan.plan_id, exposures=sw.plan.exposures_done,
                        stopped=sw.stop.triggered)
-        if self.sweep is sw:
-            self.sweep = None
+        if self.sweep is not sw:
+            return  # stopped earlier (HELLO, ABORT, interlock) and a newer plan's sweep runs now: its state is not ours
+        self.sweep = None
         if self.state == int(S.EXPOSING):
             complete = sw.plan.exposures_done == len(sw.plan.angles_deg)
             self.armed = None

@@ -125,3 +125,49 @@ def test_a_burst_of_copies_heartbeats_and_a_new_session_does_not_kill_the_device
     assert [a["seq"] for a in answers[-3:-1]] == [0x3000, 0x5000]
     assert gantry.link.stats.answers_discarded == 1  # the MOVE_ARC's answer was owed to the old session
     assert out["status"] is not None and out["status"].NAME == "STATUS"
+
+
+def test_a_plan_fired_while_a_stopped_sweep_winds_down_keeps_its_state(tmp_path: Path) -> None:
+    """Found by the random safety machine: X-rays on in IDLE.
+
+    A HELLO cut plan A's window (the plan stops as by ABORT, its readout still running). Plan B was
+    armed and fired before that readout ended; when it ended, plan A's wind-down took plan B's
+    EXPOSING for its own and moved the device to IDLE while plan B went on exposing. Each
+    instant checks: the tube on only in EXPOSING; plan B completes with its three exposures.
+    """
+    from simulator.gantry.client import make_plan
+
+    env = simpy.Environment()
+    gantry, ep = start_virtual_gantry(env, cfg_small(), seed=12, data_dir=tmp_path, event_log=None)
+    host = LinkClient(env, ep)
+    out: dict = {"xray_outside_exposing": []}
+
+    def watch():
+        while True:
+            if gantry.generator.on and gantry.state != int(S.EXPOSING):
+                out["xray_outside_exposing"].append((round(env.now, 4), S(gantry.state).name))
+            yield env.timeout(0.001)
+
+    def script():
+        yield from open_session(host, watchdog_timeout_ms=500)
+        plan_a = make_plan(1, [-2.0, 0.0, 2.0], mas=1.0, pulse_ms=40.0, continuous=False)
+        plan_b = make_plan(2, [-2.0, 0.0, 2.0], mas=1.0, pulse_ms=40.0, continuous=False)
+        assert (yield host.request(plan_a)).NAME == "ACK"
+        assert (yield host.request(M.Fire(plan_id=1, digest=plan_a.digest))).NAME == "ACK"
+        while not gantry.generator.on:  # plan A's first window opens
+            yield env.timeout(0.001)
+        out["hello"] = yield host.request(hello(session_id=0x51, watchdog_timeout_ms=500))
+        out["arm_b"] = yield host.request(plan_b)
+        out["fire_b"] = yield host.request(M.Fire(plan_id=2, digest=plan_b.digest))
+        yield env.timeout(6.0)
+
+    env.process(watch())
+    env.run(until=env.process(script()))
+    assert out["hello"].resumed_plan_id == 1
+    assert out["arm_b"].NAME == "ACK" and out["fire_b"].NAME == "ACK"
+    assert out["xray_outside_exposing"] == []
+    done_b = [m for m in host.of("EXPOSURE_DONE") if m.plan_id == 2]
+    assert [m.index for m in done_b] == [0, 1, 2]
+    changes = [(m.old_state, m.new_state) for m in host.of("STATE_CHANGED")]
+    assert changes[-1] == (int(S.EXPOSING), int(S.IDLE)) and gantry.state == int(S.IDLE)
+    assert changes.count((int(S.EXPOSING), int(S.IDLE))) == 2  # plan A by HELLO, plan B complete: nothing between
