@@ -9,7 +9,9 @@ content, SYNs, heartbeats, stale responses and corrupted bytes, interleaved with
 answers (in any order, late, after copies arrived) and its own events, and checks every step
 against an independent model of SPEC.md section 2.2 (remember the last ``dedup_window`` accepted
 requests by (seq, msg_id, payload); a copy is answered from the cache, never handed up again; SYN
-clears the memory).
+clears the memory). The last test runs the same machine against two defective links (the
+defect-2 link, and one that hands up a copy arriving before its original was answered) and
+expects it to fail.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, FLAG_RETRANSMIT, FLAG_SYN, FrameDecoder, encode_frame
 from protocols.wire.link import DuplicateAnswered, Link, LinkConfig, LinkError, Received
@@ -104,10 +106,11 @@ class LinkInterleavings(RuleBasedStateMachine):
     """Host frames in bursts vs. application answers; checked against a model of SPEC.md 2.2."""
 
     window = 32
+    link_class: type[Link] = Link
 
     def __init__(self) -> None:
         super().__init__()
-        self.dev = Link(LinkConfig(send_heartbeats=False, dedup_window=self.window, peer_timeout_s=1e9), initial_seq=3)
+        self.dev = self.link_class(LinkConfig(send_heartbeats=False, dedup_window=self.window, peer_timeout_s=1e9), initial_seq=3)
         self.now = 0.0
         self.burst: list[tuple[bytes, tuple[int, int, bytes] | None, int]] = []  # (wire, key, flags)
         self.history: list[tuple[int, int, bytes]] = []  # keys of requests sent so far (for copies)
@@ -257,3 +260,35 @@ SmallMemory.TestCase.settings = LinkInterleavings.TestCase.settings
 
 TestLinkInterleavings = LinkInterleavings.TestCase
 TestLinkInterleavingsSmallMemory = SmallMemory.TestCase
+
+
+# --------------------------------------------------------------------------------------------
+# the same machine against defective links: it must find each defect on its own
+class ForgetsOwedAnswersOnSyn(Link):
+    """Defect 2 as it was: a new session's SYN dropped the answers owed, so the application's late answer raised."""
+
+    def _on_request(self, frame, now: float) -> None:  # type: ignore[no-untyped-def]
+        if frame.flags & FLAG_SYN and (frame.seq, frame.msg_id, frame.payload) not in self._seen:
+            self._owed.clear()
+        super()._on_request(frame, now)
+
+
+class HandsUpCopiesNotYetAnswered(Link):
+    """Treats a copy that arrives before its original was answered as a new request (executed twice)."""
+
+    def _on_request(self, frame, now: float) -> None:  # type: ignore[no-untyped-def]
+        key = (frame.seq, frame.msg_id, frame.payload)
+        seen = self._seen.get(key)
+        if seen is not None and seen.response is None:
+            del self._seen[key]
+        super()._on_request(frame, now)
+
+
+@pytest.mark.parametrize(("link_class", "caught"), [
+    (ForgetsOwedAnswersOnSyn, (LinkError, AssertionError)),  # the late answer raises, or goes out to the wrong session
+    (HandsUpCopiesNotYetAnswered, AssertionError),
+])
+def test_the_random_machine_finds_a_defective_link(link_class: type[Link], caught) -> None:  # type: ignore[no-untyped-def]
+    machine = type(f"LinkInterleavings_{link_class.__name__}", (LinkInterleavings,), {"link_class": link_class})
+    with pytest.raises(caught):
+        run_state_machine_as_test(machine, settings=settings(LinkInterleavings.TestCase.settings, phases=[Phase.generate]))
