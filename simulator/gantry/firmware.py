@@ -647,9 +647,13 @@ class Gantry:
             return self._nak(m, ErrorCode.BEYOND_LIMITS, 1)
         if not self.axis.homed:
             return self._nak(m, ErrorCode.NOT_HOMED)
-        t0 = self.env.now
+        from protocols.exams.motion import move_time_s
+
+        lim = self.limits
+        here = self.axis.position(self.env.now)
+        est = move_time_s(target - here, speed if speed > 0 else lim.arc_max_speed_deg_s, lim.arc_acceleration_deg_s2,
+                          lim.arc_jerk_deg_s3)  # the motion itself starts in the process below, after this answer
         self._start_motion("arc", m.ID, self._arc_move(target, speed))
-        est = self.axis.end_time() - t0 if self.axis.moving(t0) else 0.0
         self._transition(Trigger.MOTION_ACCEPTED, cause_msg_id=m.ID)
         self._phase("MOVE_ARC")
         return self._ack(m, int(round(est * 1000)))
