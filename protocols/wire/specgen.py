@@ -648,6 +648,15 @@ Safety rules the device enforces on its own, whatever the host sends:
 - X-rays only inside an armed plan's entries, fired by FIRE carrying that plan's id and digest,
   with every interlock bit set (door closed, e-stop released, hand switch held, paddle in range,
   detector ready, generator ready). An interlock opening ends the exposure at once.
+- Two kinds of interlock, and both latch. The e-stop is a *hold cause*: pressed in any state it
+  latches SAFE_HOLD until it is released and RESET_FAULT is accepted (the heartbeat watchdog and
+  the latching faults are hold causes too). The door, the hand switch, the paddle, detector ready
+  and generator ready are *permissives*: while one is open, FIRE is refused (INTERLOCK_OPEN); one
+  that opens in EXPOSING ends the window (EXPOSURE_DONE status INTERLOCK), stops and disarms the
+  plan, and the device goes to IDLE. What latches is the interruption: closing the interlock
+  again never resumes the plan or fires anything; the host arms and fires a new plan (an exposure
+  broken by a released hand switch must be taken again, by the operator's decision). They are not
+  hold causes, so they need no RESET_FAULT.
 - ARM_PLAN's digest is the CRC-32C of the ARM_PLAN payload with its 4 digest bytes removed; a
   mismatch is refused with DIGEST_MISMATCH.
 - Every value is checked against the device's own limits (DEVICE_INFO, LIMITS_INFO): a value valid

@@ -38,7 +38,10 @@ transition. A cause is unlatched only by: RESET_FAULT (``fault_code`` 0 or the c
 a fault, for the watchdog, and for the e-stop once it is released; HELLO for the watchdog. A
 RESET_FAULT that would leave any cause latched clears nothing and is refused (NAK FAULT_ACTIVE,
 detail = a remaining cause). The e-stop input is read at boot and after a device reset, so a
-device that starts with the e-stop pressed has it latched.
+device that starts with the e-stop pressed has it latched. The other interlocks (door, hand switch,
+paddle, detector and generator ready) are permissives, not hold causes: one opening in EXPOSING
+ends the window, stops and disarms the plan (IDLE), and closing it resumes nothing (SPEC.md,
+"Safety rules"; the random safety machine checks it against a device that resumes).
 
 MOTION_DONE is sent once the axis is at rest: after a stop (ABORT, e-stop, fault) it waits for the
 quick-stop deceleration to end, so its ``arc_mdeg`` is where the arm came to rest.
