@@ -20,6 +20,10 @@ late-watchdog        keeps the device's watchdog fed for 400 ms after     heartb
 slow-abort           delays everything after an ABORT by 250 ms           abort_latency
 wrong-error-code     reports OUT_OF_RANGE refusals as BAD_STATE           range_rejection
 slow-telemetry       sends only every other TELEMETRY frame               telemetry_rate
+estop-lost-in-hold   does not latch an e-stop pressed while in           estop_latches_in_every_state
+                     SAFE_HOLD (issue 13 defect 1: the press is lost)
+copy-in-flight-nak   refuses (NAK BUSY) a copy of a request that          duplicate_burst
+                     arrives before the original was answered
 ===================  ==================================================  ======================
 
 Run one by hand::
@@ -40,10 +44,10 @@ from dataclasses import dataclass, field
 
 from cobs import cobs
 
-from protocols.wire.catalogue import ErrorCode
+from protocols.wire.catalogue import DeviceState, ErrorCode, SimInput
 from protocols.wire.errors import FrameError
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, Frame, encode_frame, parse_frame
-from protocols.wire.messages import Abort, Heartbeat, Nak, Telemetry
+from protocols.wire.messages import Abort, Heartbeat, HelloReply, Nak, SimSetInput, StateChanged, Status, Telemetry
 
 #: Defect name -> the conformance check it must make fail.
 DEFECTS: dict[str, str] = {
@@ -53,6 +57,8 @@ DEFECTS: dict[str, str] = {
     "slow-abort": "abort_latency",
     "wrong-error-code": "range_rejection",
     "slow-telemetry": "telemetry_rate",
+    "estop-lost-in-hold": "estop_latches_in_every_state",
+    "copy-in-flight-nak": "duplicate_burst",
 }
 
 LATE_WATCHDOG_S = 0.4
@@ -108,6 +114,8 @@ class DefectFilter:
         self._next_fake_s = 0.0
         self._delay_until = -1.0
         self._telemetry_count = 0
+        self._device_state = -1  # as the device last reported it (STATE_CHANGED, HELLO_REPLY, STATUS)
+        self._unanswered: dict[int, tuple[int, bytes]] = {}  # host requests the device has not answered yet
 
     # -- feeding -------------------------------------------------------------------------------
     def from_host(self, data: bytes, now: float) -> None:
@@ -180,7 +188,18 @@ class DefectFilter:
             key = (frame.msg_id, frame.payload)
             if self._seen.get(frame.seq) == key:
                 self._retransmitted.add(frame.seq)
+                if self.defect == "copy-in-flight-nak" and self._unanswered.get(frame.seq) == key:
+                    nak = Nak(acked_msg_id=frame.msg_id, error_code=int(ErrorCode.BUSY), detail=0)
+                    self._push(self.to_host, now, encode_frame(Nak.ID, frame.seq, FLAG_RESPONSE, nak.pack(), frame.version))
+                    return  # taken for a new command while the first is still being handled
             self._seen[frame.seq] = key
+            self._unanswered[frame.seq] = key
+            if (self.defect == "estop-lost-in-hold" and frame.msg_id == SimSetInput.ID
+                    and self._device_state == int(DeviceState.SAFE_HOLD)):
+                press = SimSetInput.unpack(frame.payload)
+                if press.input == int(SimInput.ESTOP_RELEASED) and press.value == 0:
+                    press.value = 1  # the press never reaches the device's latch
+                    run = encode_frame(frame.msg_id, frame.seq, frame.flags, press.pack(), frame.version)
             if frame.msg_id == Abort.ID and self.defect == "slow-abort":
                 self._delay_until = now + 2 * SLOW_ABORT_S
         self._push(self.to_device, now, run)
@@ -189,6 +208,15 @@ class DefectFilter:
         frame = _decode(run)
         t = now
         if frame is not None:
+            if frame.flags & FLAG_RESPONSE:
+                self._unanswered.pop(frame.seq, None)
+            msg_cls = {StateChanged.ID: StateChanged, HelloReply.ID: HelloReply, Status.ID: Status}.get(frame.msg_id)
+            if msg_cls is not None:
+                try:
+                    m = msg_cls.unpack(frame.payload)
+                    self._device_state = int(m.new_state if msg_cls is StateChanged else m.state)  # type: ignore[attr-defined]
+                except Exception:  # noqa: BLE001 - a frame this proxy cannot read is passed on as it is
+                    pass
             if self.defect == "no-dedup-answer" and frame.flags & FLAG_RESPONSE and frame.seq in self._retransmitted:
                 self._retransmitted.discard(frame.seq)
                 return
