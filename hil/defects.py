@@ -24,6 +24,8 @@ estop-lost-in-hold   does not latch an e-stop pressed while in           estop_l
                      SAFE_HOLD (issue 13 defect 1: the press is lost)
 copy-in-flight-nak   refuses (NAK BUSY) a copy of a request that          duplicate_burst
                      arrives before the original was answered
+hello-clears-fault   a new session (HELLO) in FAULT also clears the       fault_latches_across_hello
+                     latched fault
 ===================  ==================================================  ======================
 
 Run one by hand::
@@ -47,7 +49,9 @@ from cobs import cobs
 from protocols.wire.catalogue import DeviceState, ErrorCode, SimInput
 from protocols.wire.errors import FrameError
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, Frame, encode_frame, parse_frame
-from protocols.wire.messages import Abort, Heartbeat, HelloReply, Nak, SimSetInput, StateChanged, Status, Telemetry
+from protocols.wire.messages import (
+    Abort, Heartbeat, Hello, HelloReply, Nak, ResetFault, SimSetInput, StateChanged, Status, Telemetry,
+)
 
 #: Defect name -> the conformance check it must make fail.
 DEFECTS: dict[str, str] = {
@@ -59,7 +63,11 @@ DEFECTS: dict[str, str] = {
     "slow-telemetry": "telemetry_rate",
     "estop-lost-in-hold": "estop_latches_in_every_state",
     "copy-in-flight-nak": "duplicate_burst",
+    "hello-clears-fault": "fault_latches_across_hello",
 }
+
+#: Sequence numbers of the requests the proxy itself sends the device (their answers go nowhere).
+PROXY_SEQ_BASE = 0x7E00
 
 LATE_WATCHDOG_S = 0.4
 SLOW_ABORT_S = 0.25
@@ -116,6 +124,7 @@ class DefectFilter:
         self._telemetry_count = 0
         self._device_state = -1  # as the device last reported it (STATE_CHANGED, HELLO_REPLY, STATUS)
         self._unanswered: dict[int, tuple[int, bytes]] = {}  # host requests the device has not answered yet
+        self._own_seqs: set[int] = set()
 
     # -- feeding -------------------------------------------------------------------------------
     def from_host(self, data: bytes, now: float) -> None:
@@ -203,6 +212,11 @@ class DefectFilter:
             if frame.msg_id == Abort.ID and self.defect == "slow-abort":
                 self._delay_until = now + 2 * SLOW_ABORT_S
         self._push(self.to_device, now, run)
+        if (self.defect == "hello-clears-fault" and frame is not None and frame.msg_id == Hello.ID
+                and frame.flags & FLAG_ACK_REQ and self._device_state == int(DeviceState.FAULT)):
+            seq = PROXY_SEQ_BASE + len(self._own_seqs)
+            self._own_seqs.add(seq)
+            self._push(self.to_device, now, encode_frame(ResetFault.ID, seq, FLAG_ACK_REQ, ResetFault(fault_code=0).pack()))
 
     def _device_run(self, run: bytes, now: float) -> None:
         frame = _decode(run)
@@ -210,6 +224,8 @@ class DefectFilter:
         if frame is not None:
             if frame.flags & FLAG_RESPONSE:
                 self._unanswered.pop(frame.seq, None)
+                if frame.seq in self._own_seqs:
+                    return  # the answer to the proxy's own request
             msg_cls = {StateChanged.ID: StateChanged, HelloReply.ID: HelloReply, Status.ID: Status}.get(frame.msg_id)
             if msg_cls is not None:
                 try:

@@ -699,6 +699,50 @@ def check_estop_latches_in_every_state(ctx: Context) -> CheckResult:
     return passed(f"e-stop latched in {', '.join(done)}: HELLO and RESET_FAULT kept SAFE_HOLD, HOME refused")
 
 
+def check_fault_latches_across_hello(ctx: Context) -> CheckResult:
+    """A latched fault (SIM_INJECT_FAULT ENCODER_GLITCH) survives a new session and every command but RESET_FAULT.
+
+    HELLO answers FAULT; HOME is refused; RESET_FAULT naming a fault that is not latched is refused
+    (FAULT_ACTIVE) and clears nothing; RESET_FAULT 0 (the cause gone: a glitch is momentary) leaves
+    FAULT for IDLE.
+    """
+    if not ctx.sim_controls:
+        return skipped("device lacks SIMULATION_CONTROLS; rig-only (latch a fault by hand)")
+    s = ctx.session
+    why = _reach(ctx, DeviceState.FAULT)
+    if why is not None:
+        recover(ctx)
+        return failed(f"could not reach FAULT: {why}")
+    mark = len(s.frames)
+    reply = hello(ctx)
+    wrong = s.request(ResetFault(fault_code=int(FaultCode.TUBE_ARC)))
+    home = s.request(Home())
+    s.pump(0.2)
+    held = status(ctx)
+    problems = []
+    if reply.NAME != "HELLO_REPLY" or reply.state != DeviceState.FAULT:  # type: ignore[attr-defined]
+        problems.append(f"HELLO -> {describe(reply)}")
+    if not is_nak(wrong, ErrorCode.FAULT_ACTIVE):
+        problems.append(f"RESET_FAULT TUBE_ARC (not latched) -> {describe(wrong)}")
+    if home.NAME != "NAK":
+        problems.append(f"HOME accepted ({describe(home)})")
+        s.request(Abort(reason=0))
+    if held.state != DeviceState.FAULT or held.fault_code != FaultCode.ENCODER_GLITCH:  # type: ignore[attr-defined]
+        problems.append(f"STATUS {DeviceState(held.state).name}, fault {code_name(held.fault_code)}")  # type: ignore[attr-defined]
+    if any(st not in (DeviceState.FAULT,) for _, st in s.states_seen(mark)):
+        problems.append("left FAULT before RESET_FAULT")
+    reset = s.request(ResetFault(fault_code=0))
+    after = status(ctx)
+    if reset.NAME != "ACK" or after.state != DeviceState.IDLE:  # type: ignore[attr-defined]
+        problems.append(f"RESET_FAULT 0 -> {describe(reset)}, then {DeviceState(after.state).name}")  # type: ignore[attr-defined]
+    recover(ctx)
+    ensure_homed(ctx)
+    if problems:
+        return failed("; ".join(problems))
+    return passed("ENCODER_GLITCH latched: HELLO kept FAULT, HOME and a RESET_FAULT for another fault refused; "
+                  "RESET_FAULT 0 left it")
+
+
 def check_duplicate_burst(ctx: Context) -> CheckResult:
     """A burst of copies, heartbeats and another request in one write: each executed once, all answered alike.
 
@@ -1004,6 +1048,7 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "range_rejection": check_range_rejection,
     "heartbeat_watchdog": check_heartbeat_watchdog,
     "estop_latches_in_every_state": check_estop_latches_in_every_state,
+    "fault_latches_across_hello": check_fault_latches_across_hello,
     "stall_honesty": check_stall_honesty,
     "signed_forged_signature": check_signed_forged_signature,
     "signed_replay": check_signed_replay,
