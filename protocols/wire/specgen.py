@@ -146,7 +146,8 @@ def _allowed_table() -> str:
 def _hello_table() -> str:
     """What HELLO does in each state (from the transition table)."""
     effect = {
-        DeviceState.BOOT: "opens the session",
+        DeviceState.BOOT: ("opens the session; a cause latched before it (the e-stop pressed, a fault) takes the "
+                           "device on to its hold at once: HELLO_REPLY.state is then SAFE_HOLD or FAULT"),
         DeviceState.IDLE: "new session; nothing else changes",
         DeviceState.BUSY: "new session; the motion in progress continues and its MOTION_DONE goes to the new session",
         DeviceState.ARMED: "new session; the armed plan is disarmed and reported in resumed_plan_id",
