@@ -14,14 +14,19 @@ from simulator.gantry.client import LinkClient, open_session
 from simulator.gantry.config import small_detector
 
 
-@pytest.mark.parametrize("stop", ["abort", "estop"])
-def test_motion_done_after_a_stop_reports_where_the_arm_came_to_rest(tmp_path: Path, stop: str) -> None:
-    """After ABORT, MOTION_DONE said 227 mdeg while STATUS 0.2 s later read 249 mdeg (the arm was still braking)."""
+def _virtual_gantry(tmp_path: Path, seed: int):  # type: ignore[no-untyped-def]
+    """A virtual-time gantry (small detector, uniform phantom) and a host on its line: (env, gantry, host)."""
     cfg = load_config().with_overrides(geometry={"detector": small_detector(16, 20, 8).model_dump()},
                                        phantom={"name": "uniform"})
     env = simpy.Environment()
-    gantry, ep = start_virtual_gantry(env, cfg, seed=21, data_dir=tmp_path, event_log=None)
-    host = LinkClient(env, ep)
+    gantry, ep = start_virtual_gantry(env, cfg, seed=seed, data_dir=tmp_path, event_log=None)
+    return env, gantry, LinkClient(env, ep)
+
+
+@pytest.mark.parametrize("stop", ["abort", "estop"])
+def test_motion_done_after_a_stop_reports_where_the_arm_came_to_rest(tmp_path: Path, stop: str) -> None:
+    """After ABORT, MOTION_DONE said 227 mdeg while STATUS 0.2 s later read 249 mdeg (the arm was still braking)."""
+    env, gantry, host = _virtual_gantry(tmp_path, seed=21)
     out: dict = {}
 
     def script():
@@ -43,7 +48,7 @@ def test_motion_done_after_a_stop_reports_where_the_arm_came_to_rest(tmp_path: P
         out["status"] = yield host.request(M.GetStatus())
 
     env.run(until=env.process(script()))
-    brake_s = gantry.limits.arc_max_speed_deg_s / cfg.axis.estop_decel_deg_s2
+    brake_s = gantry.limits.arc_max_speed_deg_s / gantry.cfg.axis.estop_decel_deg_s2
     print(f"\n{stop}: MOTION_DONE {out['t_done'] - out['t_stop']:.4f} s after the stop (brake {brake_s:.4f} s), "
           f"arc {out['done'].arc_mdeg} mdeg, STATUS 0.2 s later {out['status'].arc_mdeg} mdeg")
     assert out["done"].ok == 0
@@ -59,11 +64,7 @@ def test_move_arc_ack_estimates_the_move_time(tmp_path: Path, target_mdeg: int, 
     Checked against the time the device's own MOTION_DONE arrived (within 10 % or 50 ms: the estimate
     leaves out the settle and the UART).
     """
-    cfg = load_config().with_overrides(geometry={"detector": small_detector(16, 20, 8).model_dump()},
-                                       phantom={"name": "uniform"})
-    env = simpy.Environment()
-    gantry, ep = start_virtual_gantry(env, cfg, seed=22, data_dir=tmp_path, event_log=None)
-    host = LinkClient(env, ep)
+    env, gantry, host = _virtual_gantry(tmp_path, seed=22)
     out: dict = {}
 
     def script():
