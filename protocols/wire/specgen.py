@@ -650,8 +650,10 @@ Safety rules the device enforces on its own, whatever the host sends:
   with every interlock bit set (door closed, e-stop released, hand switch held, paddle in range,
   detector ready, generator ready). An interlock opening ends the exposure at once.
 - Two kinds of interlock, and both latch. The e-stop is a *hold cause*: pressed in any state it
-  latches SAFE_HOLD until it is released and RESET_FAULT is accepted (the heartbeat watchdog and
-  the latching faults are hold causes too). The door, the hand switch, the paddle, detector ready
+  latches SAFE_HOLD until it is released and RESET_FAULT is accepted (the heartbeat watchdog holds
+  the device in SAFE_HOLD the same way, and a latching fault in FAULT). A device reset (power lost)
+  forgets the watchdog trip and the latched faults with its RAM; it reads the e-stop input again at
+  boot, and a pressed e-stop latches at once. The door, the hand switch, the paddle, detector ready
   and generator ready are *permissives*: while one is open, FIRE is refused (INTERLOCK_OPEN); one
   that opens in EXPOSING ends the window (EXPOSURE_DONE status INTERLOCK), stops and disarms the
   plan, and the device goes to IDLE. What latches is the interruption: closing the interlock
