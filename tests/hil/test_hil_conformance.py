@@ -337,3 +337,32 @@ def test_interruption_latches_fails_on_a_gantry_that_resumes_the_plan(
         assert caught in res.message, res.message
         for permissive in ("HAND_SWITCH", "PADDLE_IN_RANGE"):
             assert permissive in res.message, res.message
+
+
+def _loses_the_latch_in_safe_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The firmware does not latch an e-stop pressed while it is in SAFE_HOLD (issue 13 defect 1, as the device double
+    IgnoresEstopInSafeHold in tests/simulator/test_gantry_safety_properties.py): the press reaches the device, the
+    latch loses it, so once the watchdog's hold is gone nothing holds the device."""
+    from protocols.wire.catalogue import DeviceState, FaultCode
+    from simulator.gantry.firmware import Gantry
+
+    real_latch = Gantry._latch_cause
+
+    def latch_cause(self, code: int) -> None:  # type: ignore[no-untyped-def]
+        if code == int(FaultCode.ESTOP) and self.state == int(DeviceState.SAFE_HOLD):
+            return
+        real_latch(self, code)
+
+    monkeypatch.setattr(Gantry, "_latch_cause", latch_cause)
+
+
+def test_estop_case_fails_on_a_gantry_that_loses_the_latch_not_the_input(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The estop-lost-in-hold proxy loses the press on the wire; here the press arrives and the firmware's latch
+    loses it. The case must fail either way, and say it was in SAFE_HOLD."""
+    _loses_the_latch_in_safe_hold(monkeypatch)
+    for pty in _serve_in_thread(tmp_path):
+        res = run_suite(pty, only=["estop_latches_in_every_state"]).by_name()["estop_latches_in_every_state"]
+        assert res.status == FAIL, res.message
+        assert "e-stop pressed in SAFE_HOLD" in res.message, res.message
+        for state in ("IDLE", "BUSY", "ARMED", "EXPOSING", "FAULT", "BOOT"):  # the latch works everywhere else
+            assert f"e-stop pressed in {state}" not in res.message, res.message
