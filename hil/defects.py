@@ -28,6 +28,15 @@ hello-clears-fault   a new session (HELLO) in FAULT also clears the       fault_
                      latched fault
 ===================  ==================================================  ======================
 
+These are defects a proxy can make: lost, changed or added frames. A defect inside the firmware is
+shown with an in-process gantry whose class is patched instead (tests/hil/test_hil_conformance.py,
+``_serve_in_thread``): ``estop-lost-in-hold`` loses the e-stop press on the wire (a lost input), while
+the firmware that receives the press and does not latch it (``Gantry._latch_cause`` ignoring ESTOP in
+SAFE_HOLD, the device double ``IgnoresEstopInSafeHold`` of tests/simulator/test_gantry_safety_properties.py)
+must fail estop_latches_in_every_state too; firmwares that resume a plan once a permissive closes again
+(as ``ResumesAfterTheDoorCloses`` there) must fail interruption_latches; one that stamps frames when its
+late loop reads them must fail stall_honesty.
+
 Run one by hand::
 
     python -m hil.defects --port /dev/pts/5 --defect slow-abort   # prints "listening pty /dev/pts/N"

@@ -14,7 +14,9 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from protocols.wire.catalogue import Capability, DeviceState, ErrorCode, FaultCode, Interlock, SimInput
+from protocols.wire.catalogue import (
+    AbortReason, Capability, DeviceState, ErrorCode, ExposureStatus, FaultCode, Interlock, SimInput,
+)
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RETRANSMIT, FLAG_SYN, FLAGS_RESERVED, PROTOCOL_VERSION
 from protocols.wire.messages import (
     Abort,
@@ -418,6 +420,212 @@ def _interlock_check(name: str) -> Callable[[Context], CheckResult]:
     check.__doc__ = f"FIRE on an armed plan with {name} open is refused (NAK INTERLOCK_OPEN naming the bit), nothing exposed."
     check.__name__ = f"check_fire_interlock_{name.lower()}"
     return check
+
+
+#: The permissives the interruption case opens mid-plan: every one with a simulator input (SPEC.md
+#: section 3, "Safety rules"; the e-stop is a hold cause, checked by estop_latches_in_every_state).
+PERMISSIVE_INPUTS: tuple[str, ...] = ("DOOR_CLOSED", "HAND_SWITCH", "PADDLE_IN_RANGE")
+
+#: X-ray window of each exposure of the interruption case's plan, ms: long enough for the host to see the
+#: tube on in TELEMETRY and open an interlock inside the window, even on a loaded machine.
+LONG_WINDOW_MS = 1500
+
+#: Tube current of those exposures, mA (28 kV, 30 mAs over 1.5 s: inside every default limit).
+LONG_WINDOW_MA = 20.0
+
+#: How long the interruption case waits, once the interlock is closed again, for the frame of the cut window
+#: to be read out (IMAGE_READY), s: a step-and-shoot device takes its next window only after that readout,
+#: so a plan that resumes would show only then (a render on a loaded machine may take seconds).
+READOUT_WAIT_S = 10.0
+
+#: How long the interruption case then watches for a plan that resumes, s (a step-and-shoot device that
+#: went on would start its next window within the settle time, 0.1 s by default).
+RESUME_WATCH_S = 1.2
+
+
+def long_plan(ctx: Context, plan_id: int, n: int = 3) -> Message:
+    """``n`` step-and-shoot exposures at the current angle, each a long window.
+
+    Each entry: 28 kV, a :data:`LONG_WINDOW_MS` ms pulse (the rig's longest exposure if that is shorter) at
+    :data:`LONG_WINDOW_MA` mA, so an interlock can be opened while a window is on. Step-and-shoot may repeat
+    an angle (SPEC.md section 3), so the arm does not move between exposures.
+    """
+    angle = int(status(ctx).arc_mdeg)  # type: ignore[attr-defined]
+    angle = max(-30000, min(30000, angle))
+    pulse_ms = min(float(LONG_WINDOW_MS), ctx.rig.limits.exposure_max_ms)
+    mas = LONG_WINDOW_MA * pulse_ms / 1000.0
+    entry = (angle, 2800, int(round(mas * 1e6)), int(round(pulse_ms * 1000.0)))  # mdeg, ckV, nAs, us
+    plan = ArmPlan(plan_id=plan_id, motion=0, anode_filter=0, focal_spot=0, speed_mdeg_s=0, entries=[entry] * n)
+    plan.digest = plan_digest(plan)  # type: ignore[attr-defined]
+    return plan
+
+
+def pulse_s(plan: Message) -> float:
+    """The longest pulse of an ARM_PLAN's entries, s."""
+    return max(e.pulse_us for e in plan.entries) / 1e6  # type: ignore[attr-defined]
+
+
+def _tube_on(f: RxFrame) -> bool:
+    """A TELEMETRY frame that shows tube current (an X-ray window on)."""
+    return f.name == "TELEMETRY" and f.message is not None and f.message.ma_dma > 0  # type: ignore[attr-defined]
+
+
+def answer_text(resp: Message) -> str:
+    """A response as a failure message names it: a NAK by its code (and a BAD_STATE's state), else :func:`describe`."""
+    if resp.NAME != "NAK":
+        return describe(resp)
+    code, detail = resp.error_code, resp.detail  # type: ignore[attr-defined]
+    if code == ErrorCode.BAD_STATE:
+        try:
+            return f"NAK BAD_STATE (device in {DeviceState(detail).name})"
+        except ValueError:
+            pass
+    return f"NAK {code_name(code)} detail {detail}"
+
+
+def _exposure_text(f: RxFrame) -> str:
+    m = f.message
+    try:
+        how = ExposureStatus(m.status).name  # type: ignore[union-attr]
+    except ValueError:
+        how = str(m.status)  # type: ignore[union-attr]
+    return f"index {m.index} status {how}"  # type: ignore[union-attr]
+
+
+def _interrupt(ctx: Context, interlock: str, plan_id: int) -> list[str]:
+    """Open ``interlock`` inside a window of a 3-exposure plan, close it again; what went wrong ([] if nothing)."""
+    s = ctx.session
+    sim_input = SIM_INPUT_OF[interlock]
+    ensure_homed(ctx)
+    plan = long_plan(ctx, plan_id)
+    n = len(plan.entries)  # type: ignore[attr-defined]
+    armed = s.request(plan)
+    if armed.NAME != "ACK":
+        return [f"ARM_PLAN of a valid {n}-exposure plan answered {answer_text(armed)}"]
+    start = len(s.frames)
+    fire = s.request(Fire(plan_id=plan.plan_id, digest=plan.digest))  # type: ignore[attr-defined]
+    if fire.NAME != "ACK":
+        return [f"FIRE of the armed plan answered {answer_text(fire)}"]
+    wait_s = 5.0 + pulse_s(plan)
+    on = s.wait_for(_tube_on, wait_s, since=start)
+    if on is None:
+        return [f"no X-ray window within {wait_s:.1f} s of FIRE (no TELEMETRY with tube current)"]
+    mark = len(s.frames)
+    resp = s.request(SimSetInput(input=sim_input, value=0))
+    if resp.NAME != "ACK":
+        return [f"SIM_SET_INPUT {interlock} open answered {describe(resp)}"]
+    problems: list[str] = []
+    before = [f for f in s.frames[start:mark] if f.name == "EXPOSURE_DONE"]
+    if before:  # the host was too late: the window it saw had ended before the interlock opened
+        problems.append(f"the window had ended before {interlock} opened ({len(before)} EXPOSURE_DONE: "
+                        f"{', '.join(_exposure_text(f) for f in before)}): host too slow to judge the device")
+    cut = s.wait_for(lambda f: f.name == "EXPOSURE_DONE", pulse_s(plan) + 1.0, since=mark)
+    s.pump(0.2)
+    opened = status(ctx)
+    where = f"{interlock} opened in EXPOSING"
+    if cut is None:
+        problems.append(f"{where}: no EXPOSURE_DONE for the window it ended")
+    elif cut.message.status != ExposureStatus.INTERLOCK:  # type: ignore[union-attr]
+        problems.append(f"{where}: EXPOSURE_DONE {_exposure_text(cut)}, expected status INTERLOCK")
+    if opened.state != DeviceState.IDLE:  # type: ignore[attr-defined]
+        problems.append(f"{where}: device in {DeviceState(opened.state).name}, not IDLE")  # type: ignore[attr-defined]
+    # close it again: nothing may resume, nothing may fire, and the old plan stays disarmed
+    mark = len(s.frames)
+    resp = s.request(SimSetInput(input=sim_input, value=1))
+    if resp.NAME != "ACK":
+        return problems + [f"SIM_SET_INPUT {interlock} closed answered {describe(resp)}"]
+    if cut is not None:  # let the cut window's readout end first (the next window would wait for it)
+        frame_id = cut.message.frame_id  # type: ignore[union-attr]
+        s.wait_for(lambda f: f.name == "IMAGE_READY" and f.message.frame_id == frame_id,  # type: ignore[union-attr]
+                   READOUT_WAIT_S, since=start)
+    s.pump(RESUME_WATCH_S)
+    closed = status(ctx)
+    where = f"{interlock} closed again"
+    later = [f for f in s.frames[mark:] if f.name == "EXPOSURE_DONE"]
+    moved_on = sorted({DeviceState(st).name for _, st in s.states_seen(mark)
+                       if st in (DeviceState.ARMED, DeviceState.EXPOSING)})
+    beam = [f for f in s.frames[mark:] if _tube_on(f)]
+    resumed = []
+    if moved_on:
+        resumed.append(f"STATE_CHANGED to {', '.join(moved_on)}")
+    if beam:
+        resumed.append(f"tube current {max(f.message.ma_dma for f in beam) / 10.0:.1f} mA in TELEMETRY")  # type: ignore[union-attr]
+    if later:
+        resumed.append(f"{len(later)} EXPOSURE_DONE ({', '.join(_exposure_text(f) for f in later)})")
+    if resumed:
+        problems.append(f"{where}: the interrupted plan resumed: " + "; ".join(resumed))
+    if closed.state != DeviceState.IDLE:  # type: ignore[attr-defined]
+        problems.append(f"{where}: device in {DeviceState(closed.state).name}, not IDLE")  # type: ignore[attr-defined]
+    # the old FIRE again, as a new request (a new seq: not a retransmission answered from the cache)
+    again = s.request(Fire(plan_id=plan.plan_id, digest=plan.digest))  # type: ignore[attr-defined]
+    if not is_nak(again, ErrorCode.NOT_ARMED):
+        problems.append(f"{where}: FIRE of the interrupted plan {plan.plan_id} (a new request) answered "  # type: ignore[attr-defined]
+                        f"{answer_text(again)}, expected NAK NOT_ARMED")
+        if again.NAME == "ACK":
+            s.request(Abort(reason=int(AbortReason.INTERLOCK)))
+    # a permissive is not a hold cause: no RESET_FAULT, a new plan arms at once
+    holds = sorted({DeviceState(st).name for _, st in s.states_seen(start)
+                    if st in (DeviceState.SAFE_HOLD, DeviceState.FAULT)})
+    if holds:
+        problems.append(f"{interlock} opening took the device to {', '.join(holds)} (a permissive is not a hold cause)")
+    fresh = single_plan(ctx, plan_id=plan_id + 1)
+    rearm = s.request(fresh)
+    if rearm.NAME != "ACK":
+        problems.append(f"{where}: a new plan without RESET_FAULT: ARM_PLAN answered {answer_text(rearm)}")
+    s.request(Abort(reason=0))
+    return problems
+
+
+def check_interruption_latches(ctx: Context) -> CheckResult:
+    """A permissive opened mid-plan interrupts it for good; closing it again resumes nothing, no RESET_FAULT needed.
+
+    For each permissive with a simulator input (door, hand switch, paddle) simulated on the rig: a
+    3-exposure step-and-shoot plan (1.5 s windows) is fired and the interlock opened while the first
+    window is on (TELEMETRY shows tube current). The window must end with EXPOSURE_DONE status
+    INTERLOCK and the device be in IDLE. With the interlock closed again, until the cut frame is read
+    out (IMAGE_READY, at most 10 s) and 1.2 s more: no EXPOSURE_DONE, no tube current, no ARMED or
+    EXPOSING, state IDLE. FIRE of the interrupted plan (same id and digest, a new request) is refused
+    NOT_ARMED; the device never went to SAFE_HOLD or FAULT and arms a new plan at once, without
+    RESET_FAULT (SPEC.md section 3, "Safety rules"). Skipped for an interlock the rig wires for real.
+    """
+    if not ctx.sim_controls:
+        return skipped("device lacks SIMULATION_CONTROLS; rig-only (open each interlock by hand mid-plan)")
+    s = ctx.session
+    problems: list[str] = []
+    done: list[str] = []
+    skips: list[str] = []
+    for k, interlock in enumerate(PERMISSIVE_INPUTS):
+        src = ctx.rig.interlocks.get(interlock)
+        if interlock not in SIM_INPUT_OF:
+            skips.append(f"{interlock} has no simulator input")
+            continue
+        if src is not InterlockSource.SIMULATED:
+            skips.append(f"{interlock} is {src.value if src else 'absent'} on this rig (rig-only)")
+            continue
+        try:
+            bad = _interrupt(ctx, interlock, plan_id=31 + 2 * k)
+        except SessionError as exc:
+            bad = [f"{interlock}: {exc}"]
+        finally:
+            try:
+                s.request(SimSetInput(input=SIM_INPUT_OF[interlock], value=1))
+                s.request(Abort(reason=int(AbortReason.INTERLOCK)))
+                s.pump(0.1)
+                recover(ctx)
+            except SessionError as exc:
+                problems.append(f"{interlock}: no recovery afterwards: {exc}")
+        if bad:
+            problems.extend(bad)
+        else:
+            done.append(interlock)
+    if problems:
+        return failed("; ".join(problems))
+    if not done:
+        return skipped("; ".join(skips))
+    note = f" ({'; '.join(skips)})" if skips else ""
+    return passed(f"{', '.join(done)} opened in a window: EXPOSURE_DONE INTERLOCK, IDLE; closed again: nothing resumed "
+                  f"in {RESUME_WATCH_S:.1f} s, FIRE of the old plan NAK NOT_ARMED, a new plan armed without "
+                  f"RESET_FAULT{note}")
 
 
 def check_abort_latency(ctx: Context) -> CheckResult:
@@ -1043,6 +1251,7 @@ CHECKS: dict[str, Callable[[Context], CheckResult]] = {
     "duplicate_burst": check_duplicate_burst,
     "fire_without_arm": check_fire_without_arm,
     **{f"fire_interlock_{n.lower()}": _interlock_check(n) for n in Interlock.__members__},
+    "interruption_latches": check_interruption_latches,
     "abort_latency": check_abort_latency,
     "telemetry_rate": check_telemetry_rate,
     "range_rejection": check_range_rejection,
