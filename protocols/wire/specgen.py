@@ -158,8 +158,10 @@ def _hello_table() -> str:
     }
     out = ["| state | HELLO_REPLY.state | effect |", "|---|---|---|"]
     for st in DeviceState:
-        nxt = device_states.next_state(st, device_states.Trigger.HELLO)
-        out.append(f"| {st.name} | {nxt.name} | {effect[st]} |")
+        nxt = device_states.next_state(st, device_states.Trigger.HELLO).name
+        if st is DeviceState.BOOT:  # the session opens in IDLE, which a cause latched in BOOT leaves at once
+            nxt += " (SAFE_HOLD or FAULT with a cause latched)"
+        out.append(f"| {st.name} | {nxt} | {effect[st]} |")
     return "\n".join(out)
 
 
