@@ -138,7 +138,13 @@ def recover(ctx: Context) -> None:
 def ensure_homed(ctx: Context) -> None:
     """HOME the arc if needed and wait for MOTION_DONE; raises :class:`SessionError` if refused or stuck."""
     s = ctx.session
-    if status(ctx).homed:  # type: ignore[attr-defined]
+    st = status(ctx)
+    waited = 0.0
+    while st.state == DeviceState.BUSY and waited < ctx.rig.timeouts.motion_timeout_s:  # type: ignore[attr-defined]
+        s.pump(0.1)  # a motion still braking after an ABORT (recover) ends first
+        waited += 0.1
+        st = status(ctx)
+    if st.homed:  # type: ignore[attr-defined]
         return None
     mark = len(s.frames)
     resp = s.request(Home())
@@ -907,20 +913,23 @@ def check_estop_latches_in_every_state(ctx: Context) -> CheckResult:
     return passed(f"e-stop latched in {', '.join(done)}: HELLO and RESET_FAULT kept SAFE_HOLD, HOME refused")
 
 
-def check_fault_latches_across_hello(ctx: Context) -> CheckResult:
-    """A latched fault (SIM_INJECT_FAULT ENCODER_GLITCH) survives a new session and every command but RESET_FAULT.
-
-    HELLO answers FAULT; HOME is refused; RESET_FAULT naming a fault that is not latched is refused
-    (FAULT_ACTIVE) and clears nothing; RESET_FAULT 0 (the cause gone: a glitch is momentary) leaves
-    FAULT for IDLE.
-    """
-    if not ctx.sim_controls:
-        return skipped("device lacks SIMULATION_CONTROLS; rig-only (latch a fault by hand)")
+def _fault_across_hello(ctx: Context, start: DeviceState) -> list[str]:
+    """ENCODER_GLITCH latched in ``start`` (IDLE: the device goes to FAULT; SAFE_HOLD after a watchdog trip: it
+    stays in its hold); what the case checks, as problems (empty: passed)."""
     s = ctx.session
-    why = _reach(ctx, DeviceState.FAULT)
+    if start is DeviceState.SAFE_HOLD:
+        ensure_homed(ctx)
+        why = _reach(ctx, DeviceState.SAFE_HOLD)
+        if why is None:
+            resp = s.request(SimInjectFault(fault_code=int(FaultCode.ENCODER_GLITCH), param=5000))
+            why = None if resp.NAME == "ACK" else f"SIM_INJECT_FAULT ENCODER_GLITCH answered {describe(resp)}"
+            s.pump(0.1)
+    else:
+        why = _reach(ctx, DeviceState.FAULT)
     if why is not None:
         recover(ctx)
-        return failed(f"could not reach FAULT: {why}")
+        return [f"could not latch the fault in {start.name}: {why}"]
+    holds = (DeviceState.FAULT,) if start is DeviceState.IDLE else (DeviceState.SAFE_HOLD, DeviceState.FAULT)
     mark = len(s.frames)
     reply = hello(ctx)
     wrong = s.request(ResetFault(fault_code=int(FaultCode.TUBE_ARC)))
@@ -928,27 +937,48 @@ def check_fault_latches_across_hello(ctx: Context) -> CheckResult:
     s.pump(0.2)
     held = status(ctx)
     problems = []
-    if reply.NAME != "HELLO_REPLY" or reply.state != DeviceState.FAULT:  # type: ignore[attr-defined]
+    if reply.NAME != "HELLO_REPLY" or reply.state not in holds:  # type: ignore[attr-defined]
         problems.append(f"HELLO -> {describe(reply)}")
     if not is_nak(wrong, ErrorCode.FAULT_ACTIVE):
         problems.append(f"RESET_FAULT TUBE_ARC (not latched) -> {describe(wrong)}")
     if home.NAME != "NAK":
         problems.append(f"HOME accepted ({describe(home)})")
         s.request(Abort(reason=0))
-    if held.state != DeviceState.FAULT or held.fault_code != FaultCode.ENCODER_GLITCH:  # type: ignore[attr-defined]
+    if held.state not in holds or held.fault_code != FaultCode.ENCODER_GLITCH:  # type: ignore[attr-defined]
         problems.append(f"STATUS {DeviceState(held.state).name}, fault {code_name(held.fault_code)}")  # type: ignore[attr-defined]
-    if any(st not in (DeviceState.FAULT,) for _, st in s.states_seen(mark)):
-        problems.append("left FAULT before RESET_FAULT")
+    if any(st not in holds for _, st in s.states_seen(mark)):
+        problems.append("left the hold before RESET_FAULT: " + ", ".join(DeviceState(st).name for _, st in s.states_seen(mark)))
     reset = s.request(ResetFault(fault_code=0))
     after = status(ctx)
     if reset.NAME != "ACK" or after.state != DeviceState.IDLE:  # type: ignore[attr-defined]
         problems.append(f"RESET_FAULT 0 -> {describe(reset)}, then {DeviceState(after.state).name}")  # type: ignore[attr-defined]
     recover(ctx)
     ensure_homed(ctx)
+    return [f"latched in {start.name}: {p}" for p in problems]
+
+
+def check_fault_latches_across_hello(ctx: Context) -> CheckResult:
+    """A latched fault (SIM_INJECT_FAULT ENCODER_GLITCH) survives a new session and every command but RESET_FAULT.
+
+    Latched in IDLE (the device goes to FAULT) and in SAFE_HOLD after a watchdog trip (the device holds):
+    HELLO answers the hold; HOME is refused; RESET_FAULT naming a fault that is not latched is refused
+    (FAULT_ACTIVE) and clears nothing; RESET_FAULT 0 (the cause gone: a glitch is momentary, and the
+    new session ended the watchdog's) leaves the hold for IDLE. (BOOT answers nothing but HELLO, so a
+    fault latched in BOOT is a case for the simulator's own tests, not for the wire.)
+    """
+    if not ctx.sim_controls:
+        return skipped("device lacks SIMULATION_CONTROLS; rig-only (latch a fault by hand)")
+    problems = []
+    for start in (DeviceState.IDLE, DeviceState.SAFE_HOLD):
+        try:
+            problems += _fault_across_hello(ctx, start)
+        except SessionError as exc:
+            problems.append(f"latched in {start.name}: {exc}")
+            recover(ctx)
     if problems:
         return failed("; ".join(problems))
-    return passed("ENCODER_GLITCH latched: HELLO kept FAULT, HOME and a RESET_FAULT for another fault refused; "
-                  "RESET_FAULT 0 left it")
+    return passed("ENCODER_GLITCH latched in IDLE and in SAFE_HOLD: HELLO kept the hold, HOME and a RESET_FAULT "
+                  "for another fault refused; RESET_FAULT 0 left it")
 
 
 def check_duplicate_burst(ctx: Context) -> CheckResult:

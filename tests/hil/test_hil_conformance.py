@@ -366,3 +366,26 @@ def test_estop_case_fails_on_a_gantry_that_loses_the_latch_not_the_input(tmp_pat
         assert "e-stop pressed in SAFE_HOLD" in res.message, res.message
         for state in ("IDLE", "BUSY", "ARMED", "EXPOSING", "FAULT", "BOOT"):  # the latch works everywhere else
             assert f"e-stop pressed in {state}" not in res.message, res.message
+
+
+def test_fault_case_fails_in_both_states_on_a_gantry_that_takes_any_reset_for_reset_0(tmp_path,
+                                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESET_FAULT naming a fault that is not latched must clear nothing; a firmware that treats it as RESET_FAULT 0
+    fails the case for the fault latched in IDLE and for the one latched in SAFE_HOLD."""
+    from protocols.wire import messages as M
+    from simulator.gantry.firmware import Gantry
+
+    product = Gantry._cmd_reset_fault
+    monkeypatch.setattr(Gantry, "_cmd_reset_fault", lambda self, m: product(self, M.ResetFault(fault_code=0)))
+    for pty in _serve_in_thread(tmp_path):
+        res = run_suite(pty, only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
+        assert res.status == FAIL, res.message
+        for start in ("IDLE", "SAFE_HOLD"):
+            assert f"latched in {start}: RESET_FAULT TUBE_ARC (not latched) -> ACK" in res.message, res.message
+
+
+def test_fault_case_passes_in_both_states_on_the_product_firmware(tmp_path) -> None:
+    for pty in _serve_in_thread(tmp_path):
+        res = run_suite(pty, only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
+        assert res.status == PASS, res.message
+        assert "in IDLE and in SAFE_HOLD" in res.message
