@@ -8,9 +8,9 @@ against a `crescent gantry --pty` child: HELLO (500 ms watchdog), HOME, COMPRESS
 * telemetry period error (|interval - 20 ms| between consecutive TELEMETRY arrivals): p50/p99/max,
   target p99 <= 5 ms;
 * device heartbeats on time: error of the interval between consecutive HEARTBEAT arrivals after the
-  HELLO (|interval - 100 ms|, the period HELLO sets and the device adopts, SPEC 2.3), ms: p50/p99/max,
-  target p99 <= 5 ms; and the longest gap between two heartbeats, ms, target <= 2 periods (200 ms,
-  far inside the 500 ms watchdog); the same intervals by the device's own clock (each HEARTBEAT's
+  HELLO (|interval - 50 ms|, the period HELLO sets and the device adopts, SPEC 2.3; not the default
+  100 ms), ms: p50/p99/max, target p99 <= 5 ms; and the longest gap between two heartbeats, ms,
+  target <= 2 periods (100 ms, far inside the 500 ms watchdog); the same intervals by the device's own clock (each HEARTBEAT's
   ``uptime_ms``), which leave out the bench host's read stalls, target p99 <= 5 ms;
 * the device clock against the wall clock, from each TELEMETRY's ``device_time_us`` and its arrival
   time: drift (least-squares slope of device time over arrival time, minus 1), ppm, target |drift|
@@ -56,7 +56,9 @@ from protocols.wire.link import Answered, Link, LinkConfig, Received, SendFailed
 from simulator.gantry.client import hello, make_plan
 
 TELEMETRY_PERIOD_S = 0.020
-HEARTBEAT_PERIOD_MS = 100  # asked for in HELLO; the device adopts it for its own heartbeats (SPEC 2.3)
+#: Asked for in HELLO; the device adopts it for its own heartbeats (SPEC 2.3). Not the default 100 ms, so that a
+#: device that ignored HELLO.heartbeat_period_ms would miss the period target by 50 ms.
+HEARTBEAT_PERIOD_MS = 50
 
 
 def _hog(seconds: float) -> None:

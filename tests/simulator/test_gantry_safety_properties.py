@@ -46,10 +46,12 @@ device reported IDLE with X-rays on; regression test in tests/simulator/test_gan
 The module's last tests run the same random machine against deliberately defective devices and
 expect hypothesis to find a failing sequence: one that leaves SAFE_HOLD when the e-stop is released
 with a fault still latched, one that resumes an interrupted sweep when the door closes again, one
-that reports a latched fault but stays in its state, one that executes a copy of a RESET_FAULT again
-after answering it from its memory, and one that takes a RESET_FAULT naming any fault for RESET_FAULT 0.
-(The last two pass a model that counts every copy as a reset and every RESET_FAULT as RESET_FAULT 0.)
-The device that forgets an e-stop pressed in SAFE_HOLD (issue 13 defect 1) is hunted too, and also checked on its fixed sequence: once, at an
+that reports a latched fault but stays in its state, one whose interlock logic reads an open door
+as closed (the X-ray check reads the operator's inputs, not the device's interlock mask), one that
+executes a copy of a RESET_FAULT again after answering it from its memory, and one that takes a
+RESET_FAULT naming any fault for RESET_FAULT 0 (the last two pass a model that counts every copy as
+a reset and every RESET_FAULT as RESET_FAULT 0). The device that forgets an e-stop pressed in
+SAFE_HOLD (issue 13 defect 1) is hunted too, and also checked on its fixed sequence: once, at an
 earlier commit, the random search missed it after the rest of the suite had run in the same process.
 """
 
@@ -69,7 +71,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
 from protocols.wire import messages as M
-from protocols.wire.catalogue import DeviceState, ExposureStatus, FaultCode, SimInput
+from protocols.wire.catalogue import DeviceState, ExposureStatus, FaultCode, Interlock, SimInput
 from protocols.wire.device_states import Trigger
 from protocols.wire.link import DuplicateAnswered, Received
 from protocols.wire.framing import FLAG_ACK_REQ, FLAG_RESPONSE, FLAG_RETRANSMIT, FLAG_SYN, FrameDecoder, encode_frame
@@ -235,6 +237,10 @@ class DeviceSafety(RuleBasedStateMachine):
         # 1. X-rays only inside an armed window with every interlock closed and nothing latched
         if g.generator.on:
             assert g.state == int(S.EXPOSING) and g.sweep is not None, f"X-rays on in {S(g.state).name}"
+            # the operator's inputs as they are in the world (not as the firmware judges them), then the device's
+            # own readiness bits (detector, generator) from its interlock mask
+            world_open = [name for name in ("estop_released", *PERMISSIVES) if not getattr(g.inputs, name)]
+            assert not world_open, f"X-rays on with {world_open} open"
             assert not open_bits(g._compute_interlocks()), f"X-rays on with interlocks 0x{g._compute_interlocks():02X}"
             assert not estop, "X-rays on with the e-stop pressed"
             assert self.fire_since_opening, "X-rays on with no FIRE since an interlock opened (an interrupted plan resumed)"
@@ -549,6 +555,13 @@ class ExecutesCopiedResetFault(Gantry):
         return self.__dict__.setdefault("_resets_seen", {})
 
 
+class BlindToTheDoor(Gantry):
+    """Its interlock logic reads the door as closed whatever the switch says (a stuck or bridged door input)."""
+
+    def _compute_interlocks(self) -> int:
+        return super()._compute_interlocks() | int(Interlock.DOOR_CLOSED)
+
+
 class ResetFaultIgnoresItsCode(Gantry):
     """Treats RESET_FAULT naming any fault as RESET_FAULT 0: a reset for a fault that is not latched clears the one that is."""
 
@@ -570,6 +583,7 @@ HUNT = settings(SETTINGS, max_examples=300, phases=[Phase.generate])
     (ResumesAfterTheDoorCloses, 40, "interrupted plan resumed"),
     (LatchesWithoutHolding, 40, r"(IDLE|BUSY|ARMED|EXPOSING) with \['"),
     (ExecutesCopiedResetFault, 40, "with no RESET_FAULT asking for it"),
+    (BlindToTheDoor, 40, r"X-rays on with \['door_closed'\] open"),
     (ResetFaultIgnoresItsCode, 40, r"latched after the last RESET_FAULT|(IDLE|BUSY|ARMED|EXPOSING) with \['"),
 ])
 def test_the_random_machine_finds_a_defective_device(device: type[Gantry], steps: int, caught: str) -> None:
