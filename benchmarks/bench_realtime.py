@@ -79,7 +79,7 @@ class Host:
     def __init__(self, url: str) -> None:
         self.port = serial.serial_for_url(url, baudrate=921600, timeout=0.001)
         self.t0 = time.monotonic()
-        self.link = Link(LinkConfig(heartbeat_period_s=0.1, peer_timeout_s=5.0), initial_seq=0x300)
+        self.link = Link(LinkConfig(heartbeat_period_s=HEARTBEAT_PERIOD_MS / 1000.0, peer_timeout_s=5.0), initial_seq=0x300)
         self.events: list[tuple[float, M.Message]] = []
         self.telemetry: list[tuple[float, int]] = []  # (arrival s, device_time_us)
         self.heartbeats: list[tuple[float, int]] = []  # (arrival s, the device uptime_ms it carries)

@@ -217,7 +217,7 @@ F.fire__digest = ProtoField.uint32("crescent.fire.digest", "digest", base.HEX, n
 MSGS[22] = {name = "FIRE", fields = {{F.fire__plan_id, 2}, {F.fire__digest, 4}}}
 F.abort__reason = ProtoField.uint8("crescent.abort.reason", "reason", base.DEC, ENUM_AbortReason, nil, "why")
 MSGS[23] = {name = "ABORT", fields = {{F.abort__reason, 1}}}
-F.reset_fault__fault_code = ProtoField.uint16("crescent.reset_fault.fault_code", "fault_code", base.DEC, nil, nil, "fault to clear (0 = every latched cause); all or nothing: refused with FAULT_ACTIVE, clearing nothing, while any cause is still present")
+F.reset_fault__fault_code = ProtoField.uint16("crescent.reset_fault.fault_code", "fault_code", base.DEC, nil, nil, "fault to clear (0 = every latched cause). All or nothing: refused with FAULT_ACTIVE, clearing nothing, while any cause is still present, when it names a fault that is not latched, or when a cause other than the one named is latched (NAK detail = a cause that stays)")
 MSGS[24] = {name = "RESET_FAULT", fields = {{F.reset_fault__fault_code, 2}}}
 F.set_telemetry__period_ms = ProtoField.uint16("crescent.set_telemetry.period_ms", "period_ms [millisecond]", base.DEC, nil, nil, "telemetry period (default 20 ms = 50 Hz)")
 MSGS[25] = {name = "SET_TELEMETRY", fields = {{F.set_telemetry__period_ms, 2}}}

@@ -368,10 +368,10 @@ def test_estop_case_fails_on_a_gantry_that_loses_the_latch_not_the_input(tmp_pat
             assert f"e-stop pressed in {state}" not in res.message, res.message
 
 
-def test_fault_case_fails_in_both_states_on_a_gantry_that_takes_any_reset_for_reset_0(tmp_path,
+def test_fault_case_fails_in_every_state_on_a_gantry_that_takes_any_reset_for_reset_0(tmp_path,
                                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """RESET_FAULT naming a fault that is not latched must clear nothing; a firmware that treats it as RESET_FAULT 0
-    fails the case for the fault latched in IDLE and for the one latched in SAFE_HOLD."""
+    fails the case for the fault latched in IDLE, in SAFE_HOLD and in BOOT."""
     from protocols.wire import messages as M
     from simulator.gantry.firmware import Gantry
 
@@ -380,12 +380,27 @@ def test_fault_case_fails_in_both_states_on_a_gantry_that_takes_any_reset_for_re
     for pty in _serve_in_thread(tmp_path):
         res = run_suite(pty, only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
         assert res.status == FAIL, res.message
-        for start in ("IDLE", "SAFE_HOLD"):
+        for start in ("IDLE", "SAFE_HOLD", "BOOT"):
             assert f"latched in {start}: RESET_FAULT TUBE_ARC (not latched) -> ACK" in res.message, res.message
 
 
-def test_fault_case_passes_in_both_states_on_the_product_firmware(tmp_path) -> None:
+def test_fault_case_passes_in_every_state_on_the_product_firmware(tmp_path) -> None:
     for pty in _serve_in_thread(tmp_path):
         res = run_suite(pty, only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
         assert res.status == PASS, res.message
-        assert "in IDLE and in SAFE_HOLD" in res.message
+        assert "in IDLE, SAFE_HOLD and BOOT" in res.message
+
+
+def test_watchdog_case_fails_on_a_gantry_that_lets_reset_fault_end_the_hold_without_hello(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a new session ends a watchdog hold's cause (SPEC section 3); a firmware that takes RESET_FAULT on the old
+    session for enough fails the heartbeat_watchdog case."""
+    from protocols.wire.catalogue import FaultCode
+    from simulator.gantry.firmware import Gantry
+
+    product = Gantry._cause_gone
+    monkeypatch.setattr(Gantry, "_cause_gone", lambda self, code: code == int(FaultCode.WATCHDOG) or product(self, code))
+    for pty in _serve_in_thread(tmp_path):
+        res = run_suite(pty, only=["heartbeat_watchdog"]).by_name()["heartbeat_watchdog"]
+        assert res.status == FAIL, res.message
+        assert "expected NAK FAULT_ACTIVE detail WATCHDOG" in res.message, res.message
