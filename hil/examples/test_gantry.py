@@ -13,17 +13,14 @@ from the ``crescent_gantry`` pytest plugin (:mod:`hil.pytest_plugin`). Copy this
 import pytest
 from firmware_host.plans import Command, WaitFor
 from protocols.wire.catalogue import DeviceState
-from protocols.wire.messages import Home, MoveArc, ResetFault
+from protocols.wire.messages import Home, MoveArc
 
 
 @pytest.fixture(autouse=True)
 def ready(gantry):
     """A gantry a previous host left behind holds itself safe (its watchdog): reset it before each test."""
     if gantry.status().state in (DeviceState.SAFE_HOLD, DeviceState.FAULT):
-        def reset():
-            return (yield Command(ResetFault(fault_code=0)))
-
-        gantry.run(reset())
+        gantry.reset_fault()  # (in SAFE_HOLD a new session first: only HELLO ends a watchdog hold's cause)
 
 
 def test_connected_gantry_is_idle(gantry, controller, gantry_url):
