@@ -39,13 +39,13 @@ from firmware_host.plans import Command, Plan
 from firmware_host.policy import IDEMPOTENT_RETRIES
 from firmware_host.record import ExamRecord
 from firmware_host.serial_adapter import SerialAdapter
-from firmware_host.session import SessionInfo, connect_plan, hello_plan
+from firmware_host.session import SessionInfo, connect_plan
 from firmware_host.simpy_adapter import Endpoint, SimpyAdapter
 from firmware_host.store import ExamStore
 from protocols.exams import validate_exam
 from protocols.exams.standard import load_exam_arg
 from protocols.exams.models import ExamModel
-from protocols.wire.catalogue import Capability, DeviceState, FaultCode, SimInput
+from protocols.wire.catalogue import Capability, FaultCode, SimInput
 from protocols.wire.link import LinkConfig
 from protocols.wire.signing import DEFAULT_HOST_LINK_ID, LinkKey, Signer
 from protocols.wire.messages import GetStatus, Message, ResetFault, SimInjectFault, SimSetInput
@@ -163,16 +163,9 @@ class Gantry:
 
     def reset_fault(self) -> None:
         """RESET_FAULT: leave SAFE_HOLD / FAULT once every cause is gone. A new session never leaves a hold
-        by itself (SPEC section 3), but a watchdog hold's cause ends only with one: in SAFE_HOLD a HELLO (new
-        session) goes first. Raises :class:`~firmware_host.errors.CommandRefused` (FAULT_ACTIVE, the detail
-        naming a cause still present) when the device refuses."""
-        opts = self.options
-
+        by itself (SPEC section 3). Raises :class:`~firmware_host.errors.CommandRefused` (FAULT_ACTIVE, the
+        detail naming a cause still present) when the device refuses."""
         def plan() -> Plan:
-            status = yield Command(GetStatus(), retries=IDEMPOTENT_RETRIES)
-            if status.state == int(DeviceState.SAFE_HOLD):
-                yield from hello_plan(self.session_id, opts.heartbeat_period_ms, opts.watchdog_timeout_ms,
-                                      new_session=True, signed=self.controller.link.signer is not None)
             yield Command(ResetFault(fault_code=0), retries=IDEMPOTENT_RETRIES)
         self.adapter.run(plan(), "reset_fault")
 

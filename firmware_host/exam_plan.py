@@ -346,9 +346,6 @@ def prepare(ctx: ExamContext, st: _State) -> Plan:
     if status.state in (int(DeviceState.FAULT), int(DeviceState.SAFE_HOLD)):
         ctx.log("decision", note=f"device in {DeviceState(status.state).name} before the exam; RESET_FAULT",
                 action="retry")
-        if status.state == int(DeviceState.SAFE_HOLD):  # a watchdog hold ends only with a new session (SPEC 3)
-            yield from hello_plan(ctx.session_id, ctx.options.heartbeat_period_ms, ctx.options.watchdog_timeout_ms,
-                                  new_session=True)
         yield Command(ResetFault(fault_code=0), retries=R)
         # faults the device reported before this reset (e.g. its watchdog when the previous host left) are
         # cleared; if their events reach us only now they must not end this exam

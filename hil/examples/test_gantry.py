@@ -20,7 +20,7 @@ from protocols.wire.messages import Home, MoveArc
 def ready(gantry):
     """A gantry a previous host left behind holds itself safe (its watchdog): reset it before each test."""
     if gantry.status().state in (DeviceState.SAFE_HOLD, DeviceState.FAULT):
-        gantry.reset_fault()  # (in SAFE_HOLD a new session first: only HELLO ends a watchdog hold's cause)
+        gantry.reset_fault()
 
 
 def test_connected_gantry_is_idle(gantry, controller, gantry_url):

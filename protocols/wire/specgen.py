@@ -642,8 +642,8 @@ a fault:
 {hello_table}
 
 SAFE_HOLD and FAULT are left only by RESET_FAULT, and only once every cause is gone (the e-stop
-released, the fault's condition cleared; a watchdog hold's cause is gone once a new session is open: a HELLO
-after the trip, until which RESET_FAULT is refused with FAULT_ACTIVE, detail WATCHDOG).
+released, the fault's condition cleared; a watchdog hold's cause is gone once the host is heard again, which
+the RESET_FAULT itself shows: no new session is needed, and a HELLO ends it too).
 While a cause is present RESET_FAULT is refused with FAULT_ACTIVE (detail = the cause's FaultCode).
 RELEASE is accepted in SAFE_HOLD and FAULT so that a patient can always be freed.
 

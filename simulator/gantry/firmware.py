@@ -35,8 +35,8 @@ causes; SAFE_HOLD wins when both are latched). While any cause is latched no tra
 to IDLE, BUSY, ARMED or EXPOSING, whatever asks for it (RESET_FAULT, HELLO, any command); a
 transition out of BOOT (HELLO) into a normal state is followed at once by the latched cause's
 transition. A cause is unlatched only by: RESET_FAULT (``fault_code`` 0 or the cause's code) for
-a fault, and for the e-stop once it is released; a new session (HELLO) for the watchdog, whose
-trip RESET_FAULT alone never clears (the FAULT event says ``latched``: HELLO, then RESET_FAULT). A
+a fault, for the watchdog (the host heard again: its FAULT event says ``latched``), and for the
+e-stop once it is released; HELLO also ends the watchdog's. A
 RESET_FAULT that would leave any cause latched clears nothing and is refused (NAK FAULT_ACTIVE,
 detail = a remaining cause). The e-stop input is read at boot and after a device reset, so a
 device that starts with the e-stop pressed has it latched. The other interlocks (door, hand switch,
@@ -362,10 +362,8 @@ class Gantry:
         self._transition(trigger, fault=code)
 
     def _cause_gone(self, code: int) -> bool:
-        """Whether RESET_FAULT may unlatch ``code`` now: the e-stop only once released; the watchdog never (only a
-        new session, HELLO after the trip, ends it: SPEC section 3)."""
-        if code == int(FaultCode.WATCHDOG):
-            return False
+        """Whether RESET_FAULT may unlatch ``code`` now: the e-stop only once released; the watchdog's cause ended
+        when the host was heard again, which the RESET_FAULT itself shows (SPEC section 3)."""
         return code != int(FaultCode.ESTOP) or self.inputs.estop_released
 
     def _scan_inputs(self) -> None:
@@ -791,8 +789,8 @@ class Gantry:
         if self.state not in (int(S.FAULT), int(S.SAFE_HOLD)):
             return self._ack(m)
         want = int(m.fault_code)
-        if want != 0 and want not in self.latched:
-            return self._nak(m, ErrorCode.FAULT_ACTIVE, self.fault_code or self.hold_cause)
+        if want != 0 and want not in self.latched and self.latched:  # (nothing latched: every cause gone, as for 0)
+            return self._nak(m, ErrorCode.FAULT_ACTIVE, next(iter(self.latched)))
         clear = [c for c in self.latched if want in (0, c)]
         stays = [c for c in self.latched if c not in clear or not self._cause_gone(c)]
         if stays:  # all or nothing: a refused RESET_FAULT changes nothing
@@ -968,7 +966,7 @@ class Gantry:
             self._disarm()
         self._stop_motions()
         self._latch_cause(int(FaultCode.WATCHDOG))
-        self._fault_event(int(FaultCode.WATCHDOG), 1, 0, "host heartbeat lost: safe hold")  # latched: needs HELLO + RESET_FAULT
+        self._fault_event(int(FaultCode.WATCHDOG), 1, 0, "host heartbeat lost: safe hold")  # latched: needs RESET_FAULT
         if "WATCHDOG" in self.cfg.paddle.release_on_faults:
             self._release(M.Release.ID)
 
