@@ -277,7 +277,7 @@ def main() -> None:
     try:  # the bench host stands for a host on its own machine: its stalls are not the device's
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).mlockall(1 | 2)
+        ctypes.CDLL("libc.so.6", use_errno=True).mlockall(1 | 2 | 4)  # MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT
         os.setpriority(os.PRIO_PROCESS, 0, -10)
     except OSError:
         print("bench host runs at normal priority (not privileged): its own stalls may show as device jitter")
