@@ -28,7 +28,7 @@ DPI = 110
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(p, dpi=DPI, bbox_inches="tight", facecolor="white")
+    fig.savefig(p, dpi=DPI, bbox_inches=None if fig.get_layout_engine() else "tight", facecolor="white")
     plt.close(fig)
     return p
 
