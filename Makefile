@@ -40,8 +40,12 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/crescent demo
 
+# Two pytest-xdist workers (the 2-core CI machine); groups of tests longest first (tests/conftest.py).
+TEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+
 test: $(STAMP) $(TOOLS)
-	$(BIN)/python -m pytest -q --durations=25
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder --durations=25 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

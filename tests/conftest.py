@@ -7,11 +7,14 @@ exams; ``host_pty``: a ``crescent gantry --pty`` child process; ``host_peer``: a
 from __future__ import annotations
 
 import atexit
+import json
 import os
+import re
 import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 _HELPERS = str(Path(__file__).parent / "helpers")
 if _HELPERS not in sys.path:
@@ -21,6 +24,7 @@ if _HELPERS not in sys.path:
 # name (derandomize), so a run is reproducible and CI never meets an example no run met before. No
 # deadline: a loaded 2-core machine must not turn a slow example into a failure.
 from hypothesis import settings  # noqa: E402
+import pytest  # noqa: E402
 
 settings.register_profile("crescent", derandomize=True, deadline=None, database=None, print_blob=True)
 settings.load_profile("crescent")
@@ -32,3 +36,71 @@ if "CRESCENT_CACHE_DIR" not in os.environ:
     _CACHE = tempfile.mkdtemp(prefix="crescent-test-cache-")
     os.environ["CRESCENT_CACHE_DIR"] = _CACHE
     atexit.register(shutil.rmtree, _CACHE, True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Parallel runs (``make test``: ``pytest -n 2 --dist loadgroup``, pytest-xdist). A group of tests runs on one
+# worker, in order: a test module is one group (its module fixtures are built once), except the README's
+# recipes, one group per section (tests/test_readme.py: ``section_of_block``). Groups are handed out longest
+# first (``tests/durations.json``: seconds per group, written by ``make test PYTEST_ARGS=--write-durations``; a
+# group not listed counts as short): the long ones start at once, the short ones fill the gaps at the end.
+# (xdist's own ``loadgroup`` reads ``xdist_group`` marks, which it no longer sees under pytest 9: the
+# scheduler below takes the groups from the test ids instead.)
+
+_DURATIONS = Path(__file__).with_name("durations.json")
+_README_BLOCK = re.compile(r"test_readme_block_runs_as_written\[(.+)\]")
+_measured: dict[str, float] = {}
+
+
+def group_of(nodeid: str) -> str:
+    """The parallel-run group of a test id: its file, or for a README recipe its section."""
+    path, _, name = nodeid.partition("::")
+    block = _README_BLOCK.fullmatch(name)
+    if path == "tests/test_readme.py" and block:
+        from test_readme import section_of_block
+
+        return section_of_block(block.group(1))
+    return path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        """Whole groups (:func:`group_of`) to one worker each, in collection order (longest first)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return GroupScheduling(config, log)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--write-durations", action="store_true",
+                     help="write the seconds each group took (setup + call + teardown) to tests/durations.json")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    group = group_of(report.nodeid)
+    _measured[group] = _measured.get(group, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if session.config.getoption("--write-durations") and not hasattr(session.config, "workerinput"):
+        rounded = {g: round(t, 1) for g, t in sorted(_measured.items(), key=lambda kv: -kv[1])}
+        _DURATIONS.write_text(json.dumps(rounded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    try:
+        seconds = json.loads(_DURATIONS.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        seconds = {}
+    groups = {item.nodeid: group_of(item.nodeid) for item in items}
+    first_seen: dict[str, int] = {}
+    for n, item in enumerate(items):
+        first_seen.setdefault(groups[item.nodeid], n)
+    # longest group first; within a group (and among unlisted groups) the collection order is kept
+    items.sort(key=lambda it: (-float(seconds.get(groups[it.nodeid], 0.0)), first_seen[groups[it.nodeid]]))

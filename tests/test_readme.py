@@ -44,7 +44,9 @@ def test_the_two_setup_commands_are_the_make_targets() -> None:
 #   * ``sh`` blocks run under ``bash -eu -o pipefail`` (any failing command fails the block), ``python``
 #     blocks with this interpreter; commands run as if the virtual environment were active
 #     (``crescent``, ``pytest`` and ``python`` on PATH), in a scratch folder that links the project's
-#     top-level entries (outputs land there, not in the tree), blocks of one file in order;
+#     top-level entries (outputs land there, not in the tree), blocks of one file in order (in a parallel
+#     run, ``make test``, the blocks of one section -- a heading or a bold lead "**Title.**" -- run on one
+#     worker, in order; sections may run on different workers, each with its own scratch folder);
 #   * ``PORT`` (the recipes' ``$PORT``) is a simulated gantry on a pty (``crescent gantry --pty``
 #     with the fast test configuration, tests/helpers/host_pty.py).
 
@@ -72,22 +74,32 @@ class Block:
     code: str
     skip: str | None
     expect: str | None
+    section: str = ""  # the heading or bold lead ("**Title.**") the block is under
 
     @property
     def id(self) -> str:
         return f"{self.source}:{self.line}"
 
 
+#: A section title: a markdown heading, or a paragraph that opens with a bold lead ("**Run a trial.**").
+_TITLE = re.compile(r"^(?:#{1,6} +(.+)|\*\*(.+?)\*\*)")
+
+
 def extract_blocks(text: str, source: str) -> list[Block]:
-    """Every fenced block of ``text`` with the marker comment on the last non-blank line before it."""
+    """Every fenced block of ``text`` with the marker comment on the last non-blank line before it, and the
+    title of the section it is in (titles inside fenced blocks do not count)."""
     blocks = []
+    prose = _FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)  # same line numbers, no fenced lines
+    titles = [(n, t.group(1) or t.group(2)) for n, t in enumerate(map(_TITLE.match, prose.splitlines()), 1) if t]
     for m in _FENCE.finditer(text):
         before = [ln for ln in text[: m.start()].splitlines() if ln.strip()]
         marker = before[-1] if before else ""
         skip = _SKIP.search(marker)
         expect = _EXPECT.search(marker)
-        blocks.append(Block(source, text[: m.start()].count("\n") + 1, m.group(1), m.group(2),
-                            skip.group(1) if skip else None, expect.group(1) if expect else None))
+        line = text[: m.start()].count("\n") + 1
+        section = [title for n, title in titles if n < line]
+        blocks.append(Block(source, line, m.group(1), m.group(2), skip.group(1) if skip else None,
+                            expect.group(1) if expect else None, section[-1] if section else ""))
     return blocks
 
 
@@ -106,10 +118,28 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> subprocess.Comple
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT_S)
 
 
+class RecipeEnv:
+    """The recipes' environment; ``PORT`` (a ``crescent gantry --pty``) is started for the first block that
+    names it and stopped with the module (an idle real-time gantry still costs a few per cent of a core)."""
+
+    def __init__(self, base: Path, env: dict[str, str]) -> None:
+        self.base, self._env, self.gantry = base, env, None
+
+    def env_for(self, block: Block) -> dict[str, str]:
+        from host_pty import PtyGantry
+
+        if "PORT" in block.code and self.gantry is None:
+            self.gantry = PtyGantry(self.base)
+            self._env["PORT"] = self.gantry.path
+        return self._env
+
+    def stop(self) -> None:
+        if self.gantry is not None:
+            self.gantry.stop()
+
+
 @pytest.fixture(scope="module")
 def recipe_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from host_pty import PtyGantry
-
     base = tmp_path_factory.mktemp("readme")
     work = base / "work"
     work.mkdir()
@@ -122,14 +152,13 @@ def recipe_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
         shim = bin_dir / name
         shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" {target} "$@"\n')
         shim.chmod(0o755)
-    gantry = PtyGantry(base)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PORT": gantry.path,
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_ADDOPTS", None)
+    recipes = RecipeEnv(base, env)
     try:
-        yield work, env
+        yield work, recipes
     finally:
-        gantry.stop()
+        recipes.stop()
 
 
 def test_every_block_is_run_or_says_why_not() -> None:
@@ -188,11 +217,36 @@ def test_a_command_only_in_prose_is_caught() -> None:
     assert recipes_not_run(marked) == ["crescent campaign --exams"]
 
 
+def test_a_block_that_uses_a_file_of_an_earlier_one_is_in_its_section() -> None:
+    """In a parallel run each section's blocks run on one worker, in order: a block that reads what an earlier
+    block wrote must be in the same section. Titles in fenced blocks (shell comments) are not sections."""
+    blocks = runnable(_all_blocks())
+    writes = {m.group(1): b for b in blocks for m in re.finditer(r"(?:cat > |--out )(\S+)", b.code)}
+    checked = 0
+    for b in blocks:
+        for name, writer in writes.items():
+            if writer is not b and writer.source == b.source and writer.line < b.line and re.search(
+                    rf"(?<![\w-]){re.escape(name)}(?![\w-])", b.code):
+                assert writer.section == b.section, f"{b.id} uses {name} of {writer.id}: another section"
+                checked += 1
+    assert checked >= 1  # my-sweep.yaml, written in one block and validated in the next
+    text = "**A.** x\n```sh\n# **B.** a comment\necho\n```\n"
+    assert [blk.section for blk in extract_blocks(text, "x.md")] == ["A."]
+
+
+def section_of_block(block_id: str) -> str:
+    """The parallel-run group of the block ``block_id`` (``README.md:289``): its file and section. The blocks of
+    one section run on one worker, in order (a later block may use what an earlier one wrote, e.g.
+    ``my-sweep.yaml``); tests/conftest.py schedules by it."""
+    block = next((b for b in _all_blocks() if b.id == block_id), None)
+    return f"{block.source}: {block.section}" if block is not None else block_id
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("block", runnable(_all_blocks()), ids=lambda b: b.id)
 def test_readme_block_runs_as_written(block: Block, recipe_env: Any) -> None:
-    work, env = recipe_env
-    res = run_block(block, work, env)
+    work, recipes = recipe_env
+    res = run_block(block, work, recipes.env_for(block))
     assert res.returncode == 0, f"{block.id} failed ({res.returncode}):\n{block.code}\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}"
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     if block.expect:
@@ -206,10 +260,10 @@ def test_readme_block_runs_as_written(block: Block, recipe_env: Any) -> None:
 ])
 def test_a_broken_command_in_the_readme_fails_its_block(old: str, new: str, recipe_env: Any) -> None:
     """The extractor and runner on a modified copy of README.md: the edited block fails."""
-    work, env = recipe_env
+    work, recipes = recipe_env
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert old in text
     broken = [b for b in runnable(extract_blocks(text.replace(old, new), "README.md")) if new in b.code]
     assert len(broken) == 1
-    res = run_block(broken[0], work, env)
+    res = run_block(broken[0], work, recipes.env_for(broken[0]))
     assert res.returncode != 0, res.stdout[-1000:]

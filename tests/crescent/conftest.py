@@ -4,11 +4,14 @@
 default DBT exam on a real-time simulated gantry in a child process, full outputs), once per test session.
 The modules that check what the default exam writes (``test_acquire.py``: outputs, reconstruction, dose;
 ``test_breast_projection.py``: the Breast Projection objects under dciodvfy) read it and never change it; a test
-that needs to alter an output copies it to its own ``tmp_path`` first.
+that needs to alter an output copies it to its own ``tmp_path`` first. In a parallel run the workers share it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +21,20 @@ import pytest
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("acquire") / "out"
-    proc = subprocess.run([sys.executable, "-m", "crescent", "acquire", "--out", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=500)  # below pytest-timeout: the child is reaped
-    print(proc.stdout[-4000:], proc.stderr[-4000:])
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # In a parallel run (pytest-xdist) the workers share one run: the first to ask makes it under a file lock in
+    # the run's common temporary folder, the others wait for it and read it.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out, done = shared / "default-acquire" / "out", shared / "default-acquire" / "done"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(shared / "default-acquire.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(out, ignore_errors=True)  # a failed attempt of another worker
+            proc = subprocess.run([sys.executable, "-m", "crescent", "acquire", "--out", str(out), "--no-progress"],
+                                  capture_output=True, text=True, timeout=500)  # below pytest-timeout: the child is reaped
+            print(proc.stdout[-4000:], proc.stderr[-4000:])
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            done.touch()
     return out

@@ -43,9 +43,10 @@ def capture_builder() -> Callable[[], CaptureBuilder]:
     return CaptureBuilder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gantry_pty():  # type: ignore[no-untyped-def]
-    """``crescent gantry --pty`` in another process; yields its pty path (stopped at the end by its pid)."""
+    """``crescent gantry --pty`` in another process; yields its pty path (stopped at the end of the module by its
+    pid: an idle real-time gantry still runs its 1 ms control loop, a few per cent of a core)."""
     import os
     import signal
     import subprocess
