@@ -12,15 +12,27 @@ from hil.conformance import run_suite
 from hil.conformance.checks import CHECKS
 from hil.defects import DEFECTS, DefectProxy
 from hil.junit import FAIL, JUNIT_XSD, PASS, SKIP
-from hil.rig import EXAMPLE_RIG_PATH
+from hil.rig import EXAMPLE_RIG_PATH, Rig, sim_rig
+
+
+def loaded_machine_rig(port: str) -> Rig:
+    """The simulated gantry's rig with the session watchdog at 2000 ms instead of 500 ms, for a gantry served in a
+    thread of this test process: on a loaded 2-core machine (a parallel run) a stall of this process between two
+    heartbeats must not trip the watchdog in the middle of a case (the cases that trip it ask for their own)."""
+    rig = sim_rig(port)
+    return rig.model_copy(update={"timeouts": rig.timeouts.model_copy(update={"watchdog_timeout_ms": 2000})})
 
 
 def relaxed_rig_file(tmp_path) -> str:
-    """The example rig with wall-clock margins for a loaded 2-core CI machine (the defects exceed them by far)."""
+    """The example rig with wall-clock margins for a loaded 2-core CI machine (the defects exceed them by far).
+
+    The suite runs inside the test process here, beside the other tests of a parallel run: the session's
+    watchdog is 2000 ms instead of 500 ms, so a stall of this process between two heartbeats does not trip
+    it (the watchdog case asks for its own 300 ms and still checks the trip)."""
     import yaml
 
     data = yaml.safe_load(EXAMPLE_RIG_PATH.read_text())
-    data["timeouts"].update(watchdog_margin_ms=200, abort_latency_max_ms=150)
+    data["timeouts"].update(watchdog_margin_ms=200, abort_latency_max_ms=150, watchdog_timeout_ms=2000)
     path = tmp_path / "rig.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
@@ -215,7 +227,7 @@ def test_stall_honesty_passes_on_the_real_time_gantry(tmp_path) -> None:
     """An 800 ms stall of the control loop (SIM_INJECT_FAULT REALTIME_OVERRUN): REALTIME_OVERRUN, no watchdog trip.
     (The whole-suite test above runs it against `crescent gantry --pty` in another process too.)"""
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["stall_honesty"]).by_name()["stall_honesty"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["stall_honesty"]).by_name()["stall_honesty"]
         assert res.status == PASS, res.message
         assert "REALTIME_OVERRUN" in res.message
 
@@ -236,7 +248,7 @@ def test_stall_honesty_fails_on_a_gantry_that_judges_frames_when_it_gets_round_t
             self.rx.arrive_stamped(data, self.now())
     monkeypatch.setattr(realtime.ArrivalFeed, "feed_arrived", stamped_when_read)
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["stall_honesty"]).by_name()["stall_honesty"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["stall_honesty"]).by_name()["stall_honesty"]
         assert res.status == FAIL, res.message
         assert "declared the host lost" in res.message or "SAFE_HOLD" in res.message, res.message
 
@@ -260,7 +272,7 @@ def test_interruption_latches_passes_on_the_product_firmware(tmp_path) -> None:
     """Door, hand switch and paddle each opened in a window of a 3-exposure plan and closed again: the window ends
     (EXPOSURE_DONE INTERLOCK), IDLE, nothing resumes, the old FIRE is NOT_ARMED, a new plan arms without RESET_FAULT."""
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["interruption_latches"]).by_name()["interruption_latches"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["interruption_latches"]).by_name()["interruption_latches"]
         assert res.status == PASS, res.message
         assert "DOOR_CLOSED, HAND_SWITCH, PADDLE_IN_RANGE" in res.message, res.message
 
@@ -332,7 +344,7 @@ def test_interruption_latches_fails_on_a_gantry_that_resumes_the_plan(
     """The defect the case exists for: a plan interrupted by a permissive goes on once it closes again."""
     breakage(monkeypatch)
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["interruption_latches"]).by_name()["interruption_latches"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["interruption_latches"]).by_name()["interruption_latches"]
         assert res.status == FAIL, res.message
         assert caught in res.message, res.message
         for permissive in ("HAND_SWITCH", "PADDLE_IN_RANGE"):
@@ -361,7 +373,7 @@ def test_estop_case_fails_on_a_gantry_that_loses_the_latch_not_the_input(tmp_pat
     loses it. The case must fail either way, and say it was in SAFE_HOLD."""
     _loses_the_latch_in_safe_hold(monkeypatch)
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["estop_latches_in_every_state"]).by_name()["estop_latches_in_every_state"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["estop_latches_in_every_state"]).by_name()["estop_latches_in_every_state"]
         assert res.status == FAIL, res.message
         assert "e-stop pressed in SAFE_HOLD" in res.message, res.message
         for state in ("IDLE", "BUSY", "ARMED", "EXPOSING", "FAULT", "BOOT"):  # the latch works everywhere else
@@ -378,7 +390,7 @@ def test_fault_case_fails_in_every_state_on_a_gantry_that_takes_any_reset_for_re
     product = Gantry._cmd_reset_fault
     monkeypatch.setattr(Gantry, "_cmd_reset_fault", lambda self, m: product(self, M.ResetFault(fault_code=0)))
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
         assert res.status == FAIL, res.message
         for start in ("IDLE", "SAFE_HOLD", "BOOT"):
             assert f"latched in {start}: RESET_FAULT TUBE_ARC (not latched) -> ACK" in res.message, res.message
@@ -386,7 +398,7 @@ def test_fault_case_fails_in_every_state_on_a_gantry_that_takes_any_reset_for_re
 
 def test_fault_case_passes_in_every_state_on_the_product_firmware(tmp_path) -> None:
     for pty in _serve_in_thread(tmp_path):
-        res = run_suite(pty, only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
+        res = run_suite(pty, rig=loaded_machine_rig(pty), only=["fault_latches_across_hello"]).by_name()["fault_latches_across_hello"]
         assert res.status == PASS, res.message
         assert "in IDLE, SAFE_HOLD and BOOT" in res.message
 
