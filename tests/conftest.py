@@ -2,11 +2,15 @@
 
 ``tests/helpers`` holds test doubles and launchers used across suites (``host_sim``: virtual-time
 exams; ``host_pty``: a ``crescent gantry --pty`` child process; ``host_peer``: a scripted device).
+
+It also schedules the parallel run of ``make test`` (pytest-xdist, ``--dist loadgroup``): the groups of tests
+that stay on one worker, longest first (see "Parallel runs" below).
 """
 
 from __future__ import annotations
 
 import atexit
+import functools
 import json
 import os
 import re
@@ -52,17 +56,21 @@ _README_BLOCK = re.compile(r"test_readme_block_runs_as_written\[(.+)\]")
 _measured: dict[str, float] = {}
 
 
+@functools.cache
 def group_of(nodeid: str) -> str:
     """The parallel-run group of a test id: its file, or for a README recipe its section."""
     path, _, name = nodeid.partition("::")
     block = _README_BLOCK.fullmatch(name)
     if path == "tests/test_readme.py" and block:
-        from test_readme import section_of_block
-
+        try:
+            from test_readme import section_of_block
+        except ImportError:  # not importable by name (``--import-mode=importlib``): the file is the group
+            return path
         return section_of_block(block.group(1))
     return path
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: without xdist (``-p no:xdist``) it is not called
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     if config.getoption("dist") != "loadgroup":
         return None
@@ -83,14 +91,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # the controller of a parallel run gets every worker's reports (a plain run, its own); only it writes
     group = group_of(report.nodeid)
     _measured[group] = _measured.get(group, 0.0) + report.duration
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
+    """``--write-durations``: the groups this run measured replace their entries; the others are kept (a run of a
+    selection does not forget the rest). Written whole, then renamed: a run that starts meanwhile reads the old
+    file or the new one."""
     if session.config.getoption("--write-durations") and not hasattr(session.config, "workerinput"):
-        rounded = {g: round(t, 1) for g, t in sorted(_measured.items(), key=lambda kv: -kv[1])}
-        _DURATIONS.write_text(json.dumps(rounded, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        try:
+            seconds = json.loads(_DURATIONS.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            seconds = {}
+        seconds.update({g: round(t, 1) for g, t in _measured.items()})
+        ordered = dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+        tmp = _DURATIONS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(ordered, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        os.replace(tmp, _DURATIONS)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -44,9 +44,9 @@ def test_the_two_setup_commands_are_the_make_targets() -> None:
 #   * ``sh`` blocks run under ``bash -eu -o pipefail`` (any failing command fails the block), ``python``
 #     blocks with this interpreter; commands run as if the virtual environment were active
 #     (``crescent``, ``pytest`` and ``python`` on PATH), in a scratch folder that links the project's
-#     top-level entries (outputs land there, not in the tree), blocks of one file in order (in a parallel
-#     run, ``make test``, the blocks of one section -- a heading or a bold lead "**Title.**" -- run on one
-#     worker, in order; sections may run on different workers, each with its own scratch folder);
+#     top-level entries (outputs land there, not in the tree); the blocks of one section -- a heading or a
+#     bold lead "**Title.**" -- run in order, on one worker of a parallel run (``make test``); sections run
+#     longest first (tests/conftest.py), maybe on different workers, each with a scratch folder of its own;
 #   * ``PORT`` (the recipes' ``$PORT``) is a simulated gantry on a pty (``crescent gantry --pty``
 #     with the fast test configuration, tests/helpers/host_pty.py).
 
@@ -120,7 +120,7 @@ def run_block(block: Block, cwd: Path, env: dict[str, str]) -> subprocess.Comple
 
 class RecipeEnv:
     """The recipes' environment; ``PORT`` (a ``crescent gantry --pty``) is started for the first block that
-    names it and stopped with the module (an idle real-time gantry still costs a few per cent of a core)."""
+    names it and stopped with the module (an idle real-time gantry still costs 5-10 % of a core)."""
 
     def __init__(self, base: Path, env: dict[str, str]) -> None:
         self.base, self._env, self.gantry = base, env, None

@@ -39,8 +39,8 @@ acquire`` sets it with SIGHUP when it leaves after a stop, without waiting for t
 from __future__ import annotations
 
 import collections
-import gc
 import errno
+import gc
 import logging
 import os
 import queue

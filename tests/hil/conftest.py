@@ -46,7 +46,7 @@ def capture_builder() -> Callable[[], CaptureBuilder]:
 @pytest.fixture(scope="module")
 def gantry_pty():  # type: ignore[no-untyped-def]
     """``crescent gantry --pty`` in another process; yields its pty path (stopped at the end of the module by its
-    pid: an idle real-time gantry still runs its 1 ms control loop, a few per cent of a core)."""
+    pid: an idle real-time gantry still runs its 1 ms control loop, 5-10 % of a core)."""
     import os
     import signal
     import subprocess
