@@ -85,6 +85,14 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return GroupScheduling(config, log)
 
 
+def _durations() -> dict[str, float]:
+    """``tests/durations.json`` (empty when missing or unreadable: every group then counts as short)."""
+    try:
+        return dict(json.loads(_DURATIONS.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return {}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--write-durations", action="store_true",
                      help="write the seconds each group took (setup + call + teardown) to tests/durations.json")
@@ -101,10 +109,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     selection does not forget the rest). Written whole, then renamed: a run that starts meanwhile reads the old
     file or the new one."""
     if session.config.getoption("--write-durations") and not hasattr(session.config, "workerinput"):
-        try:
-            seconds = json.loads(_DURATIONS.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            seconds = {}
+        seconds = _durations()
         seconds.update({g: round(t, 1) for g, t in _measured.items()})
         ordered = dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
         tmp = _DURATIONS.with_suffix(".json.tmp")
@@ -113,10 +118,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    try:
-        seconds = json.loads(_DURATIONS.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        seconds = {}
+    seconds = _durations()
     groups = {item.nodeid: group_of(item.nodeid) for item in items}
     first_seen: dict[str, int] = {}
     for n, item in enumerate(items):

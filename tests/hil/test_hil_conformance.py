@@ -15,6 +15,10 @@ from hil.junit import FAIL, JUNIT_XSD, PASS, SKIP
 from hil.rig import EXAMPLE_RIG_PATH, Rig, sim_rig
 
 
+#: The session watchdog of the tests whose conformance host runs in the test process (ms; the product's is 500).
+LOADED_MACHINE_WATCHDOG_MS = 2000
+
+
 def loaded_machine_rig(port: str, rig: Rig | None = None) -> Rig:
     """``rig`` (default: the simulated gantry's) with the session watchdog at 2000 ms instead of 500 ms.
 
@@ -23,7 +27,7 @@ def loaded_machine_rig(port: str, rig: Rig | None = None) -> Rig:
     in the middle of a case. The cases that test a trip ask for their own watchdog (300 or 500 ms). The
     product's 500 ms session is run end to end by the README's conformance recipes (tests/test_readme.py)."""
     rig = rig or sim_rig(port)
-    return rig.model_copy(update={"timeouts": rig.timeouts.model_copy(update={"watchdog_timeout_ms": 2000})})
+    return rig.model_copy(update={"timeouts": rig.timeouts.model_copy(update={"watchdog_timeout_ms": LOADED_MACHINE_WATCHDOG_MS})})
 
 
 def relaxed_rig_file(tmp_path) -> str:
@@ -35,7 +39,8 @@ def relaxed_rig_file(tmp_path) -> str:
     import yaml
 
     data = yaml.safe_load(EXAMPLE_RIG_PATH.read_text())
-    data["timeouts"].update(watchdog_margin_ms=200, abort_latency_max_ms=150, watchdog_timeout_ms=2000)
+    data["timeouts"].update(watchdog_margin_ms=200, abort_latency_max_ms=150,
+                            watchdog_timeout_ms=LOADED_MACHINE_WATCHDOG_MS)
     path = tmp_path / "rig.yaml"
     path.write_text(yaml.safe_dump(data))
     return str(path)
