@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Generator
+from collections import OrderedDict
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -225,6 +227,56 @@ def synthetic_frame(rows: int, cols: int, record: ExposureRecord, seed: int) -> 
     return np.clip(rng.normal(level, np.sqrt(level), (rows, cols)), 0, 65535).astype("<u2")
 
 
+#: Phantoms kept for reuse by :func:`reuse_phantoms` (None: each gantry builds its own), newest last.
+_reused_phantoms: OrderedDict[str, Any] | None = None
+_reused_phantoms_max = 0
+
+
+@contextmanager
+def reuse_phantoms(max_phantoms: int = 8) -> Iterator[None]:
+    """Within the block, every gantry of this process reuses a phantom built before with the same phantom
+    config, thickness (mm, to 0.01) and geometry instead of building it again; at most ``max_phantoms``
+    are kept (least recently used dropped), all dropped on leaving.
+
+    For many short virtual-time runs over the same breasts (``crescent validate`` of an exam library: each
+    dry run starts a new gantry, and a textured breast takes about a second to build). A phantom is not
+    changed by imaging it, so a reused one gives the same images, bit for bit.
+    """
+    global _reused_phantoms, _reused_phantoms_max
+    outer = (_reused_phantoms, _reused_phantoms_max)
+    if _reused_phantoms is None:
+        _reused_phantoms, _reused_phantoms_max = OrderedDict(), int(max_phantoms)
+    try:
+        yield
+    finally:
+        _reused_phantoms, _reused_phantoms_max = outer
+
+
+def _configured_phantom(geometry: AcquisitionGeometry, phantom: PhantomConfig, thickness_mm: float,
+                        options: dict[str, Any]) -> Any:
+    """The configured phantom at ``thickness_mm`` (mm), built now or reused (:func:`reuse_phantoms`)."""
+    import json
+
+    from simulator.imaging.imager import make_phantom  # heavy (numba, spekpy): load on first use
+
+    def build() -> Any:
+        return make_phantom(phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm,
+                            **options)
+
+    memo = _reused_phantoms
+    if memo is None:
+        return build()
+    key = json.dumps([phantom.model_dump(mode="json"), round(float(thickness_mm), 2),
+                      geometry.model_dump(mode="json"), options], sort_keys=True, default=str)
+    ph = memo.pop(key, None)
+    if ph is None:
+        ph = build()
+    memo[key] = ph
+    while len(memo) > _reused_phantoms_max:
+        memo.popitem(last=False)
+    return ph
+
+
 def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: DetectorConfig, seed: int,
                  thickness_mm: float, phantom_object: Any = None) -> ExposureImager:
     """Phantom at ``thickness_mm`` on the support of ``geometry`` and its :class:`ExposureImager`.
@@ -232,13 +284,13 @@ def build_imager(geometry: AcquisitionGeometry, phantom: PhantomConfig, det: Det
     ``phantom_object``: a ready :class:`~simulator.imaging.phantoms.base.Phantom` to image instead of building
     the configured one (``phantom``'s motion still applies).
     """
-    from simulator.imaging.imager import ExposureImager, make_phantom  # heavy (numba, spekpy): load on first use
+    from simulator.imaging.imager import ExposureImager  # heavy (numba, spekpy): load on first use
 
     options = dict(phantom.options)
     if phantom.name == "chest-wall-ruler":  # the ruler lies against the support's chest-wall edge
         options.setdefault("support_edge_y_mm", -det.chest_wall_gap_mm)
-    ph = phantom_object if phantom_object is not None else make_phantom(
-        phantom.name, thickness_mm, geometry, seed=phantom.seed, voxel_mm=phantom.voxel_mm, **options)
+    ph = phantom_object if phantom_object is not None else _configured_phantom(geometry, phantom, thickness_mm,
+                                                                               options)
     moving = phantom.motion_mm != (0.0, 0.0)
     model = None
     if det.extra_electronic_noise_adu > 0:  # injected (QC): a noisy panel

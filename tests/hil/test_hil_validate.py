@@ -190,3 +190,39 @@ def test_aec_dose_is_computed_at_the_thickness_the_dry_run_compressed_to(tmp_pat
     e = [x for x in report.runs[0].record.exposures if not x.is_scout][0]
     assert d.per_projection_mgy[0] == pytest.approx(projection_mgd_mgy(e, AcquisitionGeometry(), run_th, 0.5), rel=1e-9)
     assert f"at {run_th:.1f} mm" in report.text()
+
+
+def test_dry_runs_in_reuse_phantoms_build_each_breast_once_and_run_the_same(monkeypatch) -> None:
+    """``crescent validate`` runs its dry runs in :func:`simulator.gantry.detector.reuse_phantoms`: a breast
+    already built for an earlier dry run is reused, and the run (AEC technique from the scout image, every
+    exposure) is the one a fresh phantom gives; another thickness is another breast."""
+    from hil.validate_exam import dry_run
+    from protocols.exams.io import exam_from_data
+    from simulator.gantry.detector import reuse_phantoms
+    from simulator.imaging import imager
+
+    built: list[float] = []
+    real = imager.make_phantom
+
+    def counting(name, thickness_mm, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(round(float(thickness_mm), 1))
+        return real(name, thickness_mm, *args, **kwargs)
+
+    monkeypatch.setattr(imager, "make_phantom", counting)
+    exam = exam_from_data(yaml.safe_load(standard_exam_yaml("ffdm-cc")), "ffdm-cc")
+
+    def exposures(run):  # type: ignore[no-untyped-def]
+        assert run.record.status == "complete", run.record.reason
+        return [e.model_dump() for e in run.record.exposures]
+
+    fresh = exposures(dry_run(exam, None, 45.0))
+    assert len(built) == 1
+    with reuse_phantoms():
+        first = exposures(dry_run(exam, None, 45.0))
+        again = exposures(dry_run(exam, None, 45.0))
+        thicker = exposures(dry_run(exam, None, 60.0))
+    assert len(built) == 3 and built[1] == built[0] and built[2] > built[0] + 10, built
+    assert first == fresh and again == fresh
+    assert thicker != fresh  # the AEC saw another breast
+    dry_run(exam, None, 45.0)  # outside the block: built again
+    assert len(built) == 4
