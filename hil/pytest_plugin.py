@@ -10,7 +10,8 @@ Options::
 Fixtures (function scope; each test gets a fresh session):
 
 * ``gantry_url`` - ``"sim"`` or the URL under test;
-* ``gantry`` - a connected :class:`firmware_host.api.Gantry` (HELLO done, DEVICE_INFO read);
+* ``gantry`` - a connected :class:`firmware_host.api.Gantry` (HELLO done, DEVICE_INFO read; with ``--rig`` at
+  the rig's baud rate, asking for its ``timeouts.heartbeat_period_ms`` and ``timeouts.watchdog_timeout_ms``);
 * ``controller`` - its sans-IO :class:`firmware_host.controller.Controller`;
 * ``exam_runner`` - ``run(exam, out_dir=None) -> ExamResult`` on that gantry (``exam``: a standard
   exam name, a YAML path or a model; images go under ``tmp_path`` by default).
@@ -142,12 +143,16 @@ def gantry(request: pytest.FixtureRequest, gantry_url: str, tmp_path: Path) -> I
         g = connect_virtual(env, endpoint, seed=0)
     else:
         rig_file = request.config.getoption("--rig")
-        baud = 921600
-        if rig_file:
+        baud, options = 921600, None
+        if rig_file:  # the rig's baud rate and the heartbeat and watchdog its session asks for
+            from firmware_host.exam_plan import ExamOptions
             from hil.rig import load_rig
 
-            baud = load_rig(rig_file).baud
-        g = connect(gantry_url, baudrate=baud, seed=0)
+            rig = load_rig(rig_file)
+            baud = rig.baud
+            options = ExamOptions(heartbeat_period_ms=rig.timeouts.heartbeat_period_ms,
+                                  watchdog_timeout_ms=rig.timeouts.watchdog_timeout_ms)
+        g = connect(gantry_url, baudrate=baud, seed=0, options=options)
         _ready_after_a_lost_session(g)
     try:
         yield g

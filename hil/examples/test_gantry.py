@@ -47,7 +47,7 @@ def test_home_and_move(gantry):
 
 def test_exam(exam_runner, gantry_url):
     result = exam_runner("dbt-step")
-    assert result.record.status == "complete"
+    assert result.record.status == "complete", (result.record.phase, result.record.reason)
     assert len(result.image_paths) == 9
 
 

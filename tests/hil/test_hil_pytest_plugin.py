@@ -31,9 +31,39 @@ def test_same_file_against_the_simulator(tmp_path: Path) -> None:
 
 
 def test_same_file_against_a_gantry_on_a_pty(tmp_path: Path, gantry_pty: str) -> None:
-    res = run_pytest(tmp_path, "--gantry", gantry_pty)
+    """The example file over a pty, its session asking for the 2000 ms watchdog of a rig file: the test's pytest
+    runs beside the other tests of a parallel run, and a host stalled 500 ms on a loaded 2-core machine is a
+    SAFE_HOLD mid-sweep. The product's 500 ms session over a pty is the README's recipe
+    (``pytest hil/examples --gantry "$PORT" -q``, tests/test_readme.py)."""
+    rig = _rig_file(tmp_path, watchdog_timeout_ms=2000)
+    res = run_pytest(tmp_path, "--gantry", gantry_pty, "--rig", rig)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "3 passed, 1 skipped" in outcome(res)  # the exam too, over the pty; only the rig test skips
+
+
+def _rig_file(tmp_path: Path, **timeouts: float) -> str:
+    import yaml
+
+    data = yaml.safe_load((EXAMPLE.parents[1] / "rigs" / "sim-pty.yaml").read_text(encoding="utf-8"))
+    data["timeouts"].update(timeouts)
+    path = tmp_path / "rig.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def test_the_rig_files_heartbeat_and_watchdog_are_what_the_session_asks_for(tmp_path: Path, gantry_pty: str) -> None:
+    """``--rig FILE``: the gantry fixture's HELLO asks for the rig's heartbeat period and watchdog timeout, and the
+    device answers with them (HELLO_REPLY); without a rig file, the product's 100 ms and 500 ms."""
+    probe = (
+        "def test_probe(gantry):\n"
+        "    o = gantry.options\n"
+        "    print('ASKED', o.heartbeat_period_ms, o.watchdog_timeout_ms, 'GRANTED', gantry.session.watchdog_timeout_ms)\n"
+    )
+    rig = _rig_file(tmp_path, heartbeat_period_ms=50, watchdog_timeout_ms=1500)
+    res = _run_file(tmp_path, "test_probe.py", probe, "-s", "--gantry", gantry_pty, "--rig", rig)
+    assert res.returncode == 0 and "ASKED 50 1500 GRANTED 1500" in res.stdout, res.stdout + res.stderr
+    res = _run_file(tmp_path, "test_probe.py", probe, "-s", "--gantry", gantry_pty)
+    assert res.returncode == 0 and "ASKED 100 500 GRANTED 500" in res.stdout, res.stdout + res.stderr
 
 
 def _run_file(tmp_path: Path, name: str, text: str, *args: str) -> subprocess.CompletedProcess[str]:
