@@ -2,7 +2,11 @@
 DICOM per case (dciodvfy, unique UIDs, consistent with the store, byte-identical when rewritten) and the dask
 dashboard (served and fetched mid-run; needs bokeh>=3.1, the ``dashboard`` extra).
 
-The dask tests start and stop their own LocalCluster of worker *processes* (run_trial's default path).
+The dask tests run on LocalClusters of worker *processes*: the first wire run, the reference run and the
+killed-worker run each start and stop their own (run_trial's default path); the other runs go to one
+two-worker LocalCluster that this module starts with run_trial's own cluster settings and passes as
+``scheduler`` (a user's long-lived cluster: its workers keep what earlier cases loaded, and the tables must
+not care).
 The tiny trial keeps every case cheap: 0.4 mm pixels and voxels, a fixed thickness (one AEC kVp, so each
 worker computes the tube spectrum once), two arms (2D with AEC, a dose-scaled narrow DBT).
 """
@@ -349,6 +353,21 @@ gantry_subset: {cases: 2}
 
 
 @pytest.fixture(scope="module")
+def shared_cluster():
+    """Scheduler address of a two-worker LocalCluster started as run_trial starts its own (single-threaded
+    workers, NUMBA_NUM_THREADS=1, the dashboard on a free port), for the runs that do not test the cluster's
+    start or a worker's death."""
+    from crescent import dask_cluster
+    from crescent.trial.runner import _client
+
+    client, cluster = _client(None, 2, ":0")
+    try:
+        yield cluster.scheduler_address
+    finally:
+        dask_cluster.close(client, cluster, quiet=True)
+
+
+@pytest.fixture(scope="module")
 def wire_run(tmp_path_factory):
     """The wire trial (cases 0 and 1 over the virtual-time gantry) on one LocalCluster worker."""
     from crescent.trial.runner import run_trial
@@ -411,11 +430,12 @@ def test_over_the_wire_ratings_agree_with_the_direct_path_within_the_stated_tole
                 assert abs(got - ref) <= CROSSCHECK_TOLERANCE_SD * sd, (x, c["index"], site, got, ref, sd)
 
 
-def test_over_the_wire_tables_do_not_depend_on_the_workers_and_resume(wire_run, tmp_path):
+def test_over_the_wire_tables_do_not_depend_on_the_workers_and_resume(wire_run, shared_cluster, tmp_path):
     from crescent.trial.runner import run_trial
 
     _, one = wire_run
-    two = run_trial(parse_trial_yaml(WIRE), tmp_path, workers=2, say=lambda s: None, progress=False)
+    two = run_trial(parse_trial_yaml(WIRE), tmp_path, scheduler=shared_cluster, say=lambda s: None, progress=False)
+    assert one.workers == 1 and two.workers == 2
     assert _table(one) == _table(two)
     assert {k: v.tobytes() for k, v in one.rois_direct.items()} == {k: v.tobytes() for k, v in two.rois_direct.items()}
     again = run_trial(parse_trial_yaml(WIRE), tmp_path, workers=1, say=lambda s: None, progress=False)
@@ -437,19 +457,19 @@ def reference_run(tmp_path_factory):
     return out, run_trial(tiny(), out, workers=1, say=lambda s: None, progress=False)
 
 
-def test_one_and_two_workers_give_identical_tables_and_a_rerun_resumes(reference_run, tmp_path):
+def test_one_and_two_workers_give_identical_tables_and_a_rerun_resumes(reference_run, shared_cluster, tmp_path):
     from crescent.trial.runner import run_trial
 
     _, one = reference_run
-    two = run_trial(tiny(), tmp_path, workers=2, say=lambda s: None, progress=False)
+    two = run_trial(tiny(), tmp_path, scheduler=shared_cluster, say=lambda s: None, progress=False)
     assert one.workers == 1 and two.workers == 2
     assert _table(one) == _table(two)
     assert len(one.rows) == 12 * 2
-    again = run_trial(tiny(), tmp_path, workers=2, say=lambda s: None, progress=False)
-    assert (again.submitted, again.skipped) == (0, 12)
+    again = run_trial(tiny(), tmp_path, workers=2, say=lambda s: None, progress=False)  # nothing to run: no cluster
+    assert (again.submitted, again.skipped) == (0, 12) and again.workers == 0
     assert _table(again) == _table(two)
     # growing the cohort runs only the new cases
-    more = run_trial(tiny(n_cases=13), tmp_path, workers=1, say=lambda s: None, progress=False)
+    more = run_trial(tiny(n_cases=13), tmp_path, scheduler=shared_cluster, say=lambda s: None, progress=False)
     assert (more.submitted, more.skipped) == (1, 12)
 
 
@@ -525,17 +545,22 @@ def test_cli_check_and_bad_input_exit_status(tmp_path):
 
 
 def test_an_existing_scheduler_is_used(reference_run, tmp_path):
-    """--scheduler tcp://HOST:PORT: the run goes to a cluster started elsewhere (here: by this test) and agrees."""
-    from distributed import LocalCluster
+    """--scheduler tcp://HOST:PORT: the run goes to a cluster started elsewhere (here: by this test, with dask's
+    own LocalCluster settings) and agrees; the cluster outlives the run."""
+    from distributed import Client, LocalCluster
 
     from crescent.trial.runner import run_trial
 
     _, one = reference_run
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
-        info = run_trial(tiny(), tmp_path, scheduler=cluster.scheduler_address, say=lambda s: None, progress=False)
+        info = run_trial(tiny(n_cases=3), tmp_path, scheduler=cluster.scheduler_address, say=lambda s: None,
+                         progress=False)
         assert cluster.scheduler_address.startswith("tcp://")
+        with Client(cluster.scheduler_address) as still:
+            assert len(still.scheduler_info()["workers"]) == 1
     assert info.workers == 1
-    assert _table(info) == _table(one)
+    assert _table(info) == tuple(part[:6] if isinstance(part, list) else {k: v for k, v in part.items() if k[0] < 3}
+                                 for part in _table(one))
 
 
 # ------------------------------------------------------------------------------------------------ DICOM, dashboard
@@ -564,8 +589,8 @@ def vfy(path: Path) -> tuple[list[str], list[str]]:
 
 
 @pytest.fixture(scope="module")
-def dicom_run(tmp_path_factory):
-    """Two cases x two arms run with --dicom on a 1-worker LocalCluster; the dashboard fetched mid-run."""
+def dicom_run(tmp_path_factory, shared_cluster):
+    """Two cases x two arms run with --dicom on the module's LocalCluster; its dashboard fetched mid-run."""
     import urllib.request
 
     from crescent.trial.runner import run_trial
@@ -579,8 +604,8 @@ def dicom_run(tmp_path_factory):
         with urllib.request.urlopen(client.dashboard_link, timeout=30) as r:
             seen["status"], seen["body"] = r.status, r.read()
 
-    info = run_trial(tiny(n_cases=2), out, workers=1, say=said.append, progress=False, dicom=out / "dicom",
-                     dashboard=":0", on_submitted=fetch_dashboard)
+    info = run_trial(tiny(n_cases=2), out, scheduler=shared_cluster, say=said.append, progress=False,
+                     dicom=out / "dicom", on_submitted=fetch_dashboard)
     return out, info, said, seen
 
 
@@ -644,7 +669,7 @@ def test_dicom_per_case_valid_counted_unique_and_consistent_with_the_store(dicom
         assert err <= rwv.RealWorldValueSlope, err
 
 
-def test_dicom_resume_rewrites_only_what_is_missing_byte_for_byte(dicom_run, tmp_path):
+def test_dicom_resume_rewrites_only_what_is_missing_byte_for_byte(dicom_run, shared_cluster, tmp_path):
     """A re-run with --dicom submits nothing; a deleted (case, arm) folder is imaged again and comes back identical."""
     import shutil
 
@@ -660,7 +685,7 @@ def test_dicom_resume_rewrites_only_what_is_missing_byte_for_byte(dicom_run, tmp
     stale = root / "case-00001" / ".dbt-low.123.456.tmp"  # what a task killed mid-write leaves
     stale.mkdir()
     (stale / "tomo.dcm").write_bytes(b"partial")
-    redo = run_trial(tiny(n_cases=2), out, workers=1, say=lambda s: None, progress=False, dicom=root, dashboard=":0")
+    redo = run_trial(tiny(n_cases=2), out, scheduler=shared_cluster, say=lambda s: None, progress=False, dicom=root)
     assert (redo.submitted, redo.skipped) == (1, 1)
     assert {p.name: p.read_bytes() for p in arm_dir.iterdir()} == before
     assert not stale.exists()
