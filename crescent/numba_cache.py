@@ -22,22 +22,14 @@ from collections.abc import Callable
 
 
 def imaging() -> None:
-    """Projector, detector, scatter and phantom kernels: one tiny frame of the default gantry's phantom
-    (the textured breast) and of a uniform slab, as a render worker's warm-up draws them."""
-    from protocols.geometry import DetectorGeometry
-    from protocols.records import ExposureRecord
-    from simulator.gantry.config import PhantomConfig, load_config
+    """Projector, detector, scatter and phantom kernels: the tiny frames a render worker's warm-up draws
+    (a uniform slab and the default gantry's textured breast), rendered in this process."""
+    from simulator.gantry.config import load_config
     from simulator.gantry.detector import render_job
+    from simulator.gantry.render_worker import warm_up_jobs
 
-    config = load_config("default")
-    tiny = config.geometry.model_copy(update={"detector": DetectorGeometry(native_pitch_mm=0.05, binning=8,
-                                                                           rows=16, cols=20)})
-    rec = ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=-0.2, angle_end_deg=0.2,
-                         kvp=29.0, mas=1.0, anode_filter=config.limits.anode_filters[0], window_start_s=0.0,
-                         window_end_s=0.05)
-    for phantom in (PhantomConfig(name="uniform"), config.phantom):
-        render_job(tiny.model_dump_json(), phantom.model_dump_json(), config.detector.model_dump_json(), 0, 40.0,
-                   rec.model_dump_json())
+    for args in warm_up_jobs(load_config("default"), 0):
+        render_job(*args)
 
 
 def reconstruction() -> None:

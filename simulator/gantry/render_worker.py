@@ -162,26 +162,14 @@ class RenderPool:
             self._next = 0
 
     def warm_up(self, config: Any, seed: int) -> _Result:
-        """Render a tiny throw-away frame of the configured phantom so numba compiles (or loads its cache)
-        before the first exam, phantom generation included.
-
-        Cheap on purpose (16 x 20 pixels): kernels compile per type, not per size.
-        """
-        from protocols.geometry import DetectorGeometry
-        from protocols.records import ExposureRecord
-        from simulator.gantry.config import PhantomConfig
+        """Render the tiny throw-away frames of :func:`warm_up_jobs` in every worker so numba compiles (or
+        loads its cache) before the first exam, phantom generation included."""
         from simulator.gantry.detector import render_job
 
-
-        tiny = config.geometry.model_copy(update={"detector": DetectorGeometry(native_pitch_mm=0.05, binning=8,
-                                                                               rows=16, cols=20)})
-        rec = ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=-0.2, angle_end_deg=0.2,
-                             kvp=29.0, mas=1.0, anode_filter=config.limits.anode_filters[0], window_start_s=0.0,
-                             window_end_s=0.05)
-        self.submit_to_all(render_job, tiny.model_dump_json(), PhantomConfig(name="uniform").model_dump_json(),
-                           config.detector.model_dump_json(), seed, 40.0, rec.model_dump_json())
-        return self.submit_to_all(render_job, tiny.model_dump_json(), config.phantom.model_dump_json(),
-                                  config.detector.model_dump_json(), seed, 40.0, rec.model_dump_json())[-1]
+        last = None
+        for args in warm_up_jobs(config, seed):
+            last = self.submit_to_all(render_job, *args)[-1]
+        return last
 
     def terminate(self) -> None:
         with self._lock:
@@ -190,6 +178,26 @@ class RenderPool:
             pool.terminate()
         for pool in self._pools:
             pool.join()
+
+
+def warm_up_jobs(config: Any, seed: int) -> list[tuple[str, str, str, int, float, str]]:
+    """Arguments of :func:`simulator.gantry.detector.render_job` for two tiny throw-away frames of ``config``'s
+    gantry: a uniform slab, then the configured phantom (for the default gantry the textured breast, 40 mm).
+
+    Cheap on purpose (16 x 20 pixels): numba's kernels compile per argument type, not per size. Used by the
+    render workers' warm-up and by ``python -m crescent.numba_cache``.
+    """
+    from protocols.geometry import DetectorGeometry
+    from protocols.records import ExposureRecord
+    from simulator.gantry.config import PhantomConfig
+
+    tiny = config.geometry.model_copy(update={"detector": DetectorGeometry(native_pitch_mm=0.05, binning=8,
+                                                                           rows=16, cols=20)})
+    rec = ExposureRecord(index=0, frame_id=0, planned_angle_deg=0.0, angle_start_deg=-0.2, angle_end_deg=0.2,
+                         kvp=29.0, mas=1.0, anode_filter=config.limits.anode_filters[0], window_start_s=0.0,
+                         window_end_s=0.05)
+    return [(tiny.model_dump_json(), phantom.model_dump_json(), config.detector.model_dump_json(), seed, 40.0,
+             rec.model_dump_json()) for phantom in (PhantomConfig(name="uniform"), config.phantom)]
 
 
 def _init_worker(workers: int = 1) -> None:
